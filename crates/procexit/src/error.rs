@@ -1,0 +1,150 @@
+//! The library's error type: every variant carries the OS error code where
+//! there is one, and its message says what to do about it.
+
+use std::io;
+
+/// Errors from starting, running or stopping a monitor, or waiting on a process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Linux: the process connector refused us. Kernels before 6.6 require
+    /// CAP_NET_ADMIN to listen.
+    #[error(
+        "the Linux process connector refused to listen (os error {code}): kernels before 6.6 \
+         need CAP_NET_ADMIN, run with sudo"
+    )]
+    ConnectorPermission {
+        /// errno (EPERM = 1).
+        code: i32,
+    },
+
+    /// Linux: the process connector exists only in the initial network
+    /// namespace; inside a container with its own netns it cannot be reached.
+    #[error(
+        "the Linux process connector is not reachable from this network namespace (os error \
+         {code}): run procexit on the host or in the host network namespace"
+    )]
+    ConnectorUnavailable {
+        /// errno (ECONNREFUSED = 111, EPROTONOSUPPORT = 93 without CONFIG_PROC_EVENTS).
+        code: i32,
+    },
+
+    /// Windows: ETW needs an elevated process.
+    #[error("starting a kernel trace session was denied (os error {code}): run as Administrator")]
+    NotElevated {
+        /// ERROR_ACCESS_DENIED = 5.
+        code: u32,
+    },
+
+    /// Windows: ETW exists but does not work here (for example under Wine,
+    /// whose ETW functions are stubs).
+    #[error(
+        "ETW is not available here: {call} failed with os error {code} (Wine and some \
+         sandboxes only stub ETW; run on real Windows)"
+    )]
+    EtwUnavailable {
+        /// The Win32 function that failed.
+        call: &'static str,
+        /// Its Win32 error code.
+        code: u32,
+    },
+
+    /// Windows: a trace session of that name is already running and could not
+    /// be reclaimed.
+    #[error(
+        "a trace session named {name:?} already exists and could not be reclaimed (os error \
+         {code}): stop it with `logman stop {name:?} -ets` or choose another session name"
+    )]
+    SessionExists {
+        /// The session name.
+        name: String,
+        /// ERROR_ALREADY_EXISTS = 183.
+        code: u32,
+    },
+
+    /// Windows: every system-logger slot is taken.
+    #[error(
+        "no free kernel trace session slot (os error {code}): stop an unused session \
+         (`logman query -ets` lists them) or use the Kernel-Process source"
+    )]
+    NoSessionSlots {
+        /// ERROR_NO_SYSTEM_RESOURCES = 1450.
+        code: u32,
+    },
+
+    /// The process to wait for does not exist (or already ended).
+    #[error("no process with pid {pid} (it does not exist or has already ended)")]
+    NoSuchProcess {
+        /// The pid asked for.
+        pid: u32,
+    },
+
+    /// Not allowed to watch this process.
+    #[error("not allowed to watch process {pid} (os error {code}): run with more privileges")]
+    ProcessAccessDenied {
+        /// The pid asked for.
+        pid: u32,
+        /// The OS error code.
+        code: i32,
+    },
+
+    /// The configuration asks for something this OS or build cannot do.
+    #[error("{what} is not supported on this platform")]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
+
+    /// An OS call failed in a way none of the variants above describes.
+    #[error("{call} failed (os error {code}): {}", io::Error::from_raw_os_error(*code))]
+    Os {
+        /// The OS function that failed.
+        call: &'static str,
+        /// errno on Unix, the Win32 error code on Windows.
+        code: i32,
+    },
+
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The monitor's background thread stopped unexpectedly.
+    #[error("the monitor thread stopped unexpectedly: {0}")]
+    ThreadPanicked(String),
+}
+
+impl Error {
+    /// The OS error code carried by this error, if any.
+    pub fn os_code(&self) -> Option<i64> {
+        match *self {
+            Error::ConnectorPermission { code }
+            | Error::ConnectorUnavailable { code }
+            | Error::ProcessAccessDenied { code, .. }
+            | Error::Os { code, .. } => Some(i64::from(code)),
+            Error::NotElevated { code }
+            | Error::EtwUnavailable { code, .. }
+            | Error::SessionExists { code, .. }
+            | Error::NoSessionSlots { code } => Some(i64::from(code)),
+            Error::File { ref source, .. } => source.raw_os_error().map(i64::from),
+            _ => None,
+        }
+    }
+
+    /// An `Os` error from the calling thread's last OS error.
+    #[allow(dead_code)]
+    pub(crate) fn last_os(call: &'static str) -> Error {
+        Error::Os {
+            call,
+            code: io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! Offline reader of Windows `.etl` trace files (pure; runs on any OS).

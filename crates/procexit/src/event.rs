@@ -1,0 +1,411 @@
+//! The platform-neutral exit record and the events a monitor delivers.
+//!
+//! One [`ProcessExit`] describes one process (not one thread) that ended, on
+//! every OS and from every source. Fields the source cannot give are `None`:
+//! nothing here is ever guessed.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// The process exited with this code. On Linux 0–255; on Windows the full
+    /// 32-bit exit code or NTSTATUS (for example `0xC000013A`).
+    Code(u32),
+    /// The process was killed by a signal (Unix only).
+    Signal {
+        /// The signal number (9 for SIGKILL, 11 for SIGSEGV, …).
+        signal: i32,
+        /// Whether the kernel wrote a core dump.
+        core_dumped: bool,
+    },
+}
+
+impl ExitStatus {
+    /// Decodes a Linux wait status (`exit_code` of the proc connector and of
+    /// taskstats): `code << 8` for an exit, `signal | 0x80 (core)` for a kill.
+    pub fn from_wait_status(status: u32) -> ExitStatus {
+        let signal = status & 0x7f;
+        if signal == 0 {
+            ExitStatus::Code((status >> 8) & 0xff)
+        } else {
+            ExitStatus::Signal {
+                // Masked to 7 bits, so the cast cannot truncate.
+                signal: signal as i32,
+                core_dumped: status & 0x80 != 0,
+            }
+        }
+    }
+
+    /// The exit code, or `None` when a signal killed the process.
+    pub fn code(self) -> Option<u32> {
+        match self {
+            ExitStatus::Code(code) => Some(code),
+            ExitStatus::Signal { .. } => None,
+        }
+    }
+
+    /// The signal that killed the process, if one did.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            ExitStatus::Code(_) => None,
+            ExitStatus::Signal { signal, .. } => Some(signal),
+        }
+    }
+
+    /// Whether a core dump was written (always `false` for a plain exit).
+    pub fn core_dumped(self) -> bool {
+        matches!(self, ExitStatus::Signal { core_dumped: true, .. })
+    }
+
+    /// `true` for exit code 0, `false` for any other code or a signal.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// The status a shell would report: the code, or 128 + signal.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            // Windows codes above i32::MAX wrap like %ERRORLEVEL% does.
+            ExitStatus::Code(code) => code as i32,
+            ExitStatus::Signal { signal, .. } => 128 + signal,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(code) if code > 0xffff => write!(f, "code {code:#x}"),
+            ExitStatus::Code(code) => write!(f, "code {code}"),
+            ExitStatus::Signal {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "signal {signal}")?;
+                if let Some(name) = signal_name(signal) {
+                    write!(f, " ({name})")?;
+                }
+                if core_dumped {
+                    write!(f, " core dumped")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The conventional name of a Linux signal number, for display.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    const NAMES: [&str; 32] = [
+        "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
+        "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
+        "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    ];
+    usize::try_from(signal)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .filter(|name| !name.is_empty())
+}
+
+/// Who ran the process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum User {
+    /// A Unix user id (the real uid).
+    Uid(u32),
+    /// A Windows security identifier in string form, e.g. `S-1-5-18`.
+    Sid(String),
+}
+
+impl fmt::Display for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            User::Uid(uid) => write!(f, "{uid}"),
+            User::Sid(sid) => f.write_str(sid),
+        }
+    }
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// Linux netlink process connector (optionally merged with taskstats).
+    LinuxConnector,
+    /// Linux process connector merged with a taskstats record.
+    LinuxTaskstats,
+    /// Windows kernel "Process" MOF events from a real-time ETW session.
+    EtwKernel,
+    /// Windows `Microsoft-Windows-Kernel-Process` manifest events (real-time).
+    EtwKernelProcess,
+    /// Decoded from a Windows `.etl` trace file.
+    EtlFile,
+    /// A single process waited on through an OS handle (`wait`).
+    Handle,
+}
+
+impl Source {
+    /// The stable string used in the JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::LinuxConnector => "linux-connector",
+            Source::LinuxTaskstats => "linux-taskstats",
+            Source::EtwKernel => "etw-kernel",
+            Source::EtwKernelProcess => "etw-kernel-process",
+            Source::EtlFile => "etl-file",
+            Source::Handle => "handle",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One process that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessExit {
+    /// Process id (the thread-group id on Linux).
+    pub pid: u32,
+    /// Parent process id, when known.
+    pub ppid: Option<u32>,
+    /// Exit code or signal.
+    pub status: ExitStatus,
+    /// Short image name: `bash`, `cmd.exe`.
+    pub name: Option<String>,
+    /// Command line, when the OS still had it (often `None` for programs that
+    /// exit at once on Linux: the kernel frees it before the exit event).
+    pub command_line: Option<String>,
+    /// When the process started.
+    pub start_time: Option<SystemTime>,
+    /// When the process ended.
+    pub exit_time: Option<SystemTime>,
+    /// Who ran it.
+    pub user: Option<User>,
+    /// Tells apart two processes that had the same pid: on Linux the start
+    /// time in clock ticks since boot, on Windows the kernel's
+    /// `UniqueProcessKey`.
+    pub process_key: Option<u64>,
+    /// Where the record came from.
+    pub source: Source,
+}
+
+impl ProcessExit {
+    /// A record with only the facts every source has; the rest is `None`.
+    pub fn new(pid: u32, status: ExitStatus, source: Source) -> ProcessExit {
+        ProcessExit {
+            pid,
+            ppid: None,
+            status,
+            name: None,
+            command_line: None,
+            start_time: None,
+            exit_time: None,
+            user: None,
+            process_key: None,
+            source,
+        }
+    }
+
+    /// How long the process lived, when both times are known.
+    pub fn duration(&self) -> Option<Duration> {
+        let start = self.start_time?;
+        self.exit_time?.duration_since(start).ok()
+    }
+}
+
+/// What a monitor delivers, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A process ended.
+    Exit(ProcessExit),
+    /// Exits were lost at this point of the stream.
+    Lost {
+        /// How many exits are known to be missing. When the kernel reports an
+        /// overrun without a count this is a lower bound (see `Stats`).
+        count: u64,
+        /// Why they were lost.
+        reason: LossReason,
+    },
+}
+
+/// Why exits were lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// The kernel or the transport dropped events (netlink ENOBUFS, ETW lost
+    /// buffers).
+    Kernel,
+    /// The consumer was slower than the producer and the bounded queue was full.
+    QueueFull,
+}
+
+impl LossReason {
+    /// The stable string used in the JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::Kernel => "kernel",
+            LossReason::QueueFull => "queue-full",
+        }
+    }
+}
+
+/// Windows FILETIME (100 ns ticks since 1601-01-01 UTC) to `SystemTime`.
+/// Returns `None` for 0 and for values before 1970.
+pub fn system_time_from_filetime(filetime: u64) -> Option<SystemTime> {
+    const TICKS_1601_TO_1970: u64 = 116_444_736_000_000_000;
+    let ticks = filetime.checked_sub(TICKS_1601_TO_1970)?;
+    if filetime == 0 {
+        return None;
+    }
+    let secs = ticks / 10_000_000;
+    let nanos = (ticks % 10_000_000) * 100;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos as u32))
+}
+
+/// Formats a time as RFC 3339 UTC with microseconds: `2026-11-24T20:00:36.123456Z`.
+pub fn format_rfc3339(time: SystemTime) -> String {
+    let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+        Err(e) => {
+            // Before 1970: round towards the past.
+            let d = e.duration();
+            let mut secs = -(d.as_secs() as i64);
+            let mut micros = d.subsec_micros();
+            if micros > 0 {
+                secs -= 1;
+                micros = 1_000_000 - micros;
+            }
+            (secs, micros)
+        }
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(feature = "serde")]
+mod serde_impl {
+    use super::*;
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+
+    /// The JSON form is a public interface (README, "JSON schema"): keys are
+    /// only ever added, never renamed.
+    impl Serialize for ProcessExit {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("type", "exit")?;
+            map.serialize_entry("pid", &self.pid)?;
+            map.serialize_entry("ppid", &self.ppid)?;
+            map.serialize_entry("exit_code", &self.status.code())?;
+            map.serialize_entry("signal", &self.status.signal())?;
+            map.serialize_entry("core_dumped", &self.status.core_dumped())?;
+            map.serialize_entry("name", &self.name)?;
+            map.serialize_entry("command_line", &self.command_line)?;
+            map.serialize_entry("user", &self.user.as_ref().map(|u| u.to_string()))?;
+            map.serialize_entry("start_time", &self.start_time.map(format_rfc3339))?;
+            map.serialize_entry("exit_time", &self.exit_time.map(format_rfc3339))?;
+            map.serialize_entry(
+                "duration_ms",
+                &self.duration().map(|d| d.as_secs_f64() * 1000.0),
+            )?;
+            map.serialize_entry("process_key", &self.process_key)?;
+            map.serialize_entry("source", self.source.as_str())?;
+            map.end()
+        }
+    }
+
+    impl Serialize for Event {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Event::Exit(exit) => exit.serialize(serializer),
+                Event::Lost { count, reason } => {
+                    let mut map = serializer.serialize_map(Some(3))?;
+                    map.serialize_entry("type", "lost")?;
+                    map.serialize_entry("count", count)?;
+                    map.serialize_entry("reason", reason.as_str())?;
+                    map.end()
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decodes_codes_and_signals() {
+        assert_eq!(ExitStatus::from_wait_status(0x2a00), ExitStatus::Code(42));
+        assert_eq!(ExitStatus::from_wait_status(0xff00), ExitStatus::Code(255));
+        assert_eq!(
+            ExitStatus::from_wait_status(0x9),
+            ExitStatus::Signal {
+                signal: 9,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            ExitStatus::from_wait_status(0x8b),
+            ExitStatus::Signal {
+                signal: 11,
+                core_dumped: true
+            }
+        );
+        assert_eq!(ExitStatus::from_wait_status(0x8b).shell_status(), 139);
+    }
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let t = UNIX_EPOCH + Duration::new(1_583_020_800, 123_456_000); // 2020-03-01
+        assert_eq!(format_rfc3339(t), "2020-03-01T00:00:00.123456Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 - 1); // 2000-02-28T23:59:59
+        assert_eq!(format_rfc3339(t), "2000-02-28T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn filetime_converts() {
+        // 2020-07-14T12:04:31.1387363Z from a real .etl logfile header.
+        let t = system_time_from_filetime(132_392_018_711_387_363).unwrap();
+        assert_eq!(format_rfc3339(t), "2020-07-14T12:04:31.138736Z");
+        assert_eq!(system_time_from_filetime(0), None);
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), Some("SIGKILL"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(64), None);
+        assert_eq!(signal_name(-1), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! Which exits to deliver. Pure: no OS calls.
+
+use std::time::Duration;
+
+use crate::event::ProcessExit;
+
+/// A filter over exit records. Every condition that is set must hold (AND);
+/// within one condition, any listed value matches (OR).
+///
+/// ```
+/// use procexit::Filter;
+/// use std::time::Duration;
+///
+/// let filter = Filter::new()
+///     .name("python*")
+///     .failed_only(true)
+///     .min_duration(Duration::from_millis(100));
+/// assert!(!filter.is_empty());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    names: Vec<String>,
+    pids: Vec<u32>,
+    ppids: Vec<u32>,
+    failed_only: bool,
+    min_duration: Option<Duration>,
+}
+
+impl Filter {
+    /// A filter that lets everything through.
+    pub fn new() -> Filter {
+        Filter::default()
+    }
+
+    /// Keep exits whose image name matches this glob (`*`, `?`; matched
+    /// without case on Windows-style names ending in `.exe` too: `cmd`
+    /// matches `cmd.exe`). May be given several times.
+    #[must_use]
+    pub fn name(mut self, glob: impl Into<String>) -> Filter {
+        self.names.push(glob.into());
+        self
+    }
+
+    /// Keep exits of this pid. May be given several times.
+    #[must_use]
+    pub fn pid(mut self, pid: u32) -> Filter {
+        self.pids.push(pid);
+        self
+    }
+
+    /// Keep exits whose parent is this pid. May be given several times.
+    #[must_use]
+    pub fn ppid(mut self, ppid: u32) -> Filter {
+        self.ppids.push(ppid);
+        self
+    }
+
+    /// Keep only failures: a non-zero exit code or a signal.
+    #[must_use]
+    pub fn failed_only(mut self, yes: bool) -> Filter {
+        self.failed_only = yes;
+        self
+    }
+
+    /// Keep only processes that lived at least this long (exits whose
+    /// duration is unknown are dropped when this is set).
+    #[must_use]
+    pub fn min_duration(mut self, duration: Duration) -> Filter {
+        self.min_duration = Some(duration);
+        self
+    }
+
+    /// Whether the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// Whether this exit passes the filter.
+    pub fn matches(&self, exit: &ProcessExit) -> bool {
+        if !self.pids.is_empty() && !self.pids.contains(&exit.pid) {
+            return false;
+        }
+        if !self.ppids.is_empty() && !exit.ppid.is_some_and(|p| self.ppids.contains(&p)) {
+            return false;
+        }
+        if self.failed_only && exit.status.success() {
+            return false;
+        }
+        if let Some(min) = self.min_duration {
+            if !exit.duration().is_some_and(|d| d >= min) {
+                return false;
+            }
+        }
+        if !self.names.is_empty() {
+            let Some(name) = exit.name.as_deref() else {
+                return false;
+            };
+            if !self.names.iter().any(|glob| name_matches(glob, name)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Glob match of an image name. A Windows name also matches without its
+/// `.exe` suffix, and case is ignored for `.exe` names (Windows file names
+/// are case-insensitive).
+fn name_matches(glob: &str, name: &str) -> bool {
+    if glob_match(glob.as_bytes(), name.as_bytes()) {
+        return true;
+    }
+    let lower = name.to_ascii_lowercase();
+    if let Some(stem) = lower.strip_suffix(".exe") {
+        let glob = glob.to_ascii_lowercase();
+        return glob_match(glob.as_bytes(), lower.as_bytes())
+            || glob_match(glob.as_bytes(), stem.as_bytes());
+    }
+    false
+}
+
+/// `*` matches any run of bytes, `?` one byte; everything else is literal.
+/// Iterative with one backtrack point, so it is linear-ish and never recurses.
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || Some(&c) == text.get(t) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExitStatus, Source};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn exit(name: &str, code: u32) -> ProcessExit {
+        let mut e = ProcessExit::new(10, ExitStatus::Code(code), Source::LinuxConnector);
+        e.name = Some(name.into());
+        e.ppid = Some(1);
+        e
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"py*", b"python3"));
+        assert!(glob_match(b"*thon?", b"python3"));
+        assert!(!glob_match(b"*thon?", b"python"));
+        assert!(glob_match(b"a*b*c", b"axxbyyc"));
+        assert!(!glob_match(b"a*b*c", b"axxbyy"));
+        assert!(glob_match(b"", b""));
+        assert!(!glob_match(b"", b"x"));
+    }
+
+    #[test]
+    fn windows_names_match_without_exe_and_case() {
+        let f = Filter::new().name("cmd");
+        assert!(f.matches(&exit("CMD.EXE", 0)));
+        assert!(!f.matches(&exit("cmdx.exe", 0)));
+        assert!(!Filter::new().name("BASH").matches(&exit("bash", 0)));
+    }
+
+    #[test]
+    fn conditions_combine() {
+        let f = Filter::new().name("sh").failed_only(true);
+        assert!(!f.matches(&exit("sh", 0)));
+        assert!(f.matches(&exit("sh", 1)));
+        assert!(!f.matches(&exit("bash", 1)));
+        assert!(Filter::new().ppid(1).matches(&exit("x", 0)));
+        assert!(!Filter::new().ppid(2).matches(&exit("x", 0)));
+        assert!(!Filter::new().pid(11).matches(&exit("x", 0)));
+        let mut e = exit("x", 0);
+        assert!(!Filter::new().min_duration(Duration::from_secs(1)).matches(&e));
+        e.start_time = Some(UNIX_EPOCH);
+        e.exit_time = Some(UNIX_EPOCH + Duration::from_secs(2));
+        assert!(Filter::new().min_duration(Duration::from_secs(1)).matches(&e));
+    }
+}

@@ -1,0 +1,56 @@
+//! procexit: learn how every process on a machine ended.
+//!
+//! One exit record ([`ProcessExit`]) and one API ([`Monitor`]) over the OS
+//! facilities that report process exits system-wide:
+//!
+//! - Linux: the netlink process connector (any user on kernels ≥ 6.6),
+//!   merged with taskstats when running as root;
+//! - Windows: an ETW kernel trace session, through raw FFI;
+//! - any OS: Windows `.etl` trace files, read offline ([`etl`]).
+//!
+//! Loss is never silent: exits the kernel lost or the consumer was too slow
+//! for arrive in order as [`Event::Lost`] and are counted in [`Stats`].
+//!
+//! ```no_run
+//! use procexit::{Event, Filter, Monitor};
+//!
+//! let monitor = Monitor::builder()
+//!     .filter(Filter::new().failed_only(true))
+//!     .start()?;
+//! while let Some(event) = monitor.recv() {
+//!     if let Event::Exit(exit) = event {
+//!         println!("{} ({}) ended with {}", exit.pid, exit.name.as_deref().unwrap_or("?"), exit.status);
+//!     }
+//! }
+//! # Ok::<(), procexit::Error>(())
+//! ```
+//!
+//! Layout: `decode` and `etl` are pure parsers of `&[u8]` (no OS calls, no
+//! `unsafe`, never panic on input); `sys` holds the OS backends and every
+//! `unsafe` block of the crate.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod decode;
+pub mod etl;
+mod error;
+mod event;
+mod filter;
+mod monitor;
+mod queue;
+mod sys;
+mod wait;
+
+pub use config::{LinuxOptions, Taskstats, WindowsOptions};
+pub use error::{Error, Result};
+pub use event::{
+    format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, LossReason,
+    ProcessExit, Source, User,
+};
+pub use filter::Filter;
+pub use monitor::{
+    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stats, Stopper, DEFAULT_QUEUE_CAPACITY,
+};
+pub use wait::WaitSet;

@@ -1,0 +1,321 @@
+//! The bounded queue between a backend thread and the consumer, and the
+//! counters behind [`Stats`](crate::Stats).
+//!
+//! The producer never blocks: when the queue is full an exit is dropped and
+//! counted, and a `Lost { reason: QueueFull }` marker is put in the stream at
+//! the place of the gap as soon as there is room again. Loss is never silent.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::event::{Event, LossReason, ProcessExit};
+use crate::filter::Filter;
+use crate::monitor::Stats;
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Event>,
+    /// Exits dropped since the last marker was queued.
+    pending_dropped: u64,
+    /// Kernel losses reported while the queue was full.
+    pending_kernel_lost: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    seen: AtomicU64,
+    filtered: AtomicU64,
+    queued: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    lost: AtomicU64,
+    overruns: AtomicU64,
+    anomalies: AtomicU64,
+}
+
+/// Shared between the backend (producer) and the monitor (consumer).
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+    filter: Filter,
+    counters: Counters,
+}
+
+/// Where a backend puts what it learns. Cheap to clone; every method is
+/// non-blocking and never panics.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    shared: std::sync::Arc<Shared>,
+}
+
+impl Shared {
+    pub(crate) fn new(capacity: usize, filter: Filter) -> Shared {
+        Shared {
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+            filter,
+            counters: Counters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave State inconsistent
+        // (every update is a single push/pop or counter change), so a
+        // poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues loss markers that were waiting for room.
+    fn flush_pending(&self, state: &mut State) {
+        if state.pending_kernel_lost > 0 && state.items.len() < self.capacity {
+            let count = std::mem::take(&mut state.pending_kernel_lost);
+            push_marker(&mut state.items, count, LossReason::Kernel);
+        }
+        if state.pending_dropped > 0 && state.items.len() < self.capacity {
+            let count = std::mem::take(&mut state.pending_dropped);
+            push_marker(&mut state.items, count, LossReason::QueueFull);
+        }
+    }
+
+    fn push_exit(&self, exit: ProcessExit) {
+        let c = &self.counters;
+        c.seen.fetch_add(1, Ordering::Relaxed);
+        if !self.filter.matches(&exit) {
+            c.filtered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        self.flush_pending(&mut state);
+        let has_pending = state.pending_dropped > 0 || state.pending_kernel_lost > 0;
+        if state.items.len() >= self.capacity || has_pending {
+            state.pending_dropped += 1;
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            state.items.push_back(Event::Exit(exit));
+            c.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    fn push_lost(&self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.counters.lost.fetch_add(count, Ordering::Relaxed);
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        state.pending_kernel_lost += count;
+        self.flush_pending(&mut state);
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Marks the end of the stream: the consumer gets what is queued, then
+    /// `None`. Pending loss markers are queued even past capacity so the end
+    /// of the stream still reports them.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        let kernel = std::mem::take(&mut state.pending_kernel_lost);
+        push_marker(&mut state.items, kernel, LossReason::Kernel);
+        let dropped = std::mem::take(&mut state.pending_dropped);
+        push_marker(&mut state.items, dropped, LossReason::QueueFull);
+        state.closed = true;
+        drop(state);
+        self.ready.notify_all();
+    }
+
+    /// Takes the next event. `None` means the stream ended (closed and
+    /// drained) or, with a deadline, that it passed; `ended` tells which.
+    pub(crate) fn pop(&self, deadline: Option<Instant>) -> Pop {
+        let mut state = self.lock();
+        loop {
+            if let Some(event) = state.items.pop_front() {
+                self.flush_pending(&mut state);
+                if matches!(event, Event::Exit(_)) {
+                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                return Pop::Event(event);
+            }
+            if state.closed {
+                return Pop::Ended;
+            }
+            match deadline {
+                None => state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Pop::TimedOut;
+                    }
+                    let wait = deadline.saturating_duration_since(now);
+                    state = self
+                        .ready
+                        .wait_timeout(state, wait.min(Duration::from_secs(3600)))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            seen: get(&c.seen),
+            filtered: get(&c.filtered),
+            delivered: get(&c.delivered),
+            dropped: get(&c.dropped),
+            lost: get(&c.lost),
+            overruns: get(&c.overruns),
+            anomalies: get(&c.anomalies),
+        }
+    }
+}
+
+/// Appends a loss marker, merged into the last one when it has the same
+/// reason (two markers in a row say nothing more than one).
+fn push_marker(items: &mut VecDeque<Event>, count: u64, reason: LossReason) {
+    if count == 0 {
+        return;
+    }
+    if let Some(Event::Lost {
+        count: last,
+        reason: last_reason,
+    }) = items.back_mut()
+    {
+        if *last_reason == reason {
+            *last = last.saturating_add(count);
+            return;
+        }
+    }
+    items.push_back(Event::Lost { count, reason });
+}
+
+pub(crate) enum Pop {
+    Event(Event),
+    TimedOut,
+    Ended,
+}
+
+impl Sink {
+    pub(crate) fn new(shared: std::sync::Arc<Shared>) -> Sink {
+        Sink { shared }
+    }
+
+    /// A process ended: filter it and queue it (or count it as dropped).
+    pub(crate) fn exit(&self, exit: ProcessExit) {
+        self.shared.push_exit(exit);
+    }
+
+    /// The kernel or transport lost `count` exits (or, when the count is
+    /// unknown, at least `count`).
+    pub(crate) fn lost(&self, count: u64) {
+        self.shared.push_lost(count);
+    }
+
+    /// The kernel reported an overrun (ENOBUFS, a lost ETW buffer) whose
+    /// size it did not say.
+    #[allow(dead_code)]
+    pub(crate) fn overrun(&self) {
+        self.shared
+            .counters
+            .overruns
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends the stream (see [`Shared::close`]).
+    pub(crate) fn close(&self) {
+        self.shared.close();
+    }
+
+    /// A record that could not be decoded exactly (counted, never fatal).
+    #[allow(dead_code)]
+    pub(crate) fn anomaly(&self) {
+        self.shared
+            .counters
+            .anomalies
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExitStatus, Source};
+    use std::sync::Arc;
+
+    fn exit(pid: u32) -> ProcessExit {
+        ProcessExit::new(pid, ExitStatus::Code(0), Source::LinuxConnector)
+    }
+
+    fn drain(shared: &Shared) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Pop::Event(e) = shared.pop(Some(Instant::now())) {
+            out.push(e);
+        }
+        out
+    }
+
+    #[test]
+    fn overflow_is_counted_and_marked_in_order() {
+        let shared = Arc::new(Shared::new(2, Filter::new()));
+        let sink = Sink::new(shared.clone());
+        for pid in 1..=5 {
+            sink.exit(exit(pid));
+        }
+        // Two fit, three are dropped; after the consumer makes room the marker
+        // goes in before anything newer.
+        assert!(matches!(shared.pop(None), Pop::Event(Event::Exit(e)) if e.pid == 1));
+        sink.exit(exit(6));
+        let rest = drain(&shared);
+        assert_eq!(
+            rest,
+            vec![
+                Event::Exit(exit(2)),
+                Event::Lost {
+                    count: 4,
+                    reason: LossReason::QueueFull
+                },
+            ]
+        );
+        let stats = shared.stats();
+        assert_eq!((stats.seen, stats.delivered, stats.dropped), (6, 2, 4));
+        sink.exit(exit(7));
+        assert_eq!(drain(&shared), vec![Event::Exit(exit(7))]);
+    }
+
+    #[test]
+    fn close_flushes_pending_markers() {
+        let shared = Arc::new(Shared::new(1, Filter::new()));
+        let sink = Sink::new(shared.clone());
+        sink.exit(exit(1));
+        sink.exit(exit(2));
+        sink.lost(3);
+        shared.close();
+        let all = drain(&shared);
+        assert_eq!(all.len(), 3);
+        assert!(matches!(shared.pop(None), Pop::Ended));
+        assert_eq!(shared.stats().lost, 3);
+    }
+
+    #[test]
+    fn filtered_exits_are_counted_not_queued() {
+        let shared = Arc::new(Shared::new(8, Filter::new().pid(2)));
+        let sink = Sink::new(shared.clone());
+        sink.exit(exit(1));
+        sink.exit(exit(2));
+        assert_eq!(drain(&shared), vec![Event::Exit(exit(2))]);
+        assert_eq!(shared.stats().filtered, 1);
+    }
+}

@@ -1,0 +1,28 @@
+//! Linux backend placeholder.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::event::ProcessExit;
+use crate::monitor::{MonitorBuilder, Running};
+use crate::queue::Sink;
+
+pub(crate) fn start(_options: &MonitorBuilder, _sink: Sink) -> Result<Running> {
+    Err(Error::Unsupported {
+        what: "live process-exit monitoring",
+    })
+}
+
+pub(crate) struct WaitSet;
+
+impl WaitSet {
+    pub(crate) fn new(_pids: &[u32]) -> Result<WaitSet> {
+        Err(Error::Unsupported {
+            what: "waiting for processes",
+        })
+    }
+
+    pub(crate) fn next_exit(&mut self, _deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,68 @@
+//! Waiting for arbitrary processes (not only children) to end.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::event::ProcessExit;
+use crate::sys;
+
+/// A set of processes to wait for. Exits come back one at a time, in the
+/// order the processes end.
+///
+/// On Linux this listens to the process connector (so any process, not only
+/// children, and with the real exit status); on Windows it waits on process
+/// handles (no ETW, no elevation needed).
+///
+/// ```no_run
+/// use procexit::WaitSet;
+///
+/// let mut set = WaitSet::new(&[1234])?;
+/// while let Some(exit) = set.next_exit(None)? {
+///     println!("{} ended: {}", exit.pid, exit.status);
+/// }
+/// # Ok::<(), procexit::Error>(())
+/// ```
+pub struct WaitSet {
+    inner: sys::WaitSet,
+    remaining: Vec<u32>,
+}
+
+impl std::fmt::Debug for WaitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitSet")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl WaitSet {
+    /// Starts waiting for `pids`. Fails with [`Error::NoSuchProcess`](crate::Error::NoSuchProcess)
+    /// if one of them does not exist (or has already ended).
+    pub fn new(pids: &[u32]) -> Result<WaitSet> {
+        let mut remaining = pids.to_vec();
+        remaining.sort_unstable();
+        remaining.dedup();
+        Ok(WaitSet {
+            inner: sys::WaitSet::new(&remaining)?,
+            remaining,
+        })
+    }
+
+    /// The next process of the set to end. `Ok(None)` when every process has
+    /// been reported, or when `deadline` passed first.
+    pub fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
+        if self.remaining.is_empty() {
+            return Ok(None);
+        }
+        let exit = self.inner.next_exit(deadline)?;
+        if let Some(exit) = &exit {
+            self.remaining.retain(|&pid| pid != exit.pid);
+        }
+        Ok(exit)
+    }
+
+    /// The pids still running.
+    pub fn remaining(&self) -> &[u32] {
+        &self.remaining
+    }
+}
