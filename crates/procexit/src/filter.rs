@@ -87,7 +87,7 @@ impl Filter {
             return false;
         }
         if let Some(min) = self.min_duration {
-            if !exit.duration().is_some_and(|d| d >= min) {
+            if exit.duration().is_none_or(|d| d < min) {
                 return false;
             }
         }

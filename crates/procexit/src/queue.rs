@@ -28,7 +28,6 @@ struct State {
 struct Counters {
     seen: AtomicU64,
     filtered: AtomicU64,
-    queued: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
     lost: AtomicU64,
@@ -100,7 +99,6 @@ impl Shared {
             c.dropped.fetch_add(1, Ordering::Relaxed);
         } else {
             state.items.push_back(Event::Exit(exit));
-            c.queued.fetch_add(1, Ordering::Relaxed);
         }
         drop(state);
         self.ready.notify_one();
