@@ -1,29 +1,265 @@
-//! Windows backend: ETW kernel session (raw FFI). Placeholder until the
-//! session lands; every call says it is unsupported.
+//! Windows backend: a real-time ETW session through raw FFI (windows-sys
+//! only), and `wait` through process handles.
+//!
+//! Threads of a running monitor:
+//! - consumer: ProcessTrace → [`consumer::on_event`] → tracker → sink;
+//! - control (the backend thread): flushes every `flush_interval`, polls
+//!   the loss counters, and on stop runs STOP → join consumer → CloseTrace
+//!   → free the callback context (reference §4.5).
+//!
+//! Everything that can fail (StartTraceW, EnableTraceEx2, OpenTraceW) runs
+//! before any thread exists, so a failed start leaves nothing behind.
 
-use std::time::Instant;
+mod consumer;
+mod ffi;
+mod properties;
+mod session;
+mod trace;
+mod version;
+mod wait;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use consumer::Context;
+use ffi::{os_error, ACCESS_DENIED, NOT_RUNNING};
+use properties::LossCounters;
+use session::Session;
+use trace::TraceReader;
+use version::{OsVersion, Plan};
 
 use crate::error::{Error, Result};
-use crate::event::ProcessExit;
-use crate::monitor::{MonitorBuilder, Running};
+use crate::event::Source;
+use crate::monitor::{spawn_backend, Backend, MonitorBuilder, Running, StopSignal};
 use crate::queue::Sink;
 
-pub(crate) fn start(_options: &MonitorBuilder, _sink: Sink) -> Result<Running> {
-    Err(Error::Unsupported {
-        what: "live process-exit monitoring",
+pub(crate) use wait::WaitSet;
+
+/// How often the loss counters are polled.
+const QUERY_EVERY: Duration = Duration::from_secs(1);
+/// How long ProcessTrace may take to return after STOP before the trace is
+/// closed under it (MS warns of several seconds' lag).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Threads this backend started that are still running (tests check that
+/// nothing leaks).
+pub(crate) static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+    let win = &options.windows;
+    let plan = Plan::choose(options.backend, OsVersion::current(), win.nt_kernel_logger_allowed())?;
+    let session = match Session::start(plan, win) {
+        // No system-logger slot: Kernel-Process needs none (reference §5).
+        Err(Error::NoSessionSlots { .. })
+            if options.backend == Backend::Auto && plan != Plan::KernelProcess =>
+        {
+            Session::start(Plan::KernelProcess, win)?
+        }
+        other => other?,
+    };
+    run(session, sink, win.flush_interval_duration())
+}
+
+/// Opens the consumer on a started session and spawns the two threads.
+fn run(mut session: Session, sink: Sink, flush_interval: Duration) -> Result<Running> {
+    let source = match session.plan {
+        Plan::KernelProcess => Source::EtwKernelProcess,
+        _ => Source::EtwKernel,
+    };
+    let context = Arc::new(Context::new(sink.clone(), source));
+    let reader = match TraceReader::open(session.name(), &context) {
+        Ok(reader) => Arc::new(reader),
+        Err(code) => {
+            let _ = session.stop();
+            // Right after our own StartTraceW succeeded, access denied means
+            // ETW does not work here (Wine's stub), not missing elevation.
+            return Err(if code == ACCESS_DENIED && session.owned {
+                Error::EtwUnavailable {
+                    call: "OpenTraceW",
+                    code,
+                }
+            } else {
+                ffi::etw_error("OpenTraceW", code, session.name())
+            });
+        }
+    };
+    let consumer = spawn_counted("procexit-etw-consumer", {
+        let reader = reader.clone();
+        let context = context.clone();
+        move || {
+            let rc = reader.process();
+            reader.close();
+            // Only now may the context go: no callback can run any more.
+            drop(context);
+            rc
+        }
     })
+    .inspect_err(|_| {
+        let _ = session.stop();
+    })?;
+    let stop = Arc::new(Stop::default());
+    let control = Control {
+        session,
+        reader,
+        context,
+        consumer,
+        stop: stop.clone(),
+        flush_interval: flush_interval.max(Duration::from_millis(1)),
+    };
+    LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
+    let thread = spawn_backend("procexit-etw", sink, move |sink| {
+        let _count = ThreadCount;
+        control.run(sink)
+    })
+    .inspect_err(|_| {
+        LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
+    })?;
+    Ok(Running { stop, thread })
 }
 
-pub(crate) struct WaitSet;
+/// Decrements [`LIVE_THREADS`] when a counted thread ends.
+struct ThreadCount;
 
-impl WaitSet {
-    pub(crate) fn new(_pids: &[u32]) -> Result<WaitSet> {
-        Err(Error::Unsupported {
-            what: "waiting for processes",
+impl Drop for ThreadCount {
+    fn drop(&mut self) {
+        LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn spawn_counted<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _count = ThreadCount;
+            body()
         })
-    }
+        .map_err(|e| {
+            LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
+            os_error("CreateThread", e.raw_os_error().unwrap_or(0) as u32)
+        })
+}
 
-    pub(crate) fn next_exit(&mut self, _deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
-        Ok(None)
+/// The stop request: a flag and a condvar the control thread sleeps on.
+#[derive(Default)]
+struct Stop {
+    requested: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl StopSignal for Stop {
+    fn stop(&self) {
+        *self.requested.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.wake.notify_all();
     }
 }
+
+impl Stop {
+    /// Sleeps up to `timeout`; `true` once a stop was requested.
+    fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.requested.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .wake
+            .wait_timeout_while(guard, timeout, |requested| !*requested)
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+struct Control {
+    session: Session,
+    reader: Arc<TraceReader>,
+    context: Arc<Context>,
+    consumer: JoinHandle<u32>,
+    stop: Arc<Stop>,
+    flush_interval: Duration,
+}
+
+impl Control {
+    fn run(mut self, sink: &Sink) -> Result<()> {
+        let mut seen = LossCounters::default();
+        let mut last_query = Instant::now();
+        let mut error = None;
+        let mut ended_early = false;
+        while !self.stop.wait(self.flush_interval) {
+            if self.consumer.is_finished() {
+                // ProcessTrace ended without our STOP: the session was
+                // stopped from outside (logman, another tool) or failed.
+                ended_early = true;
+                break;
+            }
+            // A failed flush only delays delivery to ETW's 1 s timer.
+            let _ = self.session.flush();
+            if last_query.elapsed() >= QUERY_EVERY {
+                last_query = Instant::now();
+                if let Ok(now) = self.session.query() {
+                    self.report_loss(sink, &mut seen, now);
+                }
+            }
+        }
+        // STOP first: ETW then delivers what is buffered and ProcessTrace
+        // returns (reference §4.5).
+        match self.session.stop() {
+            Ok(Some(last)) => self.report_loss(sink, &mut seen, last),
+            Ok(None) => {}
+            Err(e) => error = Some(e),
+        }
+        if !self.session.owned {
+            // An attached session keeps running; closing ends ProcessTrace.
+            self.reader.close();
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while !self.consumer.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.reader.close();
+        let rc = match self.consumer.join() {
+            Ok(rc) => rc,
+            Err(_) => return Err(Error::ThreadPanicked("ETW consumer thread".into())),
+        };
+        // After our stop ProcessTrace returns 0 (or 4201 once the session
+        // is gone); anything else, or any early end, is reported.
+        if ended_early || (rc != 0 && rc != NOT_RUNNING) {
+            let code = if rc == 0 { NOT_RUNNING } else { rc };
+            error = Some(os_error("ProcessTrace", code));
+        }
+        drop(self.context);
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Puts counter increases into the stream, minus what Lost_Event
+    /// notifications already reported in-band.
+    fn report_loss(&self, sink: &Sink, seen: &mut LossCounters, now: LossCounters) {
+        let events = now.events_lost.saturating_sub(seen.events_lost);
+        let buffers = now.realtime_buffers_lost.saturating_sub(seen.realtime_buffers_lost);
+        *seen = LossCounters {
+            events_lost: seen.events_lost.max(now.events_lost),
+            realtime_buffers_lost: seen.realtime_buffers_lost.max(now.realtime_buffers_lost),
+        };
+        let inband_events = take_up_to(&self.context.inband_lost_events, u64::from(events));
+        sink.lost(u64::from(events) - inband_events);
+        let inband_buffers = take_up_to(&self.context.inband_lost_buffers, u64::from(buffers));
+        for _ in inband_buffers..u64::from(buffers) {
+            sink.overrun();
+            sink.lost(1);
+        }
+    }
+}
+
+/// Subtracts up to `max` from `counter`; returns how much was taken.
+fn take_up_to(counter: &std::sync::atomic::AtomicU64, max: u64) -> u64 {
+    let mut taken = 0;
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        taken = v.min(max);
+        Some(v - taken)
+    });
+    taken
+}
+
+#[cfg(test)]
+mod tests;
