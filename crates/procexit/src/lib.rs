@@ -38,6 +38,7 @@ pub mod etl;
 mod error;
 mod event;
 mod filter;
+pub(crate) mod merge;
 mod monitor;
 mod queue;
 mod sys;
