@@ -66,6 +66,8 @@ C
 x86_64-w64-mingw32-gcc -shared -O2 -s -nostdlib -Wl,-e,DllMain \
   -o "$SHIM/bcryptprimitives.dll" "$SHIM/bcryptprimitives.c" -ladvapi32
 SYS32=$WINEPREFIX/drive_c/windows/system32
+# A server left by an interrupted run of this script would block `-w`.
+"$WINESERVER" -k 2>/dev/null || true
 if [ ! -d "$SYS32" ]; then
   "$WINE" wineboot -i >/dev/null 2>&1 || true
   "$WINESERVER" -w || true
@@ -75,7 +77,12 @@ cp "$SHIM/bcryptprimitives.dll" "$SYS32/"
 # prefix says Windows 7; the Win7 branch is tested explicitly).
 "$WINE" reg add 'HKCU\Software\Wine' /v Version /t REG_SZ /d win10 /f >/dev/null 2>&1
 "$WINESERVER" -w || true
+# A persistent server, and Wine's services started now with their output
+# detached: otherwise the first test exe starts them and they keep the
+# caller's stdout pipe open after cargo exits (the pipeline then hangs).
 "$WINESERVER" -p 2>/dev/null || true
+trap '"$WINESERVER" -k 2>/dev/null || true' EXIT
+"$WINE" cmd /c exit 0 </dev/null >/dev/null 2>&1 || true
 
 # Everything below uses Debian's rustc 1.96 (it has the std sources that
 # -Zbuild-std needs); a subshell keeps that away from host builds.
@@ -107,5 +114,4 @@ cp "$SHIM/bcryptprimitives.dll" "$SYS32/"
     skip "rustc $(/usr/bin/rustc -V) has no aarch64-pc-windows-msvc target" impossible
   fi
 )
-"$WINESERVER" -k 2>/dev/null || true
 step "done"

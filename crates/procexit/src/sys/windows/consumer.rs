@@ -74,12 +74,13 @@ impl Context {
         self.events.fetch_add(1, Ordering::Relaxed);
         let timestamp = u64::try_from(record.timestamp).ok().filter(|&t| t > 0);
         if record.provider == PROCESS_GUID {
-            let pointer = PointerSize::from_header_flags(record.header_flags).unwrap_or_else(|| {
-                // Kernel events always carry a width flag; without one,
-                // assume the OS's width and say so.
-                self.sink.anomaly();
-                native_pointer_size()
-            });
+            let pointer =
+                PointerSize::from_header_flags(record.header_flags).unwrap_or_else(|| {
+                    // Kernel events always carry a width flag; without one,
+                    // assume the OS's width and say so.
+                    self.sink.anomaly();
+                    native_pointer_size()
+                });
             self.with_tracker(|t| {
                 t.on_process_event(
                     record.opcode,
@@ -119,8 +120,7 @@ impl Context {
     where
         F: FnOnce(
             &mut EtwExitTracker,
-        )
-            -> Result<Option<crate::event::ProcessExit>, crate::decode::DecodeError>,
+        ) -> Result<Option<crate::event::ProcessExit>, crate::decode::DecodeError>,
     {
         // Only the ProcessTrace thread locks this, so it never waits; a
         // panic inside left the tracker consistent enough to go on.

@@ -4,9 +4,8 @@
 #![allow(unsafe_code)]
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_BAD_LENGTH,
-    ERROR_INVALID_PARAMETER, ERROR_NO_SYSTEM_RESOURCES, ERROR_WMI_INSTANCE_NOT_FOUND, HANDLE,
-    WIN32_ERROR,
+    CloseHandle, GetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_INVALID_PARAMETER,
+    ERROR_NO_SYSTEM_RESOURCES, ERROR_WMI_INSTANCE_NOT_FOUND, HANDLE, WIN32_ERROR,
 };
 
 use crate::error::Error;
@@ -21,8 +20,6 @@ pub(crate) const NO_SYSTEM_RESOURCES: u32 = ERROR_NO_SYSTEM_RESOURCES;
 pub(crate) const NOT_RUNNING: u32 = ERROR_WMI_INSTANCE_NOT_FOUND;
 /// ERROR_INVALID_PARAMETER.
 pub(crate) const INVALID_PARAMETER: u32 = ERROR_INVALID_PARAMETER;
-/// ERROR_BAD_LENGTH: properties buffer too small.
-pub(crate) const BAD_LENGTH: u32 = ERROR_BAD_LENGTH;
 /// ERROR_MORE_DATA: on STOP the session was stopped all the same.
 pub(crate) const MORE_DATA: u32 = 234;
 /// ERROR_CTX_CLOSE_PENDING: CloseTrace while ProcessTrace runs; a success.

@@ -49,7 +49,11 @@ pub(crate) static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     let win = &options.windows;
-    let plan = Plan::choose(options.backend, OsVersion::current(), win.nt_kernel_logger_allowed())?;
+    let plan = Plan::choose(
+        options.backend,
+        OsVersion::current(),
+        win.nt_kernel_logger_allowed(),
+    )?;
     let session = match Session::start(plan, win) {
         // No system-logger slot: Kernel-Process needs none (reference §5).
         Err(Error::NoSessionSlots { .. })
@@ -154,7 +158,10 @@ struct Stop {
 
 impl StopSignal for Stop {
     fn stop(&self) {
-        *self.requested.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *self
+            .requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
         self.wake.notify_all();
     }
 }
@@ -162,7 +169,10 @@ impl StopSignal for Stop {
 impl Stop {
     /// Sleeps up to `timeout`; `true` once a stop was requested.
     fn wait(&self, timeout: Duration) -> bool {
-        let guard = self.requested.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self
+            .requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (guard, _) = self
             .wake
             .wait_timeout_while(guard, timeout, |requested| !*requested)
@@ -198,14 +208,14 @@ impl Control {
             if last_query.elapsed() >= QUERY_EVERY {
                 last_query = Instant::now();
                 if let Ok(now) = self.session.query() {
-                    self.report_loss(sink, &mut seen, now);
+                    report_loss(sink, &self.context, &mut seen, now);
                 }
             }
         }
         // STOP first: ETW then delivers what is buffered and ProcessTrace
         // returns (reference §4.5).
         match self.session.stop() {
-            Ok(Some(last)) => self.report_loss(sink, &mut seen, last),
+            Ok(Some(last)) => report_loss(sink, &self.context, &mut seen, last),
             Ok(None) => {}
             Err(e) => error = Some(e),
         }
@@ -231,23 +241,30 @@ impl Control {
         drop(self.context);
         error.map_or(Ok(()), Err)
     }
+}
 
-    /// Puts counter increases into the stream, minus what Lost_Event
-    /// notifications already reported in-band.
-    fn report_loss(&self, sink: &Sink, seen: &mut LossCounters, now: LossCounters) {
-        let events = now.events_lost.saturating_sub(seen.events_lost);
-        let buffers = now.realtime_buffers_lost.saturating_sub(seen.realtime_buffers_lost);
-        *seen = LossCounters {
-            events_lost: seen.events_lost.max(now.events_lost),
-            realtime_buffers_lost: seen.realtime_buffers_lost.max(now.realtime_buffers_lost),
-        };
-        let inband_events = take_up_to(&self.context.inband_lost_events, u64::from(events));
-        sink.lost(u64::from(events) - inband_events);
-        let inband_buffers = take_up_to(&self.context.inband_lost_buffers, u64::from(buffers));
-        for _ in inband_buffers..u64::from(buffers) {
-            sink.overrun();
-            sink.lost(1);
-        }
+/// Puts counter increases into the stream, minus what Lost_Event
+/// notifications already reported in-band.
+pub(crate) fn report_loss(
+    sink: &Sink,
+    context: &Context,
+    seen: &mut LossCounters,
+    now: LossCounters,
+) {
+    let events = now.events_lost.saturating_sub(seen.events_lost);
+    let buffers = now
+        .realtime_buffers_lost
+        .saturating_sub(seen.realtime_buffers_lost);
+    *seen = LossCounters {
+        events_lost: seen.events_lost.max(now.events_lost),
+        realtime_buffers_lost: seen.realtime_buffers_lost.max(now.realtime_buffers_lost),
+    };
+    let inband_events = take_up_to(&context.inband_lost_events, u64::from(events));
+    sink.lost(u64::from(events) - inband_events);
+    let inband_buffers = take_up_to(&context.inband_lost_buffers, u64::from(buffers));
+    for _ in inband_buffers..u64::from(buffers) {
+        sink.overrun();
+        sink.lost(1);
     }
 }
 

@@ -2,10 +2,20 @@
 //! session name, and the buffer-size defaults. No `unsafe`: the buffer is a
 //! `#[repr(C)]` struct with the name areas right after the properties.
 
-use windows_sys::core::GUID;
 use windows_sys::Win32::System::Diagnostics::Etw::{
     EVENT_TRACE_PROPERTIES, WNODE_FLAG_TRACED_GUID,
 };
+
+use super::ffi::win_guid;
+use crate::decode::Guid;
+
+/// SystemTraceControlGuid: only the NT Kernel Logger may use it.
+pub(crate) const SYSTEM_TRACE_CONTROL_GUID: Guid = Guid::new(
+    0x9e81_4aad,
+    0x3204,
+    0x11d2,
+    [0x9a, 0x82, 0x00, 0x60, 0x08, 0xa8, 0x69, 0x39],
+);
 
 /// Longest session name accepted, in UTF-16 units. ETW documents 1024 but
 /// names much past ~240 fail without an error (reference §2.6).
@@ -27,7 +37,7 @@ pub(crate) struct PropertiesBuf {
 /// What a session is asked to be at StartTraceW.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SessionConfig {
-    pub(crate) guid: GUID,
+    pub(crate) guid: Guid,
     pub(crate) log_file_mode: u32,
     pub(crate) enable_flags: u32,
     pub(crate) buffer_size_kb: u32,
@@ -56,7 +66,7 @@ impl PropertiesBuf {
     pub(crate) fn start(config: &SessionConfig) -> Box<PropertiesBuf> {
         let mut buf = Self::control();
         let p = &mut buf.props;
-        p.Wnode.Guid = config.guid;
+        p.Wnode.Guid = win_guid(&config.guid);
         p.Wnode.ClientContext = 1;
         p.LogFileNameOffset = 0;
         p.LogFileMode = config.log_file_mode;
@@ -109,7 +119,7 @@ pub(crate) fn default_buffers(cpus: u32) -> (u32, u32) {
 /// leftover) and two names never share one. ETW compares session names
 /// without regard to case, so the name is case-folded first. The bits are
 /// marked as an RFC 9562 version 8 ("custom") GUID.
-pub(crate) fn session_guid(name: &str) -> GUID {
+pub(crate) fn session_guid(name: &str) -> Guid {
     const NAMESPACE: &[u8] = b"procexit.etw-session.v1\0";
     let folded = name.to_uppercase();
     let bytes = NAMESPACE
@@ -121,7 +131,9 @@ pub(crate) fn session_guid(name: &str) -> GUID {
     let (mut a, mut b) = (0xcbf2_9ce4_8422_2325_u64, 0x6c62_272e_07bb_0142_u64);
     for byte in bytes {
         a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        b = (b ^ u64::from(byte))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(5);
     }
     let hi = mix(a ^ b.rotate_left(32));
     let lo = mix(b ^ hi);
@@ -129,7 +141,12 @@ pub(crate) fn session_guid(name: &str) -> GUID {
     // Version 8 in bits 76..80, variant 0b10 in bits 62..64.
     value = (value & !(0xf << 76)) | (0x8 << 76);
     value = (value & !(0x3 << 62)) | (0x2 << 62);
-    GUID::from_u128(value)
+    Guid::new(
+        (value >> 96) as u32,
+        (value >> 80) as u16,
+        (value >> 64) as u16,
+        (value as u64).to_be_bytes(),
+    )
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -143,13 +160,6 @@ mod tests {
     use super::*;
     use std::mem::{offset_of, size_of};
     use windows_sys::Win32::System::Diagnostics::Etw::SystemTraceControlGuid;
-
-    fn text(g: &GUID) -> String {
-        format!(
-            "{:08x}-{:04x}-{:04x}-{:02x?}",
-            g.data1, g.data2, g.data3, g.data4
-        )
-    }
 
     #[test]
     fn start_buffer_layout() {
@@ -165,14 +175,21 @@ mod tests {
         let p = &buf.props;
         // The name follows the 120-byte properties directly (reference §2.6).
         assert_eq!(p.LoggerNameOffset, 120);
-        assert_eq!(p.LoggerNameOffset as usize, size_of::<EVENT_TRACE_PROPERTIES>());
+        assert_eq!(
+            p.LoggerNameOffset as usize,
+            size_of::<EVENT_TRACE_PROPERTIES>()
+        );
         assert_eq!(p.LogFileNameOffset, 0);
         assert_eq!(p.Wnode.BufferSize as usize, 120 + 2 * 2 * NAME_AREA);
         assert_eq!(p.Wnode.Flags, 0x0002_0000);
         assert_eq!(p.Wnode.ClientContext, 1);
-        assert_eq!(p.Wnode.Guid, config.guid);
+        assert_eq!(p.Wnode.Guid.data1, config.guid.data1);
+        assert_eq!(p.Wnode.Guid.data4, config.guid.data4);
         assert_eq!((p.LogFileMode, p.EnableFlags), (0x0200_0100, 0x1000_0001));
-        assert_eq!((p.BufferSize, p.MinimumBuffers, p.MaximumBuffers), (64, 32, 256));
+        assert_eq!(
+            (p.BufferSize, p.MinimumBuffers, p.MaximumBuffers),
+            (64, 32, 256)
+        );
         assert_eq!(p.FlushTimer, 1);
         let control = PropertiesBuf::control();
         assert_eq!(
@@ -185,18 +202,23 @@ mod tests {
     #[test]
     fn guid_from_name_is_deterministic_and_distinct() {
         let g = session_guid("procexit");
-        assert_eq!(text(&g), text(&session_guid("procexit")));
-        assert_eq!(text(&g), text(&session_guid("ProcExit")));
-        assert_ne!(text(&g), text(&session_guid("procexit2")));
-        assert_ne!(text(&g), text(&session_guid("")));
-        assert_ne!(g, SystemTraceControlGuid);
+        assert_eq!(g, session_guid("procexit"));
+        assert_eq!(g, session_guid("ProcExit"));
+        assert_ne!(g, session_guid("procexit2"));
+        assert_ne!(g, session_guid(""));
+        assert_ne!(g, SYSTEM_TRACE_CONTROL_GUID);
+        let sys = SystemTraceControlGuid;
+        assert_eq!(
+            SYSTEM_TRACE_CONTROL_GUID,
+            Guid::new(sys.data1, sys.data2, sys.data3, sys.data4)
+        );
         assert_eq!(g.data3 >> 12, 8, "version 8");
         assert_eq!(g.data4[0] >> 6, 0b10, "RFC variant");
         // Pinned: a change would orphan sessions left by older builds.
-        assert_eq!(text(&g), text(&GUID::from_u128(PINNED)));
+        assert_eq!(g.to_string(), PINNED);
     }
 
-    const PINNED: u128 = 0;
+    const PINNED: &str = "b5b55073-af86-85fd-a4f9-71fb9a186646";
 
     #[test]
     fn buffer_defaults_scale_with_cpus() {

@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use windows_sys::Win32::Foundation::WIN32_ERROR;
 use windows_sys::Win32::System::Diagnostics::Etw::{
-    ControlTraceW, EnableTraceEx2, StartTraceW, SystemTraceControlGuid, CONTROLTRACE_HANDLE,
+    ControlTraceW, EnableTraceEx2, StartTraceW, CONTROLTRACE_HANDLE,
     EVENT_CONTROL_CODE_ENABLE_PROVIDER, EVENT_TRACE_CONTROL_FLUSH, EVENT_TRACE_CONTROL_QUERY,
     EVENT_TRACE_CONTROL_STOP, TRACE_LEVEL_INFORMATION,
 };
 
 use super::ffi::{
-    etw_error, os_error, wide, win_guid, ACCESS_DENIED, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA,
-    NOT_RUNNING,
+    etw_error, os_error, wide, win_guid, ACCESS_DENIED, ALREADY_EXISTS, INVALID_PARAMETER,
+    MORE_DATA, NOT_RUNNING,
 };
 use super::properties::{
     default_buffers, session_guid, LossCounters, PropertiesBuf, SessionConfig, MAX_NAME_UNITS,
+    SYSTEM_TRACE_CONTROL_GUID,
 };
 use super::version::{Plan, NT_KERNEL_LOGGER};
 use crate::config::WindowsOptions;
@@ -82,7 +83,6 @@ pub(crate) fn start_with_reclaim(
 }
 
 /// A running session we control (or attached to).
-#[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) plan: Plan,
     name: String,
@@ -176,7 +176,12 @@ impl Session {
         // SAFETY: as for StartTraceW: a self-describing properties buffer
         // and a NUL-terminated name, both alive across the call.
         let rc = unsafe {
-            ControlTraceW(self.handle, self.wide_name.as_ptr(), props.as_mut_ptr(), code)
+            ControlTraceW(
+                self.handle,
+                self.wide_name.as_ptr(),
+                props.as_mut_ptr(),
+                code,
+            )
         };
         match rc {
             0 => Ok(props),
@@ -229,7 +234,7 @@ fn session_config(plan: Plan, name: &str, options: &WindowsOptions) -> SessionCo
     let min_buffers = min.unwrap_or(default_min);
     SessionConfig {
         guid: match plan {
-            Plan::NtKernelLogger => SystemTraceControlGuid,
+            Plan::NtKernelLogger => SYSTEM_TRACE_CONTROL_GUID,
             _ => session_guid(name),
         },
         log_file_mode: plan.log_file_mode(),
@@ -271,7 +276,10 @@ mod tests {
         // Stale session of ours: stop, retry, started.
         assert_eq!(run(true, &[183, 0], &[0]), (Outcome::Started, 2, 1));
         // STOP "succeeds" but the name is still taken twice (PR #226 case).
-        assert_eq!(run(true, &[183, 183, 183, 0], &[]), (Outcome::Started, 4, 3));
+        assert_eq!(
+            run(true, &[183, 183, 183, 0], &[]),
+            (Outcome::Started, 4, 3)
+        );
         // Never frees up: attach after the last backoff.
         assert_eq!(run(true, &[], &[]), (Outcome::Attach, 5, 4));
         // Not allowed to stop it: attach, no retry.
@@ -281,7 +289,10 @@ mod tests {
         assert_eq!(run(false, &[183], &[]), (Outcome::Attach, 1, 0));
         assert_eq!(run(true, &[5], &[]), (Outcome::Failed(5), 1, 0));
         assert_eq!(run(true, &[1450], &[]), (Outcome::Failed(1450), 1, 0));
-        assert_eq!(run(true, &[183, 1450], &[4201]), (Outcome::Failed(1450), 2, 1));
+        assert_eq!(
+            run(true, &[183, 1450], &[4201]),
+            (Outcome::Failed(1450), 2, 1)
+        );
     }
 
     #[test]
@@ -293,8 +304,11 @@ mod tests {
         assert_eq!(c.guid, session_guid("procexit"));
         let o = WindowsOptions::new().buffer_size_kb(4096).buffers(100, 10);
         let c = session_config(plan, "x", &o);
-        assert_eq!((c.buffer_size_kb, c.min_buffers, c.max_buffers), (1024, 100, 100));
+        assert_eq!(
+            (c.buffer_size_kb, c.min_buffers, c.max_buffers),
+            (1024, 100, 100)
+        );
         let c = session_config(Plan::NtKernelLogger, NT_KERNEL_LOGGER, &o);
-        assert_eq!(c.guid, SystemTraceControlGuid);
+        assert_eq!(c.guid, SYSTEM_TRACE_CONTROL_GUID);
     }
 }

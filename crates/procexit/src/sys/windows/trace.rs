@@ -21,7 +21,6 @@ const INVALID_HANDLES: [u64; 2] = [u64::MAX, 0xFFFF_FFFF];
 
 /// An open real-time trace. CloseTrace runs exactly once: explicitly, or on
 /// drop.
-#[derive(Debug)]
 pub(crate) struct TraceReader {
     handle: PROCESSTRACE_HANDLE,
     closed: AtomicBool,

@@ -60,7 +60,11 @@ impl Plan {
     /// The plan for `backend` on `os`. `Auto` prefers the kernel session; on
     /// Windows 7 without the opt-in it uses Kernel-Process, which any
     /// Windows since 7 has and which never touches the NT Kernel Logger.
-    pub(crate) fn choose(backend: Backend, os: OsVersion, allow_nt_kernel_logger: bool) -> Result<Plan> {
+    pub(crate) fn choose(
+        backend: Backend,
+        os: OsVersion,
+        allow_nt_kernel_logger: bool,
+    ) -> Result<Plan> {
         let kernel = if os.has_system_logger() {
             Some(Plan::PrivateKernel {
                 independent: os.has_independent_sessions(),
@@ -118,15 +122,33 @@ impl Plan {
 mod tests {
     use super::*;
 
-    const WIN7: OsVersion = OsVersion { major: 6, minor: 1, build: 7601 };
-    const WIN8: OsVersion = OsVersion { major: 6, minor: 2, build: 9200 };
-    const WIN10: OsVersion = OsVersion { major: 10, minor: 0, build: 19045 };
+    const WIN7: OsVersion = OsVersion {
+        major: 6,
+        minor: 1,
+        build: 7601,
+    };
+    const WIN8: OsVersion = OsVersion {
+        major: 6,
+        minor: 2,
+        build: 9200,
+    };
+    const WIN10: OsVersion = OsVersion {
+        major: 10,
+        minor: 0,
+        build: 19045,
+    };
 
     #[test]
     fn plans_per_version() {
         let auto = |os, nt| Plan::choose(Backend::Auto, os, nt).unwrap();
-        assert_eq!(auto(WIN10, false), Plan::PrivateKernel { independent: true });
-        assert_eq!(auto(WIN8, false), Plan::PrivateKernel { independent: false });
+        assert_eq!(
+            auto(WIN10, false),
+            Plan::PrivateKernel { independent: true }
+        );
+        assert_eq!(
+            auto(WIN8, false),
+            Plan::PrivateKernel { independent: false }
+        );
         assert_eq!(auto(WIN7, false), Plan::KernelProcess);
         assert_eq!(auto(WIN7, true), Plan::NtKernelLogger);
         assert!(matches!(

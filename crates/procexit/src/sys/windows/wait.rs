@@ -34,7 +34,10 @@ pub(crate) struct WaitSet {
 
 impl WaitSet {
     pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
-        let procs = pids.iter().map(|&pid| open(pid)).collect::<Result<Vec<_>>>()?;
+        let procs = pids
+            .iter()
+            .map(|&pid| open(pid))
+            .collect::<Result<Vec<_>>>()?;
         Ok(WaitSet { procs })
     }
 
@@ -94,7 +97,8 @@ fn wait_any(chunk: &[Waited], timeout_ms: u32) -> Result<Option<usize>> {
     let handles: Vec<_> = chunk.iter().map(|w| w.handle.raw()).collect();
     // SAFETY: `handles` holds 1..=64 open process handles owned by `chunk`,
     // which outlives the call.
-    let rc = unsafe { WaitForMultipleObjects(handles.len() as u32, handles.as_ptr(), 0, timeout_ms) };
+    let rc =
+        unsafe { WaitForMultipleObjects(handles.len() as u32, handles.as_ptr(), 0, timeout_ms) };
     match rc {
         WAIT_TIMEOUT => Ok(None),
         WAIT_FAILED => Err(os_error("WaitForMultipleObjects", last_error())),

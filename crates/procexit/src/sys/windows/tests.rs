@@ -1,0 +1,350 @@
+//! Tests that run under Wine (CI) and on real Windows: struct layouts
+//! against the reference tables, the callback → tracker → sink path with
+//! hand-built records, and the session lifecycle against whatever ETW is
+//! there (Wine's stubs: start succeeds, OpenTraceW fails with 5).
+
+#![allow(unsafe_code)]
+
+use std::mem::{offset_of, size_of};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::System::Diagnostics::Etw::{
+    ENABLE_TRACE_PARAMETERS, EVENT_DESCRIPTOR, EVENT_HEADER, EVENT_RECORD, EVENT_TRACE_LOGFILEW,
+    EVENT_TRACE_PROPERTIES, TRACE_LOGFILE_HEADER, WNODE_HEADER,
+};
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+
+use super::consumer::{on_event, Context};
+use super::ffi::{wide, win_guid};
+use super::properties::LossCounters;
+use super::session::Session;
+use super::version::{OsVersion, Plan};
+use super::{report_loss, LIVE_THREADS};
+use crate::config::WindowsOptions;
+use crate::decode::{Guid, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
+use crate::error::Error;
+use crate::event::{Event, ExitStatus, LossReason, Source, User};
+use crate::filter::Filter;
+use crate::monitor::{Backend, Monitor};
+use crate::queue::{Pop, Shared, Sink};
+
+const X64: bool = cfg!(target_pointer_width = "64");
+
+/// 64-bit value on x64, 32-bit value on x86 (reference §2.2 columns).
+fn pick(x86: usize, x64: usize) -> usize {
+    if X64 {
+        x64
+    } else {
+        x86
+    }
+}
+
+#[test]
+fn layouts_match_the_reference_tables() {
+    assert_eq!(size_of::<WNODE_HEADER>(), 48);
+    assert_eq!(offset_of!(WNODE_HEADER, Guid), 24);
+    assert_eq!(offset_of!(WNODE_HEADER, ClientContext), 40);
+    assert_eq!(offset_of!(WNODE_HEADER, Flags), 44);
+
+    type P = EVENT_TRACE_PROPERTIES;
+    assert_eq!(size_of::<P>(), 120);
+    assert_eq!(offset_of!(P, BufferSize), 48);
+    assert_eq!(offset_of!(P, LogFileMode), 64);
+    assert_eq!(offset_of!(P, FlushTimer), 68);
+    assert_eq!(offset_of!(P, EnableFlags), 72);
+    assert_eq!(offset_of!(P, EventsLost), 88);
+    assert_eq!(offset_of!(P, RealTimeBuffersLost), 100);
+    assert_eq!(offset_of!(P, LoggerThreadId), 104);
+    assert_eq!(offset_of!(P, LogFileNameOffset), pick(108, 112));
+    assert_eq!(offset_of!(P, LoggerNameOffset), pick(112, 116));
+
+    assert_eq!(size_of::<EVENT_DESCRIPTOR>(), 16);
+    type H = EVENT_HEADER;
+    assert_eq!(size_of::<H>(), 80);
+    assert_eq!(offset_of!(H, Flags), 4);
+    assert_eq!(offset_of!(H, ProcessId), 12);
+    assert_eq!(offset_of!(H, TimeStamp), 16);
+    assert_eq!(offset_of!(H, ProviderId), 24);
+    assert_eq!(offset_of!(H, EventDescriptor), 40);
+    assert_eq!(offset_of!(H, EventDescriptor.Version), 42);
+    assert_eq!(offset_of!(H, EventDescriptor.Opcode), 45);
+    assert_eq!(offset_of!(H, ActivityId), 64);
+
+    type R = EVENT_RECORD;
+    assert_eq!(size_of::<R>(), pick(104, 112));
+    assert_eq!(offset_of!(R, BufferContext), 80);
+    assert_eq!(offset_of!(R, UserDataLength), 86);
+    assert_eq!(offset_of!(R, ExtendedData), 88);
+    assert_eq!(offset_of!(R, UserData), pick(92, 96));
+    assert_eq!(offset_of!(R, UserContext), pick(96, 104));
+
+    type L = EVENT_TRACE_LOGFILEW;
+    assert_eq!(size_of::<L>(), pick(416, 448));
+    assert_eq!(offset_of!(L, LoggerName), pick(4, 8));
+    assert_eq!(offset_of!(L, Anonymous1), pick(20, 28));
+    assert_eq!(offset_of!(L, CurrentEvent), pick(24, 32));
+    assert_eq!(offset_of!(L, LogfileHeader), pick(112, 120));
+    assert_eq!(offset_of!(L, BufferCallback), pick(384, 400));
+    assert_eq!(offset_of!(L, Anonymous2), pick(400, 424));
+    assert_eq!(offset_of!(L, Context), pick(408, 440));
+    assert_eq!(size_of::<TRACE_LOGFILE_HEADER>(), pick(272, 280));
+    assert_eq!(size_of::<ENABLE_TRACE_PARAMETERS>(), pick(36, 48));
+}
+
+fn under_wine() -> bool {
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: a NUL-terminated module name and export name; ntdll is
+    // always loaded, and only the presence of the export is checked.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+fn sink() -> (Arc<Shared>, Sink) {
+    let shared = Arc::new(Shared::new(64, Filter::new()));
+    (shared.clone(), Sink::new(shared))
+}
+
+fn drain(shared: &Shared) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Pop::Event(e) = shared.pop(Some(Instant::now())) {
+        out.push(e);
+    }
+    out
+}
+
+/// Calls the real callback with a record pointing at `payload`.
+fn deliver(context: &Context, provider: Guid, id: u16, opcode: u8, version: u8, payload: &[u8]) {
+    let mut record = EVENT_RECORD::default();
+    record.EventHeader.ProviderId = win_guid(&provider);
+    record.EventHeader.Flags = 0x0040; // 64-bit header
+    record.EventHeader.TimeStamp = 133_000_000_000_000_000;
+    record.EventHeader.EventDescriptor.Id = id;
+    record.EventHeader.EventDescriptor.Opcode = opcode;
+    record.EventHeader.EventDescriptor.Version = version;
+    record.UserData = payload.as_ptr().cast_mut().cast();
+    record.UserDataLength = u16::try_from(payload.len()).unwrap();
+    record.UserContext = std::ptr::from_ref(context).cast_mut().cast();
+    // SAFETY: the record is fully initialised, UserData/UserDataLength
+    // describe `payload`, and UserContext points at a live Context; all
+    // outlive the call, as ETW guarantees for real records.
+    unsafe { on_event(&mut record) };
+}
+
+fn utf16z(s: &str) -> Vec<u8> {
+    s.encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
+/// Kernel Process v4 End payload from a 64-bit kernel, SYSTEM user.
+fn mof_end_v4(pid: u32, code: i32) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend(0xffff_a001_0000_1000_u64.to_le_bytes()); // UniqueProcessKey
+    p.extend(pid.to_le_bytes());
+    p.extend(100u32.to_le_bytes()); // ParentId
+    p.extend(1u32.to_le_bytes()); // SessionId
+    p.extend(code.to_le_bytes()); // ExitStatus
+    p.extend(0x1aa000_u64.to_le_bytes()); // DirectoryTableBase
+    p.extend(0u32.to_le_bytes()); // Flags
+    p.extend(0xffff_c001_0000_2000_u64.to_le_bytes()); // TOKEN_USER.Sid
+    p.extend([0u8; 8]); // Attributes + padding
+    p.extend([1, 1, 0, 0, 0, 0, 0, 5]); // S-1-5-…
+    p.extend(18u32.to_le_bytes()); // …-18
+    p.extend(b"cmd.exe\0");
+    p.extend(utf16z("cmd /c exit 42"));
+    p.extend(utf16z("")); // PackageFullName
+    p.extend(utf16z("")); // ApplicationId
+    p
+}
+
+#[test]
+fn callback_turns_a_kernel_end_record_into_an_exit() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink, Source::EtwKernel);
+    deliver(&context, PROCESS_GUID, 0, 2, 4, &mof_end_v4(4242, 42));
+    let events = drain(&shared);
+    let [Event::Exit(exit)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(exit.pid, 4242);
+    assert_eq!(exit.ppid, Some(100));
+    assert_eq!(exit.status, ExitStatus::Code(42));
+    assert_eq!(exit.name.as_deref(), Some("cmd.exe"));
+    assert_eq!(exit.command_line.as_deref(), Some("cmd /c exit 42"));
+    assert_eq!(exit.user, Some(User::Sid("S-1-5-18".into())));
+    assert_eq!(exit.process_key, Some(0xffff_a001_0000_1000));
+    assert_eq!(exit.source, Source::EtwKernel);
+    assert!(exit.exit_time.is_some());
+    assert_eq!(context.events.load(Ordering::Relaxed), 1);
+    assert_eq!(shared.stats().anomalies, 0);
+}
+
+#[test]
+fn callback_handles_kernel_process_stop_lost_and_garbage() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink, Source::EtwKernelProcess);
+    // ProcessStop v0 (reference §5): pid, create, exit, code, …, ImageName.
+    let mut stop = Vec::new();
+    stop.extend(77u32.to_le_bytes());
+    stop.extend(132_000_000_000_000_000_u64.to_le_bytes());
+    stop.extend(132_000_000_010_000_000_u64.to_le_bytes());
+    stop.extend(3u32.to_le_bytes());
+    stop.extend([0u8; 8 + 16]); // elevation, handles, commit charge/peak
+    stop.extend(b"ping.exe\0");
+    deliver(&context, KERNEL_PROCESS_GUID, 2, 2, 0, &stop);
+    // In-band Lost_Event (RTLostEvent), then a truncated End.
+    deliver(&context, LOST_EVENT_GUID, 0, 32, 2, &[]);
+    deliver(&context, PROCESS_GUID, 0, 2, 4, &[1, 2, 3]);
+    // Unknown provider: skipped.
+    deliver(&context, Guid::new(1, 2, 3, [0; 8]), 0, 2, 0, &[0; 64]);
+
+    let events = drain(&shared);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let Event::Exit(exit) = &events[0] else {
+        panic!("{events:?}");
+    };
+    assert_eq!((exit.pid, exit.status), (77, ExitStatus::Code(3)));
+    assert_eq!(exit.name.as_deref(), Some("ping.exe"));
+    assert_eq!(exit.source, Source::EtwKernelProcess);
+    assert_eq!(exit.duration(), Some(Duration::from_secs(1)));
+    assert_eq!(
+        events[1],
+        Event::Lost {
+            count: 1,
+            reason: LossReason::Kernel
+        }
+    );
+    let stats = shared.stats();
+    assert_eq!((stats.lost, stats.anomalies), (1, 1));
+    assert_eq!(context.inband_lost_events.load(Ordering::Relaxed), 1);
+    assert_eq!(context.panics.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn callback_ignores_null_pointers() {
+    // SAFETY: on_event must accept a null record (it returns at once).
+    unsafe { on_event(std::ptr::null_mut()) };
+    let mut record = EVENT_RECORD::default();
+    // SAFETY: a zeroed record with a null UserContext is ignored.
+    unsafe { on_event(&mut record) };
+}
+
+#[test]
+fn polled_loss_is_not_counted_twice() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink.clone(), Source::EtwKernel);
+    deliver(&context, LOST_EVENT_GUID, 0, 32, 2, &[]);
+    deliver(&context, LOST_EVENT_GUID, 0, 33, 2, &[]);
+    let mut seen = LossCounters::default();
+    let now = LossCounters {
+        events_lost: 5,
+        realtime_buffers_lost: 3,
+    };
+    report_loss(&sink, &context, &mut seen, now);
+    // 5 events: 1 in-band + 4 polled. 3 buffers: 1 in-band + 2 polled,
+    // each an overrun and a lower-bound loss of 1.
+    let stats = shared.stats();
+    assert_eq!((stats.lost, stats.overruns), (5 + 1 + 2, 3));
+    assert_eq!(seen, now);
+    // The same totals again add nothing.
+    report_loss(&sink, &context, &mut seen, now);
+    assert_eq!(shared.stats().lost, 8);
+    let lost: u64 = drain(&shared)
+        .iter()
+        .map(|e| match e {
+            Event::Lost { count, .. } => *count,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(lost, 8);
+}
+
+/// Starts a monitor on another thread so a hang fails the test instead of
+/// blocking it.
+fn start_bounded(backend: Backend, name: &str) -> Result<Monitor, Error> {
+    let (tx, rx) = mpsc::channel();
+    let options = WindowsOptions::new().session_name(name);
+    std::thread::spawn(move || {
+        let _ = tx.send(Monitor::builder().backend(backend).windows(options).start());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("start did not return within 20 s")
+}
+
+/// Serialises the tests that start sessions (they share LIVE_THREADS).
+static SESSIONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn monitor_lifecycle_against_the_local_etw() {
+    let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    let os = OsVersion::current();
+    for backend in [Backend::Auto, Backend::EtwKernel, Backend::EtwKernelProcess] {
+        let result = start_bounded(backend, "procexit-test-lifecycle");
+        if under_wine() {
+            match (backend, os.has_system_logger(), result) {
+                // A Win7 prefix has no private kernel session.
+                (Backend::EtwKernel, false, Err(Error::Unsupported { .. })) => {}
+                // Wine: StartTraceW (and EnableTraceEx2) succeed, OpenTraceW
+                // fails with 5 — ETW unavailable, not "not elevated".
+                (
+                    _,
+                    _,
+                    Err(Error::EtwUnavailable {
+                        call: "OpenTraceW",
+                        code: 5,
+                    }),
+                ) => {}
+                (b, _, other) => panic!("{b:?} under Wine: {other:?}"),
+            }
+        } else {
+            match result {
+                Ok(monitor) => {
+                    monitor.stop().expect("clean stop");
+                }
+                Err(Error::NotElevated { code: 5 }) => {}
+                Err(e) => panic!("{backend:?}: {e}"),
+            }
+        }
+        // Nothing left running after a failed start or a stop.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while LIVE_THREADS.load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            LIVE_THREADS.load(Ordering::SeqCst),
+            0,
+            "{backend:?} leaked a thread"
+        );
+    }
+}
+
+#[test]
+fn session_control_calls_against_the_local_etw() {
+    if !under_wine() {
+        return; // real Windows: covered by the elevated e2e tests
+    }
+    let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    let options = WindowsOptions::new().session_name("procexit-test-control");
+    for plan in [
+        Plan::PrivateKernel { independent: true },
+        Plan::KernelProcess,
+    ] {
+        let mut session = Session::start(plan, &options).expect("Wine's StartTraceW succeeds");
+        assert!(session.owned);
+        assert_eq!(session.name(), "procexit-test-control");
+        assert!(session.flush().is_ok());
+        assert_eq!(session.query().unwrap(), LossCounters::default());
+        assert_eq!(session.stop().unwrap(), Some(LossCounters::default()));
+        assert_eq!(session.stop().unwrap(), None, "stop is idempotent");
+    }
+    let long = WindowsOptions::new().session_name("x".repeat(201));
+    assert!(matches!(
+        Session::start(Plan::KernelProcess, &long),
+        Err(Error::Unsupported { .. })
+    ));
+}
