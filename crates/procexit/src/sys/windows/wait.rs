@@ -5,11 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::{FILETIME, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows_sys::Win32::Foundation::{
+    ERROR_INVALID_HANDLE, FILETIME, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, GetProcessTimes, OpenProcess, QueryFullProcessImageNameW,
-    WaitForMultipleObjects, INFINITE, PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION,
-    PROCESS_SYNCHRONIZE,
+    WaitForMultipleObjects, WaitForSingleObject, INFINITE, PROCESS_NAME_WIN32,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 
 use super::ffi::{last_error, os_error, OwnedHandle, ACCESS_DENIED, INVALID_PARAMETER};
@@ -79,8 +81,9 @@ fn open(pid: u32) -> Result<Waited> {
     };
     let Some(handle) = OwnedHandle::new(raw) else {
         return Err(match last_error() {
-            // No such process (or pid 0, the idle process).
-            INVALID_PARAMETER => Error::NoSuchProcess { pid },
+            // No such process (or pid 0, the idle process). Wine answers 6
+            // for pids beyond its handle table.
+            INVALID_PARAMETER | ERROR_INVALID_HANDLE => Error::NoSuchProcess { pid },
             ACCESS_DENIED => Error::ProcessAccessDenied {
                 pid,
                 code: ACCESS_DENIED as i32,
@@ -88,6 +91,12 @@ fn open(pid: u32) -> Result<Waited> {
             code => os_error("OpenProcess", code),
         });
     };
+    // A process that already ended but whose object some handle keeps
+    // alive opens fine; the contract says it does not exist any more.
+    // SAFETY: an open handle with SYNCHRONIZE; a zero timeout only polls.
+    if unsafe { WaitForSingleObject(handle.raw(), 0) } == WAIT_OBJECT_0 {
+        return Err(Error::NoSuchProcess { pid });
+    }
     let name = image_leaf_name(&handle);
     Ok(Waited { pid, handle, name })
 }
