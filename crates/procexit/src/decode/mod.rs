@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+pub mod proc_connector;
+
 /// A GUID as Windows lays it out: `Data1` u32, `Data2` u16, `Data3` u16 (all
 /// little-endian on disk), `Data4` 8 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -288,6 +290,7 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -317,8 +320,14 @@ mod tests {
 
     #[test]
     fn pointer_size_from_flags() {
-        assert_eq!(PointerSize::from_header_flags(0x40), Some(PointerSize::Eight));
-        assert_eq!(PointerSize::from_header_flags(0x20), Some(PointerSize::Four));
+        assert_eq!(
+            PointerSize::from_header_flags(0x40),
+            Some(PointerSize::Eight)
+        );
+        assert_eq!(
+            PointerSize::from_header_flags(0x20),
+            Some(PointerSize::Four)
+        );
         assert_eq!(PointerSize::from_header_flags(0x100), None);
     }
 }
