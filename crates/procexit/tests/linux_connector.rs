@@ -306,14 +306,16 @@ fn wait_set_reports_non_child_and_rejects_missing_pids() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // Reaped on another thread: the waiter is not the parent.
+    let reaper = std::thread::spawn(move || child.wait());
     let mut set = match procexit::WaitSet::new(&[pid]) {
         Ok(s) => s,
         Err(e @ (Error::ConnectorPermission { .. } | Error::ConnectorUnavailable { .. })) => {
-            return skip(&format!("process connector not usable here: {e}"))
+            let _ = reaper.join();
+            return skip(&format!("process connector not usable here: {e}"));
         }
         Err(e) => panic!("{e}"),
     };
-    let reaper = std::thread::spawn(move || child.wait());
     let exit = set
         .next_exit(Some(Instant::now() + Duration::from_secs(5)))
         .unwrap()
