@@ -13,6 +13,7 @@
 use std::fmt;
 
 pub mod proc_connector;
+pub mod taskstats;
 
 /// A GUID as Windows lays it out: `Data1` u32, `Data2` u16, `Data3` u16 (all
 /// little-endian on disk), `Data4` 8 bytes.
