@@ -12,6 +12,9 @@
 
 use std::fmt;
 
+pub mod kernel_process;
+pub mod lost_event;
+pub mod mof_process;
 pub mod proc_connector;
 pub mod taskstats;
 
