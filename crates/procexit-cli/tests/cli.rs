@@ -28,6 +28,18 @@ fn connector_usable() -> bool {
     true
 }
 
+/// A copy of /bin/sh under a unique name, so a `--name` filter matches only
+/// the processes of one test even when tests run in parallel.
+fn renamed_shell(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("procexit-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if !path.exists() {
+        std::fs::copy("/bin/sh", &path).unwrap();
+    }
+    path
+}
+
 fn run_wait(args: &[&str]) -> Output {
     procexit().arg("wait").args(args).output().unwrap()
 }
@@ -110,9 +122,16 @@ fn watch_json_lines_carry_the_documented_keys() {
     if !connector_usable() {
         return;
     }
+    let shell = renamed_shell("pxjsontest");
     let mut watch = procexit()
         .args([
-            "watch", "--json", "--failed", "--name", "sh", "--count", "1",
+            "watch",
+            "--json",
+            "--failed",
+            "--name",
+            "pxjsontest",
+            "--count",
+            "1",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,9 +139,9 @@ fn watch_json_lines_carry_the_documented_keys() {
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
     // Keep producing failing `sh` until the watcher has started and seen one.
-    let producer = std::thread::spawn(|| {
+    let producer = std::thread::spawn(move || {
         for _ in 0..50 {
-            let _ = Command::new("sh")
+            let _ = Command::new(&shell)
                 .args(["-c", "sleep 0.05; exit 9"])
                 .status();
         }
@@ -148,8 +167,8 @@ fn watch_json_lines_carry_the_documented_keys() {
         assert!(v.get(key).is_some(), "missing {key} in {first}");
     }
     assert_eq!(v["type"], "exit");
-    assert_eq!(v["exit_code"], 9);
-    assert_eq!(v["name"], "sh");
+    assert_eq!(v["exit_code"], 9, "{first}");
+    assert_eq!(v["name"], "pxjsontest", "{first}");
     assert!(v["exit_time"].as_str().unwrap().ends_with('Z'));
     let stats: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(stats["type"], "stats");
@@ -193,4 +212,57 @@ fn bad_flag_values_are_one_line_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+}
+
+#[test]
+fn watch_works_unprivileged_on_this_kernel() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        assert!(
+            !strict(),
+            "PROCEXIT_STRICT_SKIPS=1 but this test needs root and setpriv"
+        );
+        eprintln!("SKIPPED: needs root (to drop to nobody) and setpriv");
+        return;
+    }
+    let mut watch = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_procexit"))
+        .args([
+            "watch", "--json", "--count", "1", "--failed", "--name", "pxunpriv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let shell = renamed_shell("pxunpriv");
+    let producer = std::thread::spawn(move || {
+        for _ in 0..50 {
+            let _ = Command::new(&shell)
+                .args(["-c", "sleep 0.05; exit 12"])
+                .status();
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let line = match lines.next() {
+        Some(Ok(line)) => line,
+        other => {
+            let out = watch.wait_with_output().unwrap();
+            panic!(
+                "no line ({other:?}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["exit_code"], 12);
+    // Without root there is no taskstats: the connector alone.
+    assert_eq!(v["source"], "linux-connector");
+    assert!(watch.wait().unwrap().success());
+    producer.join().unwrap();
 }

@@ -86,7 +86,10 @@ fn exit_codes_are_exact() {
         assert_eq!(exit.ppid, Some(me()));
         assert_eq!(exit.name.as_deref(), Some("sh"));
         assert_eq!(exit.command_line.as_deref(), Some(command_line.as_str()));
-        assert_eq!(exit.source, Source::LinuxConnector);
+        assert!(matches!(
+            exit.source,
+            Source::LinuxConnector | Source::LinuxTaskstats
+        ));
         let uid = std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
             .unwrap();
@@ -328,4 +331,39 @@ fn wait_set_reports_non_child_and_rejects_missing_pids() {
         procexit::WaitSet::new(&[4_000_000]),
         Err(Error::NoSuchProcess { pid: 4_000_000 })
     ));
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn taskstats_merges_into_the_record_as_root() {
+    if !is_root() {
+        return skip("taskstats needs root (CAP_NET_ADMIN)");
+    }
+    let options = procexit::LinuxOptions::new().taskstats(procexit::Taskstats::Required);
+    let monitor = match Monitor::builder()
+        .filter(Filter::new().ppid(me()))
+        .linux(options)
+        .start()
+    {
+        Ok(m) => m,
+        Err(e) => panic!("taskstats required as root but: {e}"),
+    };
+    let pid = run("sh", &["-c", "sleep 0.1; exit 6"]);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    let exit = &seen[&pid];
+    assert_eq!(exit.source, Source::LinuxTaskstats);
+    assert_eq!(exit.status, ExitStatus::Code(6));
+    assert_eq!(exit.name.as_deref(), Some("sh"));
+    assert_eq!(exit.user, Some(User::Uid(0)));
+    assert_eq!(exit.ppid, Some(me()));
 }

@@ -115,7 +115,10 @@ fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, De
     let flags = c.u8()?;
     c.skip(80 - 9)?;
     let comm_raw = c.bytes(32)?;
-    let end = comm_raw.iter().position(|&b| b == 0).unwrap_or(comm_raw.len());
+    let end = comm_raw
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(comm_raw.len());
     let comm = String::from_utf8_lossy(comm_raw.get(..end).unwrap_or(&[])).into_owned();
     c.skip(120 - 112)?;
     let uid = c.u32()?;
@@ -246,7 +249,11 @@ pub fn parse_family_id(message: &[u8]) -> Result<Option<u16>, DecodeError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::unwrap_used)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
 mod tests {
     use super::*;
 
@@ -322,7 +329,13 @@ mod tests {
 
     #[test]
     fn request_layout() {
-        let r = request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME, b"TASKSTATS\0", 0);
+        let r = request(
+            GENL_ID_CTRL,
+            CTRL_CMD_GETFAMILY,
+            CTRL_ATTR_FAMILY_NAME,
+            b"TASKSTATS\0",
+            0,
+        );
         assert_eq!(r.len(), 20 + 16);
         assert_eq!(&r[0..4], &36u32.to_le_bytes());
         assert_eq!(&r[20..22], &14u16.to_le_bytes());

@@ -5,6 +5,7 @@
 mod ffi;
 mod procfs;
 mod table;
+mod taskstats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ use crate::queue::{Pop, Shared, Sink};
 
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::table::Table;
+use self::taskstats::Taskstats;
+use crate::config::Taskstats as TaskstatsMode;
 
 /// `NETLINK_CONNECTOR`.
 const NETLINK_CONNECTOR: i32 = 11;
@@ -130,12 +133,15 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
             })
         }
     }
-    if options.linux.taskstats_mode() == crate::config::Taskstats::Required {
-        return Err(Error::Unsupported {
-            what: "taskstats (not built yet)",
-        });
-    }
     let (connector, early) = Connector::open(options.linux.socket_buffer_bytes())?;
+    let taskstats = match options.linux.taskstats_mode() {
+        TaskstatsMode::Off => None,
+        TaskstatsMode::Auto => Taskstats::open(options.linux.socket_buffer_bytes()).ok(),
+        TaskstatsMode::Required => Some(
+            Taskstats::open(options.linux.socket_buffer_bytes())
+                .map_err(|code| Error::TaskstatsUnavailable { code })?,
+        ),
+    };
     let waker = Waker::new().map_err(|code| Error::Os {
         call: "eventfd",
         code,
@@ -144,14 +150,23 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     let stop = Arc::new(Stop(waker));
     // The table is seeded after LISTEN, so no process can slip between the
     // snapshot and the first event.
-    let mut table = Table::new();
+    let mut table = Table::new(taskstats.is_some());
     table.seed();
     let thread = spawn_backend("procexit-linux", sink, move |sink| {
         let mut buf = vec![0u8; RECV_BUFFER];
         for datagram in &early {
             apply_datagram(&mut table, datagram, sink);
         }
-        run(&connector, waker_fd, &mut table, &mut buf, sink)
+        let result = run(
+            &connector,
+            taskstats.as_ref(),
+            waker_fd,
+            &mut table,
+            &mut buf,
+            sink,
+        );
+        table.flush_all(sink);
+        result
     })?;
     Ok(Running { stop, thread })
 }
@@ -168,17 +183,35 @@ fn apply_datagram(table: &mut Table, datagram: &[u8], sink: &Sink) {
 /// The backend loop: read until stopped, then drain what is queued.
 fn run(
     connector: &Connector,
+    taskstats: Option<&Taskstats>,
     waker_fd: i32,
     table: &mut Table,
     buf: &mut [u8],
     sink: &Sink,
 ) -> Result<()> {
     let socket_fd = connector.socket.raw_fd();
+    // poll() ignores negative fds.
+    let taskstats_fd = taskstats.map_or(-1, |t| t.socket.raw_fd());
     let mut needs_resync = false;
     let mut last_housekeeping = Instant::now();
     loop {
-        let [data, stop] = ffi::poll_readable([socket_fd, waker_fd], TICK_MS)
+        let timeout = if table.has_awaiting() { 20 } else { TICK_MS };
+        let [data, stats, stop] = ffi::poll_readable([socket_fd, taskstats_fd, waker_fd], timeout)
             .map_err(|code| Error::Os { call: "poll", code })?;
+        if let (Some(taskstats), true) = (taskstats, stats || stop) {
+            let outcome = taskstats.drain(buf, |record| table.apply_taskstats(record, sink));
+            // A lost taskstats record costs only enrichment (the connector
+            // still reports the exit): an anomaly, not a lost exit.
+            for _ in 0..outcome.overruns.saturating_add(outcome.anomalies) {
+                sink.anomaly();
+            }
+            if let Some(code) = outcome.error {
+                return Err(Error::Os {
+                    call: "recv(TASKSTATS)",
+                    code,
+                });
+            }
+        }
         if data || stop {
             // Read everything available now (also the final drain on stop).
             loop {
@@ -206,6 +239,7 @@ fn run(
             needs_resync = false;
             sink.lost(table.resync());
         }
+        table.flush_awaiting(Instant::now(), sink);
         if stop {
             return Ok(());
         }

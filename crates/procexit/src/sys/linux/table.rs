@@ -11,11 +11,12 @@
 //! - Processes alive before the monitor started are seeded from /proc.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::ffi;
 use super::procfs;
 use crate::decode::proc_connector::{ProcEvent, ProcMessage};
+use crate::decode::taskstats::TaskExit;
 use crate::event::{ExitStatus, ProcessExit, Source, User};
 use crate::queue::Sink;
 
@@ -78,17 +79,93 @@ struct Proc {
     last_status: Option<u32>,
 }
 
+/// How long a finished process waits for its taskstats record (they
+/// normally arrive within microseconds of each other).
+const TASKSTATS_WAIT: Duration = Duration::from_millis(100);
+/// How long a taskstats record waits for the connector's view.
+const TASKSTATS_KEEP: Duration = Duration::from_secs(2);
+
 /// The table. Owned by the backend thread; no locking.
 pub(crate) struct Table {
     procs: HashMap<u32, Proc>,
     clocks: Clocks,
+    /// Whether taskstats records are coming (then finished processes wait
+    /// briefly to be merged with theirs).
+    with_taskstats: bool,
+    /// Finished processes waiting for their taskstats record.
+    awaiting: HashMap<u32, (ProcessExit, Instant)>,
+    /// Taskstats records that came before the connector finished the process.
+    early: HashMap<u32, (TaskExit, Instant)>,
 }
 
 impl Table {
-    pub(crate) fn new() -> Table {
+    pub(crate) fn new(with_taskstats: bool) -> Table {
         Table {
             procs: HashMap::new(),
             clocks: Clocks::now(),
+            with_taskstats,
+            awaiting: HashMap::new(),
+            early: HashMap::new(),
+        }
+    }
+
+    /// Whether finished processes are waiting for taskstats.
+    pub(crate) fn has_awaiting(&self) -> bool {
+        !self.awaiting.is_empty()
+    }
+
+    /// A taskstats record: merged into the process's record when it is the
+    /// last task of its process.
+    pub(crate) fn apply_taskstats(&mut self, record: TaskExit, sink: &Sink) {
+        if !record.is_group_end() {
+            return;
+        }
+        let tgid = record.process_id();
+        match self.awaiting.remove(&tgid) {
+            Some((exit, _)) => sink.exit(merge_taskstats(exit, &record)),
+            None => {
+                self.early.insert(tgid, (record, Instant::now()));
+            }
+        }
+    }
+
+    /// Emits processes that waited long enough for taskstats, and forgets
+    /// taskstats records the connector never matched.
+    pub(crate) fn flush_awaiting(&mut self, now: Instant, sink: &Sink) {
+        let due: Vec<u32> = self
+            .awaiting
+            .iter()
+            .filter(|(_, (_, since))| now.duration_since(*since) >= TASKSTATS_WAIT)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            if let Some((exit, _)) = self.awaiting.remove(&pid) {
+                sink.exit(exit);
+            }
+        }
+        self.early
+            .retain(|_, (_, since)| now.duration_since(*since) < TASKSTATS_KEEP);
+    }
+
+    /// Emits everything still waiting (at stop).
+    pub(crate) fn flush_all(&mut self, sink: &Sink) {
+        for (_, (exit, _)) in self.awaiting.drain() {
+            sink.exit(exit);
+        }
+    }
+
+    fn emit(&mut self, exit: ProcessExit, sink: &Sink) {
+        if !self.with_taskstats {
+            sink.exit(exit);
+            return;
+        }
+        if let Some((record, _)) = self.early.remove(&exit.pid) {
+            sink.exit(merge_taskstats(exit, &record));
+            return;
+        }
+        if let Some((older, _)) = self.awaiting.insert(exit.pid, (exit, Instant::now())) {
+            // The pid ended twice within the wait: the first one goes as is.
+            sink.exit(older);
         }
     }
 
@@ -313,7 +390,7 @@ impl Table {
                 .and_then(|t| self.clocks.wall_from_ticks(t))
         });
         exit.exit_time = self.clocks.wall_from_mono(ts);
-        sink.exit(exit);
+        self.emit(exit, sink);
     }
 
     /// Finishes processes whose leader ended while threads lived on, once
@@ -341,4 +418,20 @@ impl Table {
     pub(crate) fn refresh_clocks(&mut self) {
         self.clocks = Clocks::now();
     }
+}
+
+/// Fills what the connector's view lacks from the taskstats record of the
+/// same process (its comm, parent at exit, uid).
+fn merge_taskstats(mut exit: ProcessExit, record: &TaskExit) -> ProcessExit {
+    exit.source = Source::LinuxTaskstats;
+    if exit.name.is_none() && !record.comm.is_empty() {
+        exit.name = Some(record.comm.clone());
+    }
+    if exit.ppid.is_none() && record.ppid != 0 {
+        exit.ppid = Some(record.ppid);
+    }
+    if exit.user.is_none() {
+        exit.user = Some(User::Uid(record.uid));
+    }
+    exit
 }
