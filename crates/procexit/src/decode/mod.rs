@@ -15,6 +15,7 @@ use std::fmt;
 pub mod kernel_process;
 pub mod lost_event;
 pub mod mof_process;
+pub mod netlink;
 pub mod proc_connector;
 pub mod taskstats;
 

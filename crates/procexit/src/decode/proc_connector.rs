@@ -13,10 +13,10 @@
 //! Newer kernels may append fields: records are parsed inside their declared
 //! lengths and trailing bytes are allowed.
 
-use super::{Cursor, DecodeError, DecodeErrorKind};
+use super::netlink::messages;
+pub use super::netlink::{NLMSG_DONE, NLMSG_ERROR, NLMSG_HDR_LEN};
+use super::{Cursor, DecodeError};
 
-/// `NLMSG_HDRLEN`.
-pub const NLMSG_HDR_LEN: usize = 16;
 /// `sizeof(struct cn_msg)`.
 pub const CN_MSG_LEN: usize = 20;
 /// `CN_IDX_PROC` (also the multicast group).
@@ -27,10 +27,6 @@ pub const CN_VAL_PROC: u32 = 1;
 pub const PROC_CN_MCAST_LISTEN: u32 = 1;
 /// `PROC_CN_MCAST_IGNORE`.
 pub const PROC_CN_MCAST_IGNORE: u32 = 2;
-/// `NLMSG_DONE`: the message type the connector uses.
-pub const NLMSG_DONE: u16 = 3;
-/// `NLMSG_ERROR`.
-pub const NLMSG_ERROR: u16 = 2;
 
 const WHAT_NONE: u32 = 0;
 const WHAT_FORK: u32 = 0x1;
@@ -134,45 +130,15 @@ pub struct ProcMessage {
 pub fn parse_datagram(
     datagram: &[u8],
 ) -> impl Iterator<Item = Result<ProcMessage, DecodeError>> + '_ {
-    let mut offset = 0usize;
-    std::iter::from_fn(move || loop {
-        let rest = datagram.get(offset..)?;
-        if rest.len() < NLMSG_HDR_LEN {
-            return None;
-        }
-        let mut c = Cursor::new(rest);
-        let result = (|| {
-            let len = c.u32()? as usize;
-            let kind = c.u16()?;
-            if len < NLMSG_HDR_LEN || len > rest.len() {
-                return Err(DecodeError {
-                    offset,
-                    kind: DecodeErrorKind::Invalid("nlmsg_len"),
-                });
-            }
-            Ok((len, kind))
-        })();
-        let (len, kind) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                offset = datagram.len();
-                return Some(Err(e));
-            }
-        };
-        let message = rest.get(..len).unwrap_or(&[]);
-        // Netlink messages are 4-byte aligned within a datagram.
-        offset = offset.saturating_add((len.saturating_add(3)) & !3);
-        if kind != NLMSG_DONE {
-            continue;
-        }
-        match parse_message(message) {
-            Ok(Some(m)) => return Some(Ok(m)),
-            Ok(None) => continue,
-            Err(mut e) => {
-                e.offset = e.offset.saturating_add(offset.saturating_sub(len));
-                return Some(Err(e));
-            }
-        }
+    messages(datagram).filter_map(|message| match message {
+        Err(e) => Some(Err(e)),
+        Ok((kind, _, _)) if kind != NLMSG_DONE => None,
+        Ok((_, message, at)) => parse_message(message)
+            .map_err(|mut e| {
+                e.offset = e.offset.saturating_add(at);
+                e
+            })
+            .transpose(),
     })
 }
 

@@ -180,39 +180,6 @@ pub fn parse_message(message: &[u8]) -> Result<Option<TaskExit>, DecodeError> {
     }
 }
 
-/// Splits a netlink datagram into its messages: (nlmsg_type, whole message).
-pub fn messages(datagram: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), DecodeError>> + '_ {
-    let mut offset = 0usize;
-    let mut failed = false;
-    std::iter::from_fn(move || {
-        let rest = datagram.get(offset..)?;
-        if failed || rest.len() < 16 {
-            return None;
-        }
-        let mut c = Cursor::new(rest);
-        let header = (|| Ok::<_, DecodeError>((c.u32()? as usize, c.u16()?)))();
-        let result = header.and_then(|(len, kind)| {
-            let message = rest.get(..len).filter(|_| len >= 16).ok_or(DecodeError {
-                offset,
-                kind: DecodeErrorKind::Invalid("nlmsg_len"),
-            })?;
-            offset = offset.saturating_add(len.saturating_add(3) & !3);
-            Ok((kind, message))
-        });
-        if result.is_err() {
-            failed = true;
-        }
-        Some(result)
-    })
-}
-
-/// The errno of an `NLMSG_ERROR` message (0 is an ACK).
-pub fn parse_error(message: &[u8]) -> Result<i32, DecodeError> {
-    let mut c = Cursor::new(message);
-    c.skip(16)?;
-    c.i32().map(|e| e.saturating_neg())
-}
-
 /// Builds a generic netlink request: nlmsghdr + genlmsghdr + one attribute
 /// whose payload is `value`.
 /// The request asks for an ACK (`NLM_F_ACK`), so errors such as EPERM come

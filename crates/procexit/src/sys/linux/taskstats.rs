@@ -4,15 +4,14 @@
 use std::time::{Duration, Instant};
 
 use super::ffi::{self, NetlinkSocket, Received};
+use crate::decode::netlink::{messages, parse_error, NLMSG_ERROR};
 use crate::decode::taskstats::{
-    self, messages, parse_error, parse_family_id, request, TaskExit, CTRL_ATTR_FAMILY_NAME,
-    CTRL_CMD_GETFAMILY, GENL_ID_CTRL, TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, TASKSTATS_CMD_GET,
+    self, parse_family_id, request, TaskExit, CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY,
+    GENL_ID_CTRL, TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, TASKSTATS_CMD_GET,
 };
 
 /// `NETLINK_GENERIC`.
 const NETLINK_GENERIC: i32 = 16;
-/// `NLMSG_ERROR`.
-const NLMSG_ERROR: u16 = 2;
 const REPLY_WAIT: Duration = Duration::from_millis(500);
 
 pub(crate) struct Taskstats {
@@ -68,7 +67,7 @@ impl Taskstats {
             match self.socket.recv_nonblocking(buf) {
                 Ok(Received::Data(n)) => {
                     for message in messages(buf.get(..n).unwrap_or(&[])) {
-                        match message.map(|(_, m)| taskstats::parse_message(m)) {
+                        match message.map(|(_, m, _)| taskstats::parse_message(m)) {
                             Ok(Ok(Some(record))) => on_record(record),
                             Ok(Ok(None)) => {}
                             Ok(Err(_)) | Err(_) => outcome.anomalies += 1,
@@ -108,7 +107,7 @@ fn read_replies(
             continue;
         }
         if let Received::Data(n) = socket.recv_nonblocking(&mut buf)? {
-            for (kind, message) in messages(buf.get(..n).unwrap_or(&[])).flatten() {
+            for (kind, message, _) in messages(buf.get(..n).unwrap_or(&[])).flatten() {
                 match handle(kind, message) {
                     Some(0) => return Ok(()),
                     Some(errno) => return Err(errno),
