@@ -1,3 +1,112 @@
-fn main() {
-    println!("procexit");
+//! `procexit`: how every process on this machine ends.
+
+mod args;
+mod output;
+
+use std::io;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use procexit::{Event, Monitor, WaitSet};
+
+use crate::args::{Cli, Command, WaitArgs, WatchArgs};
+use crate::output::{Format, Printer};
+
+/// Exit status for errors (like grep/ripgrep).
+const EXIT_ERROR: u8 = 2;
+/// Exit status when `wait --timeout` ran out (like timeout(1)).
+const EXIT_TIMEOUT: u8 = 124;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("procexit: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Watch(args) => watch(args),
+        Command::Wait(args) => wait(args),
+    }
+}
+
+fn format(json: bool) -> Format {
+    if json {
+        Format::JsonLines
+    } else {
+        Format::Table
+    }
+}
+
+fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let monitor = Monitor::builder()
+        .filter(args.filter.to_filter())
+        .start()
+        .context("cannot start watching process exits")?;
+    let stopper = monitor.stopper();
+    ctrlc::set_handler(move || stopper.stop()).context("cannot install the Ctrl-C handler")?;
+
+    let mut printer = Printer::new(format(args.output.json));
+    let mut printed = 0u64;
+    let result: anyhow::Result<()> = (|| {
+        for event in &monitor {
+            printer.event(&event)?;
+            if matches!(event, Event::Exit(_)) {
+                printed += 1;
+                if args.count.is_some_and(|n| printed >= n) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })();
+    let stats = monitor
+        .stop()
+        .context("the monitor stopped with an error")?;
+    result?;
+    printer.summary(&stats)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
+    let mut set = WaitSet::new(&args.pids).context("cannot wait")?;
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let mut printer = Printer::new(format(args.output.json));
+    let mut last_status = None;
+    while !set.remaining().is_empty() {
+        match set.next_exit(deadline)? {
+            Some(exit) => {
+                last_status = Some(exit.status.shell_status());
+                printer.event(&Event::Exit(exit))?;
+            }
+            None => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let pids: Vec<String> = set.remaining().iter().map(|p| p.to_string()).collect();
+                    eprintln!("procexit: timed out; still running: {}", pids.join(", "));
+                    return Ok(ExitCode::from(EXIT_TIMEOUT));
+                }
+                anyhow::bail!("the monitor stopped before every process ended");
+            }
+        }
+    }
+    // Like a shell: the status of the last process, truncated to 8 bits.
+    Ok(ExitCode::from(last_status.unwrap_or(0) as u8))
 }

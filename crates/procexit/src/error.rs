@@ -29,6 +29,16 @@ pub enum Error {
         code: i32,
     },
 
+    /// Linux: taskstats was required but the kernel refused the listener.
+    #[error(
+        "taskstats is not available (os error {code}): it needs root (CAP_NET_ADMIN) in the \
+         initial namespaces; run with sudo, or drop the taskstats requirement"
+    )]
+    TaskstatsUnavailable {
+        /// errno (EPERM = 1 without CAP_NET_ADMIN, EINVAL in a pid namespace).
+        code: i32,
+    },
+
     /// Windows: ETW needs an elevated process.
     #[error("starting a kernel trace session was denied (os error {code}): run as Administrator")]
     NotElevated {
@@ -125,6 +135,7 @@ impl Error {
         match *self {
             Error::ConnectorPermission { code }
             | Error::ConnectorUnavailable { code }
+            | Error::TaskstatsUnavailable { code }
             | Error::ProcessAccessDenied { code, .. }
             | Error::Os { code, .. } => Some(i64::from(code)),
             Error::NotElevated { code }

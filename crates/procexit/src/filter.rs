@@ -75,12 +75,30 @@ impl Filter {
         *self == Filter::default()
     }
 
-    /// Whether this exit passes the filter.
-    pub fn matches(&self, exit: &ProcessExit) -> bool {
-        if !self.pids.is_empty() && !self.pids.contains(&exit.pid) {
+    /// Whether a process passes the identity conditions (name, pid, ppid),
+    /// ignoring the ones only an exit has (failed, duration). For listing
+    /// process starts and rundowns.
+    pub fn matches_process(&self, pid: u32, ppid: Option<u32>, name: Option<&str>) -> bool {
+        if !self.pids.is_empty() && !self.pids.contains(&pid) {
             return false;
         }
-        if !self.ppids.is_empty() && !exit.ppid.is_some_and(|p| self.ppids.contains(&p)) {
+        if !self.ppids.is_empty() && !ppid.is_some_and(|p| self.ppids.contains(&p)) {
+            return false;
+        }
+        if !self.names.is_empty() {
+            let Some(name) = name else {
+                return false;
+            };
+            if !self.names.iter().any(|glob| name_matches(glob, name)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether this exit passes the filter.
+    pub fn matches(&self, exit: &ProcessExit) -> bool {
+        if !self.matches_process(exit.pid, exit.ppid, exit.name.as_deref()) {
             return false;
         }
         if self.failed_only && exit.status.success() {
@@ -88,14 +106,6 @@ impl Filter {
         }
         if let Some(min) = self.min_duration {
             if exit.duration().is_none_or(|d| d < min) {
-                return false;
-            }
-        }
-        if !self.names.is_empty() {
-            let Some(name) = exit.name.as_deref() else {
-                return false;
-            };
-            if !self.names.iter().any(|glob| name_matches(glob, name)) {
                 return false;
             }
         }

@@ -55,3 +55,8 @@ pub use monitor::{
     Backend, Iter, Monitor, MonitorBuilder, RecvError, Stats, Stopper, DEFAULT_QUEUE_CAPACITY,
 };
 pub use wait::WaitSet;
+
+/// The README's Rust examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -15,6 +15,9 @@ use std::fmt;
 pub mod kernel_process;
 pub mod lost_event;
 pub mod mof_process;
+pub mod netlink;
+pub mod proc_connector;
+pub mod taskstats;
 
 /// A GUID as Windows lays it out: `Data1` u32, `Data2` u16, `Data3` u16 (all
 /// little-endian on disk), `Data4` 8 bytes.
@@ -292,6 +295,7 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 

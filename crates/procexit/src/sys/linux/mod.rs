@@ -1,28 +1,311 @@
-//! Linux backend placeholder.
+//! Linux backend: the netlink process connector (any user on kernels ≥ 6.6,
+//! CAP_NET_ADMIN before), with a process table that turns per-thread events
+//! into one record per process.
 
-use std::time::Instant;
+mod ffi;
+mod procfs;
+mod table;
+mod taskstats;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::decode::proc_connector::{
+    listen_request, parse_datagram, ProcEvent, CN_IDX_PROC, PROC_CN_MCAST_LISTEN,
+};
 use crate::error::{Error, Result};
 use crate::event::ProcessExit;
-use crate::monitor::{MonitorBuilder, Running};
-use crate::queue::Sink;
+use crate::filter::Filter;
+use crate::monitor::{spawn_backend, Backend, MonitorBuilder, Running, StopSignal};
+use crate::queue::{Pop, Shared, Sink};
 
-pub(crate) fn start(_options: &MonitorBuilder, _sink: Sink) -> Result<Running> {
-    Err(Error::Unsupported {
-        what: "live process-exit monitoring",
-    })
+use self::ffi::{NetlinkSocket, Received, Waker};
+use self::table::Table;
+use self::taskstats::Taskstats;
+use crate::config::Taskstats as TaskstatsMode;
+
+/// `NETLINK_CONNECTOR`.
+const NETLINK_CONNECTOR: i32 = 11;
+/// Large enough for any connector datagram (they are < 100 bytes; the
+/// kernel never batches more than a page).
+const RECV_BUFFER: usize = 64 * 1024;
+/// How long `start` waits for the kernel's ACK of LISTEN. Inside a user or
+/// pid namespace no ACK comes although events do; then we go on.
+const ACK_WAIT: Duration = Duration::from_millis(500);
+/// Idle wake-up for housekeeping (sweep, clock refresh).
+const TICK_MS: i32 = 250;
+
+struct Stop(Waker);
+
+impl StopSignal for Stop {
+    fn stop(&self) {
+        self.0.wake();
+    }
 }
 
-pub(crate) struct WaitSet;
+/// An open, listening connector socket.
+struct Connector {
+    socket: NetlinkSocket,
+}
 
-impl WaitSet {
-    pub(crate) fn new(_pids: &[u32]) -> Result<WaitSet> {
-        Err(Error::Unsupported {
-            what: "waiting for processes",
-        })
+impl Connector {
+    fn open(socket_buffer: usize) -> Result<(Connector, Vec<Vec<u8>>)> {
+        let socket = NetlinkSocket::open(NETLINK_CONNECTOR).map_err(|code| match code {
+            libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT => Error::ConnectorUnavailable { code },
+            code => Error::Os {
+                call: "socket(NETLINK_CONNECTOR)",
+                code,
+            },
+        })?;
+        socket.bind(CN_IDX_PROC).map_err(|code| match code {
+            libc::EPERM | libc::EACCES => Error::ConnectorPermission { code },
+            code => Error::Os {
+                call: "bind(CN_IDX_PROC)",
+                code,
+            },
+        })?;
+        socket.set_receive_buffer(socket_buffer);
+        socket
+            .send_to_kernel(&listen_request(PROC_CN_MCAST_LISTEN, socket.port_id()))
+            .map_err(|code| match code {
+                libc::ECONNREFUSED => Error::ConnectorUnavailable { code },
+                libc::EPERM | libc::EACCES => Error::ConnectorPermission { code },
+                code => Error::Os {
+                    call: "send(PROC_CN_MCAST_LISTEN)",
+                    code,
+                },
+            })?;
+        let connector = Connector { socket };
+        let early = connector.wait_for_ack()?;
+        Ok((connector, early))
     }
 
-    pub(crate) fn next_exit(&mut self, _deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
-        Ok(None)
+    /// Waits for the ACK of LISTEN; returns the datagrams that came first
+    /// (to be processed once the table is ready).
+    fn wait_for_ack(&self) -> Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + ACK_WAIT;
+        let mut early = Vec::new();
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(early);
+            }
+            let timeout = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+            let [readable] = ffi::poll_readable([self.socket.raw_fd()], timeout)
+                .map_err(|code| Error::Os { call: "poll", code })?;
+            if !readable {
+                continue;
+            }
+            match self.socket.recv_nonblocking(&mut buf) {
+                Ok(Received::Data(n)) => {
+                    let datagram = buf.get(..n).unwrap_or(&[]);
+                    for message in parse_datagram(datagram).flatten() {
+                        if let ProcEvent::Ack { err } = message.event {
+                            return match err {
+                                0 => Ok(early),
+                                e => Err(Error::ConnectorPermission {
+                                    code: i32::try_from(e).unwrap_or(libc::EPERM),
+                                }),
+                            };
+                        }
+                    }
+                    early.push(datagram.to_vec());
+                }
+                Ok(Received::WouldBlock) | Ok(Received::Overrun) => {}
+                Err(code) => {
+                    return Err(Error::Os {
+                        call: "recv(NETLINK_CONNECTOR)",
+                        code,
+                    })
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+    match options.backend {
+        Backend::Auto | Backend::LinuxConnector => {}
+        _ => {
+            return Err(Error::Unsupported {
+                what: "this backend (Windows ETW)",
+            })
+        }
+    }
+    let (connector, early) = Connector::open(options.linux.socket_buffer_bytes())?;
+    let taskstats = match options.linux.taskstats_mode() {
+        TaskstatsMode::Off => None,
+        TaskstatsMode::Auto => Taskstats::open(options.linux.socket_buffer_bytes()).ok(),
+        TaskstatsMode::Required => Some(
+            Taskstats::open(options.linux.socket_buffer_bytes())
+                .map_err(|code| Error::TaskstatsUnavailable { code })?,
+        ),
+    };
+    let waker = Waker::new().map_err(|code| Error::Os {
+        call: "eventfd",
+        code,
+    })?;
+    let waker_fd = waker.raw_fd();
+    let stop = Arc::new(Stop(waker));
+    // The table is seeded after LISTEN, so no process can slip between the
+    // snapshot and the first event.
+    let mut table = Table::new(taskstats.is_some());
+    table.seed();
+    let thread = spawn_backend("procexit-linux", sink, move |sink| {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        for datagram in &early {
+            apply_datagram(&mut table, datagram, sink);
+        }
+        let result = run(
+            &connector,
+            taskstats.as_ref(),
+            waker_fd,
+            &mut table,
+            &mut buf,
+            sink,
+        );
+        table.flush_all(sink);
+        result
+    })?;
+    Ok(Running { stop, thread })
+}
+
+fn apply_datagram(table: &mut Table, datagram: &[u8], sink: &Sink) {
+    for message in parse_datagram(datagram) {
+        match message {
+            Ok(message) => table.apply(&message, sink),
+            Err(_) => sink.anomaly(),
+        }
+    }
+}
+
+/// The backend loop: read until stopped, then drain what is queued.
+fn run(
+    connector: &Connector,
+    taskstats: Option<&Taskstats>,
+    waker_fd: i32,
+    table: &mut Table,
+    buf: &mut [u8],
+    sink: &Sink,
+) -> Result<()> {
+    let socket_fd = connector.socket.raw_fd();
+    // poll() ignores negative fds.
+    let taskstats_fd = taskstats.map_or(-1, |t| t.socket.raw_fd());
+    let mut needs_resync = false;
+    let mut last_housekeeping = Instant::now();
+    loop {
+        let timeout = if table.has_awaiting() { 20 } else { TICK_MS };
+        let [data, stats, stop] = ffi::poll_readable([socket_fd, taskstats_fd, waker_fd], timeout)
+            .map_err(|code| Error::Os { call: "poll", code })?;
+        if let (Some(taskstats), true) = (taskstats, stats || stop) {
+            let outcome = taskstats.drain(buf, |record| table.apply_taskstats(record, sink));
+            // A lost taskstats record costs only enrichment (the connector
+            // still reports the exit): an anomaly, not a lost exit.
+            for _ in 0..outcome.overruns.saturating_add(outcome.anomalies) {
+                sink.anomaly();
+            }
+            if let Some(code) = outcome.error {
+                return Err(Error::Os {
+                    call: "recv(TASKSTATS)",
+                    code,
+                });
+            }
+        }
+        if data || stop {
+            // Read everything available now (also the final drain on stop).
+            loop {
+                match connector.socket.recv_nonblocking(buf) {
+                    Ok(Received::Data(n)) => {
+                        apply_datagram(table, buf.get(..n).unwrap_or(&[]), sink);
+                    }
+                    Ok(Received::Overrun) => {
+                        sink.overrun();
+                        needs_resync = true;
+                    }
+                    Ok(Received::WouldBlock) => break,
+                    Err(code) => {
+                        return Err(Error::Os {
+                            call: "recv(NETLINK_CONNECTOR)",
+                            code,
+                        })
+                    }
+                }
+            }
+        }
+        if needs_resync {
+            // Resync only once the socket is drained, so exits still queued
+            // behind the overrun are delivered rather than counted as lost.
+            needs_resync = false;
+            sink.lost(table.resync());
+        }
+        table.flush_awaiting(Instant::now(), sink);
+        if stop {
+            return Ok(());
+        }
+        if last_housekeeping.elapsed() >= Duration::from_millis(TICK_MS as u64) {
+            last_housekeeping = Instant::now();
+            table.refresh_clocks();
+            table.sweep(ffi::clock_ns(libc::CLOCK_MONOTONIC), sink);
+        }
+    }
+}
+
+/// Waits for arbitrary processes by listening to the connector, so the real
+/// exit status is known even for processes that are not our children.
+pub(crate) struct WaitSet {
+    shared: Arc<Shared>,
+    running: Option<Running>,
+}
+
+impl WaitSet {
+    pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
+        let mut filter = Filter::new();
+        for &pid in pids {
+            filter = filter.pid(pid);
+        }
+        let shared = Arc::new(Shared::new(1024, filter));
+        let running = start(&MonitorBuilder::default(), Sink::new(shared.clone()))?;
+        let set = WaitSet {
+            shared,
+            running: Some(running),
+        };
+        // Checked after the monitor started, so an exit in between is seen.
+        for &pid in pids {
+            let zombie = procfs::stat(pid).is_some_and(|s| s.state == 'Z');
+            if !ffi::process_exists(pid) || zombie {
+                return Err(Error::NoSuchProcess { pid });
+            }
+        }
+        Ok(set)
+    }
+
+    pub(crate) fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
+        loop {
+            match self.shared.pop(deadline) {
+                Pop::Event(crate::event::Event::Exit(exit)) => return Ok(Some(exit)),
+                Pop::Event(_) => continue,
+                Pop::TimedOut => return Ok(None),
+                Pop::Ended => {
+                    return match self.running.take() {
+                        Some(running) => match running.thread.join() {
+                            Ok(Ok(())) => Ok(None),
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(Error::ThreadPanicked("procexit-linux".into())),
+                        },
+                        None => Ok(None),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WaitSet {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop.stop();
+            let _ = running.thread.join();
+        }
     }
 }

@@ -1,0 +1,176 @@
+//! Command-line flags. Each subcommand has its own struct; shared flags are
+//! flattened in.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use procexit::Filter;
+
+const ABOUT: &str = "How every process on this machine ends: pid, parent, exit code or signal, \
+name, command line and duration, system-wide, as it happens. Loss is never silent.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  procexit watch                         every exit, as a table
+  procexit watch --json | jq .           JSON Lines, one object per exit
+  procexit watch --failed --name 'py*'   failing Python processes only
+  procexit watch --duration 5s           processes that lived 5 s or more
+  procexit wait 1234 5678                wait for two processes (any, not only children)
+  procexit wait --timeout 30s 1234; echo $?";
+
+#[derive(Debug, Parser)]
+#[command(name = "procexit", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every process exit as it happens (Ctrl-C stops and prints a summary).
+    #[command(after_help = "\
+Examples:
+  procexit watch
+  procexit watch --json --failed
+  procexit watch --name 'cc*' --name ld --count 10
+  procexit watch --ppid 1 --duration 100ms
+
+On Linux any user can watch on kernels 6.6 and later (root before). On Windows run
+as Administrator. The command line is shown when the OS still had it: programs that
+exit at once often have none (shown as '-', null in JSON).")]
+    Watch(WatchArgs),
+    /// Wait until the given processes end (any process, not only children).
+    #[command(after_help = "\
+Exit status: that of the last process to end (128+N for signal N), 124 on
+--timeout, 2 on error (for example a pid that does not exist).
+
+Examples:
+  procexit wait 1234
+  procexit wait --timeout 10s 1234 5678
+  procexit wait --json 1234")]
+    Wait(WaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON Lines (one object per exit, flushed per line) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only processes whose name matches this glob (`*`, `?`); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub name: Vec<String>,
+    /// Only this pid; repeatable.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Only children of this pid; repeatable.
+    #[arg(long, value_name = "PID")]
+    pub ppid: Vec<u32>,
+    /// Only failures: non-zero exit code or killed by a signal.
+    #[arg(long)]
+    pub failed: bool,
+    /// Only processes that lived at least this long (e.g. 250ms, 2s, 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl FilterArgs {
+    pub fn to_filter(&self) -> Filter {
+        let mut filter = Filter::new().failed_only(self.failed);
+        for name in &self.name {
+            filter = filter.name(name.clone());
+        }
+        for &pid in &self.pid {
+            filter = filter.pid(pid);
+        }
+        for &ppid in &self.ppid {
+            filter = filter.ppid(ppid);
+        }
+        if let Some(d) = self.duration {
+            filter = filter.min_duration(d);
+        }
+        filter
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Stop after printing N exits.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The processes to wait for.
+    #[arg(required = true, value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Give up after this long (e.g. 30s, 5m) and exit with status 124.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `250ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 250ms, 2s, 5m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "us" | "µs" => value / 1_000_000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn filter_flags_build_a_filter() {
+        let cli = Cli::parse_from([
+            "procexit", "watch", "--failed", "--name", "sh", "--pid", "3",
+        ]);
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(
+            args.filter.to_filter(),
+            Filter::new().failed_only(true).name("sh").pid(3)
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Tests of the `procexit` binary as a user runs it.
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn procexit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_procexit"))
+}
+
+fn strict() -> bool {
+    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
+}
+
+/// Whether the process connector works here (any user ≥ 6.6, root before).
+fn connector_usable() -> bool {
+    let out = procexit()
+        .args(["wait", &std::process::id().to_string(), "--timeout", "10ms"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("process connector") {
+        assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {stderr}");
+        eprintln!("SKIPPED: {stderr}");
+        return false;
+    }
+    true
+}
+
+/// A copy of /bin/sh under a unique name, so a `--name` filter matches only
+/// the processes of one test even when tests run in parallel.
+fn renamed_shell(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("procexit-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if !path.exists() {
+        std::fs::copy("/bin/sh", &path).unwrap();
+    }
+    path
+}
+
+fn run_wait(args: &[&str]) -> Output {
+    procexit().arg("wait").args(args).output().unwrap()
+}
+
+#[test]
+fn help_has_examples() {
+    let out = procexit().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("Examples:"));
+    for sub in ["watch", "wait"] {
+        let out = procexit().args([sub, "--help"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+    }
+}
+
+#[test]
+fn wait_returns_the_exit_code_of_a_non_child() {
+    if !connector_usable() {
+        return;
+    }
+    let mut target = Command::new("sh")
+        .args(["-c", "sleep 0.4; exit 3"])
+        .spawn()
+        .unwrap();
+    let pid = target.id().to_string();
+    let waiter = std::thread::spawn(move || run_wait(&[&pid]));
+    target.wait().unwrap();
+    let out = waiter.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("code 3"));
+}
+
+#[test]
+fn wait_reports_signals_like_a_shell() {
+    if !connector_usable() {
+        return;
+    }
+    let mut target = Command::new("sleep").arg("5").spawn().unwrap();
+    let pid = target.id().to_string();
+    let waiter = std::thread::spawn(move || run_wait(&["--json", &pid]));
+    std::thread::sleep(Duration::from_millis(300));
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let out = waiter.join().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["signal"], 9);
+    assert_eq!(line["exit_code"], serde_json::Value::Null);
+}
+
+#[test]
+fn wait_on_missing_pid_is_a_clear_error() {
+    if !connector_usable() {
+        return;
+    }
+    let out = run_wait(&["4000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no process with pid 4000000"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn wait_times_out_with_124() {
+    if !connector_usable() {
+        return;
+    }
+    let mut target = Command::new("sleep").arg("5").spawn().unwrap();
+    let started = Instant::now();
+    let out = run_wait(&["--timeout", "300ms", &target.id().to_string()]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
+
+#[test]
+fn watch_json_lines_carry_the_documented_keys() {
+    if !connector_usable() {
+        return;
+    }
+    let shell = renamed_shell("pxjsontest");
+    let mut watch = procexit()
+        .args([
+            "watch",
+            "--json",
+            "--failed",
+            "--name",
+            "pxjsontest",
+            "--count",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    // Keep producing failing `sh` until the watcher has started and seen one.
+    let producer = std::thread::spawn(move || {
+        for _ in 0..50 {
+            let _ = Command::new(&shell)
+                .args(["-c", "sleep 0.05; exit 9"])
+                .status();
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    for key in [
+        "pid",
+        "ppid",
+        "exit_code",
+        "signal",
+        "core_dumped",
+        "name",
+        "command_line",
+        "user",
+        "start_time",
+        "exit_time",
+        "duration_ms",
+        "process_key",
+        "source",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {first}");
+    }
+    assert_eq!(v["type"], "exit");
+    assert_eq!(v["exit_code"], 9, "{first}");
+    assert_eq!(v["name"], "pxjsontest", "{first}");
+    assert!(v["exit_time"].as_str().unwrap().ends_with('Z'));
+    let stats: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(stats["type"], "stats");
+    let status = watch.wait().unwrap();
+    assert!(status.success());
+    producer.join().unwrap();
+}
+
+#[test]
+fn watch_stops_on_sigterm_with_a_summary() {
+    if !connector_usable() {
+        return;
+    }
+    let watch = procexit()
+        .arg("watch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = watch.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("exits seen") && stderr.contains("lost"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flag_values_are_one_line_errors() {
+    let out = procexit()
+        .args(["watch", "--duration", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+}
+
+#[test]
+fn watch_works_unprivileged_on_this_kernel() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        assert!(
+            !strict(),
+            "PROCEXIT_STRICT_SKIPS=1 but this test needs root and setpriv"
+        );
+        eprintln!("SKIPPED: needs root (to drop to nobody) and setpriv");
+        return;
+    }
+    let mut watch = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_procexit"))
+        .args([
+            "watch", "--json", "--count", "1", "--failed", "--name", "pxunpriv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let shell = renamed_shell("pxunpriv");
+    let producer = std::thread::spawn(move || {
+        for _ in 0..50 {
+            let _ = Command::new(&shell)
+                .args(["-c", "sleep 0.05; exit 12"])
+                .status();
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let line = match lines.next() {
+        Some(Ok(line)) => line,
+        other => {
+            let out = watch.wait_with_output().unwrap();
+            panic!(
+                "no line ({other:?}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["exit_code"], 12);
+    // Without root there is no taskstats: the connector alone.
+    assert_eq!(v["source"], "linux-connector");
+    assert!(watch.wait().unwrap().success());
+    producer.join().unwrap();
+}

@@ -1,0 +1,310 @@
+//! Linux taskstats over generic netlink: the per-task exit records the
+//! kernel sends to listeners registered for a CPU mask.
+//!
+//! Layouts (include/uapi/linux/netlink.h, genetlink.h, taskstats.h):
+//!
+//! | struct      | fields                                   | offset |
+//! |-------------|------------------------------------------|--------|
+//! | nlmsghdr    | len u32, type u16, flags u16, seq, pid   | 0      |
+//! | genlmsghdr  | cmd u8, version u8, reserved u16         | 16     |
+//! | nlattr…     | len u16 (incl. 4-byte header), type u16, payload, 4-aligned | 20 |
+//!
+//! `struct taskstats` fields we read (stable since version 1 of the basic
+//! accounting part; the kernel here sends version 16, 560 bytes):
+//! `ac_exitcode` u32 @4, `ac_flag` u8 @8, `ac_comm` [32] @80, `ac_uid` u32
+//! @120, `ac_gid` @124, `ac_pid` @128, `ac_ppid` @132, `ac_btime` u32 (s)
+//! @136, `ac_etime` u64 (µs) @144, `ac_utime` @152, `ac_stime` @160.
+
+use super::{Cursor, DecodeError, DecodeErrorKind};
+
+/// `GENL_ID_CTRL`: the controller family, which resolves family names.
+pub const GENL_ID_CTRL: u16 = 0x10;
+/// `CTRL_CMD_GETFAMILY`.
+pub const CTRL_CMD_GETFAMILY: u8 = 3;
+/// `CTRL_ATTR_FAMILY_ID`.
+pub const CTRL_ATTR_FAMILY_ID: u16 = 1;
+/// `CTRL_ATTR_FAMILY_NAME`.
+pub const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+/// `TASKSTATS_CMD_GET`.
+pub const TASKSTATS_CMD_GET: u8 = 1;
+/// `TASKSTATS_CMD_NEW`.
+pub const TASKSTATS_CMD_NEW: u8 = 2;
+/// `TASKSTATS_CMD_ATTR_REGISTER_CPUMASK`.
+pub const TASKSTATS_CMD_ATTR_REGISTER_CPUMASK: u16 = 3;
+
+const TYPE_PID: u16 = 1;
+const TYPE_TGID: u16 = 2;
+const TYPE_STATS: u16 = 3;
+const TYPE_AGGR_PID: u16 = 4;
+const TYPE_AGGR_TGID: u16 = 5;
+/// `NLA_TYPE_MASK`: the top two bits of nla_type are flags.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+/// `AGROUP`: this record is the last task of its thread group.
+pub const AGROUP: u8 = 0x20;
+
+/// One task's exit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskExit {
+    /// Task id (from the AGGR_PID attribute).
+    pub pid: u32,
+    /// Thread-group id when the message carried one (multi-threaded group
+    /// ended); otherwise `None` (then `pid` is the process for AGROUP records).
+    pub tgid: Option<u32>,
+    /// Wait status.
+    pub exit_code: u32,
+    /// `ac_flag` (AFORK, ASU, ACORE, AXSIG, AGROUP …).
+    pub flags: u8,
+    /// `ac_comm`.
+    pub comm: String,
+    /// Real uid.
+    pub uid: u32,
+    /// Parent at exit (right even where the connector says 0).
+    pub ppid: u32,
+    /// Start time, seconds since the epoch.
+    pub btime: u32,
+    /// Elapsed time in µs.
+    pub etime_us: u64,
+}
+
+impl TaskExit {
+    /// Whether this is the last task of its process.
+    pub fn is_group_end(&self) -> bool {
+        self.flags & AGROUP != 0
+    }
+
+    /// The process this task belonged to.
+    pub fn process_id(&self) -> u32 {
+        self.tgid.unwrap_or(self.pid)
+    }
+}
+
+/// Iterates over the attributes of `data`: (type, payload).
+pub fn attributes(data: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), DecodeError>> + '_ {
+    let mut c = Cursor::new(data);
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || c.remaining() < 4 {
+            return None;
+        }
+        let start = c.position();
+        let attr = (|| {
+            let len = usize::from(c.u16()?);
+            let kind = c.u16()? & NLA_TYPE_MASK;
+            let payload_len = len.checked_sub(4).ok_or(DecodeError {
+                offset: start,
+                kind: DecodeErrorKind::Invalid("nla_len"),
+            })?;
+            let payload = c.bytes(payload_len)?;
+            // Attributes are padded to 4 bytes; the last may lack padding.
+            let pad = len.wrapping_neg() & 3;
+            let _ = c.skip(pad.min(c.remaining()));
+            Ok((kind, payload))
+        })();
+        if attr.is_err() {
+            failed = true;
+        }
+        Some(attr)
+    })
+}
+
+/// Decodes a `struct taskstats` payload.
+fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, DecodeError> {
+    let mut c = Cursor::new(stats);
+    c.skip(4)?;
+    let exit_code = c.u32()?;
+    let flags = c.u8()?;
+    c.skip(80 - 9)?;
+    let comm_raw = c.bytes(32)?;
+    let end = comm_raw
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(comm_raw.len());
+    let comm = String::from_utf8_lossy(comm_raw.get(..end).unwrap_or(&[])).into_owned();
+    c.skip(120 - 112)?;
+    let uid = c.u32()?;
+    let _gid = c.u32()?;
+    let _ac_pid = c.u32()?;
+    let ppid = c.u32()?;
+    let btime = c.u32()?;
+    c.skip(4)?;
+    let etime_us = c.u64()?;
+    Ok(TaskExit {
+        pid,
+        tgid,
+        exit_code,
+        flags,
+        comm,
+        uid,
+        ppid,
+        btime,
+        etime_us,
+    })
+}
+
+/// Decodes one generic netlink message (header included) from the
+/// TASKSTATS family. `Ok(None)` when it is not an exit record.
+pub fn parse_message(message: &[u8]) -> Result<Option<TaskExit>, DecodeError> {
+    let mut c = Cursor::new(message);
+    c.skip(16)?;
+    let cmd = c.u8()?;
+    c.skip(3)?;
+    if cmd != TASKSTATS_CMD_NEW {
+        return Ok(None);
+    }
+    let mut task: Option<(u32, &[u8])> = None;
+    let mut tgid = None;
+    for attr in attributes(c.rest()) {
+        let (kind, payload) = attr?;
+        if kind != TYPE_AGGR_PID && kind != TYPE_AGGR_TGID {
+            continue;
+        }
+        let mut id = None;
+        let mut stats = None;
+        for inner in attributes(payload) {
+            let (inner_kind, inner_payload) = inner?;
+            match inner_kind {
+                TYPE_PID | TYPE_TGID => id = Some(Cursor::new(inner_payload).u32()?),
+                TYPE_STATS => stats = Some(inner_payload),
+                _ => {}
+            }
+        }
+        match (kind, id, stats) {
+            (TYPE_AGGR_PID, Some(pid), Some(stats)) => task = Some((pid, stats)),
+            (TYPE_AGGR_TGID, Some(id), _) => tgid = Some(id),
+            _ => {}
+        }
+    }
+    match task {
+        Some((pid, stats)) => parse_stats(pid, tgid, stats).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Builds a generic netlink request: nlmsghdr + genlmsghdr + one attribute
+/// whose payload is `value`.
+/// The request asks for an ACK (`NLM_F_ACK`), so errors such as EPERM come
+/// back as an `NLMSG_ERROR` reply.
+pub fn request(family: u16, cmd: u8, attr_type: u16, value: &[u8], sender: u32) -> Vec<u8> {
+    let attr_len = 4usize.saturating_add(value.len());
+    let padded = attr_len.saturating_add(3) & !3;
+    let total = 20usize.saturating_add(padded);
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_le_bytes());
+    m.extend_from_slice(&family.to_le_bytes());
+    m.extend_from_slice(&5u16.to_le_bytes()); // NLM_F_REQUEST | NLM_F_ACK
+    m.extend_from_slice(&0u32.to_le_bytes()); // seq
+    m.extend_from_slice(&sender.to_le_bytes());
+    m.extend_from_slice(&[cmd, 1, 0, 0]); // cmd, version, reserved
+    m.extend_from_slice(&u16::try_from(attr_len).unwrap_or(u16::MAX).to_le_bytes());
+    m.extend_from_slice(&attr_type.to_le_bytes());
+    m.extend_from_slice(value);
+    m.resize(total, 0);
+    m
+}
+
+/// Finds `CTRL_ATTR_FAMILY_ID` in the controller's reply (header included).
+pub fn parse_family_id(message: &[u8]) -> Result<Option<u16>, DecodeError> {
+    let mut c = Cursor::new(message);
+    c.skip(20)?;
+    for attr in attributes(c.rest()) {
+        let (kind, payload) = attr?;
+        if kind == CTRL_ATTR_FAMILY_ID {
+            return Cursor::new(payload).u16().map(Some);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+mod tests {
+    use super::*;
+
+    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + payload.len()) as u16).to_le_bytes());
+        a.extend_from_slice(&kind.to_le_bytes());
+        a.extend_from_slice(payload);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a
+    }
+
+    fn stats(code: u32, flags: u8, comm: &str, uid: u32, ppid: u32) -> Vec<u8> {
+        let mut s = vec![0u8; 560];
+        s[0..2].copy_from_slice(&16u16.to_le_bytes());
+        s[4..8].copy_from_slice(&code.to_le_bytes());
+        s[8] = flags;
+        s[80..80 + comm.len()].copy_from_slice(comm.as_bytes());
+        s[120..124].copy_from_slice(&uid.to_le_bytes());
+        s[132..136].copy_from_slice(&ppid.to_le_bytes());
+        s[144..152].copy_from_slice(&1500u64.to_le_bytes());
+        s
+    }
+
+    fn message(attrs: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; 16];
+        m[0..4].copy_from_slice(&((20 + attrs.len()) as u32).to_le_bytes());
+        m.extend_from_slice(&[TASKSTATS_CMD_NEW, 1, 0, 0]);
+        m.extend_from_slice(attrs);
+        m
+    }
+
+    #[test]
+    fn decodes_a_last_thread_record_with_its_group() {
+        let mut pid_attr = attr(TYPE_PID, &77u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &stats(0x500, AGROUP, "worker", 1000, 5)));
+        let mut tgid_attr = attr(TYPE_TGID, &70u32.to_le_bytes());
+        tgid_attr.extend(attr(TYPE_STATS, &[0u8; 560]));
+        let mut attrs = attr(TYPE_AGGR_PID, &pid_attr);
+        attrs.extend(attr(TYPE_AGGR_TGID, &tgid_attr));
+        let got = parse_message(&message(&attrs)).unwrap().unwrap();
+        assert_eq!(got.pid, 77);
+        assert_eq!(got.process_id(), 70);
+        assert_eq!(got.exit_code, 0x500);
+        assert!(got.is_group_end());
+        assert_eq!(got.comm, "worker");
+        assert_eq!((got.uid, got.ppid, got.etime_us), (1000, 5, 1500));
+    }
+
+    #[test]
+    fn truncated_and_garbage_input_never_panics() {
+        let mut pid_attr = attr(TYPE_PID, &77u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &stats(0, AGROUP, "x", 0, 1)));
+        let m = message(&attr(TYPE_AGGR_PID, &pid_attr));
+        for cut in 0..m.len() {
+            let _ = parse_message(&m[..cut]);
+        }
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        for _ in 0..5000 {
+            let mut b = m.clone();
+            for _ in 0..3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = (seed as usize) % b.len();
+                b[i] = (seed >> 24) as u8;
+            }
+            let _ = parse_message(&b);
+        }
+    }
+
+    #[test]
+    fn request_layout() {
+        let r = request(
+            GENL_ID_CTRL,
+            CTRL_CMD_GETFAMILY,
+            CTRL_ATTR_FAMILY_NAME,
+            b"TASKSTATS\0",
+            0,
+        );
+        assert_eq!(r.len(), 20 + 16);
+        assert_eq!(&r[0..4], &36u32.to_le_bytes());
+        assert_eq!(&r[20..22], &14u16.to_le_bytes());
+    }
+}

@@ -1,0 +1,133 @@
+//! Best-effort reads of /proc. Every function returns `None` when the
+//! process is gone or the file is unreadable: /proc races with exits, and a
+//! missing fact is reported as missing, never guessed.
+
+use std::fs;
+
+/// Facts from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub(crate) comm: String,
+    pub(crate) state: char,
+    pub(crate) ppid: u32,
+    /// Start time in clock ticks since boot (field 22).
+    pub(crate) start_ticks: u64,
+}
+
+/// Parses the text of `/proc/<pid>/stat`. The comm is between the first `(`
+/// and the *last* `)`, since a comm may itself contain parentheses.
+pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let mut fields = text.get(close + 1..)?.split_ascii_whitespace();
+    // After the comm: field 3 is state, 4 ppid, … 22 starttime.
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let start_ticks = fields.nth(22 - 5)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        state,
+        ppid,
+        start_ticks,
+    })
+}
+
+pub(crate) fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The command line with NUL separators turned into spaces; `None` when
+/// empty (kernel threads, zombies, processes already gone).
+pub(crate) fn cmdline(pid: u32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    parse_cmdline(&raw)
+}
+
+pub(crate) fn parse_cmdline(raw: &[u8]) -> Option<String> {
+    let trimmed = raw.strip_suffix(&[0]).unwrap_or(raw);
+    if trimmed.is_empty() {
+        return None;
+    }
+    let joined: Vec<u8> = trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    Some(String::from_utf8_lossy(&joined).into_owned())
+}
+
+/// The short name (`comm`), without the trailing newline.
+pub(crate) fn comm(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end_matches('\n').to_string())
+}
+
+/// The real uid, from the `Uid:` line of `/proc/<pid>/status`.
+pub(crate) fn uid(pid: u32) -> Option<u32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_uid(&text)
+}
+
+pub(crate) fn parse_status_uid(text: &str) -> Option<u32> {
+    let line = text.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// The thread ids of a process, or `None` if it is gone.
+pub(crate) fn tasks(pid: u32) -> Option<Vec<u32>> {
+    let dir = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
+}
+
+/// Every pid in /proc.
+pub(crate) fn pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_parentheses_in_comm() {
+        let text =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 5678 1000 10";
+        let stat = parse_stat(text).unwrap();
+        assert_eq!(stat.comm, "a) b (c)");
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.ppid, 1);
+        assert_eq!(stat.start_ticks, 5678);
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S"), None);
+    }
+
+    #[test]
+    fn own_stat_is_readable() {
+        let me = std::process::id();
+        let stat = stat(me).unwrap();
+        assert!("RS".contains(stat.state), "state {}", stat.state);
+        assert!(tasks(me).unwrap().contains(&me));
+        assert!(cmdline(me).is_some());
+    }
+
+    #[test]
+    fn cmdline_and_uid_parsing() {
+        assert_eq!(
+            parse_cmdline(b"sh\0-c\0exit 1\0").as_deref(),
+            Some("sh -c exit 1")
+        );
+        assert_eq!(parse_cmdline(b""), None);
+        assert_eq!(parse_cmdline(b"\0"), None);
+        assert_eq!(
+            parse_status_uid("Name:\tx\nUid:\t1000\t1000\t1000\t1000\n"),
+            Some(1000)
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! End-to-end tests of the Linux backend with real processes of known
+//! outcome. They need the process connector (any user on kernels ≥ 6.6,
+//! root before): without it they print why and skip, unless
+//! PROCEXIT_STRICT_SKIPS=1 (set by .ci/run), which turns a skip into a failure.
+#![cfg(target_os = "linux")]
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procexit::{Error, Event, ExitStatus, Filter, Monitor, ProcessExit, Source, User};
+
+fn strict() -> bool {
+    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
+}
+
+fn skip(reason: &str) {
+    assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {reason}");
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// Starts a monitor, or explains why it cannot run here.
+fn start_monitor(filter: Filter) -> Option<Monitor> {
+    match Monitor::builder().filter(filter).start() {
+        Ok(m) => Some(m),
+        Err(e @ (Error::ConnectorPermission { .. } | Error::ConnectorUnavailable { .. })) => {
+            skip(&format!("process connector not usable here: {e}"));
+            None
+        }
+        Err(e) => panic!("monitor failed to start: {e}"),
+    }
+}
+
+/// Collects exits until `done` says so or 10 s pass.
+fn collect(
+    monitor: &Monitor,
+    mut done: impl FnMut(&HashMap<u32, ProcessExit>) -> bool,
+) -> HashMap<u32, ProcessExit> {
+    let mut seen = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(&seen) && Instant::now() < deadline {
+        match monitor.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Exit(exit)) => {
+                seen.insert(exit.pid, exit);
+            }
+            Ok(Event::Lost { count, reason }) => panic!("lost {count} exits ({reason:?})"),
+            Ok(_) | Err(_) => {}
+        }
+    }
+    seen
+}
+
+fn run(program: &str, args: &[&str]) -> u32 {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let _ = child.wait();
+    pid
+}
+
+fn me() -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn exit_codes_are_exact() {
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    let mut expected = Vec::new();
+    for code in [0u32, 1, 42, 255] {
+        let script = format!("sleep 0.1; exit {code}");
+        expected.push((run("sh", &["-c", &script]), code, format!("sh -c {script}")));
+    }
+    let seen = collect(&monitor, |s| {
+        expected.iter().all(|(pid, ..)| s.contains_key(pid))
+    });
+    for (pid, code, command_line) in &expected {
+        let exit = seen
+            .get(pid)
+            .unwrap_or_else(|| panic!("no exit for pid {pid}"));
+        assert_eq!(exit.status, ExitStatus::Code(*code));
+        assert_eq!(exit.ppid, Some(me()));
+        assert_eq!(exit.name.as_deref(), Some("sh"));
+        assert_eq!(exit.command_line.as_deref(), Some(command_line.as_str()));
+        assert!(matches!(
+            exit.source,
+            Source::LinuxConnector | Source::LinuxTaskstats
+        ));
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap();
+        assert_eq!(exit.user, Some(User::Uid(uid)));
+        let lived = exit.duration().expect("duration");
+        assert!(lived >= Duration::from_millis(90), "lived {lived:?}");
+        assert!(exit.process_key.is_some());
+    }
+}
+
+#[test]
+fn signals_are_reported_as_signals() {
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    let mut sleeper = Command::new("sleep").arg("10").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
+    let killed = sleeper.id();
+    let segv = run("sh", &["-c", "sleep 0.1; kill -SEGV $$"]);
+    let seen = collect(&monitor, |s| {
+        s.contains_key(&killed) && s.contains_key(&segv)
+    });
+    let k = &seen[&killed];
+    assert_eq!(k.status.signal(), Some(9));
+    assert_eq!(k.status.code(), None);
+    assert_eq!(k.name.as_deref(), Some("sleep"));
+    assert_eq!(k.command_line.as_deref(), Some("sleep 10"));
+    assert_eq!(k.status.shell_status(), 137);
+    let s = &seen[&segv];
+    assert_eq!(s.status.signal(), Some(11));
+    assert_eq!(s.ppid, Some(me()));
+}
+
+#[test]
+fn grandchild_is_reported_with_its_own_parent() {
+    let Some(monitor) = start_monitor(Filter::new()) else {
+        return;
+    };
+    let out = Command::new("sh")
+        .args(["-c", "sh -c 'sleep 0.2; exit 7' & echo $!; wait"])
+        .output()
+        .unwrap();
+    let middle = out.status;
+    assert!(middle.success());
+    let grandchild: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let seen = collect(&monitor, |s| s.contains_key(&grandchild));
+    let g = &seen[&grandchild];
+    assert_eq!(g.status, ExitStatus::Code(7));
+    assert_ne!(
+        g.ppid,
+        Some(me()),
+        "the grandchild's parent is the shell, not us"
+    );
+    assert!(g.ppid.is_some());
+    assert_eq!(g.command_line.as_deref(), Some("sh -c sleep 0.2; exit 7"));
+}
+
+#[test]
+fn process_that_execs_twice_has_its_last_identity() {
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    // sh → env → sleep, all in the same process.
+    let pid = run("sh", &["-c", "exec env sleep 0.2"]);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    let exit = &seen[&pid];
+    assert_eq!(exit.name.as_deref(), Some("sleep"));
+    assert_eq!(exit.command_line.as_deref(), Some("sleep 0.2"));
+    assert_eq!(exit.status, ExitStatus::Code(0));
+    assert_eq!(exit.ppid, Some(me()));
+}
+
+#[test]
+fn one_millisecond_process_is_never_misnamed() {
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    let pids: Vec<u32> = (0..20).map(|_| run("sleep", &["0.001"])).collect();
+    let seen = collect(&monitor, |s| pids.iter().all(|p| s.contains_key(p)));
+    for pid in &pids {
+        let exit = seen.get(pid).unwrap_or_else(|| panic!("no exit for {pid}"));
+        assert_eq!(exit.status, ExitStatus::Code(0));
+        assert_eq!(exit.ppid, Some(me()));
+        // The program may be gone before /proc is read: then the name is
+        // unknown, but it is never the parent's (the test binary's).
+        assert!(
+            matches!(exit.name.as_deref(), None | Some("sleep")),
+            "name {:?}",
+            exit.name
+        );
+        assert!(matches!(
+            exit.command_line.as_deref(),
+            None | Some("sleep 0.001")
+        ));
+    }
+}
+
+#[test]
+fn leader_first_exit_reports_the_process_status() {
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("procexit-test-{}", me()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("leader_first");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/leader_first.c");
+    match Command::new("cc")
+        .args([source, "-pthread", "-o"])
+        .arg(&exe)
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        other => return skip(&format!("no C compiler to build the fixture: {other:?}")),
+    }
+    let pid = run(exe.to_str().unwrap(), &[]);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    let exit = &seen[&pid];
+    assert_eq!(exit.status, ExitStatus::Code(5), "{exit:?}");
+    assert_eq!(exit.name.as_deref(), Some("leader_first"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn burst_of_short_processes_loses_nothing() {
+    let Some(monitor) = start_monitor(Filter::new()) else {
+        return;
+    };
+    const PER_LOOP: usize = 1500;
+    const LOOPS: usize = 4;
+    let script = format!("i=0; while [ $i -lt {PER_LOOP} ]; do /bin/true; i=$((i+1)); done");
+    let started = Instant::now();
+    let loops: Vec<_> = (0..LOOPS)
+        .map(|_| Command::new("sh").args(["-c", &script]).spawn().unwrap())
+        .collect();
+    let parents: Vec<u32> = loops.iter().map(|c| c.id()).collect();
+    for mut child in loops {
+        assert!(child.wait().unwrap().success());
+    }
+    let elapsed = started.elapsed();
+    let mut per_parent: HashMap<u32, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lost = 0;
+    while per_parent.values().sum::<usize>() < PER_LOOP * LOOPS && Instant::now() < deadline {
+        match monitor.recv_timeout(Duration::from_millis(200)) {
+            Ok(Event::Exit(exit)) => {
+                if let Some(ppid) = exit.ppid.filter(|p| parents.contains(p)) {
+                    assert_eq!(exit.status, ExitStatus::Code(0));
+                    *per_parent.entry(ppid).or_default() += 1;
+                }
+            }
+            Ok(Event::Lost { count, .. }) => lost += count,
+            _ => {}
+        }
+    }
+    let stats = monitor.stop().unwrap();
+    let total: usize = per_parent.values().sum();
+    eprintln!(
+        "burst: {total} of {} exits in {elapsed:?} ({:.0}/s), stats {stats:?}",
+        PER_LOOP * LOOPS,
+        (PER_LOOP * LOOPS) as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(stats.lost + stats.overruns + stats.dropped, 0);
+    assert_eq!(total, PER_LOOP * LOOPS);
+}
+
+#[test]
+fn stop_is_prompt_and_drop_does_not_hang() {
+    let Some(monitor) = start_monitor(Filter::new()) else {
+        return;
+    };
+    let started = Instant::now();
+    let stats = monitor.stop().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let _ = stats;
+    let Some(monitor) = start_monitor(Filter::new()) else {
+        return;
+    };
+    let stopper = monitor.stopper();
+    let t = std::thread::spawn(move || monitor.iter().count());
+    std::thread::sleep(Duration::from_millis(100));
+    stopper.stop();
+    t.join().unwrap();
+}
+
+#[test]
+fn callback_receives_exits() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let monitor = match Monitor::builder()
+        .filter(Filter::new().ppid(me()))
+        .start_with_handler(move |event| {
+            let _ = tx.send(event);
+        }) {
+        Ok(m) => m,
+        Err(e) => return skip(&format!("process connector not usable here: {e}")),
+    };
+    let pid = run("sh", &["-c", "exit 3"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        if let Ok(Event::Exit(exit)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if exit.pid == pid {
+                found = Some(exit);
+            }
+        }
+    }
+    drop(monitor);
+    assert_eq!(found.expect("exit delivered").status, ExitStatus::Code(3));
+}
+
+#[test]
+fn wait_set_reports_non_child_and_rejects_missing_pids() {
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 0.3; exit 4"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Reaped on another thread: the waiter is not the parent.
+    let reaper = std::thread::spawn(move || child.wait());
+    let mut set = match procexit::WaitSet::new(&[pid]) {
+        Ok(s) => s,
+        Err(e @ (Error::ConnectorPermission { .. } | Error::ConnectorUnavailable { .. })) => {
+            let _ = reaper.join();
+            return skip(&format!("process connector not usable here: {e}"));
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let exit = set
+        .next_exit(Some(Instant::now() + Duration::from_secs(5)))
+        .unwrap()
+        .expect("exit before deadline");
+    assert_eq!((exit.pid, exit.status), (pid, ExitStatus::Code(4)));
+    assert!(set.remaining().is_empty());
+    reaper.join().unwrap().unwrap();
+    // A pid that cannot exist (above pid_max).
+    assert!(matches!(
+        procexit::WaitSet::new(&[4_000_000]),
+        Err(Error::NoSuchProcess { pid: 4_000_000 })
+    ));
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn taskstats_merges_into_the_record_as_root() {
+    if !is_root() {
+        return skip("taskstats needs root (CAP_NET_ADMIN)");
+    }
+    let options = procexit::LinuxOptions::new().taskstats(procexit::Taskstats::Required);
+    let monitor = match Monitor::builder()
+        .filter(Filter::new().ppid(me()))
+        .linux(options)
+        .start()
+    {
+        Ok(m) => m,
+        Err(e) => panic!("taskstats required as root but: {e}"),
+    };
+    let pid = run("sh", &["-c", "sleep 0.1; exit 6"]);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    let exit = &seen[&pid];
+    assert_eq!(exit.source, Source::LinuxTaskstats);
+    assert_eq!(exit.status, ExitStatus::Code(6));
+    assert_eq!(exit.name.as_deref(), Some("sh"));
+    assert_eq!(exit.user, Some(User::Uid(0)));
+    assert_eq!(exit.ppid, Some(me()));
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The project's test command (README "Set-up"; .ci/run calls it too).
+# Installs what it needs on a fresh Debian 12 machine, then runs formatting,
+# lints and every test: Linux natively, Windows cross-compiled under Wine.
+#
+# Environment:
+#   PROCEXIT_STRICT_SKIPS=1   a test that would skip (no root, no kernel
+#                             feature, no shared/ traces) fails instead
+#   PROCEXIT_SKIP_WINDOWS=1   skip the Windows cross build and Wine tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "test.sh: missing ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+echo "== toolchain: $(cargo --version), $(rustc --version)"
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy (linux)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (linux)"
+cargo test --workspace --locked
+
+if [ "${PROCEXIT_SKIP_WINDOWS:-0}" != 1 ] && [ -f .ci/windows.sh ]; then
+  echo "== windows (cross-compiled, tests under Wine)"
+  bash .ci/windows.sh
+fi
+echo "== all tests passed"
