@@ -20,6 +20,9 @@ use crate::event::Source;
 use crate::merge::etw::EtwExitTracker;
 use crate::queue::Sink;
 
+#[cfg(test)]
+use super::tests;
+
 /// What the callback needs; shared by the consumer thread (through ETW's
 /// `UserContext` pointer) and the control thread. Freed only after
 /// ProcessTrace has returned and CloseTrace ran.
@@ -72,6 +75,10 @@ impl Context {
     /// Routes one event. Decode errors are counted, never fatal.
     pub(crate) fn dispatch(&self, record: &Record<'_>) {
         self.events.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        if record.provider == tests::PANIC_PROVIDER {
+            panic!("test: a panicking callback");
+        }
         let timestamp = u64::try_from(record.timestamp).ok().filter(|&t| t > 0);
         if record.provider == PROCESS_GUID {
             let pointer =

@@ -133,6 +133,14 @@ impl Session {
                 session.owned = true;
             }
             Outcome::Attach => {}
+            // INDEPENDENT_SESSION_MODE is documented for 8.1+ but not for
+            // system loggers; a build that refuses the pair gets it without.
+            Outcome::Failed(INVALID_PARAMETER)
+                if plan == (Plan::PrivateKernel { independent: true }) =>
+            {
+                drop(session);
+                return Session::start(Plan::PrivateKernel { independent: false }, options);
+            }
             Outcome::Failed(code) => return Err(etw_error("StartTraceW", code, &session.name)),
         }
         if plan == Plan::KernelProcess && session.owned {

@@ -225,6 +225,21 @@ fn callback_handles_kernel_process_stop_lost_and_garbage() {
     assert_eq!(context.panics.load(Ordering::Relaxed), 0);
 }
 
+/// Records from this provider make `dispatch` panic (test builds only).
+pub(super) const PANIC_PROVIDER: Guid = Guid::new(0x0bad_0bad, 0, 0, [0; 8]);
+
+#[test]
+fn a_panic_in_the_callback_is_caught_and_counted() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink, Source::EtwKernel);
+    deliver(&context, PANIC_PROVIDER, 0, 0, 0, &[]);
+    // The callback returned normally; later events still work.
+    deliver(&context, PROCESS_GUID, 0, 2, 4, &mof_end_v4(9, 0));
+    assert_eq!(context.panics.load(Ordering::Relaxed), 1);
+    assert_eq!(shared.stats().anomalies, 1);
+    assert!(matches!(drain(&shared).as_slice(), [Event::Exit(e)] if e.pid == 9));
+}
+
 #[test]
 fn callback_ignores_null_pointers() {
     // SAFETY: on_event must accept a null record (it returns at once).
