@@ -90,7 +90,7 @@ trap '"$WINESERVER" -k 2>/dev/null || true' EXIT
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
   export CARGO_TARGET_DIR=$ROOT/target/windows
   export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=$WINE
-  X64=(-Zbuild-std --target x86_64-pc-windows-gnu --workspace)
+  X64=(-Zbuild-std --target x86_64-pc-windows-gnu --workspace --locked)
 
   step "build x86_64-pc-windows-gnu"
   cargo build "${X64[@]}" --all-targets
@@ -102,11 +102,12 @@ trap '"$WINESERVER" -k 2>/dev/null || true' EXIT
   cargo test "${X64[@]}"
 
   step "check i686-pc-windows-gnu"
-  cargo check -Zbuild-std --target i686-pc-windows-gnu --workspace --all-targets
+  # Type-checked only: running its tests needs 32-bit Wine (i386 multiarch).
+  cargo check -Zbuild-std --target i686-pc-windows-gnu --workspace --all-targets --locked
 
   step "check aarch64-pc-windows-msvc"
   if /usr/bin/rustc --print target-list | grep -qx aarch64-pc-windows-msvc; then
-    if ! cargo check -Zbuild-std --target aarch64-pc-windows-msvc --workspace --all-targets; then
+    if ! cargo check -Zbuild-std --target aarch64-pc-windows-msvc --workspace --all-targets --locked; then
       echo "windows: aarch64-pc-windows-msvc check failed" >&2
       exit 1
     fi
