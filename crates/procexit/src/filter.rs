@@ -144,7 +144,9 @@ pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 #[cfg(test)]
@@ -190,9 +192,13 @@ mod tests {
         assert!(!Filter::new().ppid(2).matches(&exit("x", 0)));
         assert!(!Filter::new().pid(11).matches(&exit("x", 0)));
         let mut e = exit("x", 0);
-        assert!(!Filter::new().min_duration(Duration::from_secs(1)).matches(&e));
+        assert!(!Filter::new()
+            .min_duration(Duration::from_secs(1))
+            .matches(&e));
         e.start_time = Some(UNIX_EPOCH);
         e.exit_time = Some(UNIX_EPOCH + Duration::from_secs(2));
-        assert!(Filter::new().min_duration(Duration::from_secs(1)).matches(&e));
+        assert!(Filter::new()
+            .min_duration(Duration::from_secs(1))
+            .matches(&e));
     }
 }

@@ -34,8 +34,8 @@
 
 pub mod config;
 pub mod decode;
-pub mod etl;
 mod error;
+pub mod etl;
 mod event;
 mod filter;
 mod monitor;

@@ -317,8 +317,14 @@ mod tests {
 
     #[test]
     fn pointer_size_from_flags() {
-        assert_eq!(PointerSize::from_header_flags(0x40), Some(PointerSize::Eight));
-        assert_eq!(PointerSize::from_header_flags(0x20), Some(PointerSize::Four));
+        assert_eq!(
+            PointerSize::from_header_flags(0x40),
+            Some(PointerSize::Eight)
+        );
+        assert_eq!(
+            PointerSize::from_header_flags(0x20),
+            Some(PointerSize::Four)
+        );
         assert_eq!(PointerSize::from_header_flags(0x100), None);
     }
 }
