@@ -38,6 +38,7 @@ mod error;
 pub mod etl;
 mod event;
 mod filter;
+pub(crate) mod merge;
 mod monitor;
 mod queue;
 mod sys;

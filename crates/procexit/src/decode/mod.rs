@@ -12,6 +12,10 @@
 
 use std::fmt;
 
+pub mod kernel_process;
+pub mod lost_event;
+pub mod mof_process;
+
 /// A GUID as Windows lays it out: `Data1` u32, `Data2` u16, `Data3` u16 (all
 /// little-endian on disk), `Data4` 8 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

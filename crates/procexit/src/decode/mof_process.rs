@@ -1,0 +1,744 @@
+//! Payloads of the kernel "Process" MOF class ([`PROCESS_GUID`](super::PROCESS_GUID)):
+//! Start, End, DCStart, DCEnd and Defunct, versions 0 to 5.
+//!
+//! Layouts (etw-kernel-process-events.md §1.3–1.5; P = producer pointer size,
+//! all fields packed little-endian, offsets after the SID are variable):
+//!
+//! | ver | ptr @0           | pid    | ppid  | session | exit  | DTB ptr | flags  | UserSID | strings                         |
+//! |-----|------------------|--------|-------|---------|-------|---------|--------|---------|---------------------------------|
+//! | 0   | pid (ptr)        | —      | P ptr | —       | —     | —       | —      | 2P      | image                           |
+//! | 1   | reserved (PDB)   | P      | P+4   | P+8     | P+12  | —       | —      | P+16    | image                           |
+//! | 2   | UniqueProcessKey | P      | P+4   | P+8     | P+12  | —       | —      | P+16    | image, cmdline                  |
+//! | 3   | UniqueProcessKey | P      | P+4   | P+8     | P+12  | P+16    | —      | 2P+16   | image, cmdline                  |
+//! | ≥4  | UniqueProcessKey | P      | P+4   | P+8     | P+12  | P+16    | 2P+16  | 2P+20   | image, cmdline, package, app id |
+//!
+//! v5 (Defunct only) appends `ExitTime` (u64 FILETIME); versions above 5 are
+//! read with the v4 prefix and any extra bytes are ignored (§1.2).
+//! UserSID (§1.4): a u32 0 means "no SID" (4 bytes); otherwise a producer-sized
+//! `TOKEN_USER` (2P bytes) followed by the SID (8 + 4n bytes). Strings: image
+//! is 8-bit NUL-terminated, the others UTF-16LE NUL-terminated (§1.5).
+//! Self-check (§1.6): the last field must end exactly at the payload end
+//! (v5: at least 8 bytes must remain for `ExitTime`); if the 4-byte null-SID
+//! reading fails that, the pointer-sized one is tried.
+
+use super::{Cursor, DecodeError, PointerSize};
+
+/// Process creation.
+pub const OPCODE_START: u8 = 1;
+/// Process exit (also called Stop).
+pub const OPCODE_END: u8 = 2;
+/// Rundown at trace start: a process alive when the session began.
+pub const OPCODE_DC_START: u8 = 3;
+/// Rundown at trace end: a process alive when the session stopped.
+pub const OPCODE_DC_END: u8 = 4;
+/// An exited process whose object is still referenced (zombie), listed at rundown.
+pub const OPCODE_DEFUNCT: u8 = 39;
+
+/// One decoded Process-class payload. Fields the version does not carry are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessPayload {
+    /// Kernel address of the process object (v≥2); with `pid` it identifies
+    /// one process across pid reuse. `None` for v0 and v1 (v1's first field
+    /// is a reserved page-directory value, not a key).
+    pub unique_process_key: Option<u64>,
+    /// Process id of the subject process (not the event header's).
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Terminal-services session id (v≥1).
+    pub session_id: Option<u32>,
+    /// Exit code on End/Defunct (v≥1); on Start/DCStart usually 259 (STILL_ACTIVE).
+    pub exit_status: Option<i32>,
+    /// Page-directory base of the address space (v≥3).
+    pub directory_table_base: Option<u64>,
+    /// Process flags (v≥4): 0x1 package, 0x2 WOW64, 0x4 protected.
+    pub flags: Option<u32>,
+    /// Owner SID in `S-1-5-18` form; `None` when the field is null or unreadable.
+    pub user_sid: Option<String>,
+    /// Image leaf name (`cmd.exe`), decoded as Latin-1.
+    pub image_file_name: Option<String>,
+    /// Command line (v≥2), lossy UTF-16; `Some("")` when the event carries an empty one.
+    pub command_line: Option<String>,
+    /// Package full name (v≥4); `None` when empty.
+    pub package_full_name: Option<String>,
+    /// Application id (v≥4); `None` when empty.
+    pub application_id: Option<String>,
+    /// v5 (Defunct): when the process exited, as FILETIME.
+    pub exit_time: Option<u64>,
+    /// Set when the self-check needed a fallback or some optional field could not be read.
+    pub anomaly: Option<Anomaly>,
+}
+
+impl ProcessPayload {
+    /// Whether every byte of the payload was accounted for by the version's
+    /// layout (the pointer-sized null SID counts as accounted for).
+    pub fn is_fully_decoded(&self) -> bool {
+        matches!(self.anomaly, None | Some(Anomaly::PointerSizedNullSid))
+    }
+}
+
+/// What did not match the documented layout. The required fields were read
+/// regardless; the variant says which optional ones may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Anomaly {
+    /// The null SID took P bytes (8 on x64) instead of 4: only that reading
+    /// passed the length check. All fields were decoded.
+    PointerSizedNullSid,
+    /// The payload ends inside the SID or a string (no terminator): that
+    /// field and all after it are `None`.
+    StringsTruncated,
+    /// The SID header is malformed (revision ≠ 1 or more than 15
+    /// sub-authorities): the SID and the strings after it are `None`.
+    InvalidSid,
+    /// This many bytes follow the last field the version defines.
+    TrailingBytes(u32),
+    /// A v5 payload without the 8 bytes of `ExitTime` after its strings.
+    MissingExitTime,
+}
+
+/// `S-1-…` sub-authority count limit (`SID_MAX_SUB_AUTHORITIES`).
+const SID_MAX_SUB_AUTHORITIES: u8 = 15;
+
+/// Decodes one Process-class payload of MOF `version`, written by a producer
+/// with `pointer`-sized pointers (from the event header flags).
+///
+/// Fails only when a fixed field (pid, ppid, key, session, exit status, DTB,
+/// flags) is cut off; the SID and strings degrade to `None` with
+/// [`ProcessPayload::anomaly`] set.
+pub fn decode_process(
+    payload: &[u8],
+    version: u8,
+    pointer: PointerSize,
+) -> Result<ProcessPayload, DecodeError> {
+    let mut c = Cursor::new(payload);
+    let mut out = ProcessPayload {
+        unique_process_key: None,
+        pid: 0,
+        ppid: 0,
+        session_id: None,
+        exit_status: None,
+        directory_table_base: None,
+        flags: None,
+        user_sid: None,
+        image_file_name: None,
+        command_line: None,
+        package_full_name: None,
+        application_id: None,
+        exit_time: None,
+        anomaly: None,
+    };
+    if version == 0 {
+        // Both ids are pointer-sized in v0; the value lives in the low 32 bits.
+        out.pid = low_u32(c.pointer(pointer)?);
+        out.ppid = low_u32(c.pointer(pointer)?);
+    } else {
+        let first = c.pointer(pointer)?;
+        if version >= 2 {
+            out.unique_process_key = Some(first);
+        }
+        out.pid = c.u32()?;
+        out.ppid = c.u32()?;
+        out.session_id = Some(c.u32()?);
+        out.exit_status = Some(c.i32()?);
+        if version >= 3 {
+            out.directory_table_base = Some(c.pointer(pointer)?);
+        }
+        if version >= 4 {
+            out.flags = Some(c.u32()?);
+        }
+    }
+    let tail = decode_tail(c, version, pointer);
+    out.user_sid = tail.user_sid;
+    out.image_file_name = tail.strings.image;
+    out.command_line = tail.strings.command_line;
+    out.package_full_name = tail.strings.package.filter(|s| !s.is_empty());
+    out.application_id = tail.strings.app_id.filter(|s| !s.is_empty());
+    out.exit_time = tail.strings.exit_time;
+    out.anomaly = tail.anomaly;
+    Ok(out)
+}
+
+/// Takes the low 32 bits of a v0 pointer-sized id.
+fn low_u32(value: u64) -> u32 {
+    u32::try_from(value & u64::from(u32::MAX)).unwrap_or(0)
+}
+
+/// Everything after the fixed fields.
+#[derive(Default)]
+struct Tail {
+    user_sid: Option<String>,
+    strings: Strings,
+    anomaly: Option<Anomaly>,
+}
+
+#[derive(Default)]
+struct Strings {
+    image: Option<String>,
+    command_line: Option<String>,
+    package: Option<String>,
+    app_id: Option<String>,
+    exit_time: Option<u64>,
+}
+
+fn decode_tail(c: Cursor<'_>, version: u8, pointer: PointerSize) -> Tail {
+    let mut probe = c;
+    match probe.u32() {
+        Err(_) => Tail {
+            anomaly: Some(Anomaly::StringsTruncated),
+            ..Tail::default()
+        },
+        Ok(0) => {
+            let (strings, anomaly) = decode_strings(probe, version);
+            if anomaly.is_none() || pointer == PointerSize::Four {
+                return Tail {
+                    user_sid: None,
+                    strings,
+                    anomaly,
+                };
+            }
+            // §1.6: one decoder family writes the null SID pointer-sized.
+            // Accept that reading only if it is all zeros and passes the check.
+            let mut wide = c;
+            if let Ok(bytes) = wide.bytes(8) {
+                if bytes.iter().all(|&b| b == 0) {
+                    let (wide_strings, wide_anomaly) = decode_strings(wide, version);
+                    if wide_anomaly.is_none() {
+                        return Tail {
+                            user_sid: None,
+                            strings: wide_strings,
+                            anomaly: Some(Anomaly::PointerSizedNullSid),
+                        };
+                    }
+                }
+            }
+            Tail {
+                user_sid: None,
+                strings,
+                anomaly,
+            }
+        }
+        Ok(_) => {
+            let mut c = c;
+            match read_sid(&mut c, pointer) {
+                Ok(sid) => {
+                    let (strings, anomaly) = decode_strings(c, version);
+                    Tail {
+                        user_sid: Some(sid),
+                        strings,
+                        anomaly,
+                    }
+                }
+                Err(anomaly) => Tail {
+                    anomaly: Some(anomaly),
+                    ..Tail::default()
+                },
+            }
+        }
+    }
+}
+
+/// Reads a non-null SID field: the producer's `TOKEN_USER` (2P bytes), then
+/// the SID (§1.4), formatted as `S-R-A-S1-…`.
+fn read_sid(c: &mut Cursor<'_>, pointer: PointerSize) -> Result<String, Anomaly> {
+    let truncated = |_| Anomaly::StringsTruncated;
+    c.skip(pointer.bytes().saturating_mul(2))
+        .map_err(truncated)?;
+    let revision = c.u8().map_err(truncated)?;
+    let count = c.u8().map_err(truncated)?;
+    if revision != 1 || count > SID_MAX_SUB_AUTHORITIES {
+        return Err(Anomaly::InvalidSid);
+    }
+    let authority = c.bytes(6).map_err(truncated)?;
+    let authority = authority
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    // Same rule as ConvertSidToStringSid: decimal below 2^32, else hex.
+    let mut sid = if authority < (1u64 << 32) {
+        format!("S-{revision}-{authority}")
+    } else {
+        format!("S-{revision}-0x{authority:012X}")
+    };
+    for _ in 0..count {
+        let sub = c.u32().map_err(truncated)?;
+        sid.push('-');
+        sid.push_str(&sub.to_string());
+    }
+    Ok(sid)
+}
+
+/// Reads the strings of `version` and runs the §1.6 length check; the
+/// anomaly is `None` exactly when the check passed.
+fn decode_strings(mut c: Cursor<'_>, version: u8) -> (Strings, Option<Anomaly>) {
+    let mut s = Strings::default();
+    let Some(image) = ansi_z(&mut c) else {
+        return (s, Some(Anomaly::StringsTruncated));
+    };
+    s.image = Some(image);
+    if version >= 2 {
+        let Some(cmd) = utf16_z(&mut c) else {
+            return (s, Some(Anomaly::StringsTruncated));
+        };
+        s.command_line = Some(cmd);
+    }
+    if version >= 4 {
+        let Some(package) = utf16_z(&mut c) else {
+            return (s, Some(Anomaly::StringsTruncated));
+        };
+        s.package = Some(package);
+        let Some(app_id) = utf16_z(&mut c) else {
+            return (s, Some(Anomaly::StringsTruncated));
+        };
+        s.app_id = Some(app_id);
+    }
+    let anomaly = match version {
+        5 => match c.u64() {
+            Ok(t) => {
+                s.exit_time = Some(t);
+                trailing(&c)
+            }
+            Err(_) => Some(Anomaly::MissingExitTime),
+        },
+        // Newer versions may append fields we do not know; that is expected.
+        6.. => None,
+        _ => trailing(&c),
+    };
+    (s, anomaly)
+}
+
+fn trailing(c: &Cursor<'_>) -> Option<Anomaly> {
+    match c.remaining() {
+        0 => None,
+        n => Some(Anomaly::TrailingBytes(u32::try_from(n).unwrap_or(u32::MAX))),
+    }
+}
+
+/// An 8-bit NUL-terminated string, each byte taken as Latin-1. `None` when
+/// no terminator remains; the cursor is then left where it was.
+fn ansi_z(c: &mut Cursor<'_>) -> Option<String> {
+    let rest = c.rest();
+    let len = rest.iter().position(|&b| b == 0)?;
+    let text = c.bytes(len).ok()?.iter().map(|&b| char::from(b)).collect();
+    c.skip(1).ok()?;
+    Some(text)
+}
+
+/// A UTF-16LE NUL-terminated string, decoded lossily. `None` when no
+/// terminator remains.
+fn utf16_z(c: &mut Cursor<'_>) -> Option<String> {
+    let mut units = Vec::new();
+    let mut probe = *c;
+    loop {
+        match probe.u16().ok()? {
+            0 => break,
+            unit => units.push(unit),
+        }
+    }
+    *c = probe;
+    Some(String::from_utf16_lossy(&units))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )]
+
+    use super::*;
+    use crate::decode::DecodeErrorKind;
+
+    /// The SID cases every layout is tested with.
+    #[derive(Clone, Copy, Debug)]
+    enum Sid {
+        Null,
+        System,
+        DomainUser,
+    }
+
+    impl Sid {
+        const ALL: [Sid; 3] = [Sid::Null, Sid::System, Sid::DomainUser];
+
+        fn text(self) -> Option<&'static str> {
+            match self {
+                Sid::Null => None,
+                Sid::System => Some("S-1-5-18"),
+                Sid::DomainUser => Some("S-1-5-21-1004336348-1177238915-682003330-1001"),
+            }
+        }
+
+        /// The SID field as a producer with `p`-byte pointers writes it.
+        fn field(self, p: PointerSize) -> Vec<u8> {
+            let subs: &[u32] = match self {
+                Sid::Null => return vec![0; 4],
+                Sid::System => &[18],
+                Sid::DomainUser => &[21, 1_004_336_348, 1_177_238_915, 682_003_330, 1001],
+            };
+            // TOKEN_USER: a non-null PSID, attributes, padding on x64.
+            let mut out = match p {
+                PointerSize::Four => vec![0x10, 0x20, 0x30, 0x40, 0, 0, 0, 0],
+                PointerSize::Eight => {
+                    let mut v = 0xffff_a000_1234_5678u64.to_le_bytes().to_vec();
+                    v.extend_from_slice(&[0; 8]);
+                    v
+                }
+            };
+            out.extend_from_slice(&[1, subs.len() as u8, 0, 0, 0, 0, 0, 5]);
+            for s in subs {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+            out
+        }
+    }
+
+    fn ptr(p: PointerSize, v: u64) -> Vec<u8> {
+        match p {
+            PointerSize::Four => (v as u32).to_le_bytes().to_vec(),
+            PointerSize::Eight => v.to_le_bytes().to_vec(),
+        }
+    }
+
+    fn utf16z(s: &str) -> Vec<u8> {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect()
+    }
+
+    const KEY: u64 = 0xffff_c58a_1b2c_3080;
+    const DTB: u64 = 0x3_b6f0_0000;
+    const CMD: &str = "\"C:\\Windows\\system32\\cmd.exe\" /c exit 3";
+
+    /// Fixed fields of `version`, then `sid_field`, then the strings and extras.
+    fn build_with_sid(version: u8, p: PointerSize, sid_field: &[u8]) -> Vec<u8> {
+        let key = match p {
+            PointerSize::Four => KEY & 0xffff_ffff,
+            PointerSize::Eight => KEY,
+        };
+        let mut b = Vec::new();
+        if version == 0 {
+            b.extend(ptr(p, 4242));
+            b.extend(ptr(p, 77));
+        } else {
+            b.extend(ptr(p, key));
+            b.extend(4242u32.to_le_bytes());
+            b.extend(77u32.to_le_bytes());
+            b.extend(3u32.to_le_bytes());
+            b.extend((-1_073_741_510i32).to_le_bytes());
+            if version >= 3 {
+                b.extend(ptr(p, DTB));
+            }
+            if version >= 4 {
+                b.extend(2u32.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(sid_field);
+        b.extend(b"cmd.exe\0");
+        if version >= 2 {
+            b.extend(utf16z(CMD));
+        }
+        if version >= 4 {
+            b.extend(utf16z(""));
+            b.extend(utf16z(""));
+        }
+        if version >= 5 {
+            b.extend(132_445_961_474_624_863u64.to_le_bytes());
+        }
+        b
+    }
+
+    fn build(version: u8, p: PointerSize, sid: Sid) -> Vec<u8> {
+        build_with_sid(version, p, &sid.field(p))
+    }
+
+    fn check(d: &ProcessPayload, version: u8, p: PointerSize, sid: Sid) {
+        let ctx = format!("v{version} {p:?} {sid:?}");
+        assert_eq!(d.pid, 4242, "{ctx}");
+        assert_eq!(d.ppid, 77, "{ctx}");
+        assert_eq!(d.user_sid.as_deref(), sid.text(), "{ctx}");
+        assert_eq!(d.image_file_name.as_deref(), Some("cmd.exe"), "{ctx}");
+        assert_eq!(d.anomaly, None, "{ctx}");
+        assert!(d.is_fully_decoded(), "{ctx}");
+        let key = match p {
+            PointerSize::Four => KEY & 0xffff_ffff,
+            PointerSize::Eight => KEY,
+        };
+        assert_eq!(d.unique_process_key, (version >= 2).then_some(key), "{ctx}");
+        assert_eq!(d.session_id, (version >= 1).then_some(3), "{ctx}");
+        assert_eq!(
+            d.exit_status,
+            (version >= 1).then_some(-1_073_741_510),
+            "{ctx}"
+        );
+        assert_eq!(d.directory_table_base.is_some(), version >= 3, "{ctx}");
+        assert_eq!(d.flags, (version >= 4).then_some(2), "{ctx}");
+        assert_eq!(
+            d.command_line.as_deref(),
+            (version >= 2).then_some(CMD),
+            "{ctx}"
+        );
+        assert_eq!(d.package_full_name, None, "{ctx}");
+        assert_eq!(d.application_id, None, "{ctx}");
+        assert_eq!(
+            d.exit_time,
+            (version == 5).then_some(132_445_961_474_624_863),
+            "{ctx}"
+        );
+    }
+
+    #[test]
+    fn every_version_pointer_size_and_sid() {
+        for version in 0..=5 {
+            for p in [PointerSize::Four, PointerSize::Eight] {
+                for sid in Sid::ALL {
+                    let bytes = build(version, p, sid);
+                    let d = decode_process(&bytes, version, p).unwrap();
+                    check(&d, version, p, sid);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sid_field_lengths_match_the_reference() {
+        // §1.4: SYSTEM x64 28 / x86 20; user x64 44 / x86 36.
+        assert_eq!(Sid::System.field(PointerSize::Eight).len(), 28);
+        assert_eq!(Sid::System.field(PointerSize::Four).len(), 20);
+        assert_eq!(Sid::DomainUser.field(PointerSize::Eight).len(), 44);
+        assert_eq!(Sid::DomainUser.field(PointerSize::Four).len(), 36);
+        // §1.4: v4 image offset x64 64 (SYSTEM) / 80 (user); x86 48 / 64.
+        for (p, sid, image_at) in [
+            (PointerSize::Eight, Sid::System, 64),
+            (PointerSize::Eight, Sid::DomainUser, 80),
+            (PointerSize::Four, Sid::System, 48),
+            (PointerSize::Four, Sid::DomainUser, 64),
+        ] {
+            let bytes = build(4, p, sid);
+            assert_eq!(&bytes[image_at..image_at + 8], b"cmd.exe\0");
+        }
+    }
+
+    #[test]
+    fn newer_versions_use_the_v4_prefix_and_ignore_extras() {
+        let mut bytes = build(4, PointerSize::Eight, Sid::System);
+        bytes.extend([0xaa; 12]);
+        let d = decode_process(&bytes, 7, PointerSize::Eight).unwrap();
+        assert_eq!(d.pid, 4242);
+        assert_eq!(d.command_line.as_deref(), Some(CMD));
+        assert_eq!(d.exit_time, None);
+        assert_eq!(d.anomaly, None);
+    }
+
+    #[test]
+    fn pointer_sized_null_sid_is_accepted_as_a_fallback() {
+        for version in 0..=5 {
+            let bytes = build_with_sid(version, PointerSize::Eight, &[0; 8]);
+            let d = decode_process(&bytes, version, PointerSize::Eight).unwrap();
+            assert_eq!(d.anomaly, Some(Anomaly::PointerSizedNullSid), "v{version}");
+            assert!(d.is_fully_decoded());
+            assert_eq!(d.user_sid, None);
+            assert_eq!(d.image_file_name.as_deref(), Some("cmd.exe"), "v{version}");
+            assert_eq!(d.command_line.as_deref(), (version >= 2).then_some(CMD));
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_and_missing_exit_time_are_reported() {
+        let mut bytes = build(4, PointerSize::Eight, Sid::System);
+        bytes.extend([1, 2, 3]);
+        let d = decode_process(&bytes, 4, PointerSize::Eight).unwrap();
+        assert_eq!(d.anomaly, Some(Anomaly::TrailingBytes(3)));
+        assert_eq!(d.command_line.as_deref(), Some(CMD));
+
+        let bytes = build(4, PointerSize::Eight, Sid::System);
+        let d = decode_process(&bytes, 5, PointerSize::Eight).unwrap();
+        assert_eq!(d.anomaly, Some(Anomaly::MissingExitTime));
+        assert_eq!(d.exit_time, None);
+        assert!(!d.is_fully_decoded());
+    }
+
+    #[test]
+    fn malformed_sid_keeps_the_fixed_fields() {
+        let mut field = Sid::System.field(PointerSize::Eight);
+        field[17] = 40; // sub-authority count > 15
+        let bytes = build_with_sid(4, PointerSize::Eight, &field);
+        let d = decode_process(&bytes, 4, PointerSize::Eight).unwrap();
+        assert_eq!(d.anomaly, Some(Anomaly::InvalidSid));
+        assert_eq!((d.pid, d.exit_status), (4242, Some(-1_073_741_510)));
+        assert_eq!(d.image_file_name, None);
+    }
+
+    #[test]
+    fn sid_with_large_authority_uses_hex() {
+        let mut field = Sid::System.field(PointerSize::Four);
+        field[10] = 1; // first (most significant) authority byte: 0x01_0000_0000_05
+        let bytes = build_with_sid(3, PointerSize::Four, &field);
+        let d = decode_process(&bytes, 3, PointerSize::Four).unwrap();
+        assert_eq!(d.user_sid.as_deref(), Some("S-1-0x010000000005-18"));
+    }
+
+    #[test]
+    fn strings_decode_lossily() {
+        let mut bytes = build_with_sid(2, PointerSize::Four, &[0; 4]);
+        let image_at = 20 + 4;
+        bytes[image_at] = 0xe9; // Latin-1 'é'
+        let d = decode_process(&bytes, 2, PointerSize::Four).unwrap();
+        assert_eq!(d.image_file_name.as_deref(), Some("\u{e9}md.exe"));
+
+        // An unpaired surrogate in the command line becomes U+FFFD.
+        let mut bytes = build_with_sid(2, PointerSize::Four, &[0; 4]);
+        let cmd_at = image_at + 8;
+        bytes[cmd_at..cmd_at + 2].copy_from_slice(&0xd800u16.to_le_bytes());
+        let d = decode_process(&bytes, 2, PointerSize::Four).unwrap();
+        assert!(d.command_line.unwrap().starts_with('\u{fffd}'));
+    }
+
+    /// Cutting the payload anywhere either fails with an in-bounds offset
+    /// (inside the fixed fields) or keeps the fixed fields and flags the rest.
+    #[test]
+    fn truncation_at_every_length() {
+        for version in 0..=5 {
+            for p in [PointerSize::Four, PointerSize::Eight] {
+                for sid in Sid::ALL {
+                    let full = build(version, p, sid);
+                    let fixed = match version {
+                        0 => 2 * p.bytes(),
+                        1 | 2 => p.bytes() + 16,
+                        3 => 2 * p.bytes() + 16,
+                        _ => 2 * p.bytes() + 20,
+                    };
+                    for len in 0..full.len() {
+                        let cut = &full[..len];
+                        match decode_process(cut, version, p) {
+                            Err(e) => {
+                                assert!(len < fixed, "v{version} {p:?} {sid:?} len {len}");
+                                assert!(e.offset <= len);
+                                assert!(matches!(e.kind, DecodeErrorKind::Truncated { .. }));
+                            }
+                            Ok(d) => {
+                                assert!(len >= fixed, "v{version} {p:?} {sid:?} len {len}");
+                                assert_eq!(d.pid, 4242);
+                                assert!(d.anomaly.is_some(), "v{version} {p:?} {sid:?} len {len}");
+                                assert!(
+                                    !d.is_fully_decoded()
+                                        || d.anomaly == Some(Anomaly::PointerSizedNullSid)
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut seeds: Vec<Vec<u8>> = Vec::new();
+        for version in 0..=5 {
+            for p in [PointerSize::Four, PointerSize::Eight] {
+                seeds.push(build(version, p, Sid::DomainUser));
+                seeds.push(build(version, p, Sid::Null));
+            }
+        }
+        for i in 0..20_000 {
+            let r = next();
+            let mut bytes = if i % 2 == 0 {
+                // Pure noise of random length.
+                (0..(r % 200)).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                // A valid payload with a few flipped bytes.
+                let mut b = seeds[(r % seeds.len() as u64) as usize].clone();
+                for _ in 0..(1 + next() % 4) {
+                    let at = (next() % b.len() as u64) as usize;
+                    b[at] = next() as u8;
+                }
+                b
+            };
+            if i % 7 == 0 {
+                bytes.truncate((next() % (bytes.len() as u64 + 1)) as usize);
+            }
+            let version = (next() % 9) as u8;
+            let p = if next() % 2 == 0 {
+                PointerSize::Four
+            } else {
+                PointerSize::Eight
+            };
+            if let Err(e) = decode_process(&bytes, version, p) {
+                assert!(e.offset <= bytes.len());
+            }
+        }
+    }
+
+    /// Field for field the first End event of perfview_diaghub.kernel.1.etl
+    /// (expected JSON: conhost.exe, payload_len 176, payload_fully_decoded):
+    /// rebuilt from its decoded values, it must decode back and be fully used.
+    #[test]
+    fn matches_a_real_v4_end_event() {
+        let mut b = Vec::new();
+        b.extend(18_446_647_337_966_990_144u64.to_le_bytes());
+        b.extend(11896u32.to_le_bytes());
+        b.extend(13540u32.to_le_bytes());
+        b.extend(2u32.to_le_bytes());
+        b.extend(0i32.to_le_bytes());
+        b.extend(10_477_555_712u64.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend([0x60, 0x2b, 0x4e, 0x8b, 0x0f, 0xab, 0xff, 0xff]); // PSID
+        b.extend([0; 8]);
+        b.extend([1, 5, 0, 0, 0, 0, 0, 5]);
+        for s in [
+            21u32,
+            2_127_521_184,
+            1_604_012_920,
+            1_887_927_527,
+            43_956_499,
+        ] {
+            b.extend(s.to_le_bytes());
+        }
+        b.extend(b"conhost.exe\0");
+        b.extend(utf16z("\\??\\C:\\WINDOWS\\system32\\conhost.exe 0x4"));
+        b.extend(utf16z(""));
+        b.extend(utf16z(""));
+        assert_eq!(b.len(), 176);
+        let d = decode_process(&b, 4, PointerSize::Eight).unwrap();
+        assert!(d.is_fully_decoded());
+        assert_eq!(d.unique_process_key, Some(18_446_647_337_966_990_144));
+        assert_eq!((d.pid, d.ppid, d.session_id), (11896, 13540, Some(2)));
+        assert_eq!(
+            d.user_sid.as_deref(),
+            Some("S-1-5-21-2127521184-1604012920-1887927527-43956499")
+        );
+        assert_eq!(d.image_file_name.as_deref(), Some("conhost.exe"));
+
+        // And its Defunct v5 cousin (MpCmdRun.exe, payload_len 91, SYSTEM, empty command line).
+        let mut b = Vec::new();
+        b.extend(18_446_647_337_668_554_880u64.to_le_bytes());
+        b.extend(4384u32.to_le_bytes());
+        b.extend(1840u32.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend(0i32.to_le_bytes());
+        b.extend(17_436_692_480u64.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend(Sid::System.field(PointerSize::Eight));
+        b.extend(b"MpCmdRun.exe\0");
+        b.extend(utf16z(""));
+        b.extend(utf16z(""));
+        b.extend(utf16z(""));
+        b.extend(132_445_961_474_624_863u64.to_le_bytes());
+        assert_eq!(b.len(), 91);
+        let d = decode_process(&b, 5, PointerSize::Eight).unwrap();
+        assert!(d.is_fully_decoded());
+        assert_eq!(d.user_sid.as_deref(), Some("S-1-5-18"));
+        assert_eq!(d.command_line.as_deref(), Some(""));
+        assert_eq!(d.exit_time, Some(132_445_961_474_624_863));
+    }
+}

@@ -1,0 +1,680 @@
+//! ETW process events → [`ProcessExit`] records.
+//!
+//! Kernel Process class (etw-kernel-process-events.md §1.7):
+//! - Start (1) and DCStart (3) seed what an End may lack (name, command line,
+//!   user). Only Start's event time is a start time: DCStart is a rundown
+//!   logged when the session began, so it gives no start time.
+//! - End (2) is the exit. Defunct (39) is an exited process still referenced
+//!   at rundown; it is reported unless the same (pid, UniqueProcessKey)
+//!   was already reported. Its event time is the rundown time, so only the
+//!   v5 payload `ExitTime` is used as exit time.
+//! - Everything else (DCEnd, Terminate, PerfCtr…) is ignored.
+//!
+//! Microsoft-Windows-Kernel-Process (§5): ProcessStop carries create and exit
+//! times and the exit code, but no key, parent or command line. A ProcessStart
+//! with the same (pid, CreateTime) supplies the parent; the kernel-class state
+//! is not consulted, since a pid alone cannot tie the two providers together.
+//!
+//! Memory is bounded: live processes and recently reported keys are kept in
+//! insertion-ordered maps that drop their oldest entries when full.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+use crate::decode::kernel_process::{
+    decode_process_start, decode_process_stop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
+};
+use crate::decode::mof_process::{
+    decode_process, ProcessPayload, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
+};
+use crate::decode::{DecodeError, DecodeErrorKind, PointerSize};
+use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Source, User};
+
+/// Processes seen starting and not yet ended. Entries whose End was lost
+/// are evicted oldest-first beyond this.
+const MAX_LIVE: usize = 16_384;
+/// Recently reported (pid, key) pairs remembered for End/Defunct dedup.
+const MAX_REPORTED: usize = 4096;
+
+/// (pid, UniqueProcessKey); the key is `None` before v2 or when it is 0.
+type ProcKey = (u32, Option<u64>);
+
+/// What a Start/DCStart told us about a live process.
+#[derive(Debug, Clone)]
+struct Seed {
+    /// FILETIME of a real Start (op 1) event; never from DCStart.
+    start_time: Option<u64>,
+    name: Option<String>,
+    command_line: Option<String>,
+    user: Option<String>,
+}
+
+/// What a Kernel-Process ProcessStart told us.
+#[derive(Debug, Clone)]
+struct KpSeed {
+    ppid: u32,
+    image_path: Option<String>,
+}
+
+/// Tracks process lifetimes across ETW process events and emits one
+/// [`ProcessExit`] per ended process.
+#[derive(Debug)]
+pub(crate) struct EtwExitTracker {
+    source: Source,
+    live: Bounded<ProcKey, Seed>,
+    reported: Bounded<ProcKey, ()>,
+    kp_live: Bounded<(u32, u64), KpSeed>,
+    anomalies: u64,
+}
+
+impl EtwExitTracker {
+    /// A tracker whose records carry `source`. With [`Source::EtwKernel`],
+    /// records built from Kernel-Process events carry
+    /// [`Source::EtwKernelProcess`] instead.
+    pub(crate) fn new(source: Source) -> Self {
+        EtwExitTracker {
+            source,
+            live: Bounded::new(MAX_LIVE),
+            reported: Bounded::new(MAX_REPORTED),
+            kp_live: Bounded::new(MAX_LIVE),
+            anomalies: 0,
+        }
+    }
+
+    /// One kernel Process-class event (provider PROCESS_GUID). `timestamp` = event time as FILETIME if known.
+    /// Returns the exit record for End (op 2), and for Defunct (op 39) unless that (pid, UniqueProcessKey) was already reported by an End.
+    ///
+    /// A Start/DCStart that does not decode is counted in [`anomalies`](Self::anomalies)
+    /// and yields `Ok(None)`; an End/Defunct that does not decode is an error.
+    /// Either way the tracker stays usable for later events.
+    pub(crate) fn on_process_event(
+        &mut self,
+        opcode: u8,
+        version: u8,
+        pointer: PointerSize,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        match opcode {
+            OPCODE_START | OPCODE_DC_START => {
+                match decode_process(payload, version, pointer) {
+                    Ok(p) => {
+                        self.note(&p);
+                        let start_time = if opcode == OPCODE_START {
+                            timestamp
+                        } else {
+                            None
+                        };
+                        self.seed(p, start_time);
+                    }
+                    Err(_) => self.bump_anomalies(),
+                }
+                Ok(None)
+            }
+            OPCODE_END => {
+                let p = decode_process(payload, version, pointer)?;
+                self.note(&p);
+                self.finish(p, timestamp).map(Some)
+            }
+            OPCODE_DEFUNCT => {
+                let p = decode_process(payload, version, pointer)?;
+                self.note(&p);
+                if self.reported.contains(&proc_key(&p)) {
+                    return Ok(None);
+                }
+                // The event time is when the rundown saw the zombie, not the exit.
+                let exit_time = p.exit_time;
+                self.finish(p, exit_time).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// One Microsoft-Windows-Kernel-Process event (ProcessStop id 2 gives an exit; ProcessStart id 1 may seed if you decode it).
+    ///
+    /// A ProcessStart that does not decode is counted as an anomaly and
+    /// yields `Ok(None)`; other event ids are ignored.
+    pub(crate) fn on_kernel_process_event(
+        &mut self,
+        event_id: u16,
+        version: u8,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        match event_id {
+            EVENT_PROCESS_START => {
+                match decode_process_start(payload, version) {
+                    Ok(s) => self.kp_live.insert(
+                        (s.pid, s.create_time),
+                        KpSeed {
+                            ppid: s.ppid,
+                            image_path: s.image_name,
+                        },
+                    ),
+                    Err(_) => self.bump_anomalies(),
+                }
+                Ok(None)
+            }
+            EVENT_PROCESS_STOP => {
+                let s = decode_process_stop(payload, version)?;
+                let seed = self.kp_live.remove(&(s.pid, s.create_time));
+                let source = match self.source {
+                    Source::EtwKernel => Source::EtwKernelProcess,
+                    other => other,
+                };
+                let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
+                exit.start_time = system_time_from_filetime(s.create_time);
+                exit.exit_time = system_time_from_filetime(s.exit_time)
+                    .or_else(|| timestamp.and_then(system_time_from_filetime));
+                exit.ppid = seed.as_ref().map(|seed| seed.ppid);
+                exit.name = non_empty(s.image_name).or_else(|| {
+                    seed.and_then(|seed| seed.image_path)
+                        .as_deref()
+                        .and_then(leaf_name)
+                });
+                Ok(Some(exit))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Payloads that needed a fallback or lost optional fields, plus
+    /// Start/DCStart/ProcessStart events that could not be decoded.
+    pub(crate) fn anomalies(&self) -> u64 {
+        self.anomalies
+    }
+
+    fn bump_anomalies(&mut self) {
+        self.anomalies = self.anomalies.saturating_add(1);
+    }
+
+    fn note(&mut self, p: &ProcessPayload) {
+        if p.anomaly.is_some() {
+            self.bump_anomalies();
+        }
+    }
+
+    fn seed(&mut self, p: ProcessPayload, start_time: Option<u64>) {
+        let key = proc_key(&p);
+        let start_time = start_time.or_else(|| {
+            // Keep a start time an earlier Start already gave this process.
+            self.live.get(&key).and_then(|s| s.start_time)
+        });
+        self.live.insert(
+            key,
+            Seed {
+                start_time,
+                name: non_empty(p.image_file_name),
+                command_line: non_empty(p.command_line),
+                user: p.user_sid,
+            },
+        );
+    }
+
+    /// Builds the record for an ended process and forgets its live state.
+    fn finish(
+        &mut self,
+        p: ProcessPayload,
+        exit_time: Option<u64>,
+    ) -> Result<ProcessExit, DecodeError> {
+        // v0 has no exit status; inventing one would be wrong.
+        let Some(status) = p.exit_status else {
+            return Err(DecodeError {
+                offset: 0,
+                kind: DecodeErrorKind::Invalid("exit status (absent in a v0 payload)"),
+            });
+        };
+        let key = proc_key(&p);
+        let seed = self.live.remove(&key);
+        self.reported.insert(key, ());
+        let code = u32::from_le_bytes(status.to_le_bytes());
+        let mut exit = ProcessExit::new(p.pid, ExitStatus::Code(code), self.source);
+        exit.ppid = Some(p.ppid);
+        exit.process_key = key.1;
+        exit.exit_time = exit_time.and_then(system_time_from_filetime);
+        let (mut name, mut command_line, mut user) = (
+            non_empty(p.image_file_name),
+            non_empty(p.command_line),
+            p.user_sid,
+        );
+        if let Some(seed) = seed {
+            exit.start_time = seed.start_time.and_then(system_time_from_filetime);
+            name = name.or(seed.name);
+            command_line = command_line.or(seed.command_line);
+            user = user.or(seed.user);
+        }
+        exit.name = name;
+        exit.command_line = command_line;
+        exit.user = user.map(User::Sid);
+        Ok(exit)
+    }
+}
+
+fn proc_key(p: &ProcessPayload) -> ProcKey {
+    // An EPROCESS address is never 0; a 0 key (synthetic traces) means "none".
+    (p.pid, p.unique_process_key.filter(|&k| k != 0))
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// `\Device\HarddiskVolume3\Windows\System32\cmd.exe` → `cmd.exe`.
+fn leaf_name(path: &str) -> Option<String> {
+    path.rsplit('\\')
+        .next()
+        .filter(|leaf| !leaf.is_empty())
+        .map(str::to_owned)
+}
+
+/// A map that forgets its oldest insertions beyond `cap` entries.
+#[derive(Debug)]
+struct Bounded<K, V> {
+    map: HashMap<K, (V, u64)>,
+    /// Insertion order with generation numbers; stale entries (removed or
+    /// re-inserted keys) are skipped on eviction and compacted away.
+    order: VecDeque<(K, u64)>,
+    next_gen: u64,
+    cap: usize,
+}
+
+impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
+    fn new(cap: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            next_gen: 0,
+            cap,
+        }
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        let generation = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        self.map.insert(key, (value, generation));
+        self.order.push_back((key, generation));
+        while self.map.len() > self.cap {
+            let Some((old, old_gen)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
+                self.map.remove(&old);
+            }
+        }
+        if self.order.len() > self.cap.saturating_mul(2) {
+            let map = &self.map;
+            self.order
+                .retain(|(k, g)| map.get(k).is_some_and(|(_, mg)| mg == g));
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key).map(|(v, _)| v)
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key).map(|(v, _)| v)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )]
+
+    use super::*;
+    use std::time::SystemTime;
+
+    const P8: PointerSize = PointerSize::Eight;
+    const T_START: u64 = 132_445_973_974_989_595;
+    const T_END: u64 = 132_445_974_082_348_412;
+
+    fn utf16z(s: &str) -> Vec<u8> {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect()
+    }
+
+    /// A v4/v5 x64 payload with a SYSTEM SID, or no SID and no strings
+    /// content when `bare` (to test seeding).
+    fn mof(version: u8, key: u64, pid: u32, status: i32, name: &str, cmd: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(key.to_le_bytes());
+        b.extend(pid.to_le_bytes());
+        b.extend(700u32.to_le_bytes());
+        b.extend(1u32.to_le_bytes());
+        b.extend(status.to_le_bytes());
+        b.extend(0x1000u64.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        if name.is_empty() {
+            b.extend([0; 4]);
+        } else {
+            b.extend([0x11; 8]);
+            b.extend([0; 8]);
+            b.extend([1, 1, 0, 0, 0, 0, 0, 5]);
+            b.extend(18u32.to_le_bytes());
+        }
+        b.extend(name.as_bytes());
+        b.push(0);
+        b.extend(utf16z(cmd));
+        b.extend(utf16z(""));
+        b.extend(utf16z(""));
+        if version >= 5 {
+            b.extend(T_START.to_le_bytes());
+        }
+        b
+    }
+
+    fn ft(t: u64) -> Option<SystemTime> {
+        system_time_from_filetime(t)
+    }
+
+    #[test]
+    fn start_then_end_gives_start_time_and_fills_gaps() {
+        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let start = mof(4, 0xaa, 10, 259, "git.exe", "git.exe remote -v");
+        assert_eq!(
+            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &start),
+            Ok(None)
+        );
+        // An End whose SID and strings are empty takes them from the Start.
+        let end = mof(4, 0xaa, 10, 1, "", "");
+        let exit = t
+            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.pid, 10);
+        assert_eq!(exit.ppid, Some(700));
+        assert_eq!(exit.status, ExitStatus::Code(1));
+        assert_eq!(exit.name.as_deref(), Some("git.exe"));
+        assert_eq!(exit.command_line.as_deref(), Some("git.exe remote -v"));
+        assert_eq!(exit.user, Some(User::Sid("S-1-5-18".into())));
+        assert_eq!(exit.process_key, Some(0xaa));
+        assert_eq!(exit.start_time, ft(T_START));
+        assert_eq!(exit.exit_time, ft(T_END));
+        assert_eq!(exit.source, Source::EtwKernel);
+        assert_eq!(t.live.len(), 0);
+        assert_eq!(t.anomalies(), 0);
+    }
+
+    #[test]
+    fn dcstart_then_end_has_no_start_time() {
+        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let dc = mof(4, 0xbb, 11, 259, "svc.exe", "svc.exe -k");
+        t.on_process_event(OPCODE_DC_START, 4, P8, Some(T_START), &dc)
+            .unwrap();
+        let end = mof(4, 0xbb, 11, -1_073_741_510, "svc.exe", "");
+        let exit = t
+            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, None);
+        assert_eq!(exit.command_line.as_deref(), Some("svc.exe -k"));
+        assert_eq!(exit.status, ExitStatus::Code(0xc000_013a));
+        assert_eq!(exit.source, Source::EtlFile);
+    }
+
+    #[test]
+    fn end_then_defunct_same_key_is_one_record() {
+        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let end = mof(4, 0xcc, 12, 0, "a.exe", "a");
+        assert!(t
+            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .unwrap()
+            .is_some());
+        let defunct = mof(5, 0xcc, 12, 0, "a.exe", "");
+        assert_eq!(
+            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &defunct),
+            Ok(None)
+        );
+        // A Defunct for a process never reported is an exit, timed by its payload.
+        let other = mof(5, 0xdd, 13, 0, "b.exe", "");
+        let exit = t
+            .on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &other)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.exit_time, ft(T_START));
+        assert_eq!(exit.start_time, None);
+        // Repeated rundowns do not report it twice.
+        assert_eq!(
+            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 20), &other),
+            Ok(None)
+        );
+        // v4 Defunct: no payload exit time, and the event time is not one.
+        let v4 = mof(4, 0xee, 14, 0, "c.exe", "");
+        let exit = t
+            .on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.exit_time, None);
+    }
+
+    #[test]
+    fn pid_reuse_with_different_keys_gives_two_records() {
+        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        t.on_process_event(
+            OPCODE_START,
+            4,
+            P8,
+            Some(T_START),
+            &mof(4, 1, 20, 259, "x.exe", "x 1"),
+        )
+        .unwrap();
+        t.on_process_event(
+            OPCODE_START,
+            4,
+            P8,
+            Some(T_START + 5),
+            &mof(4, 2, 20, 259, "y.exe", "y 2"),
+        )
+        .unwrap();
+        let a = t
+            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &mof(4, 1, 20, 3, "", ""))
+            .unwrap()
+            .unwrap();
+        let b = t
+            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &mof(4, 2, 20, 4, "", ""))
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.process_key, a.name.as_deref()), (Some(1), Some("x.exe")));
+        assert_eq!((b.process_key, b.name.as_deref()), (Some(2), Some("y.exe")));
+        assert_eq!(b.start_time, ft(T_START + 5));
+        // A Defunct for the first key is deduplicated, not the pid as a whole.
+        let d = mof(5, 3, 20, 0, "z.exe", "");
+        assert!(t
+            .on_process_event(OPCODE_DEFUNCT, 5, P8, None, &d)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn bad_events_are_not_fatal() {
+        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        // Undecodable Start: counted, ignored.
+        assert_eq!(
+            t.on_process_event(OPCODE_START, 4, P8, None, &[1, 2, 3]),
+            Ok(None)
+        );
+        assert_eq!(t.anomalies(), 1);
+        // Undecodable End: an error for that event only.
+        assert!(t
+            .on_process_event(OPCODE_END, 4, P8, None, &[1, 2, 3])
+            .is_err());
+        // v0 End has no exit status: error, not a made-up code.
+        let mut v0 = Vec::new();
+        v0.extend(30u64.to_le_bytes());
+        v0.extend(4u64.to_le_bytes());
+        v0.extend([0; 4]);
+        v0.extend(b"old.exe\0");
+        assert!(t.on_process_event(OPCODE_END, 0, P8, None, &v0).is_err());
+        // Other opcodes (Terminate, PerfCtr, DCEnd) are ignored whatever the payload.
+        for op in [4u8, 11, 32, 33] {
+            assert_eq!(t.on_process_event(op, 2, P8, None, &[9; 4]), Ok(None));
+        }
+        // Later events still work.
+        let exit = t
+            .on_process_event(
+                OPCODE_END,
+                4,
+                P8,
+                Some(T_END),
+                &mof(4, 5, 31, 0, "ok.exe", ""),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.name.as_deref(), Some("ok.exe"));
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        for i in 0..(MAX_LIVE as u64 + 1000) {
+            let p = mof(4, 0x1000 + i, i as u32, 259, "n.exe", "");
+            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
+                .unwrap();
+        }
+        assert_eq!(t.live.len(), MAX_LIVE);
+        assert!(t.live.order.len() <= 2 * MAX_LIVE);
+        for i in 0..(MAX_REPORTED as u64 + 1000) {
+            let p = mof(4, 0x1000 + i, i as u32, 0, "n.exe", "");
+            t.on_process_event(OPCODE_END, 4, P8, None, &p).unwrap();
+        }
+        assert_eq!(t.reported.len(), MAX_REPORTED);
+        // Oldest live entries were evicted: their End has no start time.
+        let early = t
+            .on_process_event(OPCODE_END, 4, P8, None, &mof(4, 0x1000, 0, 0, "", ""))
+            .unwrap()
+            .unwrap();
+        assert_eq!(early.start_time, None);
+    }
+
+    fn kp_stop(version: u8, pid: u32, create: u64, name: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(pid.to_le_bytes());
+        if version >= 2 {
+            b.extend(77u64.to_le_bytes());
+        }
+        b.extend(create.to_le_bytes());
+        b.extend(T_END.to_le_bytes());
+        b.extend(0xc000_0005u32.to_le_bytes());
+        b.extend([0; 8]);
+        b.extend([0; 16]);
+        if version >= 1 {
+            b.extend([0; 28]);
+        }
+        b.extend(name.as_bytes());
+        b.push(0);
+        b
+    }
+
+    #[test]
+    fn kernel_process_stop_every_version() {
+        for version in 0..=2 {
+            let mut t = EtwExitTracker::new(Source::EtwKernel);
+            let exit = t
+                .on_kernel_process_event(
+                    EVENT_PROCESS_STOP,
+                    version,
+                    Some(T_END + 1),
+                    &kp_stop(version, 40, T_START, "crash.exe"),
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(exit.pid, 40, "v{version}");
+            assert_eq!(exit.status, ExitStatus::Code(0xc000_0005));
+            assert_eq!(exit.start_time, ft(T_START));
+            assert_eq!(exit.exit_time, ft(T_END));
+            assert_eq!(exit.name.as_deref(), Some("crash.exe"));
+            assert_eq!(exit.process_key, None);
+            assert_eq!(exit.command_line, None);
+            assert_eq!(exit.ppid, None);
+            assert_eq!(exit.source, Source::EtwKernelProcess);
+        }
+    }
+
+    #[test]
+    fn kernel_process_start_supplies_the_parent() {
+        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut start = Vec::new();
+        start.extend(41u32.to_le_bytes());
+        start.extend(T_START.to_le_bytes());
+        start.extend(900u32.to_le_bytes());
+        start.extend(1u32.to_le_bytes());
+        start.extend(0u32.to_le_bytes());
+        start.extend(utf16z(
+            "\\Device\\HarddiskVolume3\\Tools\\long-name-tool.exe",
+        ));
+        assert_eq!(
+            t.on_kernel_process_event(EVENT_PROCESS_START, 1, Some(T_START), &start),
+            Ok(None)
+        );
+        // Stop whose image name is cut off: the leaf of the start path is used.
+        let mut stop = kp_stop(1, 41, T_START, "x");
+        stop.truncate(stop.len() - 2);
+        let exit = t
+            .on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.ppid, Some(900));
+        assert_eq!(exit.name.as_deref(), Some("long-name-tool.exe"));
+        assert_eq!(exit.source, Source::EtlFile);
+        // Same pid, other create time: no parent.
+        let exit = t
+            .on_kernel_process_event(
+                EVENT_PROCESS_STOP,
+                1,
+                None,
+                &kp_stop(1, 41, T_START + 1, "x"),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.ppid, None);
+        // Other ids are ignored; bad starts are counted.
+        assert_eq!(t.on_kernel_process_event(15, 1, None, &[0; 3]), Ok(None));
+        assert_eq!(
+            t.on_kernel_process_event(EVENT_PROCESS_START, 1, None, &[0; 3]),
+            Ok(None)
+        );
+        assert_eq!(t.anomalies(), 1);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut state = 0xdead_beef_cafe_f00du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 160) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    (state.rotate_right(i as u32 % 64) as u8) & if i % 3 == 0 { 0 } else { 0xff }
+                })
+                .collect();
+            let op = [1u8, 2, 3, 4, 11, 39][(state >> 32) as usize % 6];
+            let version = (state >> 40) as u8 % 7;
+            let p = if state & 1 == 0 {
+                P8
+            } else {
+                PointerSize::Four
+            };
+            let _ = t.on_process_event(op, version, p, Some(state), &bytes);
+            let _ = t.on_kernel_process_event((state >> 48) as u16 % 3, version, None, &bytes);
+        }
+    }
+}
