@@ -191,7 +191,7 @@ fn decode_tail(c: Cursor<'_>, version: u8, pointer: PointerSize) -> Tail {
         },
         Ok(0) => {
             let (strings, anomaly) = decode_strings(probe, version);
-            if anomaly.is_none() || pointer == PointerSize::Four {
+            if anomaly.is_none() {
                 return Tail {
                     user_sid: None,
                     strings,
@@ -201,16 +201,32 @@ fn decode_tail(c: Cursor<'_>, version: u8, pointer: PointerSize) -> Tail {
             // §1.6: one decoder family writes the null SID pointer-sized.
             // Accept that reading only if it is all zeros and passes the check.
             let mut wide = c;
-            if let Ok(bytes) = wide.bytes(8) {
-                if bytes.iter().all(|&b| b == 0) {
-                    let (wide_strings, wide_anomaly) = decode_strings(wide, version);
-                    if wide_anomaly.is_none() {
-                        return Tail {
-                            user_sid: None,
-                            strings: wide_strings,
-                            anomaly: Some(Anomaly::PointerSizedNullSid),
-                        };
+            if pointer == PointerSize::Eight {
+                if let Ok(bytes) = wide.bytes(8) {
+                    if bytes.iter().all(|&b| b == 0) {
+                        let (wide_strings, wide_anomaly) = decode_strings(wide, version);
+                        if wide_anomaly.is_none() {
+                            return Tail {
+                                user_sid: None,
+                                strings: wide_strings,
+                                anomaly: Some(Anomaly::PointerSizedNullSid),
+                            };
+                        }
                     }
+                }
+            }
+            // A TOKEN_USER whose SID pointer is 0 but which is still followed
+            // by the SID (user-mode writers of Process events, e.g. the
+            // synthetic sawbuck traces): accept it when it passes the check.
+            let mut full = c;
+            if let Ok(sid) = read_sid(&mut full, pointer) {
+                let (sid_strings, sid_anomaly) = decode_strings(full, version);
+                if sid_anomaly.is_none() {
+                    return Tail {
+                        user_sid: Some(sid),
+                        strings: sid_strings,
+                        anomaly: None,
+                    };
                 }
             }
             Tail {
@@ -542,6 +558,24 @@ mod tests {
             assert_eq!(d.user_sid, None);
             assert_eq!(d.image_file_name.as_deref(), Some("cmd.exe"), "v{version}");
             assert_eq!(d.command_line.as_deref(), (version >= 2).then_some(CMD));
+        }
+    }
+
+    #[test]
+    fn sid_after_a_zero_token_user_pointer_is_read() {
+        // TOKEN_USER { PSID = 0, Attributes = 0 } followed by the SID, as the
+        // synthetic sawbuck traces (shared/etl) store it.
+        for p in [PointerSize::Four, PointerSize::Eight] {
+            for version in 1..=5 {
+                let mut field = Sid::System.field(p);
+                let psid = p.bytes();
+                field[..psid].fill(0);
+                let bytes = build_with_sid(version, p, &field);
+                let d = decode_process(&bytes, version, p).unwrap();
+                assert_eq!(d.user_sid.as_deref(), Some("S-1-5-18"), "v{version} {p:?}");
+                assert_eq!(d.image_file_name.as_deref(), Some("cmd.exe"));
+                assert!(d.is_fully_decoded());
+            }
         }
     }
 
