@@ -37,6 +37,7 @@
 
 mod file;
 pub mod layout;
+mod process;
 mod record;
 pub mod xpress;
 
@@ -44,6 +45,9 @@ use std::fmt;
 use std::time::SystemTime;
 
 pub use file::{EtlFile, LogfileHeader, ReadStats};
+pub use process::{
+    read_process_events, LifecycleKind, PayloadError, ProcessEvents, ProcessItem, ProcessSummary,
+};
 pub use record::HeaderKind;
 
 use crate::decode::{DecodeErrorKind, Guid, PointerSize};
