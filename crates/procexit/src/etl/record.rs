@@ -330,3 +330,94 @@ fn extended_end(rec: &[u8]) -> Result<usize, RecordError> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::decode::{KERNEL_PROCESS_GUID, PROCESS_GUID};
+
+    fn record(parsed: Result<Parsed, RecordError>) -> Record {
+        match parsed {
+            Ok(Parsed::Record(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn system_header_maps_group_to_class_guid_and_skips_extra_words() {
+        let mut d = vec![0u8; 64];
+        // Version 4 with one extra 8-byte header word (bit 0x0100).
+        d[0..4].copy_from_slice(&0xc002_0104u32.to_le_bytes());
+        d[4..6].copy_from_slice(&50u16.to_le_bytes());
+        d[6] = 2; // End
+        d[7] = 3; // Process group
+        d[8..12].copy_from_slice(&7u32.to_le_bytes());
+        d[12..16].copy_from_slice(&9u32.to_le_bytes());
+        d[16..24].copy_from_slice(&1234u64.to_le_bytes());
+        let r = record(parse(&d, 0));
+        assert_eq!(r.kind, HeaderKind::System);
+        assert_eq!(r.provider, PROCESS_GUID);
+        assert_eq!((r.opcode, r.version), (2, 4));
+        assert_eq!((r.pid, r.tid, r.timestamp_raw), (Some(9), Some(7), 1234));
+        assert_eq!(r.pointer_size, PointerSize::Eight);
+        assert_eq!(r.payload, 40..50);
+        assert_eq!(r.extended, 32..40);
+        assert_eq!(r.len, 56);
+        // Opcode 10 of the process group is an image load.
+        assert_ne!(group_guid(3, 10), PROCESS_GUID);
+    }
+
+    #[test]
+    fn event_header_walks_linked_extended_items() {
+        let mut d = vec![0u8; 80 + 16 + 24 + 6];
+        let size = d.len() as u16;
+        d[0..2].copy_from_slice(&size.to_le_bytes());
+        d[2..4].copy_from_slice(&0xc013u16.to_le_bytes());
+        d[4..6].copy_from_slice(&0x0041u16.to_le_bytes()); // extended info, 64-bit
+        let guid = [
+            0xd6, 0x2c, 0xfb, 0x22, 0x7b, 0x0e, 0x2b, 0x42, 0xa0, 0xc7, 0x2f, 0xad, 0x1f, 0xd0,
+            0xe7, 0x16,
+        ];
+        d[24..40].copy_from_slice(&guid);
+        d[40..42].copy_from_slice(&2u16.to_le_bytes());
+        // Item 1: 16 bytes, linked to item 2 (24 bytes, last).
+        d[80..82].copy_from_slice(&16u16.to_le_bytes());
+        d[84..86].copy_from_slice(&1u16.to_le_bytes());
+        d[96..98].copy_from_slice(&24u16.to_le_bytes());
+        let r = record(parse(&d, 0));
+        assert_eq!(r.provider, KERNEL_PROCESS_GUID);
+        assert_eq!(r.event_id, 2);
+        assert_eq!(r.extended, 80..120);
+        assert_eq!(r.payload, 120..126);
+
+        // An item that runs past the record is an error, not a panic.
+        d[96..98].copy_from_slice(&400u16.to_le_bytes());
+        assert_eq!(parse(&d, 0).unwrap_err(), RecordError::BadExtendedData);
+    }
+
+    #[test]
+    fn padding_bad_markers_and_sizes() {
+        assert!(matches!(parse(&[0xff; 16], 0), Ok(Parsed::End)));
+        assert!(matches!(parse(&[1, 2], 0), Ok(Parsed::End)));
+        assert_eq!(
+            parse(&[0, 0, 0, 0x12, 0, 0, 0, 0], 0).unwrap_err(),
+            RecordError::BadMarker(0x1200_0000)
+        );
+        let mut d = vec![0u8; 48];
+        d[0..4].copy_from_slice(&0xc011_0002u32.to_le_bytes());
+        d[4..6].copy_from_slice(&8u16.to_le_bytes());
+        assert_eq!(
+            parse(&d, 0).unwrap_err(),
+            RecordError::BadSize { size: 8, min: 16 }
+        );
+        d[4..6].copy_from_slice(&100u16.to_le_bytes());
+        assert_eq!(
+            parse(&d, 0).unwrap_err(),
+            RecordError::Truncated {
+                need: 100,
+                have: 48
+            }
+        );
+    }
+}
