@@ -68,4 +68,5 @@ for target in etl_file xpress mof_process; do
         -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 2>&1 |
         grep -E '^(#[0-9]+.*(DONE|pulse)|Done|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true
 done
-ls -la artifacts/*/ 2>/dev/null || echo "no crashes found"
+found=$(find artifacts -type f 2>/dev/null | wc -l)
+if [ "$found" -eq 0 ]; then echo "no crashes found"; else find artifacts -type f; exit 1; fi

@@ -96,7 +96,19 @@ impl LogfileHeader {
             return None;
         }
         let delta = i128::from(raw).checked_sub(i128::from(self.header_timestamp))?;
-        let offset = delta.checked_mul(10_000_000)?.checked_div(ticks_per_sec)?;
+        let offset = if ticks_per_sec == 10_000_000 {
+            delta
+        } else {
+            // 64-bit arithmetic when it cannot overflow (every realistic
+            // delta): i128 division is several times slower per event.
+            match i64::try_from(delta)
+                .ok()
+                .and_then(|d| d.checked_mul(10_000_000))
+            {
+                Some(scaled) => i128::from(scaled.checked_div(i64::try_from(ticks_per_sec).ok()?)?),
+                None => delta.checked_mul(10_000_000)?.checked_div(ticks_per_sec)?,
+            }
+        };
         let ft = i128::from(self.start_time).checked_add(offset)?;
         u64::try_from(ft).ok()
     }
@@ -189,8 +201,10 @@ pub struct ReadStats {
 pub struct EtlFile<R> {
     reader: R,
     header: LogfileHeader,
-    /// The current buffer as stored on disk, header included.
+    /// The current buffer as stored on disk, header included. Only grows:
+    /// `disk_len` bytes of it are the current buffer.
     disk: Vec<u8>,
+    disk_len: usize,
     /// The current buffer's records after decompression.
     inflated: Vec<u8>,
     use_inflated: bool,
@@ -292,6 +306,7 @@ impl<R: Read> EtlFile<R> {
                 header_pointer_size: PointerSize::Eight,
             },
             disk: Vec::new(),
+            disk_len: 0,
             inflated: Vec::new(),
             use_inflated: false,
             pos: 0,
@@ -401,8 +416,12 @@ impl<R: Read> EtlFile<R> {
         self.end = 0;
         self.use_inflated = false;
 
-        self.disk.resize(buffer::LEN, 0);
-        let got = read_full(&mut self.reader, &mut self.disk)
+        self.disk_len = 0;
+        if self.disk.len() < buffer::LEN {
+            self.disk.resize(buffer::LEN, 0);
+        }
+        let head = self.disk.get_mut(..buffer::LEN).unwrap_or(&mut []);
+        let got = read_full(&mut self.reader, head)
             .map_err(|e| io_error(&e, self.buffer_offset, self.buffer_index))?;
         if got == 0 {
             return Ok(false);
@@ -424,8 +443,12 @@ impl<R: Read> EtlFile<R> {
         let filled = filled_field as usize;
         let flags = le_u16(&self.disk, buffer::FLAGS);
 
-        self.disk.resize(size, 0);
-        let body = self.disk.get_mut(buffer::LEN..).unwrap_or(&mut []);
+        // Grown once to the largest buffer seen, never shrunk or re-zeroed:
+        // stale bytes past `disk_len` are never read.
+        if self.disk.len() < size {
+            self.disk.resize(size, 0);
+        }
+        let body = self.disk.get_mut(buffer::LEN..size).unwrap_or(&mut []);
         let body_len = body.len();
         let got = read_full(&mut self.reader, body)
             .map_err(|e| io_error(&e, self.buffer_offset, self.buffer_index))?;
@@ -433,13 +456,13 @@ impl<R: Read> EtlFile<R> {
             .next_offset
             .saturating_add(buffer::LEN as u64)
             .saturating_add(got as u64);
+        self.disk_len = buffer::LEN.saturating_add(got);
         let truncated = got < body_len;
         if truncated {
             self.pending = Some(self.buffer_error(EtlErrorKind::Truncated {
                 need: size as u64,
                 have: (buffer::LEN.saturating_add(got)) as u64,
             }));
-            self.disk.truncate(buffer::LEN.saturating_add(got));
         }
 
         if flags & buffer::FLAG_COMPRESSED != 0 {
@@ -456,7 +479,7 @@ impl<R: Read> EtlFile<R> {
                 return Ok(true);
             };
             self.inflated.resize(expected, 0);
-            let input = self.disk.get(buffer::LEN..).unwrap_or(&[]);
+            let input = self.disk.get(buffer::LEN..self.disk_len).unwrap_or(&[]);
             match xpress::decompress(input, &mut self.inflated) {
                 Ok(n) if n == expected => {
                     self.use_inflated = true;
@@ -475,7 +498,7 @@ impl<R: Read> EtlFile<R> {
         } else {
             // "Filled" is right in every real file; SavedOffset is not. A
             // fill outside the buffer is not trusted: scan to the padding.
-            let avail = self.disk.len().saturating_sub(buffer::LEN);
+            let avail = self.disk_len.saturating_sub(buffer::LEN);
             let declared = if (buffer::LEN..=size).contains(&filled) {
                 filled.saturating_sub(buffer::LEN)
             } else {

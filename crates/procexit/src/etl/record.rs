@@ -115,6 +115,20 @@ fn guid_at(d: &[u8], at: usize) -> Option<Guid> {
     Some(Guid::from_le_bytes(b))
 }
 
+/// [`layout::GROUP_GUIDS`] indexed by group, built at compile time (a bad
+/// index fails the build, never a run).
+#[allow(clippy::indexing_slicing)]
+const GUID_BY_GROUP: [Option<Guid>; 32] = {
+    let mut table = [None; 32];
+    let mut i = 0;
+    while i < layout::GROUP_GUIDS.len() {
+        let (group, guid) = layout::GROUP_GUIDS[i];
+        table[group as usize] = Some(guid);
+        i += 1;
+    }
+    table
+};
+
 /// The class GUID of a kernel hook id.
 pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
     let group = if group == layout::GROUP_PROCESS && opcode == layout::OPCODE_PROCESS_IMAGE_LOAD {
@@ -122,10 +136,10 @@ pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
     } else {
         group
     };
-    layout::GROUP_GUIDS
-        .iter()
-        .find(|(g, _)| *g == group)
-        .map(|(_, guid)| *guid)
+    GUID_BY_GROUP
+        .get(usize::from(group))
+        .copied()
+        .flatten()
         .unwrap_or(Guid::new(0, 0, 0, [0; 8]))
 }
 
