@@ -19,7 +19,8 @@
 //! is 8-bit NUL-terminated, the others UTF-16LE NUL-terminated (§1.5).
 //! Self-check (§1.6): the last field must end exactly at the payload end
 //! (v5: at least 8 bytes must remain for `ExitTime`); if the 4-byte null-SID
-//! reading fails that, the pointer-sized one is tried.
+//! reading fails that, two fallbacks are tried: a `TOKEN_USER` with a null
+//! pointer still followed by a SID, then a pointer-sized null SID.
 
 use super::{Cursor, DecodeError, PointerSize};
 
@@ -72,9 +73,12 @@ pub struct ProcessPayload {
 
 impl ProcessPayload {
     /// Whether every byte of the payload was accounted for by the version's
-    /// layout (the pointer-sized null SID counts as accounted for).
+    /// layout, possibly through one of the SID fallbacks.
     pub fn is_fully_decoded(&self) -> bool {
-        matches!(self.anomaly, None | Some(Anomaly::PointerSizedNullSid))
+        matches!(
+            self.anomaly,
+            None | Some(Anomaly::PointerSizedNullSid | Anomaly::NullTokenUserPointer)
+        )
     }
 }
 
@@ -86,6 +90,10 @@ pub enum Anomaly {
     /// The null SID took P bytes (8 on x64) instead of 4: only that reading
     /// passed the length check. All fields were decoded.
     PointerSizedNullSid,
+    /// The SID field starts with a 0 pointer but still holds a `TOKEN_USER`
+    /// and a SID: only that reading passed the length check. All fields
+    /// were decoded.
+    NullTokenUserPointer,
     /// The payload ends inside the SID or a string (no terminator): that
     /// field and all after it are `None`.
     StringsTruncated,
@@ -198,34 +206,31 @@ fn decode_tail(c: Cursor<'_>, version: u8, pointer: PointerSize) -> Tail {
                     anomaly,
                 };
             }
-            // §1.6: one decoder family writes the null SID pointer-sized.
-            // Accept that reading only if it is all zeros and passes the check.
-            let mut wide = c;
-            if pointer == PointerSize::Eight {
-                if let Ok(bytes) = wide.bytes(8) {
-                    if bytes.iter().all(|&b| b == 0) {
-                        let (wide_strings, wide_anomaly) = decode_strings(wide, version);
-                        if wide_anomaly.is_none() {
-                            return Tail {
-                                user_sid: None,
-                                strings: wide_strings,
-                                anomaly: Some(Anomaly::PointerSizedNullSid),
-                            };
-                        }
-                    }
-                }
-            }
-            // A TOKEN_USER whose SID pointer is 0 but which is still followed
-            // by the SID (user-mode writers of Process events, e.g. the
-            // synthetic sawbuck traces): accept it when it passes the check.
-            let mut full = c;
-            if let Ok(sid) = read_sid(&mut full, pointer) {
-                let (sid_strings, sid_anomaly) = decode_strings(full, version);
+            // §1.6 fallbacks, each accepted only if it passes the length check.
+            // A TOKEN_USER whose pointer is 0 but which is followed by a SID
+            // (user-mode writers of Process events do this).
+            let mut with_sid = c;
+            if let Ok(sid) = read_sid(&mut with_sid, pointer) {
+                let (sid_strings, sid_anomaly) = decode_strings(with_sid, version);
                 if sid_anomaly.is_none() {
                     return Tail {
                         user_sid: Some(sid),
                         strings: sid_strings,
-                        anomaly: None,
+                        anomaly: Some(Anomaly::NullTokenUserPointer),
+                    };
+                }
+            }
+            // A null SID written pointer-sized (one decoder family's reading).
+            let mut wide = c;
+            if pointer == PointerSize::Eight
+                && wide.bytes(8).is_ok_and(|b| b.iter().all(|&b| b == 0))
+            {
+                let (wide_strings, wide_anomaly) = decode_strings(wide, version);
+                if wide_anomaly.is_none() {
+                    return Tail {
+                        user_sid: None,
+                        strings: wide_strings,
+                        anomaly: Some(Anomaly::PointerSizedNullSid),
                     };
                 }
             }
@@ -562,24 +567,6 @@ mod tests {
     }
 
     #[test]
-    fn sid_after_a_zero_token_user_pointer_is_read() {
-        // TOKEN_USER { PSID = 0, Attributes = 0 } followed by the SID, as the
-        // synthetic sawbuck traces (shared/etl) store it.
-        for p in [PointerSize::Four, PointerSize::Eight] {
-            for version in 1..=5 {
-                let mut field = Sid::System.field(p);
-                let psid = p.bytes();
-                field[..psid].fill(0);
-                let bytes = build_with_sid(version, p, &field);
-                let d = decode_process(&bytes, version, p).unwrap();
-                assert_eq!(d.user_sid.as_deref(), Some("S-1-5-18"), "v{version} {p:?}");
-                assert_eq!(d.image_file_name.as_deref(), Some("cmd.exe"));
-                assert!(d.is_fully_decoded());
-            }
-        }
-    }
-
-    #[test]
     fn trailing_bytes_and_missing_exit_time_are_reported() {
         let mut bytes = build(4, PointerSize::Eight, Sid::System);
         bytes.extend([1, 2, 3]);
@@ -656,10 +643,7 @@ mod tests {
                                 assert!(len >= fixed, "v{version} {p:?} {sid:?} len {len}");
                                 assert_eq!(d.pid, 4242);
                                 assert!(d.anomaly.is_some(), "v{version} {p:?} {sid:?} len {len}");
-                                assert!(
-                                    !d.is_fully_decoded()
-                                        || d.anomaly == Some(Anomaly::PointerSizedNullSid)
-                                );
+                                assert!(!d.is_fully_decoded());
                             }
                         }
                     }
@@ -713,66 +697,87 @@ mod tests {
         }
     }
 
-    /// Field for field the first End event of perfview_diaghub.kernel.1.etl
-    /// (expected JSON: conhost.exe, payload_len 176, payload_fully_decoded):
-    /// rebuilt from its decoded values, it must decode back and be fully used.
+    fn hex(parts: &[&str]) -> Vec<u8> {
+        let text: String = parts.concat();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Real payloads cut from the shared test traces; expected values are
+    /// those of the matching `*.expected.json` (`payload_fully_decoded`: true).
     #[test]
-    fn matches_a_real_v4_end_event() {
-        let mut b = Vec::new();
-        b.extend(18_446_647_337_966_990_144u64.to_le_bytes());
-        b.extend(11896u32.to_le_bytes());
-        b.extend(13540u32.to_le_bytes());
-        b.extend(2u32.to_le_bytes());
-        b.extend(0i32.to_le_bytes());
-        b.extend(10_477_555_712u64.to_le_bytes());
-        b.extend(0u32.to_le_bytes());
-        b.extend([0x60, 0x2b, 0x4e, 0x8b, 0x0f, 0xab, 0xff, 0xff]); // PSID
-        b.extend([0; 8]);
-        b.extend([1, 5, 0, 0, 0, 0, 0, 5]);
-        for s in [
-            21u32,
-            2_127_521_184,
-            1_604_012_920,
-            1_887_927_527,
-            43_956_499,
-        ] {
-            b.extend(s.to_le_bytes());
-        }
-        b.extend(b"conhost.exe\0");
-        b.extend(utf16z("\\??\\C:\\WINDOWS\\system32\\conhost.exe 0x4"));
-        b.extend(utf16z(""));
-        b.extend(utf16z(""));
+    fn real_payloads_decode_like_the_expected_json() {
+        // perfview_diaghub.kernel.1.etl: End v4, x64, conhost.exe (payload_len 176).
+        let b = hex(&[
+            "40736df404a8ffff782e0000e4340000020000000000000000d082700200000000000000a00886c783d3ffff00000000",
+            "83d3ffff010500000000000515000000a065cf7e784b9b5fe77c877013b99e02636f6e686f73742e657865005c003f00",
+            "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
+            "6e0068006f00730074002e006500780065002000300078003400000000000000",
+        ]);
         assert_eq!(b.len(), 176);
         let d = decode_process(&b, 4, PointerSize::Eight).unwrap();
-        assert!(d.is_fully_decoded());
+        assert_eq!(d.anomaly, None);
         assert_eq!(d.unique_process_key, Some(18_446_647_337_966_990_144));
         assert_eq!((d.pid, d.ppid, d.session_id), (11896, 13540, Some(2)));
+        assert_eq!((d.exit_status, d.flags), (Some(0), Some(0)));
+        assert_eq!(d.directory_table_base, Some(10_477_555_712));
         assert_eq!(
             d.user_sid.as_deref(),
             Some("S-1-5-21-2127521184-1604012920-1887927527-43956499")
         );
         assert_eq!(d.image_file_name.as_deref(), Some("conhost.exe"));
+        assert_eq!(
+            d.command_line.as_deref(),
+            Some("\\??\\C:\\WINDOWS\\system32\\conhost.exe 0x4")
+        );
+        assert_eq!((d.package_full_name, d.application_id), (None, None));
 
-        // And its Defunct v5 cousin (MpCmdRun.exe, payload_len 91, SYSTEM, empty command line).
-        let mut b = Vec::new();
-        b.extend(18_446_647_337_668_554_880u64.to_le_bytes());
-        b.extend(4384u32.to_le_bytes());
-        b.extend(1840u32.to_le_bytes());
-        b.extend(0u32.to_le_bytes());
-        b.extend(0i32.to_le_bytes());
-        b.extend(17_436_692_480u64.to_le_bytes());
-        b.extend(0u32.to_le_bytes());
-        b.extend(Sid::System.field(PointerSize::Eight));
-        b.extend(b"MpCmdRun.exe\0");
-        b.extend(utf16z(""));
-        b.extend(utf16z(""));
-        b.extend(utf16z(""));
-        b.extend(132_445_961_474_624_863u64.to_le_bytes());
-        assert_eq!(b.len(), 91);
+        // Same file: Defunct v5, MpCmdRun.exe (payload_len 91); note the
+        // non-zero padding after the TOKEN_USER attributes.
+        let b = hex(&[
+            "80b0a3e204a8ffff2011000030070000000000000000000000d04e0f0400000000000000e0f7d39f83d3ffff00000000",
+            "140000000101000000000005120000004d70436d6452756e2e657865000000000000005f4da175e68ad601",
+        ]);
         let d = decode_process(&b, 5, PointerSize::Eight).unwrap();
-        assert!(d.is_fully_decoded());
+        assert_eq!(d.anomaly, None);
+        assert_eq!((d.pid, d.ppid), (4384, 1840));
         assert_eq!(d.user_sid.as_deref(), Some("S-1-5-18"));
+        assert_eq!(d.image_file_name.as_deref(), Some("MpCmdRun.exe"));
         assert_eq!(d.command_line.as_deref(), Some(""));
         assert_eq!(d.exit_time, Some(132_445_961_474_624_863));
+
+        // sawbuck_process_data_32_v3.etl (synthetic, 32-bit): End v3 whose
+        // TOKEN_USER pointer is 0 although a SID follows.
+        let b = hex(&[
+            "00000000f0060000dc0300000100000000000000000000000000000000000000010500000000000515000000962cec2c",
+            "68fd3106f1dca4d3e80300006e6f74657061642e65786500220043003a005c00570069006e0064006f00770073005c00",
+            "730079007300740065006d00330032005c006e006f00740065007000610064002e00650078006500220020000000",
+        ]);
+        let d = decode_process(&b, 3, PointerSize::Four).unwrap();
+        assert_eq!(d.anomaly, Some(Anomaly::NullTokenUserPointer));
+        assert!(d.is_fully_decoded());
+        assert_eq!((d.pid, d.ppid, d.exit_status), (1776, 988, Some(0)));
+        assert_eq!(d.unique_process_key, Some(0));
+        assert_eq!(
+            d.user_sid.as_deref(),
+            Some("S-1-5-21-753675414-103939432-3550797041-1000")
+        );
+        assert_eq!(d.image_file_name.as_deref(), Some("notepad.exe"));
+        assert_eq!(
+            d.command_line.as_deref(),
+            Some("\"C:\\Windows\\system32\\notepad.exe\" ")
+        );
+
+        // sawbuck_process_data_32_v1.etl: End v1, same quirk, no key.
+        let b = hex(&[
+            "00000000f0060000dc03000001000000000000000000000000000000010500000000000515000000962cec2c68fd3106",
+            "f1dca4d3e80300006e6f74657061642e65786500",
+        ]);
+        let d = decode_process(&b, 1, PointerSize::Four).unwrap();
+        assert_eq!(d.anomaly, Some(Anomaly::NullTokenUserPointer));
+        assert_eq!((d.pid, d.unique_process_key), (1776, None));
+        assert_eq!(d.image_file_name.as_deref(), Some("notepad.exe"));
     }
 }

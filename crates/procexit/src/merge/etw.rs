@@ -157,6 +157,9 @@ impl EtwExitTracker {
             }
             EVENT_PROCESS_STOP => {
                 let s = decode_process_stop(payload, version)?;
+                if s.image_name.is_none() {
+                    self.bump_anomalies();
+                }
                 let seed = self.kp_live.remove(&(s.pid, s.create_time));
                 let source = match self.source {
                     Source::EtwKernel => Source::EtwKernelProcess,
@@ -178,8 +181,9 @@ impl EtwExitTracker {
         }
     }
 
-    /// Payloads that needed a fallback or lost optional fields, plus
-    /// Start/DCStart/ProcessStart events that could not be decoded.
+    /// Events decoded with an [`Anomaly`](crate::decode::mof_process::Anomaly)
+    /// or without a ProcessStop image name, plus Start/DCStart/ProcessStart
+    /// events that could not be decoded at all.
     pub(crate) fn anomalies(&self) -> u64 {
         self.anomalies
     }
@@ -643,13 +647,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(exit.ppid, None);
-        // Other ids are ignored; bad starts are counted.
+        // Other ids are ignored; bad starts (and the cut-off name above) are counted.
         assert_eq!(t.on_kernel_process_event(15, 1, None, &[0; 3]), Ok(None));
         assert_eq!(
             t.on_kernel_process_event(EVENT_PROCESS_START, 1, None, &[0; 3]),
             Ok(None)
         );
-        assert_eq!(t.anomalies(), 1);
+        assert_eq!(t.anomalies(), 2);
     }
 
     #[test]
@@ -676,5 +680,53 @@ mod tests {
             let _ = t.on_process_event(op, version, p, Some(state), &bytes);
             let _ = t.on_kernel_process_event((state >> 48) as u16 % 3, version, None, &bytes);
         }
+    }
+
+    fn hex(parts: &[&str]) -> Vec<u8> {
+        let text: String = parts.concat();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The conhost.exe Start and End of perfview_diaghub.kernel.1.etl, with
+    /// the event times of its expected.json.
+    #[test]
+    fn real_start_and_end() {
+        let start = hex(&[
+            "40736df404a8ffff782e0000e4340000020000000301000000d082700200000000000000605f8eb183d3ffff00000000",
+            "00000000010500000000000515000000a065cf7e784b9b5fe77c877013b99e02636f6e686f73742e657865005c003f00",
+            "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
+            "6e0068006f00730074002e006500780065002000300078006600660066006600660066006600660020002d0046006f00",
+            "72006300650056003100000000000000",
+        ]);
+        let end = hex(&[
+            "40736df404a8ffff782e0000e4340000020000000000000000d082700200000000000000a00886c783d3ffff00000000",
+            "83d3ffff010500000000000515000000a065cf7e784b9b5fe77c877013b99e02636f6e686f73742e657865005c003f00",
+            "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
+            "6e0068006f00730074002e006500780065002000300078003400000000000000",
+        ]);
+        let mut t = EtwExitTracker::new(Source::EtlFile);
+        assert_eq!(
+            t.on_process_event(OPCODE_START, 4, P8, Some(132_445_973_974_989_595), &start),
+            Ok(None)
+        );
+        let exit = t
+            .on_process_event(OPCODE_END, 4, P8, Some(132_445_974_082_348_412), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!((exit.pid, exit.ppid), (11896, Some(13540)));
+        assert_eq!(exit.status, ExitStatus::Code(0));
+        assert_eq!(exit.process_key, Some(18_446_647_337_966_990_144));
+        assert_eq!(exit.name.as_deref(), Some("conhost.exe"));
+        // The End's own command line wins over the Start's.
+        assert_eq!(
+            exit.command_line.as_deref(),
+            Some("\\??\\C:\\WINDOWS\\system32\\conhost.exe 0x4")
+        );
+        let lifetime = exit.duration().unwrap();
+        assert_eq!(lifetime.as_micros(), 10_735_881);
+        assert_eq!(t.anomalies(), 0);
     }
 }
