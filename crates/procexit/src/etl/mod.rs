@@ -1,1 +1,226 @@
 //! Offline reader of Windows `.etl` trace files (pure; runs on any OS).
+//!
+//! An `.etl` file is a chain of buffers. Each starts with a 72-byte
+//! WMI_BUFFER_HEADER and holds records padded to 8 bytes; compressed
+//! buffers (LZ77 Xpress) store their compressed size, so the chain is walked
+//! header by header. The first record of the first buffer is the logfile
+//! header: pointer size, clock, perf frequency and start time, which turn raw
+//! record time stamps into UTC.
+//!
+//! [`EtlFile`] streams raw events buffer by buffer through one reused buffer,
+//! so memory stays flat on multi-GB files. [`ProcessEvents`] sits on top and
+//! turns the kernel Process events into lifecycle items and exit records
+//! through the same decoder the real-time ETW backend uses.
+//!
+//! ```no_run
+//! use procexit::etl::EtlFile;
+//!
+//! let mut file = EtlFile::open("trace.etl")?;
+//! println!("{} CPUs, started {:?}", file.header().number_of_processors, file.header().start());
+//! while let Some(event) = file.next_event()? {
+//!     println!("{} opcode {} v{} {} bytes", event.provider, event.opcode, event.version, event.payload.len());
+//! }
+//! # Ok::<(), procexit::etl::EtlError>(())
+//! ```
+//!
+//! Errors carry the file offset, buffer index and record index; a damaged
+//! buffer is reported once and skipped, so events before (and after) the
+//! damage are still returned.
+
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
+
+mod file;
+pub mod layout;
+mod process;
+mod record;
+pub mod xpress;
+
+use std::fmt;
+use std::time::SystemTime;
+
+pub use file::{EtlFile, LogfileHeader, ReadStats};
+pub use process::{
+    read_process_events, LifecycleKind, PayloadError, ProcessEvents, ProcessItem, ProcessSummary,
+};
+pub use record::HeaderKind;
+
+use crate::decode::{DecodeErrorKind, Guid, PointerSize};
+
+/// One record of a trace, borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RawEvent<'a> {
+    /// The record header it was stored with.
+    pub kind: HeaderKind,
+    /// The raw header type byte (0x01 … 0x15).
+    pub header_type: u8,
+    /// Provider or event-class GUID. Kernel system/PerfInfo records carry a
+    /// hook-id group that is mapped to its class GUID (Process, Thread …).
+    pub provider: Guid,
+    /// Kernel hook-id group, for system, compact and PerfInfo headers.
+    pub group: Option<u8>,
+    /// Opcode (event type of classic events).
+    pub opcode: u8,
+    /// Event or MOF class version.
+    pub version: u16,
+    /// Event id (EVENT_HEADER only; 0 otherwise).
+    pub event_id: u16,
+    /// Level (EVENT_HEADER and classic headers).
+    pub level: u8,
+    /// Task (EVENT_HEADER only).
+    pub task: u16,
+    /// Keyword (EVENT_HEADER only).
+    pub keyword: u64,
+    /// Process id of the logging context; `None` for PerfInfo headers.
+    pub pid: Option<u32>,
+    /// Thread id of the logging context; `None` for PerfInfo headers.
+    pub tid: Option<u32>,
+    /// Time stamp as stored, in the session's clock (see [`LogfileHeader::clock_type`]).
+    pub timestamp_raw: i64,
+    /// The time stamp as FILETIME (100 ns since 1601, UTC), when the clock is known.
+    pub filetime: Option<u64>,
+    /// Width of pointer-sized payload fields, from this record's header.
+    pub pointer_size: PointerSize,
+    /// EVENT_HEADER flags; for other headers the classic flag (0x100) plus
+    /// the 32/64-bit flag ETW would report.
+    pub flags: u16,
+    /// The user data.
+    pub payload: &'a [u8],
+    /// Extended data items (EVENT_HEADER) or extra header words (system
+    /// headers), as stored; usually empty.
+    pub extended: &'a [u8],
+    /// Index of the buffer in the file.
+    pub buffer_index: u64,
+    /// Index of the record in its buffer.
+    pub record_index: u64,
+}
+
+impl RawEvent<'_> {
+    /// The time stamp in UTC.
+    pub fn time(&self) -> Option<SystemTime> {
+        self.filetime.and_then(crate::system_time_from_filetime)
+    }
+}
+
+/// A failure to read a trace, with where it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtlError {
+    /// What went wrong.
+    pub kind: EtlErrorKind,
+    /// File offset: of the bad byte where it is known, else of the buffer.
+    pub offset: u64,
+    /// Index of the buffer.
+    pub buffer: u64,
+    /// Index of the record in the buffer, for record errors.
+    pub record: Option<u64>,
+    /// Offset inside the (decompressed) buffer, header included, for record errors.
+    pub in_buffer: Option<usize>,
+}
+
+/// What went wrong while reading a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EtlErrorKind {
+    /// Reading the file failed.
+    Io(std::io::ErrorKind),
+    /// The file ends inside a buffer: `need` bytes were wanted, `have` read.
+    Truncated {
+        /// Bytes wanted.
+        need: u64,
+        /// Bytes there.
+        have: u64,
+    },
+    /// The first record is not a logfile header: not an `.etl` file.
+    NotEtl,
+    /// A buffer header's size is impossible (below 72 bytes or above 1 MiB);
+    /// the chain of buffers cannot be followed past it.
+    BadBufferSize(u32),
+    /// A buffer header's filled-bytes field is impossible.
+    BadFilled(u32),
+    /// A compressed buffer does not decompress.
+    Decompress(xpress::XpressErrorKind),
+    /// A compressed buffer decompressed to fewer bytes than it declares.
+    ShortBuffer {
+        /// Bytes declared.
+        expected: usize,
+        /// Bytes produced.
+        got: usize,
+    },
+    /// A record does not start with a trace header marker.
+    BadMarker(u32),
+    /// A record's size field is below its header size.
+    BadRecordSize {
+        /// The size field.
+        size: usize,
+        /// The smallest valid size.
+        min: usize,
+    },
+    /// A record runs past the end of its buffer.
+    RecordTruncated {
+        /// Bytes the record needs.
+        need: usize,
+        /// Bytes left in the buffer.
+        have: usize,
+    },
+    /// Extended data items do not fit their record.
+    BadExtendedData,
+    /// The logfile header record does not decode.
+    LogfileHeader(DecodeErrorKind),
+}
+
+impl fmt::Display for EtlErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            EtlErrorKind::Io(kind) => write!(f, "read failed: {kind}"),
+            EtlErrorKind::Truncated { need, have } => {
+                write!(f, "file truncated: buffer needs {need} bytes, {have} left")
+            }
+            EtlErrorKind::NotEtl => write!(f, "not an .etl file (no logfile header record)"),
+            EtlErrorKind::BadBufferSize(n) => write!(f, "impossible buffer size {n}"),
+            EtlErrorKind::BadFilled(n) => write!(f, "impossible buffer fill {n}"),
+            EtlErrorKind::Decompress(kind) => write!(f, "compressed buffer is corrupt ({kind:?})"),
+            EtlErrorKind::ShortBuffer { expected, got } => write!(
+                f,
+                "compressed buffer holds {got} bytes, its header declares {expected}"
+            ),
+            EtlErrorKind::BadMarker(m) => write!(f, "bad record marker {m:#010x}"),
+            EtlErrorKind::BadRecordSize { size, min } => {
+                write!(f, "record size {size} below its header size {min}")
+            }
+            EtlErrorKind::RecordTruncated { need, have } => {
+                write!(
+                    f,
+                    "record of {need} bytes runs past the buffer ({have} left)"
+                )
+            }
+            EtlErrorKind::BadExtendedData => write!(f, "extended data items overrun the record"),
+            EtlErrorKind::LogfileHeader(kind) => write!(f, "bad logfile header ({kind:?})"),
+        }
+    }
+}
+
+impl fmt::Display for EtlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at file offset {} (buffer {}",
+            self.kind, self.offset, self.buffer
+        )?;
+        if let Some(record) = self.record {
+            write!(f, ", record {record}")?;
+        }
+        if let Some(at) = self.in_buffer {
+            write!(f, ", byte {at} of the buffer")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl std::error::Error for EtlError {}

@@ -1,0 +1,311 @@
+//! Process lifecycle items and exit records from a trace file, through the
+//! same decoder and tracker as the real-time ETW backend.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use super::{EtlError, EtlFile, RawEvent};
+use crate::decode::kernel_process::{EVENT_PROCESS_START, EVENT_PROCESS_STOP};
+use crate::decode::mof_process::{
+    decode_process, ProcessPayload, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END,
+    OPCODE_START,
+};
+use crate::decode::{DecodeError, DecodeErrorKind, PointerSize, KERNEL_PROCESS_GUID, PROCESS_GUID};
+use crate::event::{ProcessExit, Source};
+use crate::merge::etw::EtwExitTracker;
+
+/// Newest kernel Process MOF version whose layout is documented.
+const MAX_KNOWN_MOF_VERSION: u16 = 5;
+/// Newest Microsoft-Windows-Kernel-Process start/stop version known.
+const MAX_KNOWN_KP_VERSION: u16 = 2;
+/// Decode errors kept with their position; the rest are only counted.
+const MAX_KEPT_ERRORS: usize = 64;
+
+/// Which lifecycle event an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LifecycleKind {
+    /// Kernel Process Start (opcode 1).
+    Start,
+    /// Kernel Process End (opcode 2): the process exited.
+    End,
+    /// Rundown at session start (opcode 3): alive when tracing began.
+    DcStart,
+    /// Rundown at session end (opcode 4): alive when tracing stopped.
+    DcEnd,
+    /// Exited but still referenced, listed at rundown (opcode 39).
+    Defunct,
+    /// Microsoft-Windows-Kernel-Process ProcessStart (id 1).
+    KernelProcessStart,
+    /// Microsoft-Windows-Kernel-Process ProcessStop (id 2).
+    KernelProcessStop,
+}
+
+impl LifecycleKind {
+    /// A short stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleKind::Start => "start",
+            LifecycleKind::End => "end",
+            LifecycleKind::DcStart => "dc-start",
+            LifecycleKind::DcEnd => "dc-end",
+            LifecycleKind::Defunct => "defunct",
+            LifecycleKind::KernelProcessStart => "kp-start",
+            LifecycleKind::KernelProcessStop => "kp-stop",
+        }
+    }
+}
+
+/// One process lifecycle event of a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessItem {
+    /// What happened.
+    pub kind: LifecycleKind,
+    /// MOF opcode or Kernel-Process event id.
+    pub opcode: u16,
+    /// Layout version.
+    pub version: u16,
+    /// Record time stamp as stored.
+    pub timestamp_raw: i64,
+    /// Record time stamp as FILETIME.
+    pub filetime: Option<u64>,
+    /// Process id in the record header (the logging context, often the
+    /// parent for a Start); `None` for PerfInfo headers.
+    pub header_pid: Option<u32>,
+    /// Payload pointer width, from the record header.
+    pub pointer_size: PointerSize,
+    /// Buffer index of the record.
+    pub buffer_index: u64,
+    /// Record index in its buffer.
+    pub record_index: u64,
+    /// The decoded kernel Process payload (MOF events that decode).
+    pub payload: Option<ProcessPayload>,
+    /// The exit record, for End, Defunct (unless an End already reported
+    /// that process) and Kernel-Process ProcessStop.
+    pub exit: Option<ProcessExit>,
+}
+
+/// A payload that did not decode, with where it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PayloadError {
+    /// Buffer index of the record.
+    pub buffer_index: u64,
+    /// Record index in its buffer.
+    pub record_index: u64,
+    /// MOF opcode or Kernel-Process event id.
+    pub opcode: u16,
+    /// Layout version.
+    pub version: u16,
+    /// The decoder's error; its offset is into the payload.
+    pub error: DecodeError,
+}
+
+/// What a pass over a trace found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessSummary {
+    /// Events (records with a decoded header) read.
+    pub events: u64,
+    /// Records in all buffers, skipped kinds included.
+    pub records: u64,
+    /// Buffers read.
+    pub buffers: u64,
+    /// Process lifecycle items yielded.
+    pub process_events: u64,
+    /// Exit records produced.
+    pub process_exits: u64,
+    /// Payloads the decoder read with a fallback or partly.
+    pub anomalies: u64,
+    /// Process events with a layout version newer than the decoder knows.
+    pub unknown_versions: u64,
+    /// Process payloads that did not decode (count).
+    pub decode_errors: u64,
+    /// The first of those, with positions.
+    pub decode_error_list: Vec<PayloadError>,
+    /// Read errors (damaged buffers or records, truncation) reported.
+    pub read_errors: u64,
+    /// File bytes consumed.
+    pub bytes: u64,
+}
+
+/// Process lifecycle items of one trace: wraps an [`EtlFile`], decodes the
+/// kernel Process and Kernel-Process events and tracks them into exit
+/// records with [`Source::EtlFile`].
+///
+/// Iterating yields `Err` for each damaged part of the file and continues
+/// after it where the file allows.
+#[derive(Debug)]
+pub struct ProcessEvents<R> {
+    file: EtlFile<R>,
+    tracker: EtwExitTracker,
+    summary: ProcessSummary,
+}
+
+/// Opens `path` for [`ProcessEvents`].
+pub fn read_process_events(
+    path: impl AsRef<Path>,
+) -> Result<ProcessEvents<BufReader<File>>, EtlError> {
+    EtlFile::open(path).map(ProcessEvents::new)
+}
+
+impl<R: Read> ProcessEvents<R> {
+    /// Wraps an open trace.
+    pub fn new(file: EtlFile<R>) -> Self {
+        ProcessEvents {
+            file,
+            tracker: EtwExitTracker::new(Source::EtlFile),
+            summary: ProcessSummary::default(),
+        }
+    }
+
+    /// The underlying reader (header, progress).
+    pub fn file(&self) -> &EtlFile<R> {
+        &self.file
+    }
+
+    /// What was found so far; complete once the iterator has ended.
+    pub fn summary(&self) -> ProcessSummary {
+        let mut s = self.summary.clone();
+        let stats = self.file.stats();
+        s.records = stats.records;
+        s.buffers = stats.buffers;
+        s.bytes = self.file.bytes_read();
+        s.anomalies = self.tracker.anomalies();
+        s
+    }
+
+    /// The next lifecycle item; `Ok(None)` at the end of the file.
+    pub fn next_item(&mut self) -> Result<Option<ProcessItem>, EtlError> {
+        loop {
+            let event = match self.file.next_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.summary.read_errors = self.summary.read_errors.saturating_add(1);
+                    return Err(e);
+                }
+            };
+            self.summary.events = self.summary.events.saturating_add(1);
+            let item = if event.provider == PROCESS_GUID {
+                mof_item(&mut self.tracker, &mut self.summary, &event)
+            } else if event.provider == KERNEL_PROCESS_GUID {
+                kp_item(&mut self.tracker, &mut self.summary, &event)
+            } else {
+                None
+            };
+            if let Some(item) = item {
+                self.summary.process_events = self.summary.process_events.saturating_add(1);
+                if item.exit.is_some() {
+                    self.summary.process_exits = self.summary.process_exits.saturating_add(1);
+                }
+                return Ok(Some(item));
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for ProcessEvents<R> {
+    type Item = Result<ProcessItem, EtlError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item().transpose()
+    }
+}
+
+fn blank_item(kind: LifecycleKind, opcode: u16, event: &RawEvent<'_>) -> ProcessItem {
+    ProcessItem {
+        kind,
+        opcode,
+        version: event.version,
+        timestamp_raw: event.timestamp_raw,
+        filetime: event.filetime,
+        header_pid: event.pid,
+        pointer_size: event.pointer_size,
+        buffer_index: event.buffer_index,
+        record_index: event.record_index,
+        payload: None,
+        exit: None,
+    }
+}
+
+fn note_error(summary: &mut ProcessSummary, event: &RawEvent<'_>, opcode: u16, error: DecodeError) {
+    summary.decode_errors = summary.decode_errors.saturating_add(1);
+    if matches!(error.kind, DecodeErrorKind::UnknownVersion(_)) {
+        summary.unknown_versions = summary.unknown_versions.saturating_add(1);
+    }
+    if summary.decode_error_list.len() < MAX_KEPT_ERRORS {
+        summary.decode_error_list.push(PayloadError {
+            buffer_index: event.buffer_index,
+            record_index: event.record_index,
+            opcode,
+            version: event.version,
+            error,
+        });
+    }
+}
+
+fn mof_item(
+    tracker: &mut EtwExitTracker,
+    summary: &mut ProcessSummary,
+    event: &RawEvent<'_>,
+) -> Option<ProcessItem> {
+    let kind = match event.opcode {
+        OPCODE_START => LifecycleKind::Start,
+        OPCODE_END => LifecycleKind::End,
+        OPCODE_DC_START => LifecycleKind::DcStart,
+        OPCODE_DC_END => LifecycleKind::DcEnd,
+        OPCODE_DEFUNCT => LifecycleKind::Defunct,
+        // Terminate, PerfCtr and the rest are not lifecycle events.
+        _ => return None,
+    };
+    let opcode = u16::from(event.opcode);
+    if event.version > MAX_KNOWN_MOF_VERSION {
+        summary.unknown_versions = summary.unknown_versions.saturating_add(1);
+    }
+    // Versions beyond a byte do not exist; saturate so the decoder reads
+    // them with the newest layout.
+    let version = u8::try_from(event.version).unwrap_or(u8::MAX);
+    let mut item = blank_item(kind, opcode, event);
+    match decode_process(event.payload, version, event.pointer_size) {
+        Ok(p) => item.payload = Some(p),
+        Err(e) => note_error(summary, event, opcode, e),
+    }
+    match tracker.on_process_event(
+        event.opcode,
+        version,
+        event.pointer_size,
+        event.filetime,
+        event.payload,
+    ) {
+        Ok(exit) => item.exit = exit,
+        // Already noted above when the payload itself did not decode.
+        Err(e) if item.payload.is_some() => note_error(summary, event, opcode, e),
+        Err(_) => {}
+    }
+    Some(item)
+}
+
+fn kp_item(
+    tracker: &mut EtwExitTracker,
+    summary: &mut ProcessSummary,
+    event: &RawEvent<'_>,
+) -> Option<ProcessItem> {
+    let kind = match event.event_id {
+        EVENT_PROCESS_START => LifecycleKind::KernelProcessStart,
+        EVENT_PROCESS_STOP => LifecycleKind::KernelProcessStop,
+        _ => return None,
+    };
+    if event.version > MAX_KNOWN_KP_VERSION {
+        summary.unknown_versions = summary.unknown_versions.saturating_add(1);
+    }
+    let version = u8::try_from(event.version).unwrap_or(u8::MAX);
+    let mut item = blank_item(kind, event.event_id, event);
+    match tracker.on_kernel_process_event(event.event_id, version, event.filetime, event.payload) {
+        Ok(exit) => item.exit = exit,
+        Err(e) => note_error(summary, event, event.event_id, e),
+    }
+    Some(item)
+}

@@ -1,0 +1,437 @@
+//! One record inside a buffer: its header kind, identity, time and the byte
+//! ranges of its payload and extended data. Works on the records region of
+//! one (decompressed) buffer and returns ranges, not slices, so the reader
+//! can keep its buffer mutable between events.
+
+use std::ops::Range;
+
+use super::layout::{self, classic, event, header_type as ht, marker, message, system};
+use crate::decode::{Guid, PointerSize};
+
+/// Which record header an event was stored with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderKind {
+    /// SYSTEM_TRACE_HEADER (types 0x01/0x02): kernel events with thread,
+    /// process and CPU times.
+    System,
+    /// Compact system header (0x03/0x04): without CPU times.
+    Compact,
+    /// PERFINFO_TRACE_HEADER (0x10/0x11): kernel events with no thread or
+    /// process id.
+    PerfInfo,
+    /// EVENT_TRACE_HEADER (0x0A/0x14): classic (MOF) events with a class GUID.
+    Classic,
+    /// EVENT_INSTANCE_GUID_HEADER (0x0B/0x15).
+    Instance,
+    /// EVENT_HEADER (0x12/0x13): manifest and TraceLogging providers.
+    Event,
+}
+
+impl HeaderKind {
+    /// A short stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeaderKind::System => "system",
+            HeaderKind::Compact => "compact",
+            HeaderKind::PerfInfo => "perfinfo",
+            HeaderKind::Classic => "classic",
+            HeaderKind::Instance => "instance",
+            HeaderKind::Event => "event",
+        }
+    }
+}
+
+/// Why a record could not be read. Offsets are relative to the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordError {
+    /// The record runs past the buffer's filled bytes.
+    Truncated { need: usize, have: usize },
+    /// The marker is not one a trace header starts with.
+    BadMarker(u32),
+    /// The size field is smaller than the header it announces.
+    BadSize { size: usize, min: usize },
+    /// Extended data items do not fit the record.
+    BadExtendedData,
+}
+
+/// What [`parse`] found at a record offset.
+#[derive(Debug, Clone)]
+pub(crate) enum Parsed {
+    /// The tail of the buffer is padding: no more records.
+    End,
+    /// A record of a kind we do not decode (WPP message, timed, error,
+    /// WNODE): skipped. `len` is its aligned length.
+    Skipped { len: usize },
+    /// A record.
+    Record(Record),
+}
+
+/// A decoded record header; ranges index the records region.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub kind: HeaderKind,
+    pub header_type: u8,
+    pub provider: Guid,
+    pub group: Option<u8>,
+    pub opcode: u8,
+    pub version: u16,
+    pub event_id: u16,
+    pub level: u8,
+    pub task: u16,
+    pub keyword: u64,
+    pub pid: Option<u32>,
+    pub tid: Option<u32>,
+    pub timestamp_raw: i64,
+    pub flags: u16,
+    pub pointer_size: PointerSize,
+    pub payload: Range<usize>,
+    pub extended: Range<usize>,
+    /// Length including the padding to 8 bytes.
+    pub len: usize,
+}
+
+/// EVENT_HEADER flags synthesized for headers that have none, as ETW does
+/// when it hands such events to a consumer.
+const FLAG_CLASSIC: u16 = 0x0100;
+
+fn u16_at(d: &[u8], at: usize) -> Option<u16> {
+    let b = d.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
+}
+
+fn u32_at(d: &[u8], at: usize) -> Option<u32> {
+    let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+fn u64_at(d: &[u8], at: usize) -> Option<u64> {
+    let b: [u8; 8] = d.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+fn guid_at(d: &[u8], at: usize) -> Option<Guid> {
+    let b: [u8; 16] = d.get(at..at.checked_add(16)?)?.try_into().ok()?;
+    Some(Guid::from_le_bytes(b))
+}
+
+/// [`layout::GROUP_GUIDS`] indexed by group, built at compile time (a bad
+/// index fails the build, never a run).
+#[allow(clippy::indexing_slicing)]
+const GUID_BY_GROUP: [Option<Guid>; 32] = {
+    let mut table = [None; 32];
+    let mut i = 0;
+    while i < layout::GROUP_GUIDS.len() {
+        let (group, guid) = layout::GROUP_GUIDS[i];
+        table[group as usize] = Some(guid);
+        i += 1;
+    }
+    table
+};
+
+/// The class GUID of a kernel hook id.
+pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
+    let group = if group == layout::GROUP_PROCESS && opcode == layout::OPCODE_PROCESS_IMAGE_LOAD {
+        layout::GROUP_IMAGE
+    } else {
+        group
+    };
+    GUID_BY_GROUP
+        .get(usize::from(group))
+        .copied()
+        .flatten()
+        .unwrap_or(Guid::new(0, 0, 0, [0; 8]))
+}
+
+fn width_flag(p: PointerSize) -> u16 {
+    match p {
+        PointerSize::Four => PointerSize::FLAG_32_BIT_HEADER,
+        PointerSize::Eight => PointerSize::FLAG_64_BIT_HEADER,
+    }
+}
+
+/// Parses the record at `pos` of `region` (the records of one buffer).
+pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
+    let d = region.get(pos..).unwrap_or(&[]);
+    let Some(mark) = u32_at(d, 0) else {
+        // Fewer than 4 bytes left: only padding can be that short.
+        return Ok(Parsed::End);
+    };
+    if mark == marker::PADDING {
+        return Ok(Parsed::End);
+    }
+    let top = (mark >> 24) as u8;
+    let kind_byte = (mark >> 16) as u8;
+    let (htype, is_message) = if top & marker::TRACE_HEADER == marker::TRACE_HEADER {
+        (kind_byte, false)
+    } else if top & marker::MESSAGE_MASK == marker::MESSAGE {
+        (ht::MESSAGE, true)
+    } else {
+        return Err(RecordError::BadMarker(mark));
+    };
+
+    let trunc = |need: usize| RecordError::Truncated {
+        need,
+        have: d.len(),
+    };
+    let sized = |size_at: usize, min: usize| -> Result<usize, RecordError> {
+        let size = usize::from(u16_at(d, size_at).ok_or(trunc(size_at.saturating_add(2)))?);
+        if size < min {
+            return Err(RecordError::BadSize { size, min });
+        }
+        if size > d.len() {
+            return Err(trunc(size));
+        }
+        Ok(size)
+    };
+    let aligned = |size: usize| {
+        size.checked_next_multiple_of(marker::ALIGN)
+            .unwrap_or(size)
+            .min(d.len())
+    };
+    let abs = |r: Range<usize>| pos.saturating_add(r.start)..pos.saturating_add(r.end);
+
+    if is_message {
+        let size = sized(message::SIZE, message::LEN)?;
+        return Ok(Parsed::Skipped { len: aligned(size) });
+    }
+
+    let pointer = match htype {
+        ht::SYSTEM64
+        | ht::COMPACT64
+        | ht::PERFINFO64
+        | ht::EVENT64
+        | ht::FULL64
+        | ht::INSTANCE64 => PointerSize::Eight,
+        _ => PointerSize::Four,
+    };
+
+    match htype {
+        ht::SYSTEM32
+        | ht::SYSTEM64
+        | ht::COMPACT32
+        | ht::COMPACT64
+        | ht::PERFINFO32
+        | ht::PERFINFO64 => {
+            let (kind, base_len) = match htype {
+                ht::SYSTEM32 | ht::SYSTEM64 => (HeaderKind::System, system::SYSTEM_LEN),
+                ht::COMPACT32 | ht::COMPACT64 => (HeaderKind::Compact, system::COMPACT_LEN),
+                _ => (HeaderKind::PerfInfo, system::PERFINFO_LEN),
+            };
+            let version_word = u16_at(d, system::VERSION).unwrap_or(0);
+            let mut extra = 0usize;
+            if version_word & system::EXTRA_WORD != 0 {
+                extra = 8;
+            }
+            let words = usize::from((version_word & system::EXTRA_WORDS_MASK) >> 8);
+            extra = extra.saturating_add(words.saturating_mul(8));
+            let header_len = base_len.saturating_add(extra);
+            let size = sized(system::SIZE, header_len)?;
+            let opcode = d.get(system::OPCODE).copied().unwrap_or(0);
+            let group = d.get(system::GROUP).copied().unwrap_or(0);
+            let (pid, tid, time_at) = if kind == HeaderKind::PerfInfo {
+                (None, None, system::PERFINFO_TIME)
+            } else {
+                (
+                    u32_at(d, system::PROCESS_ID),
+                    u32_at(d, system::THREAD_ID),
+                    system::TIME,
+                )
+            };
+            Ok(Parsed::Record(Record {
+                kind,
+                header_type: htype,
+                provider: group_guid(group, opcode),
+                group: Some(group),
+                opcode,
+                version: version_word & 0x00ff,
+                event_id: 0,
+                level: 0,
+                task: 0,
+                keyword: 0,
+                pid,
+                tid,
+                timestamp_raw: u64_at(d, time_at).unwrap_or(0) as i64,
+                flags: FLAG_CLASSIC | width_flag(pointer),
+                pointer_size: pointer,
+                payload: abs(header_len..size),
+                extended: abs(base_len..header_len),
+                len: aligned(size),
+            }))
+        }
+        ht::FULL32 | ht::FULL64 | ht::INSTANCE32 | ht::INSTANCE64 => {
+            let (kind, header_len) = match htype {
+                ht::FULL32 | ht::FULL64 => (HeaderKind::Classic, classic::LEN),
+                _ => (HeaderKind::Instance, classic::INSTANCE_LEN),
+            };
+            let size = sized(classic::SIZE, header_len)?;
+            Ok(Parsed::Record(Record {
+                kind,
+                header_type: htype,
+                provider: guid_at(d, classic::GUID).ok_or(trunc(classic::GUID + 16))?,
+                group: None,
+                opcode: d.get(classic::OPCODE).copied().unwrap_or(0),
+                version: u16_at(d, classic::VERSION).unwrap_or(0),
+                event_id: 0,
+                level: d.get(classic::LEVEL).copied().unwrap_or(0),
+                task: 0,
+                keyword: 0,
+                pid: u32_at(d, classic::PROCESS_ID),
+                tid: u32_at(d, classic::THREAD_ID),
+                timestamp_raw: u64_at(d, classic::TIME).unwrap_or(0) as i64,
+                flags: FLAG_CLASSIC | width_flag(pointer),
+                pointer_size: pointer,
+                payload: abs(header_len..size),
+                extended: abs(header_len..header_len),
+                len: aligned(size),
+            }))
+        }
+        ht::EVENT32 | ht::EVENT64 => {
+            let size = sized(event::SIZE, event::LEN)?;
+            let flags = u16_at(d, event::FLAGS).unwrap_or(0);
+            // The header's own width flags win over the header type.
+            let pointer = PointerSize::from_header_flags(flags).unwrap_or(pointer);
+            let mut data_start = event::LEN;
+            if flags & event::FLAG_EXTENDED_INFO != 0 {
+                data_start = extended_end(d.get(..size).unwrap_or(&[]))?;
+            }
+            Ok(Parsed::Record(Record {
+                kind: HeaderKind::Event,
+                header_type: htype,
+                provider: guid_at(d, event::PROVIDER).ok_or(trunc(event::PROVIDER + 16))?,
+                group: None,
+                opcode: d.get(event::OPCODE).copied().unwrap_or(0),
+                version: u16::from(d.get(event::VERSION).copied().unwrap_or(0)),
+                event_id: u16_at(d, event::ID).unwrap_or(0),
+                level: d.get(event::LEVEL).copied().unwrap_or(0),
+                task: u16_at(d, event::TASK).unwrap_or(0),
+                keyword: u64_at(d, event::KEYWORD).unwrap_or(0),
+                pid: u32_at(d, event::PROCESS_ID),
+                tid: u32_at(d, event::THREAD_ID),
+                timestamp_raw: u64_at(d, event::TIME).unwrap_or(0) as i64,
+                flags,
+                pointer_size: pointer,
+                payload: abs(data_start..size),
+                extended: abs(event::LEN..data_start),
+                len: aligned(size),
+            }))
+        }
+        _ => {
+            // Timed, error, WNODE and unknown types: all start with their size.
+            let size = sized(0, 8)?;
+            Ok(Parsed::Skipped { len: aligned(size) })
+        }
+    }
+}
+
+/// Walks the extended data items after an EVENT_HEADER (`rec` is the whole
+/// record) and returns where the user data starts.
+fn extended_end(rec: &[u8]) -> Result<usize, RecordError> {
+    let mut at = event::LEN;
+    loop {
+        let item_size = usize::from(u16_at(rec, at).ok_or(RecordError::BadExtendedData)?);
+        let linkage = u16_at(rec, at.saturating_add(event::EXT_LINKAGE))
+            .ok_or(RecordError::BadExtendedData)?;
+        if item_size < event::EXT_ITEM_LEN {
+            return Err(RecordError::BadExtendedData);
+        }
+        at = at
+            .checked_add(item_size)
+            .filter(|&end| end <= rec.len())
+            .ok_or(RecordError::BadExtendedData)?;
+        if linkage & event::EXT_LINKAGE_MORE == 0 {
+            return Ok(at);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::decode::{KERNEL_PROCESS_GUID, PROCESS_GUID};
+
+    fn record(parsed: Result<Parsed, RecordError>) -> Record {
+        match parsed {
+            Ok(Parsed::Record(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn system_header_maps_group_to_class_guid_and_skips_extra_words() {
+        let mut d = vec![0u8; 64];
+        // Version 4 with one extra 8-byte header word (bit 0x0100).
+        d[0..4].copy_from_slice(&0xc002_0104u32.to_le_bytes());
+        d[4..6].copy_from_slice(&50u16.to_le_bytes());
+        d[6] = 2; // End
+        d[7] = 3; // Process group
+        d[8..12].copy_from_slice(&7u32.to_le_bytes());
+        d[12..16].copy_from_slice(&9u32.to_le_bytes());
+        d[16..24].copy_from_slice(&1234u64.to_le_bytes());
+        let r = record(parse(&d, 0));
+        assert_eq!(r.kind, HeaderKind::System);
+        assert_eq!(r.provider, PROCESS_GUID);
+        assert_eq!((r.opcode, r.version), (2, 4));
+        assert_eq!((r.pid, r.tid, r.timestamp_raw), (Some(9), Some(7), 1234));
+        assert_eq!(r.pointer_size, PointerSize::Eight);
+        assert_eq!(r.payload, 40..50);
+        assert_eq!(r.extended, 32..40);
+        assert_eq!(r.len, 56);
+        // Opcode 10 of the process group is an image load.
+        assert_ne!(group_guid(3, 10), PROCESS_GUID);
+    }
+
+    #[test]
+    fn event_header_walks_linked_extended_items() {
+        let mut d = vec![0u8; 80 + 16 + 24 + 6];
+        let size = d.len() as u16;
+        d[0..2].copy_from_slice(&size.to_le_bytes());
+        d[2..4].copy_from_slice(&0xc013u16.to_le_bytes());
+        d[4..6].copy_from_slice(&0x0041u16.to_le_bytes()); // extended info, 64-bit
+        let guid = [
+            0xd6, 0x2c, 0xfb, 0x22, 0x7b, 0x0e, 0x2b, 0x42, 0xa0, 0xc7, 0x2f, 0xad, 0x1f, 0xd0,
+            0xe7, 0x16,
+        ];
+        d[24..40].copy_from_slice(&guid);
+        d[40..42].copy_from_slice(&2u16.to_le_bytes());
+        // Item 1: 16 bytes, linked to item 2 (24 bytes, last).
+        d[80..82].copy_from_slice(&16u16.to_le_bytes());
+        d[84..86].copy_from_slice(&1u16.to_le_bytes());
+        d[96..98].copy_from_slice(&24u16.to_le_bytes());
+        let r = record(parse(&d, 0));
+        assert_eq!(r.provider, KERNEL_PROCESS_GUID);
+        assert_eq!(r.event_id, 2);
+        assert_eq!(r.extended, 80..120);
+        assert_eq!(r.payload, 120..126);
+
+        // An item that runs past the record is an error, not a panic.
+        d[96..98].copy_from_slice(&400u16.to_le_bytes());
+        assert_eq!(parse(&d, 0).unwrap_err(), RecordError::BadExtendedData);
+    }
+
+    #[test]
+    fn padding_bad_markers_and_sizes() {
+        assert!(matches!(parse(&[0xff; 16], 0), Ok(Parsed::End)));
+        assert!(matches!(parse(&[1, 2], 0), Ok(Parsed::End)));
+        assert_eq!(
+            parse(&[0, 0, 0, 0x12, 0, 0, 0, 0], 0).unwrap_err(),
+            RecordError::BadMarker(0x1200_0000)
+        );
+        let mut d = vec![0u8; 48];
+        d[0..4].copy_from_slice(&0xc011_0002u32.to_le_bytes());
+        d[4..6].copy_from_slice(&8u16.to_le_bytes());
+        assert_eq!(
+            parse(&d, 0).unwrap_err(),
+            RecordError::BadSize { size: 8, min: 16 }
+        );
+        d[4..6].copy_from_slice(&100u16.to_le_bytes());
+        assert_eq!(
+            parse(&d, 0).unwrap_err(),
+            RecordError::Truncated {
+                need: 100,
+                have: 48
+            }
+        );
+    }
+}
