@@ -16,7 +16,8 @@ Examples:
   procexit watch --failed --name 'py*'   failing Python processes only
   procexit watch --duration 5s           processes that lived 5 s or more
   procexit wait 1234 5678                wait for two processes (any, not only children)
-  procexit wait --timeout 30s 1234; echo $?";
+  procexit wait --timeout 30s 1234; echo $?
+  procexit replay --failed trace.etl       exits recorded in a Windows trace, on any OS";
 
 #[derive(Debug, Parser)]
 #[command(name = "procexit", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -49,6 +50,19 @@ Examples:
   procexit wait --timeout 10s 1234 5678
   procexit wait --json 1234")]
     Wait(WaitArgs),
+    /// Print the process exits recorded in Windows .etl trace files (on any OS).
+    #[command(after_help = "\
+Reads kernel traces recorded by xperf, WPR, PerfView or logman (compressed or
+not, 32- or 64-bit) and prints the exits they hold, with the same filters and
+output as watch. A summary per file (events, exits, anomalies) goes to stderr.
+Exit status: 0, or 2 when a file could not be read or had damaged parts (the
+exits before and after the damage are still printed).
+
+Examples:
+  procexit replay trace.etl
+  procexit replay --failed --json *.etl
+  procexit replay --all --name 'cmd*' trace.etl")]
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -173,4 +187,22 @@ mod tests {
             Filter::new().failed_only(true).name("sh").pid(3)
         );
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The .etl files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+    /// Also list process starts and rundowns (processes alive when the trace
+    /// started or ended), not only exits.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Stop after printing N exits.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

@@ -2,6 +2,7 @@
 
 mod args;
 mod output;
+mod replay;
 
 use std::io;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use procexit::{Event, Monitor, WaitSet};
 
-use crate::args::{Cli, Command, WaitArgs, WatchArgs};
+use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
 
 /// Exit status for errors (like grep/ripgrep).
@@ -45,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Watch(args) => watch(args),
         Command::Wait(args) => wait(args),
+        Command::Replay(args) => replay(args),
     }
 }
 
@@ -84,6 +86,17 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     result?;
     printer.summary(&stats)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let format = format(args.output.json);
+    let mut printer = Printer::new(format);
+    let outcome = replay::replay(&args, &mut printer, format)?;
+    Ok(if outcome.files_with_errors > 0 {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {

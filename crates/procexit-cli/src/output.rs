@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use procexit::{Event, ProcessExit, Stats};
+use procexit::{Event, Stats};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +45,15 @@ impl Printer {
             Format::Table => {
                 let line = match event {
                     Event::Exit(exit) => {
-                        if !self.header_done {
-                            self.header_done = true;
-                            let header = self.fit(table_header());
-                            writeln!(self.out.lock(), "{header}")?;
-                        }
-                        table_row(exit)
+                        return self.row(&Row {
+                            time: exit.exit_time,
+                            pid: exit.pid,
+                            ppid: exit.ppid,
+                            status: &exit.status.to_string(),
+                            duration: exit.duration(),
+                            name: exit.name.as_deref(),
+                            command_line: exit.command_line.as_deref(),
+                        })
                     }
                     Event::Lost { count, reason } => {
                         format!("-- {count} exits lost ({}) --", reason.as_str())
@@ -63,6 +66,27 @@ impl Printer {
                 out.flush()
             }
         }
+    }
+
+    /// Prints one pre-formatted line (JSON mode).
+    pub fn raw_line(&mut self, line: &str) -> io::Result<()> {
+        let mut out = self.out.lock();
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
+    /// Prints one table row (the header first, once).
+    pub fn row(&mut self, row: &Row<'_>) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            let header = self.fit(table_header());
+            writeln!(self.out.lock(), "{header}")?;
+        }
+        let line = self.fit(row.format());
+        let mut out = self.out.lock();
+        writeln!(out, "{line}")?;
+        out.flush()
     }
 
     /// Prints the closing counters: on stdout as a `stats` object in JSON
@@ -125,26 +149,31 @@ fn table_header() -> String {
     )
 }
 
-fn table_row(exit: &ProcessExit) -> String {
-    let time = exit.exit_time.map(clock_time).unwrap_or_else(|| "-".into());
-    let ppid = exit
-        .ppid
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "-".into());
-    let duration = exit
-        .duration()
-        .map(format_duration)
-        .unwrap_or_else(|| "-".into());
-    format!(
-        "{:<12} {:>7} {:>7} {:<18} {:>9} {:<16} {}",
-        time,
-        exit.pid,
-        ppid,
-        exit.status.to_string(),
-        duration,
-        exit.name.as_deref().unwrap_or("-"),
-        exit.command_line.as_deref().unwrap_or("-"),
-    )
+/// One table row: an exit, or (replay --all) a start or rundown.
+pub struct Row<'a> {
+    pub time: Option<std::time::SystemTime>,
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub status: &'a str,
+    pub duration: Option<Duration>,
+    pub name: Option<&'a str>,
+    pub command_line: Option<&'a str>,
+}
+
+impl Row<'_> {
+    fn format(&self) -> String {
+        let dash = || "-".to_string();
+        format!(
+            "{:<12} {:>7} {:>7} {:<18} {:>9} {:<16} {}",
+            self.time.map(clock_time).unwrap_or_else(dash),
+            self.pid,
+            self.ppid.map(|p| p.to_string()).unwrap_or_else(dash),
+            self.status,
+            self.duration.map(format_duration).unwrap_or_else(dash),
+            self.name.unwrap_or("-"),
+            self.command_line.unwrap_or("-"),
+        )
+    }
 }
 
 /// `HH:MM:SS.mmm` of a UTC time.

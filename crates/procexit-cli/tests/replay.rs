@@ -1,0 +1,165 @@
+//! `procexit replay` on the real traces in shared/etl (any OS).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn procexit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_procexit"))
+}
+
+/// The shared traces: `$PROCEXIT_ETL_DIR` or `<workspace>/../shared/etl`.
+fn etl_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("PROCEXIT_ETL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/etl"))
+        });
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let strict = std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1");
+    assert!(
+        !strict,
+        "PROCEXIT_STRICT_SKIPS=1 but {} is missing",
+        dir.display()
+    );
+    eprintln!("SKIPPED: no trace folder at {}", dir.display());
+    None
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn replay_prints_every_exit_of_the_shutdown_trace() {
+    let Some(dir) = etl_dir() else { return };
+    let file = dir.join("etlparser_ShutdownPerfDiagLogger.etl");
+    let out = procexit()
+        .args(["replay", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    // 60 End events; the 5 Defunct events repeat Ends of the same processes.
+    assert_eq!(lines.len(), 60);
+    let dbg_terminate = lines
+        .iter()
+        .filter(|l| l["exit_code"] == 0x4001_0004u32)
+        .count();
+    assert!(dbg_terminate > 0);
+    for line in &lines {
+        assert_eq!(line["type"], "exit");
+        assert_eq!(line["source"], "etl-file");
+        assert!(line["name"].as_str().is_some_and(|n| !n.is_empty()));
+        assert!(
+            line["exit_time"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2020-02-28")),
+            "{line}"
+        );
+        assert!(line["process_key"].is_u64());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("17078 events"), "{stderr}");
+}
+
+#[test]
+fn filters_and_count_apply_to_replay() {
+    let Some(dir) = etl_dir() else { return };
+    let file = dir.join("etlparser_ShutdownPerfDiagLogger.etl");
+    let all = json_lines(
+        &procexit()
+            .args(["replay", "--json"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    let failed = json_lines(
+        &procexit()
+            .args(["replay", "--json", "--failed"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    let expected_failed = all.iter().filter(|l| l["exit_code"] != 0).count();
+    assert_eq!(failed.len(), expected_failed);
+    assert!(failed.len() < all.len());
+    let two = json_lines(
+        &procexit()
+            .args(["replay", "--json", "--count", "2"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(two.len(), 2);
+    let starts = json_lines(
+        &procexit()
+            .args(["replay", "--json", "--all"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    assert!(starts
+        .iter()
+        .any(|l| l["type"] == "process" && l["kind"] == "dc-start"));
+}
+
+#[test]
+fn both_providers_give_one_record_per_exit() {
+    let Some(dir) = etl_dir() else { return };
+    let file = dir.join("perfview_net.4.5.2.x64.etl");
+    let out = procexit()
+        .args(["replay", "--json", "--pid", "3676"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // The kernel End (command line) with the Kernel-Process create time.
+    assert_eq!(lines[0]["command_line"], "Test.x64.exe");
+    assert!(lines[0]["duration_ms"]
+        .as_f64()
+        .is_some_and(|ms| ms > 1000.0));
+}
+
+#[test]
+fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
+    let Some(dir) = etl_dir() else { return };
+    let tmp = std::env::temp_dir().join(format!("procexit-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let not_etl = tmp.join("not.etl");
+    std::fs::write(&not_etl, b"this is not a trace file at all, just text").unwrap();
+    let out = procexit().arg("replay").arg(&not_etl).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not.etl") && stderr.contains("offset"),
+        "{stderr}"
+    );
+
+    let bytes = std::fs::read(dir.join("etlparser_ShutdownPerfDiagLogger.etl")).unwrap();
+    let cut = tmp.join("cut.etl");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2 + 1234]).unwrap();
+    let out = procexit()
+        .args(["replay", "--json"])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let lines = json_lines(&out);
+    assert!(
+        !lines.is_empty() && lines.len() < 60,
+        "{} exits",
+        lines.len()
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
