@@ -120,6 +120,16 @@ fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    // Like a shell: the status of the last process, truncated to 8 bits.
-    Ok(ExitCode::from(last_status.unwrap_or(0) as u8))
+    Ok(exit_status(last_status.unwrap_or(0)))
+}
+
+/// Like a shell: the status of the last process. Unix keeps 8 bits; Windows
+/// passes the whole 32-bit code (an NTSTATUS such as 0xC000013A included),
+/// which `ExitCode` cannot carry, so it exits directly (stdout is flushed
+/// after every line).
+fn exit_status(status: i32) -> ExitCode {
+    #[cfg(windows)]
+    std::process::exit(status);
+    #[cfg(not(windows))]
+    ExitCode::from(status as u8)
 }
