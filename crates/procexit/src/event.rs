@@ -274,9 +274,14 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LossReason {
-    /// The kernel or the transport dropped events (netlink ENOBUFS, ETW lost
-    /// buffers).
+    /// The kernel or the transport dropped this many exits (ETW lost-event
+    /// counters and notifications).
     Kernel,
+    /// The kernel overran a buffer (netlink ENOBUFS, a lost ETW buffer)
+    /// without saying what it dropped: `count` is the number of exits known
+    /// to be in the gap (a lower bound, possibly 0: the dropped messages may
+    /// not have been exits).
+    Overrun,
     /// The consumer was slower than the producer and the bounded queue was full.
     QueueFull,
 }
@@ -286,6 +291,7 @@ impl LossReason {
     pub fn as_str(self) -> &'static str {
         match self {
             LossReason::Kernel => "kernel",
+            LossReason::Overrun => "overrun",
             LossReason::QueueFull => "queue-full",
         }
     }

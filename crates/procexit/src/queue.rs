@@ -21,6 +21,8 @@ struct State {
     pending_dropped: u64,
     /// Kernel losses reported while the queue was full.
     pending_kernel_lost: u64,
+    /// An overrun whose marker waits for room: the exits known lost in it.
+    pending_overrun: Option<u64>,
     closed: bool,
 }
 
@@ -71,6 +73,10 @@ impl Shared {
 
     /// Queues loss markers that were waiting for room.
     fn flush_pending(&self, state: &mut State) {
+        if state.pending_overrun.is_some() && state.items.len() < self.capacity {
+            let count = state.pending_overrun.take().unwrap_or(0);
+            push_marker(&mut state.items, count, LossReason::Overrun);
+        }
         if state.pending_kernel_lost > 0 && state.items.len() < self.capacity {
             let count = std::mem::take(&mut state.pending_kernel_lost);
             push_marker(&mut state.items, count, LossReason::Kernel);
@@ -93,7 +99,9 @@ impl Shared {
             return;
         }
         self.flush_pending(&mut state);
-        let has_pending = state.pending_dropped > 0 || state.pending_kernel_lost > 0;
+        let has_pending = state.pending_dropped > 0
+            || state.pending_kernel_lost > 0
+            || state.pending_overrun.is_some();
         if state.items.len() >= self.capacity || has_pending {
             state.pending_dropped += 1;
             c.dropped.fetch_add(1, Ordering::Relaxed);
@@ -119,11 +127,29 @@ impl Shared {
         self.ready.notify_one();
     }
 
+    fn push_overrun(&self, known_lost: u64) {
+        let c = &self.counters;
+        c.overruns.fetch_add(1, Ordering::Relaxed);
+        c.lost.fetch_add(known_lost, Ordering::Relaxed);
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        let pending = state.pending_overrun.unwrap_or(0);
+        state.pending_overrun = Some(pending.saturating_add(known_lost));
+        self.flush_pending(&mut state);
+        drop(state);
+        self.ready.notify_one();
+    }
+
     /// Marks the end of the stream: the consumer gets what is queued, then
     /// `None`. Pending loss markers are queued even past capacity so the end
     /// of the stream still reports them.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
+        if let Some(count) = state.pending_overrun.take() {
+            push_marker(&mut state.items, count, LossReason::Overrun);
+        }
         let kernel = std::mem::take(&mut state.pending_kernel_lost);
         push_marker(&mut state.items, kernel, LossReason::Kernel);
         let dropped = std::mem::take(&mut state.pending_dropped);
@@ -182,9 +208,10 @@ impl Shared {
 }
 
 /// Appends a loss marker, merged into the last one when it has the same
-/// reason (two markers in a row say nothing more than one).
+/// reason (two markers in a row say nothing more than one). An overrun is
+/// marked even with no known count: the gap itself is the news.
 fn push_marker(items: &mut VecDeque<Event>, count: u64, reason: LossReason) {
-    if count == 0 {
+    if count == 0 && reason != LossReason::Overrun {
         return;
     }
     if let Some(Event::Lost {
@@ -223,13 +250,10 @@ impl Sink {
     }
 
     /// The kernel reported an overrun (ENOBUFS, a lost ETW buffer) whose
-    /// size it did not say.
-    #[allow(dead_code)]
-    pub(crate) fn overrun(&self) {
-        self.shared
-            .counters
-            .overruns
-            .fetch_add(1, Ordering::Relaxed);
+    /// size it did not say; `known_lost` exits are known to be in the gap
+    /// (a lower bound, possibly 0). Counted, and marked in the stream.
+    pub(crate) fn overrun(&self, known_lost: u64) {
+        self.shared.push_overrun(known_lost);
     }
 
     /// Ends the stream (see [`Shared::close`]).
@@ -305,6 +329,29 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert!(matches!(shared.pop(None), Pop::Ended));
         assert_eq!(shared.stats().lost, 3);
+    }
+
+    #[test]
+    fn overruns_are_marked_even_without_a_count() {
+        let shared = Arc::new(Shared::new(8, Filter::new()));
+        let sink = Sink::new(shared.clone());
+        sink.exit(exit(1));
+        sink.overrun(0);
+        sink.overrun(2);
+        sink.exit(exit(2));
+        assert_eq!(
+            drain(&shared),
+            vec![
+                Event::Exit(exit(1)),
+                Event::Lost {
+                    count: 2,
+                    reason: LossReason::Overrun
+                },
+                Event::Exit(exit(2)),
+            ]
+        );
+        let stats = shared.stats();
+        assert_eq!((stats.overruns, stats.lost), (2, 2));
     }
 
     #[test]

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use procexit::{Error, Event, ExitStatus, Filter, Monitor, ProcessExit, Source, User};
 
+/// Burst tests load both cores; run them one at a time so that one's
+/// overruns cannot starve the other's reader.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn strict() -> bool {
     std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
 }
@@ -216,6 +220,7 @@ fn leader_first_exit_reports_the_process_status() {
 
 #[test]
 fn burst_of_short_processes_loses_nothing() {
+    let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let Some(monitor) = start_monitor(Filter::new()) else {
         return;
     };
@@ -366,4 +371,61 @@ fn taskstats_merges_into_the_record_as_root() {
     assert_eq!(exit.name.as_deref(), Some("sh"));
     assert_eq!(exit.user, Some(User::Uid(0)));
     assert_eq!(exit.ppid, Some(me()));
+}
+
+#[test]
+fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
+    let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    // A ~2 KB receive buffer holds a couple of messages: a burst overruns it.
+    let options = procexit::LinuxOptions::new()
+        .socket_buffer(1)
+        .taskstats(procexit::Taskstats::Off);
+    let monitor = match Monitor::builder().linux(options).start() {
+        Ok(m) => m,
+        Err(e) => return skip(&format!("process connector not usable here: {e}")),
+    };
+    const PER_LOOP: usize = 1000;
+    let script = format!("i=0; while [ $i -lt {PER_LOOP} ]; do /bin/true; i=$((i+1)); done");
+    let loops: Vec<_> = (0..4)
+        .map(|_| Command::new("sh").args(["-c", &script]).spawn().unwrap())
+        .collect();
+    let parents: Vec<u32> = loops.iter().map(|c| c.id()).collect();
+    for mut child in loops {
+        assert!(child.wait().unwrap().success());
+    }
+    // After the burst the monitor keeps working: a known exit still arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let probe = run("sh", &["-c", "exit 77"]);
+    let (mut delivered, mut overrun_markers, mut probe_seen) = (0usize, 0u64, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !probe_seen && Instant::now() < deadline {
+        match monitor.recv_timeout(Duration::from_millis(200)) {
+            Ok(Event::Exit(exit)) => {
+                if exit.ppid.is_some_and(|p| parents.contains(&p)) {
+                    delivered += 1;
+                }
+                if exit.pid == probe {
+                    assert_eq!(exit.status, ExitStatus::Code(77));
+                    probe_seen = true;
+                }
+            }
+            Ok(Event::Lost {
+                reason: procexit::LossReason::Overrun,
+                ..
+            }) => overrun_markers += 1,
+            _ => {}
+        }
+    }
+    let stats = monitor.stop().unwrap();
+    eprintln!(
+        "tiny buffer: {delivered} of {} delivered, {overrun_markers} overrun markers, {stats:?}",
+        4 * PER_LOOP
+    );
+    assert!(probe_seen, "the monitor must keep going after overruns");
+    if delivered < 4 * PER_LOOP {
+        assert!(
+            stats.overruns > 0 && overrun_markers > 0,
+            "silent loss: {stats:?}"
+        );
+    }
 }

@@ -219,10 +219,7 @@ fn run(
                     Ok(Received::Data(n)) => {
                         apply_datagram(table, buf.get(..n).unwrap_or(&[]), sink);
                     }
-                    Ok(Received::Overrun) => {
-                        sink.overrun();
-                        needs_resync = true;
-                    }
+                    Ok(Received::Overrun) => needs_resync = true,
                     Ok(Received::WouldBlock) => break,
                     Err(code) => {
                         return Err(Error::Os {
@@ -237,10 +234,11 @@ fn run(
             // Resync only once the socket is drained, so exits still queued
             // behind the overrun are delivered rather than counted as lost.
             needs_resync = false;
-            sink.lost(table.resync());
+            sink.overrun(table.resync());
         }
         table.flush_awaiting(Instant::now(), sink);
         if stop {
+            table.count_vanished(Duration::ZERO, sink);
             return Ok(());
         }
         if last_housekeeping.elapsed() >= Duration::from_millis(TICK_MS as u64) {

@@ -77,6 +77,8 @@ struct Proc {
     leader_exit: Option<(u32, u64)>,
     /// Status of the most recent task EXIT of this process.
     last_status: Option<u32>,
+    /// When a resync found it gone from /proc without an EXIT.
+    vanished_at: Option<Instant>,
 }
 
 /// How long a finished process waits for its taskstats record (they
@@ -84,6 +86,9 @@ struct Proc {
 const TASKSTATS_WAIT: Duration = Duration::from_millis(100);
 /// How long a taskstats record waits for the connector's view.
 const TASKSTATS_KEEP: Duration = Duration::from_secs(2);
+/// How long a process found gone at a resync may still deliver its EXIT
+/// (queued behind the overrun) before it is counted as lost.
+const VANISHED_GRACE: Duration = Duration::from_secs(1);
 
 /// The table. Owned by the backend thread; no locking.
 pub(crate) struct Table {
@@ -186,6 +191,7 @@ impl Table {
             threads,
             leader_exit: None,
             last_status: None,
+            vanished_at: None,
         })
     }
 
@@ -204,26 +210,33 @@ impl Table {
         added
     }
 
-    /// After the kernel dropped events: processes we track that are gone
-    /// (or whose pid now belongs to another process) ended unseen. They are
-    /// removed and their number returned; new processes are seeded.
+    /// After the kernel dropped events. A tracked process whose pid now
+    /// belongs to another process ended unseen: removed and returned as
+    /// lost. One that is gone from /proc may still have its EXIT queued
+    /// behind the overrun, so it is only marked; the sweep counts it lost if
+    /// no EXIT came within [`VANISHED_GRACE`]. New processes are seeded.
     pub(crate) fn resync(&mut self) -> u64 {
         let mut lost = 0u64;
+        let now = Instant::now();
         self.procs.retain(|&pid, proc| {
             if proc.leader_exit.is_some() {
                 return true; // the sweep finishes these
             }
-            let same = match procfs::stat(pid) {
-                Some(stat) => match proc.start_ticks {
-                    Some(ticks) => stat.start_ticks.abs_diff(ticks) <= 1,
-                    None => true,
-                },
-                None => false,
-            };
-            if !same {
-                lost += 1;
+            match procfs::stat(pid) {
+                Some(stat) => {
+                    let same = proc
+                        .start_ticks
+                        .is_none_or(|ticks| stat.start_ticks.abs_diff(ticks) <= 1);
+                    if !same {
+                        lost += 1;
+                    }
+                    same
+                }
+                None => {
+                    proc.vanished_at.get_or_insert(now);
+                    true
+                }
             }
-            same
         });
         self.seed();
         lost
@@ -412,6 +425,16 @@ impl Table {
             sink.anomaly();
             self.finish(pid, status, ts, sink);
         }
+        self.count_vanished(VANISHED_GRACE, sink);
+    }
+
+    /// Counts as lost the processes found gone at a resync whose EXIT did
+    /// not come within `grace` (zero at stop: the stream ends now).
+    pub(crate) fn count_vanished(&mut self, grace: Duration, sink: &Sink) {
+        let before = self.procs.len();
+        self.procs
+            .retain(|_, proc| proc.vanished_at.is_none_or(|at| at.elapsed() < grace));
+        sink.lost((before - self.procs.len()) as u64);
     }
 
     /// Refreshes the clock offsets (they drift when the wall clock is set).

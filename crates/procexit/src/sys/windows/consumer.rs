@@ -109,15 +109,11 @@ impl Context {
                 }
                 Some(LostKind::Buffer) => {
                     self.inband_lost_buffers.fetch_add(1, Ordering::Relaxed);
-                    self.sink.overrun();
-                    self.sink.lost(1);
+                    self.sink.overrun(0);
                 }
                 // Real-time sessions have no backing file to lose; any
                 // other loss kind is still a gap.
-                _ => {
-                    self.sink.overrun();
-                    self.sink.lost(1);
-                }
+                _ => self.sink.overrun(0),
             }
         }
         // Anything else (EventTrace header, config events) is skipped.

@@ -263,8 +263,7 @@ pub(crate) fn report_loss(
     sink.lost(u64::from(events) - inband_events);
     let inband_buffers = take_up_to(&context.inband_lost_buffers, u64::from(buffers));
     for _ in inband_buffers..u64::from(buffers) {
-        sink.overrun();
-        sink.lost(1);
+        sink.overrun(0);
     }
 }
 
