@@ -146,15 +146,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// An `Os` error from the calling thread's last OS error.
-    #[allow(dead_code)]
-    pub(crate) fn last_os(call: &'static str) -> Error {
-        Error::Os {
-            call,
-            code: io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        }
-    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -262,7 +262,6 @@ impl Sink {
     }
 
     /// A record that could not be decoded exactly (counted, never fatal).
-    #[allow(dead_code)]
     pub(crate) fn anomaly(&self) {
         self.shared
             .counters

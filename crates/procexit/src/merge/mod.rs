@@ -2,9 +2,6 @@
 //! calls and no I/O: backends and the `.etl` reader feed them events in order.
 
 #![forbid(unsafe_code)]
-// Callers (Windows backend, .etl reader) land separately; until then only
-// the tests use this module.
-#![cfg_attr(not(test), allow(dead_code))]
 #![deny(
     clippy::indexing_slicing,
     clippy::unwrap_used,
