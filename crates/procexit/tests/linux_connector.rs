@@ -429,3 +429,27 @@ fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
         );
     }
 }
+
+#[test]
+fn process_alive_before_the_monitor_gets_a_full_record() {
+    let mut child = Command::new("sleep").arg("0.6").spawn().unwrap();
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(150));
+    let Some(monitor) = start_monitor(Filter::new().pid(pid)) else {
+        let _ = child.wait();
+        return;
+    };
+    let reaper = std::thread::spawn(move || child.wait());
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    reaper.join().unwrap().unwrap();
+    let exit = &seen[&pid];
+    assert_eq!(exit.status, ExitStatus::Code(0));
+    assert_eq!(exit.name.as_deref(), Some("sleep"));
+    assert_eq!(exit.command_line.as_deref(), Some("sleep 0.6"));
+    assert_eq!(exit.ppid, Some(me()));
+    // Start time from /proc (clock ticks): the whole life, not just the
+    // part the monitor saw.
+    let lived = exit.duration().expect("duration");
+    assert!(lived >= Duration::from_millis(550), "lived {lived:?}");
+    assert!(exit.process_key.is_some());
+}
