@@ -24,6 +24,9 @@ const INVALID_HANDLES: [u64; 2] = [u64::MAX, 0xFFFF_FFFF];
 pub(crate) struct TraceReader {
     handle: PROCESSTRACE_HANDLE,
     closed: AtomicBool,
+    /// The LoggerName given to OpenTraceW, kept for the handle's lifetime:
+    /// no documentation says ETW copies it.
+    _logger_name: Vec<u16>,
 }
 
 impl TraceReader {
@@ -42,8 +45,9 @@ impl TraceReader {
             PROCESS_TRACE_MODE_REAL_TIME | PROCESS_TRACE_MODE_EVENT_RECORD;
         logfile.Anonymous2.EventRecordCallback = Some(on_event);
         // SAFETY: `logfile` is a zeroed EVENT_TRACE_LOGFILEW with LoggerName
-        // pointing at a NUL-terminated string that lives across the call
-        // (OpenTraceW copies it) and a callback of the right signature.
+        // pointing at a NUL-terminated string that lives as long as the
+        // handle (moving the Vec keeps its heap buffer in place) and a
+        // callback of the right signature.
         let handle = unsafe { OpenTraceW(&mut logfile) };
         if INVALID_HANDLES.contains(&handle.Value) {
             return Err(last_error());
@@ -51,6 +55,7 @@ impl TraceReader {
         Ok(TraceReader {
             handle,
             closed: AtomicBool::new(false),
+            _logger_name: name,
         })
     }
 
