@@ -15,6 +15,9 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
 use super::consumer::{on_event, Context};
 use super::ffi::{last_error, wide, CLOSE_PENDING};
 
+/// ERROR_INVALID_HANDLE.
+const INVALID_HANDLE: u32 = 6;
+
 /// OpenTraceW's failure value: `INVALID_HANDLE_VALUE` widened, and the
 /// zero-extended form 32-bit callers saw on Vista/7 (not in windows-sys).
 const INVALID_HANDLES: [u64; 2] = [u64::MAX, 0xFFFF_FFFF];
@@ -61,11 +64,21 @@ impl TraceReader {
 
     /// Runs ProcessTrace until the session stops or the trace is closed.
     /// A NULL start time keeps the DCStart rundown (reference §4.3).
+    /// A stop that closed the trace before ProcessTrace got to it is not an
+    /// error (ProcessTrace would answer ERROR_INVALID_HANDLE).
     pub(crate) fn process(&self) -> WIN32_ERROR {
-        // SAFETY: one valid handle, count 1, NULL start/end times are
-        // allowed; the handle stays open until close() (never during this
-        // call from this thread; a concurrent close only ends the call).
-        unsafe { ProcessTrace(&self.handle, 1, std::ptr::null(), std::ptr::null()) }
+        if self.closed.load(Ordering::Acquire) {
+            return 0;
+        }
+        // SAFETY: a pointer to one handle from OpenTraceW, count 1, NULL
+        // start/end times (allowed). A concurrent close() only ends the
+        // call, or makes ETW reject the handle if it came first.
+        let rc = unsafe { ProcessTrace(&self.handle, 1, std::ptr::null(), std::ptr::null()) };
+        if rc == INVALID_HANDLE && self.closed.load(Ordering::Acquire) {
+            0
+        } else {
+            rc
+        }
     }
 
     /// CloseTrace, once. Returns its result (0 or ERROR_CTX_CLOSE_PENDING
@@ -88,5 +101,22 @@ impl TraceReader {
 impl Drop for TraceReader {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_closed_before_processing_is_not_processed() {
+        // As close() leaves it; the handle is never passed to ETW.
+        let reader = TraceReader {
+            handle: PROCESSTRACE_HANDLE { Value: u64::MAX },
+            closed: AtomicBool::new(true),
+            _logger_name: wide("procexit-test"),
+        };
+        assert_eq!(reader.process(), 0);
+        assert_eq!(reader.close(), 0, "closed once");
     }
 }
