@@ -43,6 +43,9 @@ const QUERY_EVERY: Duration = Duration::from_secs(1);
 /// closed under it (MS warns of several seconds' lag).
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// ERROR_TIMEOUT.
+const TIMEOUT: u32 = 1460;
+
 /// Threads this backend started that are still running (tests check that
 /// nothing leaks).
 pub(crate) static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -89,6 +92,9 @@ fn run(mut session: Session, sink: Sink, flush_interval: Duration) -> Result<Run
             });
         }
     };
+    // An attached session's counters include losses from before we consumed
+    // it; only increases from now on are ours.
+    let seen = loss_baseline(session.owned, || session.query());
     let consumer = spawn_counted("procexit-etw-consumer", {
         let reader = reader.clone();
         let context = context.clone();
@@ -109,6 +115,7 @@ fn run(mut session: Session, sink: Sink, flush_interval: Duration) -> Result<Run
         reader,
         context,
         consumer,
+        seen,
         stop: stop.clone(),
         flush_interval: flush_interval.max(Duration::from_millis(1)),
     };
@@ -186,13 +193,16 @@ struct Control {
     reader: Arc<TraceReader>,
     context: Arc<Context>,
     consumer: JoinHandle<u32>,
+    /// Loss counters already reported (or not ours to report); `None`: the
+    /// next reading is the baseline.
+    seen: Option<LossCounters>,
     stop: Arc<Stop>,
     flush_interval: Duration,
 }
 
 impl Control {
     fn run(mut self, sink: &Sink) -> Result<()> {
-        let mut seen = LossCounters::default();
+        let mut seen = self.seen;
         let mut last_query = Instant::now();
         let mut error = None;
         let mut ended_early = false;
@@ -208,14 +218,14 @@ impl Control {
             if last_query.elapsed() >= QUERY_EVERY {
                 last_query = Instant::now();
                 if let Ok(now) = self.session.query() {
-                    report_loss(sink, &self.context, &mut seen, now);
+                    account_loss(sink, &self.context, &mut seen, now);
                 }
             }
         }
         // STOP first: ETW then delivers what is buffered and ProcessTrace
         // returns (reference §4.5).
         match self.session.stop() {
-            Ok(Some(last)) => report_loss(sink, &self.context, &mut seen, last),
+            Ok(Some(last)) => account_loss(sink, &self.context, &mut seen, last),
             Ok(None) => {}
             Err(e) => error = Some(e),
         }
@@ -223,11 +233,14 @@ impl Control {
             // An attached session keeps running; closing ends ProcessTrace.
             self.reader.close();
         }
-        let deadline = Instant::now() + STOP_GRACE;
-        while !self.consumer.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(Instant::now() + STOP_GRACE, || self.consumer.is_finished());
         self.reader.close();
+        // CloseTrace ends ProcessTrace once the buffers are drained. Should
+        // both STOP and CloseTrace fail to, stop() must not hang: the thread
+        // is left with its own Arc<Context>, so a late callback is safe.
+        if !wait_until(Instant::now() + STOP_GRACE, || self.consumer.is_finished()) {
+            return Err(error.unwrap_or_else(|| os_error("ProcessTrace", TIMEOUT)));
+        }
         let rc = match self.consumer.join() {
             Ok(rc) => rc,
             Err(_) => return Err(Error::ThreadPanicked("ETW consumer thread".into())),
@@ -240,6 +253,45 @@ impl Control {
         }
         drop(self.context);
         error.map_or(Ok(()), Err)
+    }
+}
+
+/// Polls `done` every 10 ms until it holds (`true`) or `deadline` passed.
+fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Where loss counting starts: zero for a session we started, the current
+/// totals for one we attached to (`None`: from its next reading).
+fn loss_baseline(
+    owned: bool,
+    query: impl FnOnce() -> Result<LossCounters>,
+) -> Option<LossCounters> {
+    if owned {
+        Some(LossCounters::default())
+    } else {
+        query().ok()
+    }
+}
+
+/// [`report_loss`] against the baseline, or takes `now` as the baseline.
+fn account_loss(
+    sink: &Sink,
+    context: &Context,
+    seen: &mut Option<LossCounters>,
+    now: LossCounters,
+) {
+    match seen {
+        Some(seen) => report_loss(sink, context, seen, now),
+        None => *seen = Some(now),
     }
 }
 

@@ -105,6 +105,13 @@ impl Session {
                 what: "an empty session name, one with NUL, or one over 200 UTF-16 units",
             });
         }
+        // Our own names are reclaimed (stopped) on ERROR_ALREADY_EXISTS, so
+        // they must never name a kernel logger another tool may run.
+        if plan != Plan::NtKernelLogger && is_reserved_name(&name) {
+            return Err(Error::Unsupported {
+                what: "a session name Windows reserves for a kernel logger",
+            });
+        }
         let config = session_config(plan, &name, options);
         let mut session = Session {
             plan,
@@ -235,6 +242,15 @@ impl Drop for Session {
     }
 }
 
+/// The kernel loggers Windows reserves by name; ETW compares session names
+/// without regard to case.
+fn is_reserved_name(name: &str) -> bool {
+    let folded = name.to_uppercase();
+    [NT_KERNEL_LOGGER, "Circular Kernel Context Logger"]
+        .iter()
+        .any(|reserved| folded == reserved.to_uppercase())
+}
+
 fn session_config(plan: Plan, name: &str, options: &WindowsOptions) -> SessionConfig {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (default_min, default_max) = default_buffers(u32::try_from(cpus).unwrap_or(u32::MAX));
@@ -301,6 +317,33 @@ mod tests {
             run(true, &[183, 1450], &[4201]),
             (Outcome::Failed(1450), 2, 1)
         );
+    }
+
+    #[test]
+    fn kernel_logger_names_are_never_ours() {
+        // Rejected before any ETW call, so a 183 can never make us STOP
+        // another tool's kernel logger by name.
+        for name in [
+            "NT Kernel Logger",
+            "nt kernel logger",
+            "Circular Kernel Context Logger",
+        ] {
+            let options = WindowsOptions::new().session_name(name);
+            for plan in [
+                Plan::PrivateKernel { independent: true },
+                Plan::KernelProcess,
+            ] {
+                assert!(
+                    matches!(
+                        Session::start(plan, &options),
+                        Err(Error::Unsupported { .. })
+                    ),
+                    "{name} / {plan:?}"
+                );
+            }
+        }
+        assert!(!is_reserved_name("procexit"));
+        assert!(!is_reserved_name("NT Kernel Logger 2"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::ffi::{wide, win_guid};
 use super::properties::LossCounters;
 use super::session::Session;
 use super::version::{OsVersion, Plan};
-use super::{report_loss, LIVE_THREADS};
+use super::{account_loss, loss_baseline, report_loss, wait_until, LIVE_THREADS};
 use crate::config::WindowsOptions;
 use crate::decode::{Guid, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
 use crate::error::Error;
@@ -285,6 +285,50 @@ fn polled_loss_is_not_counted_twice() {
             ..
         }
     )));
+}
+
+#[test]
+fn an_attached_session_reports_only_loss_after_attaching() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink.clone(), Source::EtwKernel);
+    let before = LossCounters {
+        events_lost: 1000,
+        realtime_buffers_lost: 7,
+    };
+    // Our own session counts from zero, without asking ETW.
+    assert_eq!(
+        loss_baseline(true, || panic!("queried")),
+        Some(LossCounters::default())
+    );
+    // Another tool's (or a leftover) session: its totals so far are not ours.
+    let mut seen = loss_baseline(false, || Ok(before));
+    account_loss(&sink, &context, &mut seen, before);
+    assert_eq!((shared.stats().lost, shared.stats().overruns), (0, 0));
+    let later = LossCounters {
+        events_lost: 1002,
+        realtime_buffers_lost: 8,
+    };
+    account_loss(&sink, &context, &mut seen, later);
+    assert_eq!((shared.stats().lost, shared.stats().overruns), (2, 1));
+    // Totals unknown when attaching: the first reading is the baseline.
+    let mut seen = loss_baseline(false, || {
+        Err(Error::Os {
+            call: "ControlTraceW",
+            code: 4201,
+        })
+    });
+    assert_eq!(seen, None);
+    account_loss(&sink, &context, &mut seen, later);
+    assert_eq!(seen, Some(later));
+    assert_eq!((shared.stats().lost, shared.stats().overruns), (2, 1));
+}
+
+#[test]
+fn waiting_for_the_consumer_is_bounded() {
+    let start = Instant::now();
+    assert!(!wait_until(start + Duration::from_millis(30), || false));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert!(wait_until(start, || true));
 }
 
 /// Starts a monitor on another thread so a hang fails the test instead of

@@ -183,3 +183,45 @@ fn millis_until(deadline: Option<Instant>) -> u32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    /// A `cmd` that exits with `code` once its stdin closes.
+    fn paused(code: u32) -> Child {
+        Command::new("cmd")
+            .args(["/c", &format!("pause >nul & exit {code}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cmd.exe")
+    }
+
+    #[test]
+    fn more_than_64_handles_are_waited_for_in_chunks() {
+        let (mut a, mut b) = (paused(3), paused(5));
+        // 64 handles of `a` fill the first WaitForMultipleObjects call; `b`
+        // is only in the second.
+        let mut pids = vec![a.id(); MAX_WAIT];
+        pids.push(b.id());
+        let mut set = WaitSet::new(&pids).expect("open the children");
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(120);
+        assert!(set.next_exit(Some(deadline)).unwrap().is_none());
+        assert!(start.elapsed() >= Duration::from_millis(120));
+        drop(b.stdin.take());
+        let exit = set
+            .next_exit(Some(Instant::now() + Duration::from_secs(30)))
+            .unwrap()
+            .expect("b within 30 s");
+        assert_eq!((exit.pid, exit.status), (b.id(), ExitStatus::Code(5)));
+        assert_eq!(set.procs.len(), MAX_WAIT);
+        drop(a.stdin.take());
+        let exit = set.next_exit(None).unwrap().expect("a");
+        assert_eq!((exit.pid, exit.status), (a.id(), ExitStatus::Code(3)));
+        a.wait().unwrap();
+        b.wait().unwrap();
+    }
+}
