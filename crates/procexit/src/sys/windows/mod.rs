@@ -213,8 +213,12 @@ impl Control {
                 ended_early = true;
                 break;
             }
+            // Only our own session: flushing another tool's session (an
+            // attached NT Kernel Logger) would cut its file buffers short.
             // A failed flush only delays delivery to ETW's 1 s timer.
-            let _ = self.session.flush();
+            if self.session.owned {
+                let _ = self.session.flush();
+            }
             if last_query.elapsed() >= QUERY_EVERY {
                 last_query = Instant::now();
                 if let Ok(now) = self.session.query() {
