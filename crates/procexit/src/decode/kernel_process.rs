@@ -120,7 +120,7 @@ pub fn decode_process_stop(payload: &[u8], version: u8) -> Result<ProcessStop, D
             c.skip(16).ok()?;
             stop.hard_fault_count = Some(c.u32().ok()?);
         }
-        stop.image_name = Some(ansi_z(&mut c)?);
+        stop.image_name = Some(c.ansi_z()?);
         Some(())
     })();
     Ok(stop)
@@ -181,10 +181,10 @@ pub fn decode_process_start(payload: &[u8], version: u8) -> Result<ProcessStart,
             c.skip(8).ok()?;
             skip_sid(&mut c)?;
         }
-        start.image_name = Some(utf16_z(&mut c)?);
+        start.image_name = Some(c.utf16_z()?);
         if version >= 2 {
             c.skip(8).ok()?; // ImageChecksum, TimeDateStamp
-            start.package_full_name = Some(utf16_z(&mut c)?).filter(|s| !s.is_empty());
+            start.package_full_name = Some(c.utf16_z()?).filter(|s| !s.is_empty());
         }
         Some(())
     })();
@@ -197,26 +197,6 @@ fn skip_sid(c: &mut Cursor<'_>) -> Option<()> {
     let count = c.u8().ok()?;
     c.skip(usize::from(count).saturating_mul(4).saturating_add(6))
         .ok()
-}
-
-fn ansi_z(c: &mut Cursor<'_>) -> Option<String> {
-    let len = c.rest().iter().position(|&b| b == 0)?;
-    let text = c.bytes(len).ok()?.iter().map(|&b| char::from(b)).collect();
-    c.skip(1).ok()?;
-    Some(text)
-}
-
-fn utf16_z(c: &mut Cursor<'_>) -> Option<String> {
-    let mut units = Vec::new();
-    let mut probe = *c;
-    loop {
-        match probe.u16().ok()? {
-            0 => break,
-            unit => units.push(unit),
-        }
-    }
-    *c = probe;
-    Some(String::from_utf16_lossy(&units))
 }
 
 #[cfg(test)]

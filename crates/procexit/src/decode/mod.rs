@@ -288,10 +288,54 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An 8-bit NUL-terminated string, each byte taken as Latin-1. `None`
+    /// when no terminator remains; the cursor then stays where it was.
+    pub fn ansi_z(&mut self) -> Option<String> {
+        let len = self.rest().iter().position(|&b| b == 0)?;
+        let text = self
+            .bytes(len)
+            .ok()?
+            .iter()
+            .map(|&b| char::from(b))
+            .collect();
+        self.skip(1).ok()?;
+        Some(text)
+    }
+
+    /// A UTF-16LE NUL-terminated string, decoded lossily. `None` when no
+    /// terminator remains; the cursor then stays where it was.
+    pub fn utf16_z(&mut self) -> Option<String> {
+        let mut units = Vec::new();
+        let mut probe = *self;
+        loop {
+            match probe.u16().ok()? {
+                0 => break,
+                unit => units.push(unit),
+            }
+        }
+        *self = probe;
+        Some(String::from_utf16_lossy(&units))
+    }
+
     /// Reads a GUID (16 bytes, on-disk layout).
     pub fn guid(&mut self) -> Result<Guid, DecodeError> {
         self.array().map(Guid::from_le_bytes)
     }
+}
+
+/// Bytes from hex text split into parts (tests with real payloads).
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
+pub(crate) fn test_hex(parts: &[&str]) -> Vec<u8> {
+    let text: String = parts.concat();
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[cfg(test)]

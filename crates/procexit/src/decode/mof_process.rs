@@ -293,22 +293,22 @@ fn read_sid(c: &mut Cursor<'_>, pointer: PointerSize) -> Result<String, Anomaly>
 /// anomaly is `None` exactly when the check passed.
 fn decode_strings(mut c: Cursor<'_>, version: u8) -> (Strings, Option<Anomaly>) {
     let mut s = Strings::default();
-    let Some(image) = ansi_z(&mut c) else {
+    let Some(image) = c.ansi_z() else {
         return (s, Some(Anomaly::StringsTruncated));
     };
     s.image = Some(image);
     if version >= 2 {
-        let Some(cmd) = utf16_z(&mut c) else {
+        let Some(cmd) = c.utf16_z() else {
             return (s, Some(Anomaly::StringsTruncated));
         };
         s.command_line = Some(cmd);
     }
     if version >= 4 {
-        let Some(package) = utf16_z(&mut c) else {
+        let Some(package) = c.utf16_z() else {
             return (s, Some(Anomaly::StringsTruncated));
         };
         s.package = Some(package);
-        let Some(app_id) = utf16_z(&mut c) else {
+        let Some(app_id) = c.utf16_z() else {
             return (s, Some(Anomaly::StringsTruncated));
         };
         s.app_id = Some(app_id);
@@ -333,31 +333,6 @@ fn trailing(c: &Cursor<'_>) -> Option<Anomaly> {
         0 => None,
         n => Some(Anomaly::TrailingBytes(u32::try_from(n).unwrap_or(u32::MAX))),
     }
-}
-
-/// An 8-bit NUL-terminated string, each byte taken as Latin-1. `None` when
-/// no terminator remains; the cursor is then left where it was.
-fn ansi_z(c: &mut Cursor<'_>) -> Option<String> {
-    let rest = c.rest();
-    let len = rest.iter().position(|&b| b == 0)?;
-    let text = c.bytes(len).ok()?.iter().map(|&b| char::from(b)).collect();
-    c.skip(1).ok()?;
-    Some(text)
-}
-
-/// A UTF-16LE NUL-terminated string, decoded lossily. `None` when no
-/// terminator remains.
-fn utf16_z(c: &mut Cursor<'_>) -> Option<String> {
-    let mut units = Vec::new();
-    let mut probe = *c;
-    loop {
-        match probe.u16().ok()? {
-            0 => break,
-            unit => units.push(unit),
-        }
-    }
-    *c = probe;
-    Some(String::from_utf16_lossy(&units))
 }
 
 #[cfg(test)]
@@ -697,20 +672,12 @@ mod tests {
         }
     }
 
-    fn hex(parts: &[&str]) -> Vec<u8> {
-        let text: String = parts.concat();
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
     /// Real payloads cut from the shared test traces; expected values are
     /// those of the matching `*.expected.json` (`payload_fully_decoded`: true).
     #[test]
     fn real_payloads_decode_like_the_expected_json() {
         // perfview_diaghub.kernel.1.etl: End v4, x64, conhost.exe (payload_len 176).
-        let b = hex(&[
+        let b = crate::decode::test_hex(&[
             "40736df404a8ffff782e0000e4340000020000000000000000d082700200000000000000a00886c783d3ffff00000000",
             "83d3ffff010500000000000515000000a065cf7e784b9b5fe77c877013b99e02636f6e686f73742e657865005c003f00",
             "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
@@ -736,7 +703,7 @@ mod tests {
 
         // Same file: Defunct v5, MpCmdRun.exe (payload_len 91); note the
         // non-zero padding after the TOKEN_USER attributes.
-        let b = hex(&[
+        let b = crate::decode::test_hex(&[
             "80b0a3e204a8ffff2011000030070000000000000000000000d04e0f0400000000000000e0f7d39f83d3ffff00000000",
             "140000000101000000000005120000004d70436d6452756e2e657865000000000000005f4da175e68ad601",
         ]);
@@ -750,7 +717,7 @@ mod tests {
 
         // sawbuck_process_data_32_v3.etl (synthetic, 32-bit): End v3 whose
         // TOKEN_USER pointer is 0 although a SID follows.
-        let b = hex(&[
+        let b = crate::decode::test_hex(&[
             "00000000f0060000dc0300000100000000000000000000000000000000000000010500000000000515000000962cec2c",
             "68fd3106f1dca4d3e80300006e6f74657061642e65786500220043003a005c00570069006e0064006f00770073005c00",
             "730079007300740065006d00330032005c006e006f00740065007000610064002e00650078006500220020000000",
@@ -771,7 +738,7 @@ mod tests {
         );
 
         // sawbuck_process_data_32_v1.etl: End v1, same quirk, no key.
-        let b = hex(&[
+        let b = crate::decode::test_hex(&[
             "00000000f0060000dc03000001000000000000000000000000000000010500000000000515000000962cec2c68fd3106",
             "f1dca4d3e80300006e6f74657061642e65786500",
         ]);

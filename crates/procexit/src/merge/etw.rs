@@ -682,26 +682,18 @@ mod tests {
         }
     }
 
-    fn hex(parts: &[&str]) -> Vec<u8> {
-        let text: String = parts.concat();
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
     /// The conhost.exe Start and End of perfview_diaghub.kernel.1.etl, with
     /// the event times of its expected.json.
     #[test]
     fn real_start_and_end() {
-        let start = hex(&[
+        let start = crate::decode::test_hex(&[
             "40736df404a8ffff782e0000e4340000020000000301000000d082700200000000000000605f8eb183d3ffff00000000",
             "00000000010500000000000515000000a065cf7e784b9b5fe77c877013b99e02636f6e686f73742e657865005c003f00",
             "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
             "6e0068006f00730074002e006500780065002000300078006600660066006600660066006600660020002d0046006f00",
             "72006300650056003100000000000000",
         ]);
-        let end = hex(&[
+        let end = crate::decode::test_hex(&[
             "40736df404a8ffff782e0000e4340000020000000000000000d082700200000000000000a00886c783d3ffff00000000",
             "83d3ffff010500000000000515000000a065cf7e784b9b5fe77c877013b99e02636f6e686f73742e657865005c003f00",
             "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
