@@ -229,9 +229,17 @@ fn watch_works_unprivileged_on_this_kernel() {
         eprintln!("SKIPPED: needs root (to drop to nobody) and setpriv");
         return;
     }
+    // A copy in a world-readable place: the build tree may sit under a
+    // directory that `nobody` cannot enter.
+    let dir = std::env::temp_dir().join(format!("procexit-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("procexit-unprivileged");
+    std::fs::copy(env!("CARGO_BIN_EXE_procexit"), &exe).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut watch = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_procexit"))
+        .arg(&exe)
         .args([
             "watch", "--json", "--count", "1", "--failed", "--name", "pxunpriv",
         ])
