@@ -14,10 +14,13 @@ use crate::decode::proc_connector::{
     listen_request, parse_datagram, ProcEvent, CN_IDX_PROC, PROC_CN_MCAST_LISTEN,
 };
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::event::ProcessExit;
 use crate::filter::Filter;
-use crate::monitor::{spawn_backend, Backend, MonitorBuilder, Running, StopSignal};
-use crate::queue::{Pop, Shared, Sink};
+use crate::monitor::{
+    spawn_backend, Backend, Monitor, MonitorBuilder, RecvError, Running, StopSignal,
+};
+use crate::queue::Sink;
 
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::table::Table;
@@ -252,22 +255,17 @@ fn run(
 /// Waits for arbitrary processes by listening to the connector, so the real
 /// exit status is known even for processes that are not our children.
 pub(crate) struct WaitSet {
-    shared: Arc<Shared>,
-    running: Option<Running>,
+    /// A monitor filtered on the pids; `None` once it has ended.
+    monitor: Option<Monitor>,
 }
 
 impl WaitSet {
     pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
-        let mut filter = Filter::new();
-        for &pid in pids {
-            filter = filter.pid(pid);
-        }
-        let shared = Arc::new(Shared::new(1024, filter));
-        let running = start(&MonitorBuilder::default(), Sink::new(shared.clone()))?;
-        let set = WaitSet {
-            shared,
-            running: Some(running),
-        };
+        let filter = pids.iter().fold(Filter::new(), |f, &pid| f.pid(pid));
+        let monitor = Monitor::builder()
+            .filter(filter)
+            .queue_capacity(1024)
+            .start()?;
         // Checked after the monitor started, so an exit in between is seen.
         for &pid in pids {
             let zombie = procfs::stat(pid).is_some_and(|s| s.state == 'Z');
@@ -275,35 +273,32 @@ impl WaitSet {
                 return Err(Error::NoSuchProcess { pid });
             }
         }
-        Ok(set)
+        Ok(WaitSet {
+            monitor: Some(monitor),
+        })
     }
 
     pub(crate) fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
+        let Some(monitor) = &self.monitor else {
+            return Ok(None);
+        };
         loop {
-            match self.shared.pop(deadline) {
-                Pop::Event(crate::event::Event::Exit(exit)) => return Ok(Some(exit)),
-                Pop::Event(_) => continue,
-                Pop::TimedOut => return Ok(None),
-                Pop::Ended => {
-                    return match self.running.take() {
-                        Some(running) => match running.thread.join() {
-                            Ok(Ok(())) => Ok(None),
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => Err(Error::ThreadPanicked("procexit-linux".into())),
-                        },
+            let event = match deadline {
+                None => monitor.recv().ok_or(RecvError::Stopped),
+                Some(d) => monitor.recv_timeout(d.saturating_duration_since(Instant::now())),
+            };
+            match event {
+                Ok(Event::Exit(exit)) => return Ok(Some(exit)),
+                Ok(_) => continue,
+                Err(RecvError::Timeout) => return Ok(None),
+                Err(RecvError::Stopped) => {
+                    // The backend ended on its own: report why.
+                    return match self.monitor.take() {
+                        Some(monitor) => monitor.stop().map(|_| None),
                         None => Ok(None),
-                    }
+                    };
                 }
             }
-        }
-    }
-}
-
-impl Drop for WaitSet {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop.stop();
-            let _ = running.thread.join();
         }
     }
 }
