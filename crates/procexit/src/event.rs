@@ -228,6 +228,42 @@ pub struct ProcessExit {
     pub process_key: Option<u64>,
     /// Where the record came from.
     pub source: Source,
+    /// Who ended the process, when another process sent the fatal signal
+    /// (Linux eBPF source) or terminated it.
+    pub killer: Option<Killer>,
+    /// Whether the OOM killer chose this process: `Some(true)` when the source
+    /// saw it, `Some(false)` when the source would have seen it and did not,
+    /// `None` when the source cannot tell.
+    pub oom_killed: Option<bool>,
+    /// What the process used, as far as the source reports it.
+    pub resources: Resources,
+    /// The process's cgroup path (Linux), e.g. `/system.slice/cron.service`.
+    pub cgroup: Option<String>,
+    /// The container id named by the cgroup path (docker, containerd/CRI,
+    /// podman), when there is one.
+    pub container_id: Option<String>,
+}
+
+/// The process that ended another one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Killer {
+    /// Process id of the sender.
+    pub pid: u32,
+    /// Its short name, when known.
+    pub name: Option<String>,
+}
+
+/// Resource use of a process over its whole life; each field is `None` when
+/// the source does not report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Resources {
+    /// CPU time in user mode.
+    pub cpu_user: Option<Duration>,
+    /// CPU time in kernel mode.
+    pub cpu_system: Option<Duration>,
+    /// Peak resident set size (Linux high-water RSS), in bytes.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl ProcessExit {
@@ -244,6 +280,11 @@ impl ProcessExit {
             user: None,
             process_key: None,
             source,
+            killer: None,
+            oom_killed: None,
+            resources: Resources::default(),
+            cgroup: None,
+            container_id: None,
         }
     }
 
@@ -379,6 +420,18 @@ mod serde_impl {
             )?;
             map.serialize_entry("process_key", &self.process_key)?;
             map.serialize_entry("source", self.source.as_str())?;
+            map.serialize_entry("killer_pid", &self.killer.as_ref().map(|k| k.pid))?;
+            map.serialize_entry(
+                "killer_name",
+                &self.killer.as_ref().and_then(|k| k.name.as_deref()),
+            )?;
+            map.serialize_entry("oom_killed", &self.oom_killed)?;
+            let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+            map.serialize_entry("cpu_user_ms", &ms(self.resources.cpu_user))?;
+            map.serialize_entry("cpu_system_ms", &ms(self.resources.cpu_system))?;
+            map.serialize_entry("peak_rss_bytes", &self.resources.peak_rss_bytes)?;
+            map.serialize_entry("cgroup", &self.cgroup)?;
+            map.serialize_entry("container_id", &self.container_id)?;
             map.end()
         }
     }

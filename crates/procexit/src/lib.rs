@@ -47,8 +47,8 @@ mod wait;
 pub use config::{LinuxOptions, Taskstats, WindowsOptions};
 pub use error::{Error, Result};
 pub use event::{
-    format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, LossReason,
-    ProcessExit, Source, User,
+    format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, Killer, LossReason,
+    ProcessExit, Resources, Source, User,
 };
 pub use filter::Filter;
 pub use monitor::{
