@@ -2,7 +2,7 @@
 //! (or wrote the .etl file). The table must show them escaped, one row per
 //! exit; JSON must carry them exactly.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn procexit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_procexit"))
@@ -244,7 +244,7 @@ mod linux {
     use std::io::{BufRead, BufReader};
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     use std::path::PathBuf;
-    use std::process::Stdio;
+    use std::process::{Output, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
