@@ -297,7 +297,7 @@ impl ProcessExit {
 
 /// What a monitor delivers, in order.
 // Exits are nearly every event: boxing them would cost an allocation each
-// to shrink the rare loss marker.
+// to shrink the rare `Lost` marker.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
