@@ -147,7 +147,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     data
 }
 
-fn run_one(name: &str, target: fn(&[u8]), data: &[u8]) {
+fn run_one(name: &str, target: targets::Target, data: &[u8]) {
     if std::panic::catch_unwind(|| target(data)).is_err() {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-smoke");
         std::fs::create_dir_all(&dir).unwrap();
