@@ -5,7 +5,7 @@
 #   PROCEXIT_STRICT_SKIPS=1  only skip what cannot work on this machine at all
 #   PROCEXIT_WINE_PREFIX     Wine prefix to use (default /tmp/procexit-wine)
 #
-# Recipe and measurements: shared/reference/windows-cross-recipe.md.
+# Recipe, pitfalls and sources: docs/windows-cross-build.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -18,7 +18,7 @@ pub(crate) const SYSTEM_TRACE_CONTROL_GUID: Guid = Guid::new(
 );
 
 /// Longest session name accepted, in UTF-16 units. ETW documents 1024 but
-/// names much past ~240 fail without an error (reference §2.6).
+/// names much past ~240 fail without an error (docs/etw-process-events.md §2.6).
 pub(crate) const MAX_NAME_UNITS: usize = 200;
 
 /// Room for each name ETW may write back on QUERY/STOP (1024 WCHARs, the
@@ -173,7 +173,7 @@ mod tests {
         };
         let buf = PropertiesBuf::start(&config);
         let p = &buf.props;
-        // The name follows the 120-byte properties directly (reference §2.6).
+        // The name follows the 120-byte properties directly (docs/etw-process-events.md §2.6).
         assert_eq!(p.LoggerNameOffset, 120);
         assert_eq!(
             p.LoggerNameOffset as usize,

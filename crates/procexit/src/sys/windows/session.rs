@@ -50,7 +50,7 @@ pub(crate) enum Outcome {
     Failed(WIN32_ERROR),
 }
 
-/// StartTraceW with stale-session reclaiming (reference §4.2): on
+/// StartTraceW with stale-session reclaiming (docs/etw-process-events.md §4.2): on
 /// ERROR_ALREADY_EXISTS stop the session by name and retry with backoff;
 /// when STOP is refused (5, or 87 on some versions) or retries run out,
 /// attach. `may_stop` = false attaches at once.

@@ -1,5 +1,5 @@
 //! Which session to start, decided from the Windows version and the
-//! options (reference §3). Pure, so every branch is tested.
+//! options (docs/etw-process-events.md §3). Pure, so every branch is tested.
 
 use windows_sys::Win32::System::Diagnostics::Etw::{
     EVENT_TRACE_FLAG_NO_SYSCONFIG, EVENT_TRACE_FLAG_PROCESS, EVENT_TRACE_INDEPENDENT_SESSION_MODE,
