@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long fuzz runs: every target in fuzz/targets.rs for SECONDS each (default
 # 60) under libFuzzer, seeded from fuzz/seeds/ and the repository's .etl
-# traces (testdata/etl). Prints the executions per target and appends them
+# traces (testdata/etl, or $PROCEXIT_ETL_DIR). Prints the executions per target and appends them
 # to bench/RESULTS.md. CI runs a short stable-toolchain smoke of the same
 # targets instead (crates/procexit/tests/fuzz_smoke.rs).
 #
@@ -16,6 +16,7 @@ secs="${1:-60}"
 shift || true
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
+etl_dir="${PROCEXIT_ETL_DIR:-$root/testdata/etl}"
 cd "$here"
 
 all=(etl_file xpress mof_process kernel_process proc_connector taskstats lost_event)
@@ -39,8 +40,8 @@ for t in "${all[@]}"; do
     mkdir -p "corpus/$t"
     cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
 done
-if [ -d "$root/testdata/etl" ]; then
-    python3 - "$root/testdata/etl" "$here/corpus" <<'PY'
+if [ -d "$etl_dir" ]; then
+    python3 - "$etl_dir" "$here/corpus" <<'PY'
 import os, struct, sys, hashlib
 src, out = sys.argv[1], sys.argv[2]
 def put(kind, data):
