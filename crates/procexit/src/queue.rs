@@ -227,6 +227,7 @@ fn push_marker(items: &mut VecDeque<Event>, count: u64, reason: LossReason) {
     items.push_back(Event::Lost { count, reason });
 }
 
+#[allow(clippy::large_enum_variant)] // as `Event`: the exit is the common case
 pub(crate) enum Pop {
     Event(Event),
     TimedOut,
