@@ -296,9 +296,8 @@ impl ProcessExit {
 }
 
 /// What a monitor delivers, in order.
-// Exits are nearly every event and each is moved once, from the backend to
-// the consumer: boxing them would cost an allocation apiece to save memory
-// on the rare loss marker.
+// Exits are nearly every event: boxing them would cost an allocation each
+// to shrink the rare `Lost` marker.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
