@@ -89,6 +89,8 @@ fn wait_reports_signals_like_a_shell() {
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["signal"], 9);
     assert_eq!(line["exit_code"], serde_json::Value::Null);
+    assert_eq!(line["kind"], "signaled");
+    assert_eq!(line["status_name"], "SIGKILL");
 }
 
 #[test]
@@ -163,11 +165,15 @@ fn watch_json_lines_carry_the_documented_keys() {
         "duration_ms",
         "process_key",
         "source",
+        "kind",
+        "status_name",
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {first}");
     }
     assert_eq!(v["type"], "exit");
     assert_eq!(v["exit_code"], 9, "{first}");
+    assert_eq!(v["kind"], "exited", "{first}");
+    assert_eq!(v["status_name"], serde_json::Value::Null, "{first}");
     assert_eq!(v["name"], "pxjsontest", "{first}");
     assert!(v["exit_time"].as_str().unwrap().ends_with('Z'));
     let stats: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();

@@ -163,3 +163,63 @@ fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Every exit of two real traces, with the kind and name its code gets:
+/// 24 processes Windows terminated at shutdown (0x40010004), two console
+/// processes closed by the debugger's console (0xC000013A), and the plain
+/// codes 0 and 1 and an HRESULT (0x8007042B), which stay unnamed.
+#[test]
+fn replay_names_the_statuses_of_the_real_traces() {
+    let Some(dir) = etl_dir() else { return };
+    let mut seen = std::collections::BTreeMap::new();
+    for file in [
+        "etlparser_ShutdownPerfDiagLogger.etl",
+        "perfview_diaghub.kernel.1.etl",
+    ] {
+        let out = procexit()
+            .args(["replay", "--json"])
+            .arg(dir.join(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}");
+        for line in json_lines(&out) {
+            let code = line["exit_code"].as_u64().expect("a code");
+            let kind = line["kind"].as_str().expect("a kind").to_string();
+            let name = line["status_name"].as_str().map(str::to_string);
+            *seen.entry((code, kind, name)).or_insert(0) += 1;
+        }
+    }
+    let named = |name: &str| Some(name.to_string());
+    let expected: std::collections::BTreeMap<_, _> = [
+        ((0, "exited".to_string(), None), 30),
+        ((1, "exited".to_string(), None), 15),
+        ((0x8007_042B, "exited".to_string(), None), 1),
+        (
+            (
+                0x4001_0004,
+                "terminated".into(),
+                named("DBG_TERMINATE_PROCESS"),
+            ),
+            24,
+        ),
+        (
+            (0xC000_013A, "ctrl_c".into(), named("STATUS_CONTROL_C_EXIT")),
+            2,
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(seen, expected);
+
+    // The table shows the name beside the code.
+    let out = procexit()
+        .args(["replay", "--name", "locProject.exe"])
+        .arg(dir.join("perfview_diaghub.kernel.1.etl"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("code 0xc000013a STATUS_CONTROL_C_EXIT"),
+        "{table}"
+    );
+}

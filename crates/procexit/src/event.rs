@@ -296,6 +296,8 @@ impl ProcessExit {
 }
 
 /// What a monitor delivers, in order.
+// Exits are nearly every event: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -409,6 +411,8 @@ mod serde_impl {
             map.serialize_entry("exit_code", &self.status.code())?;
             map.serialize_entry("signal", &self.status.signal())?;
             map.serialize_entry("core_dumped", &self.status.core_dumped())?;
+            map.serialize_entry("kind", self.kind().as_str())?;
+            map.serialize_entry("status_name", &self.status_name())?;
             map.serialize_entry("name", &self.name)?;
             map.serialize_entry("command_line", &self.command_line)?;
             map.serialize_entry("user", &self.user.as_ref().map(|u| u.to_string()))?;

@@ -227,6 +227,8 @@ fn push_marker(items: &mut VecDeque<Event>, count: u64, reason: LossReason) {
     items.push_back(Event::Lost { count, reason });
 }
 
+// Events are nearly always exits: see `Event`.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pop {
     Event(Event),
     TimedOut,

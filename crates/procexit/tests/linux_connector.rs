@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procexit::{Error, Event, ExitStatus, Filter, Monitor, ProcessExit, Source, User};
+use procexit::{Error, Event, ExitKind, ExitStatus, Filter, Monitor, ProcessExit, Source, User};
 
 /// Burst tests load both cores; run them one at a time so that one's
 /// overruns cannot starve the other's reader.
@@ -127,6 +127,62 @@ fn signals_are_reported_as_signals() {
     let s = &seen[&segv];
     assert_eq!(s.status.signal(), Some(11));
     assert_eq!(s.ppid, Some(me()));
+}
+
+/// One live process per kind the connector can tell: a plain exit, a kill
+/// and a core dump (the connector cannot see the OOM killer's choice, so
+/// `oom_killed` stays unknown and no exit is classed `oom_killed`).
+#[test]
+fn kinds_and_names_of_live_exits() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    // The default core_pattern ("core") writes into the working directory.
+    let dir = std::env::temp_dir().join(format!("procexit-core-{}", me()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spawn = |script: &str| {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .spawn()
+            .expect("spawn sh");
+        let status = child.wait().unwrap();
+        (child.id(), status)
+    };
+    let (exited, _) = spawn("sleep 0.1; exit 3");
+    let (termed, _) = spawn("sleep 0.1; kill -TERM $$");
+    let (dumped, dumped_status) = spawn("ulimit -c unlimited; sleep 0.1; kill -SEGV $$");
+    let seen = collect(&monitor, |s| {
+        [exited, termed, dumped].iter().all(|p| s.contains_key(p))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let kind_and_name = |pid: u32| {
+        let exit = seen
+            .get(&pid)
+            .unwrap_or_else(|| panic!("no exit for {pid}"));
+        assert_eq!(exit.oom_killed, None, "the connector cannot tell");
+        (exit.kind(), exit.status_name())
+    };
+    assert_eq!(kind_and_name(exited), (ExitKind::Exited, None));
+    assert_eq!(kind_and_name(termed), (ExitKind::Signaled, Some("SIGTERM")));
+    // The record agrees with what the kernel told the parent.
+    assert_eq!(
+        seen[&dumped].status.core_dumped(),
+        dumped_status.core_dumped()
+    );
+    if !dumped_status.core_dumped() {
+        let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+        skip(&format!(
+            "the kernel wrote no core dump (core_pattern {:?}), so the core_dumped kind is untested",
+            pattern.trim()
+        ));
+        return;
+    }
+    assert_eq!(
+        kind_and_name(dumped),
+        (ExitKind::CoreDumped, Some("SIGSEGV"))
+    );
 }
 
 #[test]
