@@ -429,6 +429,83 @@ fn taskstats_merges_into_the_record_as_root() {
     assert_eq!(exit.ppid, Some(me()));
 }
 
+/// As root, taskstats gives the resource use: it agrees with what the kernel
+/// tells the parent through wait4's rusage for the same process.
+#[test]
+fn taskstats_fills_resources_as_root() {
+    if !is_root() {
+        return skip("taskstats needs root (CAP_NET_ADMIN)");
+    }
+    let options = procexit::LinuxOptions::new().taskstats(procexit::Taskstats::Required);
+    let monitor = match Monitor::builder()
+        .filter(Filter::new().ppid(me()))
+        .linux(options)
+        .start()
+    {
+        Ok(m) => m,
+        Err(e) => panic!("taskstats required as root but: {e}"),
+    };
+    // A single-threaded shell, with no children, that spins for a while,
+    // writes 4 KiB itself (printf is built in) and prints its own peak
+    // RSS (VmHWM, read with the built-in `read`).
+    let script = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; \
+                  x=0123456789abcdef; x=$x$x$x$x; x=$x$x$x$x; x=$x$x$x$x; \
+                  printf %s $x$x$x$x > /dev/null; \
+                  while read -r key value unit; do \
+                    [ \"$key\" = VmHWM: ] && echo \"$value\"; \
+                  done < /proc/$$/status; exit 0";
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut printed).unwrap();
+    let hwm_kib: u64 = printed.trim().parse().expect("VmHWM in KiB");
+    let pid = child.id();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid as i32);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    let exit = &seen[&pid];
+    assert_eq!(exit.source, Source::LinuxTaskstats);
+    let r = &exit.resources;
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    let rusage_cpu = micros(usage.ru_utime) + micros(usage.ru_stime);
+    let cpu = r.cpu_user.expect("cpu_user") + r.cpu_system.expect("cpu_system");
+    let cpu = cpu.as_micros() as u64;
+    assert!(
+        rusage_cpu > 50_000,
+        "the loop used too little CPU: {rusage_cpu} µs"
+    );
+    // rusage scales user/system by the precise runtime; the sum agrees.
+    let diff = cpu.abs_diff(rusage_cpu);
+    assert!(
+        diff * 5 < rusage_cpu,
+        "taskstats {cpu} µs vs rusage {rusage_cpu} µs"
+    );
+    // The peak is about what the shell saw shortly before its end (RSS
+    // counters are per-CPU and read with some slack: seen 10 % apart), and
+    // at most rusage's, which also covers the forked copy before exec.
+    let peak = r.peak_rss_bytes.expect("peak_rss_bytes");
+    let max_kib = usage.ru_maxrss as u64;
+    assert!(
+        peak * 4 >= hwm_kib * 1024 * 3 && peak <= max_kib * 1024,
+        "peak {peak} B, VmHWM {hwm_kib} KiB, ru_maxrss {max_kib} KiB"
+    );
+    assert!(r.hard_faults.is_some());
+    // The kernel counts I/O bytes in whole KiB (rounded down).
+    let written = r.io_write_bytes.expect("io_write_bytes");
+    assert!(written >= 4096 && written % 1024 == 0, "{written}");
+    assert!(r.io_read_bytes.is_some());
+    // Its call counts are rounded to 1024 as well: too coarse to report.
+    assert_eq!((r.io_read_ops, r.io_write_ops), (None, None));
+}
+
 #[test]
 fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
     let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());

@@ -444,9 +444,10 @@ impl Table {
 }
 
 /// Fills what the connector's view lacks from the taskstats record of the
-/// same process (its comm, parent at exit, uid).
+/// same process (its comm, parent at exit, uid, resource use).
 fn merge_taskstats(mut exit: ProcessExit, record: &TaskExit) -> ProcessExit {
     exit.source = Source::LinuxTaskstats;
+    exit.resources = record.resources();
     if exit.name.is_none() && !record.comm.is_empty() {
         exit.name = Some(record.comm.clone());
     }
