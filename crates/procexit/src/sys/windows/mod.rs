@@ -5,7 +5,7 @@
 //! - consumer: ProcessTrace → [`consumer::on_event`] → tracker → sink;
 //! - control (the backend thread): flushes every `flush_interval`, polls
 //!   the loss counters, and on stop runs STOP → join consumer → CloseTrace
-//!   → free the callback context (reference §4.5).
+//!   → free the callback context (docs/etw-process-events.md §4.5).
 //!
 //! Everything that can fail (StartTraceW, EnableTraceEx2, OpenTraceW) runs
 //! before any thread exists, so a failed start leaves nothing behind.
@@ -54,7 +54,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     let win = &options.windows;
     let plan = Plan::choose(options.backend)?;
     let session = match Session::start(plan, win) {
-        // No system-logger slot: Kernel-Process needs none (reference §5).
+        // No system-logger slot: Kernel-Process needs none (docs/etw-process-events.md §5).
         Err(Error::NoSessionSlots { .. })
             if options.backend == Backend::Auto && plan != Plan::KernelProcess =>
         {
@@ -212,7 +212,7 @@ impl Control {
             }
         }
         // STOP first: ETW then delivers what is buffered and ProcessTrace
-        // returns (reference §4.5).
+        // returns (docs/etw-process-events.md §4.5).
         match self.session.stop() {
             Ok(Some(last)) => report_loss(sink, &self.context, &mut seen, last),
             Ok(None) => {}
