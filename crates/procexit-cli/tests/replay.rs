@@ -153,7 +153,6 @@ fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
 /// codes 0 and 1 and an HRESULT (0x8007042B), which stay unnamed.
 #[test]
 fn replay_names_the_statuses_of_the_real_traces() {
-    let Some(dir) = etl_dir() else { return };
     let mut seen = std::collections::BTreeMap::new();
     for file in [
         "etlparser_ShutdownPerfDiagLogger.etl",
@@ -161,7 +160,7 @@ fn replay_names_the_statuses_of_the_real_traces() {
     ] {
         let out = procexit()
             .args(["replay", "--json"])
-            .arg(dir.join(file))
+            .arg(trace(file))
             .output()
             .unwrap();
         assert!(out.status.success(), "{file}");
@@ -197,7 +196,7 @@ fn replay_names_the_statuses_of_the_real_traces() {
     // The table shows the name beside the code.
     let out = procexit()
         .args(["replay", "--name", "locProject.exe"])
-        .arg(dir.join("perfview_diaghub.kernel.1.etl"))
+        .arg(trace("perfview_diaghub.kernel.1.etl"))
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);

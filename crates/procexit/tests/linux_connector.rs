@@ -454,6 +454,8 @@ fn taskstats_fills_resources_as_root() {
                   while read -r key value unit; do \
                     [ \"$key\" = VmHWM: ] && echo \"$value\"; \
                   done < /proc/$$/status; exit 0";
+    // Reaped below by wait4, which std's Child cannot do (it gives no rusage).
+    #[allow(clippy::zombie_processes)]
     let mut child = Command::new("sh")
         .args(["-c", script])
         .stdin(Stdio::null())
