@@ -205,3 +205,47 @@ fn replay_names_the_statuses_of_the_real_traces() {
         "{table}"
     );
 }
+
+/// The resource use in a real Kernel-Process ProcessStop reaches the exit
+/// record, equal to what a third-party decoder read from the same event.
+#[test]
+fn replay_reports_the_resources_of_a_kernel_process_stop() {
+    let name = "perfview_net.4.5.2.x64.etl";
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(trace(&format!("{name}.expected.json"))).unwrap(),
+    )
+    .unwrap();
+    let stops: Vec<_> = expected["expected"]["kernel_process_start_stop_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_id"] == 2)
+        .map(|e| &e["fields"])
+        .collect();
+    assert_eq!(stops.len(), 1);
+    let stop = stops[0];
+    let out = procexit()
+        .args(["replay", "--json"])
+        .arg(trace(name))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = json_lines(&out);
+    let exit = lines
+        .iter()
+        .find(|l| l["pid"] == stop["ProcessID"])
+        .expect("the stopped process's exit");
+    let kib = |v: &serde_json::Value| v.as_u64().unwrap() * 1024;
+    assert_eq!(exit["peak_commit_bytes"], stop["CommitPeak"], "{exit}");
+    assert_eq!(exit["cpu_cycles"], stop["CPUCycleCount"]);
+    assert_eq!(exit["hard_faults"], stop["HardFaultCount"]);
+    assert_eq!(exit["io_read_ops"], stop["ReadOperationCount"]);
+    assert_eq!(exit["io_write_ops"], stop["WriteOperationCount"]);
+    assert_eq!(exit["io_read_bytes"], kib(&stop["ReadTransferKiloBytes"]));
+    assert_eq!(exit["io_write_bytes"], kib(&stop["WriteTransferKiloBytes"]));
+    // ProcessStop carries no CPU times or RSS: those stay null.
+    assert!(exit["cpu_user_ms"].is_null() && exit["peak_rss_bytes"].is_null());
+    // One record for the exit, though both providers reported it.
+    let same_pid = lines.iter().filter(|l| l["pid"] == stop["ProcessID"]);
+    assert_eq!(same_pid.count(), 1);
+}
