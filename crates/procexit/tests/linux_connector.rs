@@ -484,10 +484,12 @@ fn taskstats_fills_resources_as_root() {
         rusage_cpu > 50_000,
         "the loop used too little CPU: {rusage_cpu} µs"
     );
-    // rusage scales user/system by the precise runtime; the sum agrees.
+    // taskstats gives the tick-sampled times, rusage scales them to the
+    // precise runtime: the sums agree up to a few ticks (seen 20 % apart
+    // for a ~0.1 s process on a loaded machine).
     let diff = cpu.abs_diff(rusage_cpu);
     assert!(
-        diff * 5 < rusage_cpu,
+        diff <= rusage_cpu / 4 + 20_000,
         "taskstats {cpu} µs vs rusage {rusage_cpu} µs"
     );
     // The peak is about what the shell saw shortly before its end (RSS
