@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# procexit beside the tools one would pick instead, on the same bursts of
+# short-lived processes: the load generator alone (the machine's limit),
+# procexit with each Linux source it has, forkstat (netlink connector, C)
+# and libbpf-tools' exitsnoop (eBPF, C).
+#
+#   bench/compare.sh [BURST...]        default: 10000 100000
+#   COMPARE_1M=1 bench/compare.sh      adds the 1 000 000 burst (~2 min per tool)
+#
+# Per tool and burst: exits delivered and lost (exact, pid by pid against the
+# generator's own list), CPU per exit, peak RSS; for procexit also the
+# exit-to-delivery latency at ~1000 exits/s. Prints a table and appends it,
+# with machine, date and command, to bench/RESULTS.md.
+#
+# Needs root (forkstat, exitsnoop and taskstats do). Installs forkstat and
+# libbpf-tools from Debian and mounts tracefs when missing.
+#
+# Each tool writes to a file as it does by default (the peers buffer their
+# output and flush it when stopped; procexit's JSON mode flushes as it goes).
+#
+# What "CPU per exit" counts: user + system time of the monitoring process
+# itself (all its threads), from /proc/PID/stat, divided by the burst size.
+# The kernel work that builds each connector message or runs each BPF
+# program happens in the exiting task and is charged to it, for every tool
+# alike; it is not in these figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+bursts=("$@")
+[ ${#bursts[@]} -gt 0 ] || bursts=(10000 100000)
+[ "${COMPARE_1M:-0}" = 1 ] && bursts+=(1000000)
+K=${COMPARE_OUTSTANDING:-64}
+LAT_N=${COMPARE_LATENCY_EXITS:-5000}
+LAT_RATE=${COMPARE_LATENCY_RATE:-1000}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "compare.sh: run as root (forkstat, exitsnoop and taskstats need it)" >&2
+    exit 1
+fi
+if ! command -v forkstat >/dev/null || ! command -v exitsnoop >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        forkstat libbpf-tools >/dev/null
+fi
+if [ ! -d /sys/kernel/tracing/events/sched ]; then
+    mount -t tracefs nodev /sys/kernel/tracing
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# The generator's name is its children's name too (they fork without exec):
+# forkstat's lines are matched by it.
+gen_bin="$work/pxburst"
+cc -O2 -o "$gen_bin" bench/loadgen.c
+cargo build --release -q -p procexit-cli
+bin="$root/target/release/procexit"
+clk=$(getconf CLK_TCK)
+
+sources=(default)
+if "$bin" watch --help | grep -q -- '--source'; then
+    sources=(connector ebpf)
+fi
+
+# cpu_ticks PID: utime + stime of the whole process.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# Waits until monitor PID has used no CPU and FILE has not grown for a
+# second (it has drained what the burst left queued), 120 s at most.
+settle() {
+    local last=-1 now i
+    for i in $(seq 240); do
+        now="$(cpu_ticks "$1") $(stat -c %s "$2")"
+        [ "$now" = "$last" ] && return 0
+        last=$now
+        sleep 0.5
+    done
+}
+
+results="$work/results.tsv"
+: >"$results"
+
+# run TOOL LABEL N [RATE]: starts TOOL's monitor, runs the generator, records
+# one result line (label, n, generator pid, files, cpu, rss, wall).
+run() {
+    local tool=$1 label=$2 n=$3 rate=${4:-0}
+    local out="$work/$label-$n-$rate.out" reaped="$work/$label-$n-$rate.reaped"
+    local stamps="$work/$label-$n-$rate.stamps" mon
+    case $tool in
+        none) mon= ;;
+        procexit)
+            local args=(watch --json)
+            [ "$label" = procexit-default ] || args+=(--source "${label#procexit-}")
+            "$bin" "${args[@]}" > >("$gen_bin" stamp >"$out") 2>"$out.err" &
+            mon=$!
+            ;;
+        forkstat)
+            forkstat -e exit -c >"$out" 2>"$out.err" &
+            mon=$!
+            ;;
+        exitsnoop)
+            exitsnoop >"$out" 2>"$out.err" &
+            mon=$!
+            ;;
+    esac
+    sleep 2
+    if [ -n "$mon" ] && ! kill -0 "$mon" 2>/dev/null; then
+        echo "compare.sh: $label did not start: $(head -c 300 "$out.err")" >&2
+        return 0
+    fi
+    local c0=0 t0 t1
+    [ -n "$mon" ] && c0=$(cpu_ticks "$mon")
+    t0=$(date +%s.%N)
+    if [ "$rate" != 0 ]; then
+        "$gen_bin" "$n" "$K" "$reaped" "$rate" "$stamps" &
+    else
+        "$gen_bin" "$n" "$K" "$reaped" &
+    fi
+    local gen=$!
+    wait "$gen"
+    t1=$(date +%s.%N)
+    local cpu=0 rss=0
+    if [ -n "$mon" ]; then
+        settle "$mon" "$out"
+        cpu=$(( $(cpu_ticks "$mon") - c0 ))
+        rss=$(peak_rss_kb "$mon")
+        kill -INT "$mon"
+        wait "$mon" 2>/dev/null || true
+        sleep 0.2
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$label" "$n" "$rate" "$gen" \
+        "$out" "$reaped" "$cpu" "$rss" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" >>"$results"
+    echo "  $label, $n exits$([ "$rate" != 0 ] && echo " at $rate/s"): done" >&2
+}
+
+for n in "${bursts[@]}"; do
+    echo "== burst of $n exits" >&2
+    run none generator "$n"
+    for s in "${sources[@]}"; do run procexit "procexit-$s" "$n"; done
+    run exitsnoop exitsnoop "$n"
+    run forkstat forkstat "$n"
+done
+echo "== latency: $LAT_N exits at $LAT_RATE/s" >&2
+for s in "${sources[@]}"; do run procexit "procexit-$s" "$LAT_N" "$LAT_RATE"; done
+
+table=$(python3 - "$results" "$clk" <<'PY'
+import json, sys
+from collections import Counter
+
+results, clk = sys.argv[1], int(sys.argv[2])
+
+def reaped_of(path):
+    c = Counter()
+    for line in open(path):
+        pid, status = line.split()
+        c[(int(pid), int(status))] += 1
+    return c
+
+def delivered_of(tool, path, gen):
+    """(pid, status) of the generator's children as the tool reported them."""
+    got, extra = Counter(), {}
+    for raw in open(path, errors="replace"):
+        if tool == "procexit":
+            stamp, _, line = raw.partition("\t")
+            try:
+                o = json.loads(line)
+            except ValueError:
+                continue
+            if o.get("type") == "exit" and o.get("ppid") == gen and o.get("exit_code") is not None:
+                got[(o["pid"], o["exit_code"])] += 1
+            elif o.get("type") == "stats":
+                extra["stats"] = o
+        elif tool == "exitsnoop":
+            # PCOMM PID PPID TID AGE(s) EXIT_CODE ("code N" or "signal N (…)")
+            f = raw.split()
+            if len(f) >= 7 and f[2] == str(gen) and f[1].isdigit() and f[5] == "code":
+                got[(int(f[1]), int(f[6]))] += 1
+        elif tool == "forkstat":
+            # Time Event PID Info Duration Process; Info is the wait status
+            f = raw.split()
+            if len(f) >= 6 and f[1] == "exit" and f[-1].strip("[]") == "pxburst" and f[2] != str(gen):
+                if f[3].isdigit():
+                    got[(int(f[2]), int(f[3]) >> 8)] += 1
+    return got, extra
+
+def latencies(out, stamps_path):
+    born = {}
+    for line in open(stamps_path):
+        pid, ns = line.split()
+        born.setdefault(int(pid), []).append(int(ns))
+    lat = []
+    for raw in open(out, errors="replace"):
+        stamp, _, line = raw.partition("\t")
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        if o.get("type") != "exit" or o.get("pid") not in born:
+            continue
+        t = int(stamp)
+        # pids may repeat: the latest stamp before this line.
+        before = [b for b in born[o["pid"]] if b <= t]
+        if before:
+            lat.append((t - max(before)) / 1e6)
+    lat.sort()
+    pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+    return pick(0.5), pick(0.99), len(lat)
+
+rows, lat_rows, cpu = [], [], {}
+for line in open(results):
+    tool, label, n, rate, gen, out, reaped, ticks, rss, wall = line.rstrip("\n").split("\t")
+    n, rate, gen, wall = int(n), int(rate), int(gen), float(wall)
+    want = reaped_of(reaped)
+    total = sum(want.values())
+    if tool == "none":
+        rows.append((n, label, f"{total} reaped", "-", "-", "-", f"{total / wall:,.0f}/s"))
+        continue
+    got, extra = delivered_of(tool, out, gen)
+    delivered = sum((want & got).values())
+    lost = total - delivered
+    us = 1e6 * int(ticks) / clk / max(1, total)
+    mb = int(rss or 0) / 1024
+    if rate:
+        p50, p99, k = latencies(out, reaped.replace(".reaped", ".stamps"))
+        lat_rows.append((label, n, rate, delivered, lost, p50, p99, us, mb))
+        continue
+    cpu[(n, label)] = us
+    note = ""
+    if "stats" in extra:
+        s = extra["stats"]
+        note = f" (stats: lost {s.get('lost')}, overruns {s.get('overruns')}, dropped {s.get('dropped')})"
+    rows.append((n, label, str(delivered), f"{lost}{note}", f"{us:.1f}", f"{mb:.1f}", f"{total / wall:,.0f}/s"))
+
+print("| burst | tool | delivered | lost | CPU µs/exit | peak RSS MB | generator rate |")
+print("|---:|---|---:|---|---:|---:|---:|")
+for r in rows:
+    print("| " + " | ".join(str(x) for x in r) + " |")
+print()
+print("| burst | procexit source | CPU ÷ exitsnoop | CPU ÷ forkstat |")
+print("|---:|---|---:|---:|")
+for (n, label), us in sorted(cpu.items()):
+    if not label.startswith("procexit"):
+        continue
+    ratio = lambda peer: (f"{us / cpu[(n, peer)]:.2f}" if cpu.get((n, peer)) else "-")
+    print(f"| {n} | {label} | {ratio('exitsnoop')} | {ratio('forkstat')} |")
+print()
+print("| latency run | exits | rate | delivered | lost | p50 ms | p99 ms | CPU µs/exit | peak RSS MB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for label, n, rate, d, l, p50, p99, us, mb in lat_rows:
+    print(f"| {label} | {n} | {rate}/s | {d} | {l} | {p50:.2f} | {p99:.2f} | {us:.1f} | {mb:.1f} |")
+PY
+)
+echo "$table"
+{
+    echo
+    echo "### compare.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r), pid_max $(cat /proc/sys/kernel/pid_max); procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); forkstat $(dpkg-query -W -f='${Version}' forkstat), libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools)."
+    echo "Command: \`bench/compare.sh$([ $# -gt 0 ] && printf ' %s' "$@")\`$([ "${COMPARE_1M:-0}" = 1 ] && echo ' with COMPARE_1M=1'); $K children outstanding."
+    echo
+    echo "$table"
+} >>bench/RESULTS.md
+echo "appended to bench/RESULTS.md" >&2
