@@ -8,6 +8,17 @@ use std::fs;
 use super::ffi;
 use crate::merge::linux::{ClockReading, Host, ProcStat as Stat};
 
+/// A /proc text file. A process name is any bytes its owner chose (the
+/// name of the file it ran): bytes that are not UTF-8 become U+FFFD instead
+/// of making the whole file, and with it the process, unreadable.
+fn read_lossy(path: &str) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
 /// The live system: /proc and the kernel clocks.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProcFs;
@@ -64,7 +75,7 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 pub(crate) fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_stat(&read_lossy(&format!("/proc/{pid}/stat"))?)
 }
 
 /// The command line with NUL separators turned into spaces; `None` when
@@ -88,13 +99,13 @@ pub(crate) fn parse_cmdline(raw: &[u8]) -> Option<String> {
 
 /// The short name (`comm`), without the trailing newline.
 pub(crate) fn comm(pid: u32) -> Option<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let text = read_lossy(&format!("/proc/{pid}/comm"))?;
     Some(text.trim_end_matches('\n').to_string())
 }
 
 /// The real uid, from the `Uid:` line of `/proc/<pid>/status`.
 pub(crate) fn uid(pid: u32) -> Option<u32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let text = read_lossy(&format!("/proc/{pid}/status"))?;
     parse_status_uid(&text)
 }
 
