@@ -31,112 +31,9 @@ fn rows(stdout: &[u8]) -> Vec<String> {
     lines.map(str::to_string).collect()
 }
 
-/// A minimal Windows kernel trace, built here byte by byte: one buffer with
-/// the logfile header record and kernel Process End events (version 4,
-/// 64-bit) whose image names and command lines are given.
-mod etl {
-    const BUFFER_HEADER: usize = 72;
-    /// FILETIME of 2020-01-01T00:00:00Z.
-    pub const START: u64 = 132_223_104_000_000_000;
-
-    fn system_record(group: u8, opcode: u8, version: u16, time: i64, payload: &[u8]) -> Vec<u8> {
-        let size = 32 + payload.len();
-        let size = u16::try_from(size).expect("a record fits in 64 KiB");
-        let mut r = Vec::new();
-        r.extend(version.to_le_bytes());
-        r.push(0x02); // SYSTEM_TRACE_HEADER, 64-bit
-        r.push(0xc0); // trace header marker
-        r.extend(size.to_le_bytes());
-        r.push(opcode);
-        r.push(group);
-        r.extend(1u32.to_le_bytes()); // thread id
-        r.extend(4u32.to_le_bytes()); // process id
-        r.extend(time.to_le_bytes());
-        r.extend([0u8; 8]); // kernel and user time
-        r.extend_from_slice(payload);
-        while r.len() % 8 != 0 {
-            r.push(0);
-        }
-        r
-    }
-
-    fn utf16z(units: &[u16]) -> Vec<u8> {
-        units
-            .iter()
-            .chain(&[0])
-            .flat_map(|u| u.to_le_bytes())
-            .collect()
-    }
-
-    fn logfile_header() -> Vec<u8> {
-        let mut p = Vec::new();
-        p.extend((64u32 << 10).to_le_bytes()); // buffer size
-        p.extend([10, 0, 0, 0]); // Windows 10
-        p.extend(19045u32.to_le_bytes()); // build
-        p.extend(2u32.to_le_bytes()); // processors
-        p.extend((START + 600_000_000).to_le_bytes()); // end time
-        p.extend(156_250u32.to_le_bytes()); // timer resolution
-        p.extend(0u32.to_le_bytes()); // maximum file size
-        p.extend(0u32.to_le_bytes()); // log file mode: not compressed
-        p.extend(1u32.to_le_bytes()); // buffers written
-        p.extend(0u32.to_le_bytes()); // start buffers
-        p.extend(8u32.to_le_bytes()); // pointer size
-        p.extend(0u32.to_le_bytes()); // events lost
-        p.extend(3000u32.to_le_bytes()); // CPU MHz
-        p.extend([0u8; 16]); // logger and file name pointers
-        p.extend([0u8; 176]); // time zone and padding
-        p.extend(START.to_le_bytes()); // boot time
-        p.extend(10_000_000u64.to_le_bytes()); // perf frequency
-        p.extend(START.to_le_bytes()); // start time
-        p.extend(2u32.to_le_bytes()); // clock: system time
-        p.extend(0u32.to_le_bytes()); // buffers lost
-        p.extend(utf16z(&"hostile".encode_utf16().collect::<Vec<_>>()));
-        p.extend(utf16z(&"hostile.etl".encode_utf16().collect::<Vec<_>>()));
-        p
-    }
-
-    /// A Process End: `image` as raw bytes (the kernel writes it in the ANSI
-    /// code page; read as Latin-1), `command_line` as raw UTF-16 units.
-    pub struct End<'a> {
-        pub pid: u32,
-        pub image: &'a [u8],
-        pub command_line: &'a [u16],
-    }
-
-    fn end_payload(end: &End<'_>) -> Vec<u8> {
-        let mut p = Vec::new();
-        p.extend((0xffff_c58a_0000_0000u64 | u64::from(end.pid)).to_le_bytes());
-        p.extend(end.pid.to_le_bytes());
-        p.extend(4u32.to_le_bytes()); // parent
-        p.extend(1u32.to_le_bytes()); // session
-        p.extend(3i32.to_le_bytes()); // exit status
-        p.extend(0x1aa_0000u64.to_le_bytes()); // directory table base
-        p.extend(0u32.to_le_bytes()); // flags
-        p.extend([0u8; 4]); // no SID
-        p.extend_from_slice(end.image);
-        p.push(0);
-        p.extend(utf16z(end.command_line));
-        p.extend(utf16z(&[])); // package full name
-        p.extend(utf16z(&[])); // application id
-        p
-    }
-
-    pub fn trace(ends: &[End<'_>]) -> Vec<u8> {
-        let mut records = system_record(0, 0, 2, 0, &logfile_header());
-        for (i, end) in ends.iter().enumerate() {
-            let time = 10_000_000 * (i as i64 + 1);
-            records.extend(system_record(3, 2, 4, time, &end_payload(end)));
-        }
-        let filled = BUFFER_HEADER + records.len();
-        let size = filled.next_multiple_of(4096);
-        let mut buffer = vec![0u8; BUFFER_HEADER];
-        buffer[0..4].copy_from_slice(&(size as u32).to_le_bytes());
-        buffer[0x30..0x34].copy_from_slice(&(filled as u32).to_le_bytes());
-        buffer.extend(records);
-        buffer.resize(size, 0xff);
-        buffer
-    }
-}
+/// Traces built byte by byte (one copy, shared with the library's benches).
+#[path = "../../procexit/tests/support/etl_builder.rs"]
+mod etl;
 
 #[test]
 fn replay_escapes_hostile_names_and_command_lines() {
@@ -151,28 +48,21 @@ fn replay_escapes_hostile_names_and_command_lines() {
     // An event holds at most 64 KiB, so this is the longest command line
     // a trace can carry.
     let long = utf16(&format!("x.exe {}\u{1b}[2J end", "A".repeat(30_000)));
+    let end = |pid, image: &'static [u8], command_line| etl::Process {
+        opcode: etl::OPCODE_END,
+        pid,
+        ppid: 4,
+        exit_status: 3,
+        image,
+        command_line,
+        sid: false,
+    };
     let ends = [
-        etl::End {
-            pid: 101,
-            image: b"t\x1b]0;t\x07.exe",
-            command_line: &title,
-        },
-        etl::End {
-            // Latin-1 0x9b is the C1 CSI.
-            pid: 102,
-            image: b"c1\x9b31m.exe",
-            command_line: &lines,
-        },
-        etl::End {
-            pid: 103,
-            image: b"bidi.exe",
-            command_line: &invalid,
-        },
-        etl::End {
-            pid: 104,
-            image: b"long.exe",
-            command_line: &long,
-        },
+        end(101, b"t\x1b]0;t\x07.exe", &title[..]),
+        // Latin-1 0x9b is the C1 CSI.
+        end(102, b"c1\x9b31m.exe", &lines[..]),
+        end(103, b"bidi.exe", &invalid[..]),
+        end(104, b"long.exe", &long[..]),
     ];
     let dir = std::env::temp_dir().join(format!("procexit-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
