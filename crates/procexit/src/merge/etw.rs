@@ -42,7 +42,7 @@ use crate::decode::mof_process::{
     decode_process, ProcessPayload, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
 };
 use crate::decode::{DecodeError, DecodeErrorKind, PointerSize};
-use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Source, User};
+use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources, Source, User};
 
 /// Processes seen starting and not yet ended. Entries whose End was lost
 /// are evicted oldest-first beyond this.
@@ -256,6 +256,7 @@ impl<T> EtwExitTracker<T> {
             other => other,
         };
         let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
+        exit.resources = s.resources();
         exit.start_time = system_time_from_filetime(s.create_time);
         exit.exit_time = system_time_from_filetime(s.exit_time)
             .or_else(|| timestamp.and_then(system_time_from_filetime));
@@ -340,6 +341,10 @@ impl<T> EtwExitTracker<T> {
         if let Some((stop, tag)) = position.and_then(|i| self.waiting_stops.remove(i)) {
             exit.start_time = exit.start_time.or(stop.start_time);
             exit.ppid = exit.ppid.or(stop.ppid);
+            // Only the ProcessStop reports resource use.
+            if exit.resources == Resources::default() {
+                exit.resources = stop.resources;
+            }
             self.released.push_back((None, tag));
         }
         if self.recent_exits.len() == MAX_PAIRING {
