@@ -7,6 +7,7 @@
 #
 # Debian's rustc-web ships the std sources -Zbuild-std needs; mingw-w64
 # links; Wine 8 runs the test executables.
+# Why each step: docs/windows-cross-build.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -6,7 +6,7 @@
 //! - control (the backend thread): [`supervise::supervise`] flushes every
 //!   `flush_interval`, polls the loss counters, restarts a session stopped
 //!   from outside, and on stop runs STOP → join consumer → CloseTrace →
-//!   free the callback context (`docs/windows-etw-sessions.md`).
+//!   free the callback context (docs/etw-process-events.md §4).
 //!
 //! Everything that can fail (the name lock, StartTraceW, EnableTraceEx2,
 //! OpenTraceW) runs before any thread exists, so a failed start leaves

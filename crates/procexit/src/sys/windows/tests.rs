@@ -1,5 +1,5 @@
 //! Tests that run under Wine (CI) and on real Windows: struct layouts
-//! against the reference tables, the callback → tracker → sink path with
+//! against the documented tables, the callback → tracker → sink path with
 //! hand-built records, and the session lifecycle against whatever ETW is
 //! there (Wine's stubs: start succeeds, OpenTraceW fails with 5).
 
@@ -35,7 +35,7 @@ use crate::queue::{Pop, Shared, Sink};
 
 const X64: bool = cfg!(target_pointer_width = "64");
 
-/// 64-bit value on x64, 32-bit value on x86 (reference §2.2 columns).
+/// 64-bit value on x64, 32-bit value on x86 (docs/etw-process-events.md §2.2).
 fn pick(x86: usize, x64: usize) -> usize {
     if X64 {
         x64
@@ -191,7 +191,7 @@ fn callback_turns_a_kernel_end_record_into_an_exit() {
 fn callback_handles_kernel_process_stop_lost_and_garbage() {
     let (shared, sink) = sink();
     let context = Context::new(sink, Source::EtwKernelProcess);
-    // ProcessStop v0 (reference §5): pid, create, exit, code, …, ImageName.
+    // ProcessStop v0 (docs/etw-process-events.md §5): pid, create, exit, code, …, ImageName.
     let mut stop = Vec::new();
     stop.extend(77u32.to_le_bytes());
     stop.extend(132_000_000_000_000_000_u64.to_le_bytes());
