@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, Monitor, Stopper, WaitSet, WindowsOptions};
+use procexit::{Event, LinuxOptions, Monitor, Stopper, WaitSet, WindowsOptions};
 
 use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -21,6 +21,8 @@ use crate::output::{Format, Printer};
 const EXIT_ERROR: u8 = 2;
 /// Exit status when `wait --timeout` ran out (like timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
+/// Exit status of `watch --strict` when exits were lost, dropped or overrun.
+const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,8 +79,13 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
     })
     .context("cannot install the Ctrl-C handler")?;
+    let mut linux = LinuxOptions::new();
+    if let Some(bytes) = args.socket_buffer {
+        linux = linux.socket_buffer(bytes);
+    }
     let monitor = Monitor::builder()
         .filter(args.filter.to_filter())
+        .linux(linux)
         .windows(WindowsOptions::new().session_name(args.session_name.clone()))
         .start()
         .context("cannot start watching process exits")?;
@@ -106,6 +113,10 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         .context("the monitor stopped with an error")?;
     result?;
     printer.summary(&stats)?;
+    if args.strict && stats.has_loss() {
+        eprintln!("procexit: --strict: exits were lost, dropped or overrun (see the summary)");
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use procexit::{Event, Stats};
+use procexit::{Event, ExitKind, ExitStatus, ProcessExit, Stats};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl Printer {
                             time: exit.exit_time,
                             pid: exit.pid,
                             ppid: exit.ppid,
-                            status: &exit.status.to_string(),
+                            status: &status_text(exit),
                             duration: exit.duration(),
                             name: exit.name.as_deref(),
                             command_line: exit.command_line.as_deref(),
@@ -183,6 +183,22 @@ impl Row<'_> {
     }
 }
 
+/// The STATUS column: the code or signal with its name beside it
+/// (`signal 9 (SIGKILL)`, `code 0xc000013a STATUS_CONTROL_C_EXIT`), and
+/// `OOM` when the OOM killer chose the process.
+pub fn status_text(exit: &ProcessExit) -> String {
+    let mut text = exit.status.to_string();
+    // Signal names are part of ExitStatus's Display already.
+    if let (ExitStatus::Code(_), Some(name)) = (exit.status, exit.status_name()) {
+        text.push(' ');
+        text.push_str(name);
+    }
+    if exit.kind() == ExitKind::OomKilled {
+        text.push_str(" OOM");
+    }
+    text
+}
+
 /// `HH:MM:SS.mmm` of a UTC time.
 fn clock_time(time: std::time::SystemTime) -> String {
     let Ok(since) = time.duration_since(UNIX_EPOCH) else {
@@ -225,6 +241,30 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(3240)), "3.2s");
         assert_eq!(format_duration(Duration::from_secs(302)), "5m02s");
         assert_eq!(format_duration(Duration::from_secs(7380)), "2h03m");
+    }
+
+    #[test]
+    fn status_column_names_the_status() {
+        use procexit::Source;
+        let exit = |status, source| ProcessExit::new(1, status, source);
+        let code = ExitStatus::Code;
+        assert_eq!(
+            status_text(&exit(code(0xC000_013A), Source::EtlFile)),
+            "code 0xc000013a STATUS_CONTROL_C_EXIT"
+        );
+        assert_eq!(status_text(&exit(code(1), Source::EtlFile)), "code 1");
+        assert_eq!(
+            status_text(&exit(code(3), Source::LinuxConnector)),
+            "code 3"
+        );
+        let kill = ExitStatus::Signal {
+            signal: 9,
+            core_dumped: false,
+        };
+        let mut oom = exit(kill, Source::LinuxTaskstats);
+        assert_eq!(status_text(&oom), "signal 9 (SIGKILL)");
+        oom.oom_killed = Some(true);
+        assert_eq!(status_text(&oom), "signal 9 (SIGKILL) OOM");
     }
 
     #[test]

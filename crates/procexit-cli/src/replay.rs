@@ -132,8 +132,8 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
 /// A trace that enabled both the kernel Process class and
 /// Microsoft-Windows-Kernel-Process records each exit twice. The kernel End
 /// has more (command line, key); the Kernel-Process stop has the create
-/// time. One record is printed per exit: the End, with the create time
-/// added when it lacked a start time. A Kernel-Process stop that no End
+/// time and the resource use. One record is printed per exit: the End, with
+/// the create time added when it lacked a start time, and the resources. A Kernel-Process stop that no End
 /// matches is printed when the End could no longer come (end of file).
 #[derive(Default)]
 struct Dedup {
@@ -175,6 +175,10 @@ impl Dedup {
             }
             if exit.ppid.is_none() {
                 exit.ppid = stop.ppid;
+            }
+            // Only the Kernel-Process stop reports resource use.
+            if exit.resources == procexit::Resources::default() {
+                exit.resources = stop.resources;
             }
         }
         if self.recent.len() == RECENT_KEPT {
