@@ -37,6 +37,7 @@ pub(crate) struct Context {
 struct TrackerState {
     tracker: EtwExitTracker,
     anomalies_reported: u64,
+    evicted_reported: u64,
 }
 
 /// One event, copied out of the EVENT_RECORD.
@@ -58,6 +59,7 @@ impl Context {
             tracker: Mutex::new(TrackerState {
                 tracker: EtwExitTracker::new(source),
                 anomalies_reported: 0,
+                evicted_reported: 0,
             }),
             sink,
             panics: AtomicU64::new(0),
@@ -123,6 +125,10 @@ impl Context {
             self.sink.anomaly();
         }
         state.anomalies_reported = total;
+        let evicted = state.tracker.evicted();
+        self.sink
+            .evicted(evicted.saturating_sub(state.evicted_reported));
+        state.evicted_reported = evicted;
     }
 }
 
