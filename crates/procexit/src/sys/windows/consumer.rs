@@ -38,6 +38,7 @@ pub(crate) struct Context {
 struct TrackerState {
     tracker: EtwExitTracker,
     anomalies_reported: u64,
+    evicted_reported: u64,
 }
 
 impl Context {
@@ -49,6 +50,7 @@ impl Context {
             tracker: Mutex::new(TrackerState {
                 tracker: EtwExitTracker::new(source, Some(window_start)),
                 anomalies_reported: 0,
+                evicted_reported: 0,
             }),
             sink,
             panics: AtomicU64::new(0),
@@ -119,6 +121,10 @@ impl Context {
             self.sink.anomaly();
         }
         state.anomalies_reported = total;
+        let evicted = state.tracker.evicted();
+        self.sink
+            .evicted(evicted.saturating_sub(state.evicted_reported));
+        state.evicted_reported = evicted;
     }
 }
 
