@@ -597,3 +597,51 @@ fn process_alive_before_the_monitor_gets_a_full_record() {
     assert!(lived >= Duration::from_millis(550), "lived {lived:?}");
     assert!(exit.process_key.is_some());
 }
+
+/// A process that moves itself into a new cgroup and then execs is reported
+/// with that cgroup, and with the container id its docker-style name holds.
+#[test]
+fn cgroup_of_a_process_started_inside_a_cgroup() {
+    if !is_root() {
+        return skip("creating a cgroup needs root");
+    }
+    // Every hierarchy the cgroup path may be read from: the unified one
+    // (at /sys/fs/cgroup on cgroup v2, /sys/fs/cgroup/unified on hybrid
+    // systems) and the v1 memory controller.
+    let roots: Vec<std::path::PathBuf> = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/memory",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .filter(|root| root.join("cgroup.procs").exists())
+    .collect();
+    if roots.is_empty() {
+        return skip("no writable cgroup hierarchy at /sys/fs/cgroup");
+    }
+    let seed = u64::from(me()) << 20 ^ 0x5eed_cafe;
+    let id = format!("{seed:016x}").repeat(4);
+    let name = format!("docker-{id}.scope");
+    let dirs: Vec<_> = roots.iter().map(|root| root.join(&name)).collect();
+    for dir in &dirs {
+        std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
+    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+        return;
+    };
+    let moves: String = dirs
+        .iter()
+        .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
+        .collect();
+    let script = format!("{moves}exec sh -c 'sleep 0.1; exit 4'");
+    let pid = run("sh", &["-c", &script]);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    for dir in &dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+    let exit = seen.get(&pid).expect("the exit");
+    assert_eq!(exit.status, ExitStatus::Code(4), "the moves failed");
+    assert_eq!(exit.cgroup.as_deref(), Some(format!("/{name}").as_str()));
+    assert_eq!(exit.container_id.as_deref(), Some(id.as_str()));
+}
