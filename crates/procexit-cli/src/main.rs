@@ -1,6 +1,7 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
+mod escape;
 mod output;
 mod replay;
 
