@@ -645,3 +645,92 @@ fn cgroup_of_a_process_started_inside_a_cgroup() {
     assert_eq!(exit.cgroup.as_deref(), Some(format!("/{name}").as_str()));
     assert_eq!(exit.container_id.as_deref(), Some(id.as_str()));
 }
+
+/// `WaitSet` on a pid whose process ends and whose pid is then given to a
+/// new process (forced through `ns_last_pid`) reports the first process's
+/// exit, with its start time as `process_key`, and never the newcomer's.
+#[test]
+fn wait_is_not_fooled_by_pid_reuse() {
+    use std::io::Write;
+    if !is_root() {
+        return skip("forcing pid reuse through /proc/sys/kernel/ns_last_pid needs root");
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let start_ticks = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = stat.get(stat.rfind(')')? + 1..)?;
+        after.split_whitespace().nth(19)?.parse::<u64>().ok()
+    };
+    let mut original = Command::new("sh")
+        .args(["-c", "read -r line; exit 3"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = original.id();
+    let original_start = start_ticks(pid).expect("the original's start time");
+    let mut set = match procexit::WaitSet::new(&[pid]) {
+        Ok(set) => set,
+        Err(e) => {
+            drop(original.stdin.take());
+            let _ = original.wait();
+            return skip(&format!("process connector not usable here: {e}"));
+        }
+    };
+    // Let the clock move on, so the two processes' start times differ.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(original.stdin.take());
+    assert_eq!(original.wait().unwrap().code(), Some(3));
+
+    // Hand the pid to a new process: ns_last_pid = pid - 1, then fork. Other
+    // processes on the machine may take it first, so try a few times.
+    let mut reused = None;
+    for _ in 0..200 {
+        let mut last = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/sys/kernel/ns_last_pid")
+            .unwrap();
+        write!(last, "{}", pid - 1).unwrap();
+        drop(last);
+        let mut child = Command::new("sh")
+            .args(["-c", "read -r line; exit 7"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if child.id() == pid {
+            reused = Some(child);
+            break;
+        }
+        drop(child.stdin.take());
+        child.wait().unwrap();
+    }
+    let Some(mut newcomer) = reused else {
+        panic!("could not get pid {pid} reused in 200 tries");
+    };
+    let newcomer_start = start_ticks(pid).expect("the newcomer's start time");
+    assert!(
+        newcomer_start > original_start + 1,
+        "start times must differ"
+    );
+    drop(newcomer.stdin.take());
+    assert_eq!(newcomer.wait().unwrap().code(), Some(7));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = set
+        .next_exit(Some(deadline))
+        .unwrap()
+        .expect("the original's exit");
+    assert_eq!(exit.pid, pid);
+    assert_eq!(exit.status, ExitStatus::Code(3), "{exit:?}");
+    let key = exit.process_key.expect("a process key");
+    assert!(
+        key.abs_diff(original_start) <= 1,
+        "{key} vs {original_start}"
+    );
+    assert!(set.remaining().is_empty());
+
+    // Waiting on the pid now names no process: it has ended.
+    assert!(matches!(
+        procexit::WaitSet::new(&[pid]),
+        Err(Error::NoSuchProcess { .. })
+    ));
+}
