@@ -485,11 +485,11 @@ fn taskstats_fills_resources_as_root() {
         "the loop used too little CPU: {rusage_cpu} µs"
     );
     // taskstats gives the tick-sampled times, rusage scales them to the
-    // precise runtime: the sums agree up to a few ticks (seen 20 % apart
-    // for a ~0.1 s process on a loaded machine).
-    let diff = cpu.abs_diff(rusage_cpu);
+    // precise runtime: on a loaded machine a ~0.1 s process's sums were
+    // seen more than 25 % apart, so only the order of magnitude is checked
+    // here (the field offsets are checked exactly by the decoder's tests).
     assert!(
-        diff <= rusage_cpu / 4 + 20_000,
+        cpu * 2 >= rusage_cpu && cpu <= rusage_cpu * 2 + 20_000,
         "taskstats {cpu} µs vs rusage {rusage_cpu} µs"
     );
     // The peak is about what the shell saw shortly before its end (RSS
