@@ -35,6 +35,7 @@ Examples:
   procexit watch --json --failed
   procexit watch --name 'cc*' --name ld --count 10
   procexit watch --ppid 1 --duration 100ms
+  procexit watch --cgroup '*docker-*' --json
   procexit watch --strict --json --count 100 > exits.jsonl; echo $?
 
 Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
@@ -93,6 +94,10 @@ pub struct FilterArgs {
     /// Only processes that lived at least this long (e.g. 250ms, 2s, 1m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Linux: only processes whose cgroup path matches this glob (`*` also
+    /// matches `/`), e.g. '/system.slice/docker-*'; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub cgroup: Vec<String>,
 }
 
 impl FilterArgs {
@@ -109,6 +114,9 @@ impl FilterArgs {
         }
         if let Some(d) = self.duration {
             filter = filter.min_duration(d);
+        }
+        for cgroup in &self.cgroup {
+            filter = filter.cgroup(cgroup.clone());
         }
         filter
     }
@@ -129,6 +137,10 @@ pub struct WatchArgs {
     /// which the kernel doubles). Smaller buffers lose exits in bursts.
     #[arg(long, value_name = "BYTES")]
     pub socket_buffer: Option<usize>,
+    /// Windows: the ETW session's name; it must start with "procexit". One
+    /// watch per name runs at a time (ignored on other OSes).
+    #[arg(long, value_name = "NAME", default_value = procexit::config::DEFAULT_SESSION_NAME)]
+    pub session_name: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -198,6 +210,16 @@ mod tests {
             args.filter.to_filter(),
             Filter::new().failed_only(true).name("sh").pid(3)
         );
+        assert_eq!(args.session_name, "procexit");
+    }
+
+    #[test]
+    fn session_name_flag() {
+        let cli = Cli::parse_from(["procexit", "watch", "--session-name", "procexit-2"]);
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(args.session_name, "procexit-2");
     }
 }
 

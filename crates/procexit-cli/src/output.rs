@@ -115,6 +115,8 @@ impl Printer {
                 "lost": stats.lost,
                 "overruns": stats.overruns,
                 "anomalies": stats.anomalies,
+                "session_gaps": stats.session_gaps,
+                "evicted": stats.evicted,
             });
             let mut out = self.out.lock();
             serde_json::to_writer(&mut out, &value)?;
@@ -153,6 +155,18 @@ pub fn summary_line(stats: &Stats) -> String {
     }
     if stats.anomalies > 0 {
         line.push_str(&format!(", {} anomalies", stats.anomalies));
+    }
+    if stats.evicted > 0 {
+        line.push_str(&format!(
+            ", {} live-process records evicted to bound memory",
+            stats.evicted
+        ));
+    }
+    if stats.session_gaps > 0 {
+        line.push_str(&format!(
+            ", trace session stopped from outside and restarted {} times (exits in those gaps are missing)",
+            stats.session_gaps
+        ));
     }
     line
 }

@@ -12,12 +12,14 @@
 
 use std::fmt;
 
+pub mod cgroup;
 pub mod kernel_process;
 pub mod lost_event;
 pub mod mof_process;
 pub mod netlink;
 pub mod proc_connector;
 pub mod taskstats;
+pub mod view;
 
 /// A GUID as Windows lays it out: `Data1` u32, `Data2` u16, `Data3` u16 (all
 /// little-endian on disk), `Data4` 8 bytes.

@@ -1,40 +1,71 @@
-//! ETW process events → [`ProcessExit`] records.
+//! ETW process events → [`ProcessExit`] records: the one place that decides
+//! what is an exit, for live sessions and `.etl` files alike.
 //!
 //! Kernel Process class (docs/etw-process-events.md §1.7):
 //! - Start (1) and DCStart (3) seed what an End may lack (name, command line,
 //!   user). Only Start's event time is a start time: DCStart is a rundown
 //!   logged when the session began, so it gives no start time.
-//! - End (2) is the exit. Defunct (39) is an exited process still referenced
-//!   at rundown; it is reported unless the same (pid, UniqueProcessKey)
-//!   was already reported. Its event time is the rundown time, so only the
-//!   v5 payload `ExitTime` is used as exit time.
+//! - End (2) is the exit.
+//! - Defunct (39) is a rundown record of a zombie (ended, still referenced),
+//!   listed when a session stops. It is an exit only when no End was seen
+//!   for its (pid, UniqueProcessKey) and the process ended inside the
+//!   observed window: its v5 `ExitTime` is at or after the window start (the
+//!   trace or session start), or, without ExitTime, the process was seen
+//!   alive in this window (Start or DCStart). Otherwise it is a fact about
+//!   the rundown, not an exit. Its event time is the rundown time, so only
+//!   the payload `ExitTime` is used as exit time.
 //! - Everything else (DCEnd, Terminate, PerfCtr…) is ignored.
 //!
 //! Microsoft-Windows-Kernel-Process (§5): ProcessStop carries create and exit
 //! times and the exit code, but no key, parent or command line. A ProcessStart
-//! with the same (pid, CreateTime) supplies the parent; the kernel-class state
-//! is not consulted, since a pid alone cannot tie the two providers together.
+//! with the same (pid, CreateTime) supplies the parent. When the same stream
+//! also carries kernel Process events (a trace that enabled both), each exit
+//! comes twice; one record is made: the kernel End, with the ProcessStop's
+//! create time (and parent) added when it lacks them. A ProcessStop that
+//! comes first waits for its End ([`on_kernel_process_event`] returns
+//! nothing); one that no End matched is released by [`finish`].
 //!
-//! Memory is bounded: live processes and recently reported keys are kept in
-//! insertion-ordered maps that drop their oldest entries when full.
+//! Memory is bounded: live processes, recently reported keys and waiting
+//! ProcessStops are kept in insertion-ordered maps or queues that drop (or,
+//! for ProcessStops, release) their oldest entries when full.
+//!
+//! [`on_kernel_process_event`]: EtwExitTracker::on_kernel_process_event
+//! [`finish`]: EtwExitTracker::finish
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use crate::decode::kernel_process::{
-    decode_process_start, decode_process_stop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
+    decode_process_start, decode_process_stop, ProcessStop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
 };
+use crate::decode::lost_event::{classify_lost, LostKind};
 use crate::decode::mof_process::{
-    decode_process, ProcessPayload, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
+    decode_process, ProcessPayload, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END,
+    OPCODE_START,
 };
-use crate::decode::{DecodeError, DecodeErrorKind, PointerSize};
-use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Source, User};
+use crate::decode::view::{EventHeader, EventView};
+use crate::decode::{
+    DecodeError, DecodeErrorKind, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID,
+};
+use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources, Source, User};
 
 /// Processes seen starting and not yet ended. Entries whose End was lost
 /// are evicted oldest-first beyond this.
 const MAX_LIVE: usize = 16_384;
+/// Bytes of command lines the live table may hold. Any user can start
+/// processes with 32 K-character command lines; without a budget they
+/// would grow an administrator's monitor without bound. Beyond it the
+/// oldest live entries are evicted (their End still carries the command
+/// line; only a start time is lost) and counted.
+const COMMAND_LINE_BUDGET: usize = 16 << 20;
 /// Recently reported (pid, key) pairs remembered for End/Defunct dedup.
 const MAX_REPORTED: usize = 4096;
+/// ProcessStops waiting for their kernel End, and kernel exits remembered
+/// for ProcessStops that come after their End.
+const MAX_PAIRING: usize = 1024;
+/// The two records of one exit carry exit times microseconds apart; pids are
+/// reused far more slowly.
+const SAME_EXIT_WINDOW: u64 = 2 * 10_000_000;
 
 /// (pid, UniqueProcessKey); the key is `None` before v2 or when it is 0.
 type ProcKey = (u32, Option<u64>);
@@ -58,49 +89,98 @@ struct KpSeed {
 
 /// Tracks process lifetimes across ETW process events and emits one
 /// [`ProcessExit`] per ended process.
+///
+/// `T` is what the caller attaches to each Kernel-Process event (the `.etl`
+/// reader attaches the event's item). It comes back from
+/// [`take_released`](Self::take_released), with the event's exit record if
+/// it gives one, as soon as that is decided: at once, or — for a ProcessStop
+/// that waits for its kernel End — when the End comes (without a record: the
+/// End's record includes it) or at [`finish`](Self::finish).
 #[derive(Debug)]
-pub(crate) struct EtwExitTracker {
+pub(crate) struct EtwExitTracker<T = ()> {
     source: Source,
     live: Bounded<ProcKey, Seed>,
     reported: Bounded<ProcKey, ()>,
     kp_live: Bounded<(u32, u64), KpSeed>,
     anomalies: u64,
+    /// Command-line bytes held in `live`.
+    command_line_bytes: usize,
+    command_line_budget: usize,
+    /// Live entries dropped to stay within MAX_LIVE or the byte budget.
+    evicted: u64,
+    /// FILETIME the observed window began: trace or session start.
+    window_start: Option<u64>,
+    /// A kernel Process event was seen: ProcessStops then pair with Ends.
+    kernel_seen: bool,
+    /// ProcessStops waiting for their End, oldest first.
+    waiting_stops: VecDeque<(ProcessExit, T)>,
+    /// Kernel-Process events decided, in order, with their exit if any.
+    released: VecDeque<(Option<ProcessExit>, T)>,
+    /// (pid, status, exit FILETIME) of recent kernel exits.
+    recent_exits: VecDeque<(u32, ExitStatus, u64)>,
 }
 
-impl EtwExitTracker {
+impl<T> EtwExitTracker<T> {
     /// A tracker whose records carry `source`. With [`Source::EtwKernel`],
     /// records built from Kernel-Process events carry
-    /// [`Source::EtwKernelProcess`] instead.
-    pub(crate) fn new(source: Source) -> Self {
+    /// [`Source::EtwKernelProcess`] instead. `window_start` is the FILETIME
+    /// the observation began (the trace's or session's start), if known;
+    /// without it a Defunct counts as an exit only for a process seen alive.
+    pub(crate) fn new(source: Source, window_start: Option<u64>) -> Self {
         EtwExitTracker {
             source,
             live: Bounded::new(MAX_LIVE),
             reported: Bounded::new(MAX_REPORTED),
             kp_live: Bounded::new(MAX_LIVE),
             anomalies: 0,
+            command_line_bytes: 0,
+            command_line_budget: COMMAND_LINE_BUDGET,
+            evicted: 0,
+            window_start: window_start.filter(|&t| t != 0),
+            kernel_seen: false,
+            waiting_stops: VecDeque::new(),
+            released: VecDeque::new(),
+            recent_exits: VecDeque::new(),
         }
     }
 
-    /// One kernel Process-class event (provider PROCESS_GUID). `timestamp` = event time as FILETIME if known.
-    /// Returns the exit record for End (op 2), and for Defunct (op 39) unless that (pid, UniqueProcessKey) was already reported by an End.
+    /// Releases the ProcessStops still waiting for an End as exits (to
+    /// [`take_released`](Self::take_released)): call at the end of the stream.
+    pub(crate) fn finish(&mut self) {
+        for (exit, tag) in self.waiting_stops.drain(..) {
+            self.released.push_back((Some(exit), tag));
+        }
+    }
+
+    /// The Kernel-Process events decided since the last call, in order: each
+    /// caller's tag with the exit record it gives, if any.
+    pub(crate) fn take_released(
+        &mut self,
+    ) -> std::collections::vec_deque::Drain<'_, (Option<ProcessExit>, T)> {
+        self.released.drain(..)
+    }
+
+    /// One kernel Process-class lifecycle event, decoded once by the
+    /// caller ([`decode_process_event`]). `timestamp` = event time as
+    /// FILETIME if known. Returns the exit record for End, and for a Defunct
+    /// that the module's rule makes an exit.
     ///
-    /// A Start/DCStart that does not decode is counted in [`anomalies`](Self::anomalies)
-    /// and yields `Ok(None)`; an End/Defunct that does not decode is an error.
-    /// Either way the tracker stays usable for later events.
+    /// A Start/DCStart that did not decode is counted in
+    /// [`anomalies`](Self::anomalies) and yields `Ok(None)`; an End/Defunct
+    /// that did not decode is an error. Either way the tracker stays usable.
     pub(crate) fn on_process_event(
         &mut self,
-        opcode: u8,
-        version: u8,
-        pointer: PointerSize,
+        op: ProcessOp,
         timestamp: Option<u64>,
-        payload: &[u8],
+        decoded: Result<&ProcessPayload, DecodeError>,
     ) -> Result<Option<ProcessExit>, DecodeError> {
-        match opcode {
-            OPCODE_START | OPCODE_DC_START => {
-                match decode_process(payload, version, pointer) {
+        self.kernel_seen = true;
+        match op {
+            ProcessOp::Start | ProcessOp::DcStart => {
+                match decoded {
                     Ok(p) => {
-                        self.note(&p);
-                        let start_time = if opcode == OPCODE_START {
+                        self.note(p);
+                        let start_time = if op == ProcessOp::Start {
                             timestamp
                         } else {
                             None
@@ -111,74 +191,133 @@ impl EtwExitTracker {
                 }
                 Ok(None)
             }
-            OPCODE_END => {
-                let p = decode_process(payload, version, pointer)?;
-                self.note(&p);
-                self.finish(p, timestamp).map(Some)
+            ProcessOp::End => {
+                let p = decoded?;
+                self.note(p);
+                let mut exit = self.end(p, timestamp)?;
+                self.pair_with_waiting_stop(&mut exit);
+                Ok(Some(exit))
             }
-            OPCODE_DEFUNCT => {
-                let p = decode_process(payload, version, pointer)?;
-                self.note(&p);
-                if self.reported.contains(&proc_key(&p)) {
+            ProcessOp::Defunct => {
+                let p = decoded?;
+                self.note(p);
+                if !self.defunct_is_exit(p) {
                     return Ok(None);
                 }
                 // The event time is when the rundown saw the zombie, not the exit.
-                let exit_time = p.exit_time;
-                self.finish(p, exit_time).map(Some)
+                let mut exit = self.end(p, p.exit_time)?;
+                self.pair_with_waiting_stop(&mut exit);
+                Ok(Some(exit))
+            }
+            ProcessOp::DcEnd => Ok(None),
+        }
+    }
+
+    /// Decodes and tracks one kernel Process event given as bytes (tests).
+    #[cfg(test)]
+    fn on_process_bytes(
+        &mut self,
+        opcode: u8,
+        version: u8,
+        pointer: crate::decode::PointerSize,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        let mut header = EventHeader::new(PROCESS_GUID, opcode, version.into(), pointer);
+        header.time = timestamp;
+        match route(&header) {
+            Route::Process(op) => {
+                let decoded = decode_process_event(&EventView {
+                    header,
+                    payload,
+                    extended: &[],
+                    place: (),
+                });
+                self.on_process_event(op, timestamp, decoded.as_ref().map_err(|e| *e))
             }
             _ => Ok(None),
         }
     }
 
-    /// One Microsoft-Windows-Kernel-Process event (ProcessStop id 2 gives an exit; ProcessStart id 1 may seed if you decode it).
+    /// One Microsoft-Windows-Kernel-Process event: ProcessStart (id 1) seeds
+    /// the parent, ProcessStop (id 2) gives an exit — unless a kernel End
+    /// already reported it, or (in a stream with kernel Process events) it
+    /// waits for its End. What is decided goes to
+    /// [`take_released`](Self::take_released) with `tag`; when the wait
+    /// queue is full its oldest stop is released as an exit.
     ///
-    /// A ProcessStart that does not decode is counted as an anomaly and
-    /// yields `Ok(None)`; other event ids are ignored.
+    /// A ProcessStart that does not decode is counted as an anomaly; a
+    /// ProcessStop that does not decode is an error (its tag is released
+    /// without a record).
     pub(crate) fn on_kernel_process_event(
         &mut self,
-        event_id: u16,
+        op: KernelProcessOp,
         version: u8,
         timestamp: Option<u64>,
         payload: &[u8],
-    ) -> Result<Option<ProcessExit>, DecodeError> {
-        match event_id {
-            EVENT_PROCESS_START => {
+        tag: T,
+    ) -> Result<(), DecodeError> {
+        match op {
+            KernelProcessOp::Start => {
                 match decode_process_start(payload, version) {
-                    Ok(s) => self.kp_live.insert(
-                        (s.pid, s.create_time),
-                        KpSeed {
-                            ppid: s.ppid,
-                            image_path: s.image_name,
-                        },
-                    ),
+                    Ok(s) => {
+                        self.kp_live.insert(
+                            (s.pid, s.create_time),
+                            KpSeed {
+                                ppid: s.ppid,
+                                image_path: s.image_name,
+                            },
+                        );
+                    }
                     Err(_) => self.bump_anomalies(),
                 }
-                Ok(None)
+                self.released.push_back((None, tag));
+                Ok(())
             }
-            EVENT_PROCESS_STOP => {
-                let s = decode_process_stop(payload, version)?;
-                if s.image_name.is_none() {
-                    self.bump_anomalies();
+            KernelProcessOp::Stop => match decode_process_stop(payload, version) {
+                Ok(stop) => {
+                    self.on_stop(stop, timestamp, tag);
+                    Ok(())
                 }
-                let seed = self.kp_live.remove(&(s.pid, s.create_time));
-                let source = match self.source {
-                    Source::EtwKernel => Source::EtwKernelProcess,
-                    other => other,
-                };
-                let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
-                exit.resources = s.resources();
-                exit.start_time = system_time_from_filetime(s.create_time);
-                exit.exit_time = system_time_from_filetime(s.exit_time)
-                    .or_else(|| timestamp.and_then(system_time_from_filetime));
-                exit.ppid = seed.as_ref().map(|seed| seed.ppid);
-                exit.name = non_empty(s.image_name).or_else(|| {
-                    seed.and_then(|seed| seed.image_path)
-                        .as_deref()
-                        .and_then(leaf_name)
-                });
-                Ok(Some(exit))
+                Err(e) => {
+                    self.released.push_back((None, tag));
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    fn on_stop(&mut self, s: ProcessStop, timestamp: Option<u64>, tag: T) {
+        if s.image_name.is_none() {
+            self.bump_anomalies();
+        }
+        let seed = self.kp_live.remove(&(s.pid, s.create_time));
+        let source = match self.source {
+            Source::EtwKernel => Source::EtwKernelProcess,
+            other => other,
+        };
+        let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
+        exit.resources = s.resources();
+        exit.start_time = system_time_from_filetime(s.create_time);
+        exit.exit_time = system_time_from_filetime(s.exit_time)
+            .or_else(|| timestamp.and_then(system_time_from_filetime));
+        exit.ppid = seed.as_ref().map(|seed| seed.ppid);
+        exit.name = non_empty(s.image_name).or_else(|| {
+            seed.and_then(|seed| seed.image_path)
+                .as_deref()
+                .and_then(leaf_name)
+        });
+        if self.was_reported_by_kernel(&exit) {
+            self.released.push_back((None, tag));
+        } else if !self.kernel_seen {
+            self.released.push_back((Some(exit), tag));
+        } else {
+            self.waiting_stops.push_back((exit, tag));
+            if self.waiting_stops.len() > MAX_PAIRING {
+                if let Some((exit, tag)) = self.waiting_stops.pop_front() {
+                    self.released.push_back((Some(exit), tag));
+                }
             }
-            _ => Ok(None),
         }
     }
 
@@ -187,6 +326,13 @@ impl EtwExitTracker {
     /// events that could not be decoded at all.
     pub(crate) fn anomalies(&self) -> u64 {
         self.anomalies
+    }
+
+    /// Live entries evicted so far to keep the table within its entry and
+    /// command-line bounds.
+    #[cfg_attr(not(windows), allow(dead_code))] // read by the live backend
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     fn bump_anomalies(&mut self) {
@@ -199,27 +345,96 @@ impl EtwExitTracker {
         }
     }
 
-    fn seed(&mut self, p: ProcessPayload, start_time: Option<u64>) {
-        let key = proc_key(&p);
+    fn seed(&mut self, p: &ProcessPayload, start_time: Option<u64>) {
+        let key = proc_key(p);
         let start_time = start_time.or_else(|| {
             // Keep a start time an earlier Start already gave this process.
             self.live.get(&key).and_then(|s| s.start_time)
         });
-        self.live.insert(
+        let command_line = non_empty(p.command_line.clone());
+        self.command_line_bytes = self
+            .command_line_bytes
+            .saturating_add(command_line.as_ref().map_or(0, String::len));
+        let (replaced, evicted) = self.live.insert(
             key,
             Seed {
                 start_time,
-                name: non_empty(p.image_file_name),
-                command_line: non_empty(p.command_line),
-                user: p.user_sid,
+                name: non_empty(p.image_file_name.clone()),
+                command_line,
+                user: p.user_sid.clone(),
             },
         );
+        if evicted.is_some() {
+            self.evicted = self.evicted.saturating_add(1);
+        }
+        for gone in [replaced, evicted].into_iter().flatten() {
+            self.forget_bytes(&gone);
+        }
+        while self.command_line_bytes > self.command_line_budget {
+            let Some(gone) = self.live.pop_oldest() else {
+                break;
+            };
+            self.evicted = self.evicted.saturating_add(1);
+            self.forget_bytes(&gone);
+        }
+    }
+
+    fn forget_bytes(&mut self, seed: &Seed) {
+        let bytes = seed.command_line.as_ref().map_or(0, String::len);
+        self.command_line_bytes = self.command_line_bytes.saturating_sub(bytes);
+    }
+
+    /// Whether a Defunct record is an exit (see the module docs).
+    fn defunct_is_exit(&self, p: &ProcessPayload) -> bool {
+        let key = proc_key(p);
+        if self.reported.contains(&key) {
+            return false;
+        }
+        match (p.exit_time.filter(|&t| t != 0), self.window_start) {
+            (Some(exit_time), Some(start)) => exit_time >= start,
+            _ => self.live.contains(&key),
+        }
+    }
+
+    /// Adds what a waiting ProcessStop of the same exit knows, drops that
+    /// stop, and remembers the exit for stops that come later.
+    fn pair_with_waiting_stop(&mut self, exit: &mut ProcessExit) {
+        let Some(exit_ft) = exit.exit_time.map(filetime_of) else {
+            return;
+        };
+        let position = self.waiting_stops.iter().position(|(stop, _)| {
+            same_exit(
+                (stop.pid, stop.status, stop.exit_time.map(filetime_of)),
+                (exit.pid, exit.status, Some(exit_ft)),
+            )
+        });
+        if let Some((stop, tag)) = position.and_then(|i| self.waiting_stops.remove(i)) {
+            exit.start_time = exit.start_time.or(stop.start_time);
+            exit.ppid = exit.ppid.or(stop.ppid);
+            // Only the ProcessStop reports resource use.
+            if exit.resources == Resources::default() {
+                exit.resources = stop.resources;
+            }
+            self.released.push_back((None, tag));
+        }
+        if self.recent_exits.len() == MAX_PAIRING {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits
+            .push_back((exit.pid, exit.status, exit_ft));
+    }
+
+    fn was_reported_by_kernel(&self, stop: &ProcessExit) -> bool {
+        let stop_ft = stop.exit_time.map(filetime_of);
+        self.recent_exits.iter().any(|&(pid, status, ft)| {
+            same_exit((pid, status, Some(ft)), (stop.pid, stop.status, stop_ft))
+        })
     }
 
     /// Builds the record for an ended process and forgets its live state.
-    fn finish(
+    fn end(
         &mut self,
-        p: ProcessPayload,
+        p: &ProcessPayload,
         exit_time: Option<u64>,
     ) -> Result<ProcessExit, DecodeError> {
         // v0 has no exit status; inventing one would be wrong.
@@ -229,8 +444,11 @@ impl EtwExitTracker {
                 kind: DecodeErrorKind::Invalid("exit status (absent in a v0 payload)"),
             });
         };
-        let key = proc_key(&p);
+        let key = proc_key(p);
         let seed = self.live.remove(&key);
+        if let Some(seed) = &seed {
+            self.forget_bytes(seed);
+        }
         self.reported.insert(key, ());
         let code = u32::from_le_bytes(status.to_le_bytes());
         let mut exit = ProcessExit::new(p.pid, ExitStatus::Code(code), self.source);
@@ -238,9 +456,9 @@ impl EtwExitTracker {
         exit.process_key = key.1;
         exit.exit_time = exit_time.and_then(system_time_from_filetime);
         let (mut name, mut command_line, mut user) = (
-            non_empty(p.image_file_name),
-            non_empty(p.command_line),
-            p.user_sid,
+            non_empty(p.image_file_name.clone()),
+            non_empty(p.command_line.clone()),
+            p.user_sid.clone(),
         );
         if let Some(seed) = seed {
             exit.start_time = seed.start_time.and_then(system_time_from_filetime);
@@ -253,6 +471,98 @@ impl EtwExitTracker {
         exit.user = user.map(User::Sid);
         Ok(exit)
     }
+}
+
+/// A kernel Process-class lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessOp {
+    /// Opcode 1.
+    Start,
+    /// Opcode 2.
+    End,
+    /// Opcode 3: alive when the session started.
+    DcStart,
+    /// Opcode 4: alive when the session stopped.
+    DcEnd,
+    /// Opcode 39: a zombie at rundown.
+    Defunct,
+}
+
+/// A Microsoft-Windows-Kernel-Process event the tracker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KernelProcessOp {
+    /// ProcessStart (id 1).
+    Start,
+    /// ProcessStop (id 2).
+    Stop,
+}
+
+/// Where an ETW event goes: the one routing decision, by provider GUID and
+/// opcode or event id, for the real-time callback and the `.etl` reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A kernel Process lifecycle event (decode with [`decode_process_event`]).
+    Process(ProcessOp),
+    /// A Kernel-Process start or stop.
+    KernelProcess(KernelProcessOp),
+    /// A real-time loss notification; `None` for an unknown loss opcode.
+    Lost(Option<LostKind>),
+    /// Anything else (other kernel classes and Process opcodes such as
+    /// Terminate or PerfCtr, trace headers, other providers).
+    Other,
+}
+
+/// Routes one event by its header.
+pub(crate) fn route(header: &EventHeader) -> Route {
+    if header.provider == PROCESS_GUID {
+        match header.opcode {
+            OPCODE_START => Route::Process(ProcessOp::Start),
+            OPCODE_END => Route::Process(ProcessOp::End),
+            OPCODE_DC_START => Route::Process(ProcessOp::DcStart),
+            OPCODE_DC_END => Route::Process(ProcessOp::DcEnd),
+            OPCODE_DEFUNCT => Route::Process(ProcessOp::Defunct),
+            _ => Route::Other,
+        }
+    } else if header.provider == KERNEL_PROCESS_GUID {
+        match header.event_id {
+            EVENT_PROCESS_START => Route::KernelProcess(KernelProcessOp::Start),
+            EVENT_PROCESS_STOP => Route::KernelProcess(KernelProcessOp::Stop),
+            _ => Route::Other,
+        }
+    } else if header.provider == LOST_EVENT_GUID {
+        Route::Lost(classify_lost(header.opcode))
+    } else {
+        Route::Other
+    }
+}
+
+/// The one decode of a kernel Process payload, with the layout of the
+/// event's version and pointer width. Versions beyond a byte do not exist;
+/// they saturate, so the newest layout reads them.
+pub(crate) fn decode_process_event<P>(
+    view: &EventView<'_, P>,
+) -> Result<ProcessPayload, DecodeError> {
+    let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+    decode_process(view.payload, version, view.header.pointer_size)
+}
+
+/// Whether two (pid, status, exit FILETIME) describe the same exit.
+fn same_exit(a: (u32, ExitStatus, Option<u64>), b: (u32, ExitStatus, Option<u64>)) -> bool {
+    let close = match (a.2, b.2) {
+        (Some(x), Some(y)) => x.abs_diff(y) <= SAME_EXIT_WINDOW,
+        _ => false,
+    };
+    a.0 == b.0 && a.1 == b.1 && close
+}
+
+/// `SystemTime` → FILETIME (100 ns ticks since 1601-01-01 UTC); the inverse
+/// of [`system_time_from_filetime`] for times after 1970 (0 before).
+pub(crate) fn filetime_of(t: std::time::SystemTime) -> u64 {
+    const TICKS_1601_TO_1970: u64 = 116_444_736_000_000_000;
+    let since_1970 = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos() / 100).unwrap_or(u64::MAX));
+    since_1970.saturating_add(TICKS_1601_TO_1970)
 }
 
 fn proc_key(p: &ProcessPayload) -> ProcKey {
@@ -293,24 +603,33 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
         }
     }
 
-    fn insert(&mut self, key: K, value: V) {
+    /// Inserts; returns the value `key` had before, and the oldest value
+    /// evicted to stay within `cap` (at most one: one entry was added).
+    fn insert(&mut self, key: K, value: V) -> (Option<V>, Option<V>) {
         let generation = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        self.map.insert(key, (value, generation));
+        let replaced = self.map.insert(key, (value, generation)).map(|(v, _)| v);
         self.order.push_back((key, generation));
-        while self.map.len() > self.cap {
-            let Some((old, old_gen)) = self.order.pop_front() else {
-                break;
-            };
-            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
-                self.map.remove(&old);
-            }
+        let mut evicted = None;
+        if self.map.len() > self.cap {
+            evicted = self.pop_oldest();
         }
         if self.order.len() > self.cap.saturating_mul(2) {
             let map = &self.map;
             self.order
                 .retain(|(k, g)| map.get(k).is_some_and(|(_, mg)| mg == g));
         }
+        (replaced, evicted)
+    }
+
+    /// Removes and returns the oldest live entry's value.
+    fn pop_oldest(&mut self) -> Option<V> {
+        while let Some((old, old_gen)) = self.order.pop_front() {
+            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
+                return self.map.remove(&old).map(|(v, _)| v);
+            }
+        }
+        None
     }
 
     fn get(&self, key: &K) -> Option<&V> {
@@ -341,11 +660,14 @@ mod tests {
     )]
 
     use super::*;
+    use crate::decode::PointerSize;
     use std::time::SystemTime;
 
     const P8: PointerSize = PointerSize::Eight;
     const T_START: u64 = 132_445_973_974_989_595;
     const T_END: u64 = 132_445_974_082_348_412;
+    /// Start of the observed window: one second before `T_START`.
+    const T_WINDOW: u64 = T_START - 10_000_000;
 
     fn utf16z(s: &str) -> Vec<u8> {
         s.encode_utf16()
@@ -390,16 +712,16 @@ mod tests {
 
     #[test]
     fn start_then_end_gives_start_time_and_fills_gaps() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let start = mof(4, 0xaa, 10, 259, "git.exe", "git.exe remote -v");
         assert_eq!(
-            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &start),
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &start),
             Ok(None)
         );
         // An End whose SID and strings are empty takes them from the Start.
         let end = mof(4, 0xaa, 10, 1, "", "");
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .unwrap();
         assert_eq!(exit.pid, 10);
@@ -418,13 +740,13 @@ mod tests {
 
     #[test]
     fn dcstart_then_end_has_no_start_time() {
-        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         let dc = mof(4, 0xbb, 11, 259, "svc.exe", "svc.exe -k");
-        t.on_process_event(OPCODE_DC_START, 4, P8, Some(T_START), &dc)
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, Some(T_START), &dc)
             .unwrap();
         let end = mof(4, 0xbb, 11, -1_073_741_510, "svc.exe", "");
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .unwrap();
         assert_eq!(exit.start_time, None);
@@ -435,43 +757,203 @@ mod tests {
 
     #[test]
     fn end_then_defunct_same_key_is_one_record() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let end = mof(4, 0xcc, 12, 0, "a.exe", "a");
         assert!(t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .is_some());
         let defunct = mof(5, 0xcc, 12, 0, "a.exe", "");
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &defunct),
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &defunct),
             Ok(None)
         );
-        // A Defunct for a process never reported is an exit, timed by its payload.
+        // A v5 Defunct of a process that ended inside the window and had
+        // no End is an exit, timed by its payload's ExitTime.
         let other = mof(5, 0xdd, 13, 0, "b.exe", "");
         let exit = t
-            .on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &other)
+            .on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &other)
             .unwrap()
             .unwrap();
         assert_eq!(exit.exit_time, ft(T_START));
         assert_eq!(exit.start_time, None);
+        assert_eq!(exit.name.as_deref(), Some("b.exe"));
         // Repeated rundowns do not report it twice.
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 20), &other),
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END + 20), &other),
             Ok(None)
         );
-        // v4 Defunct: no payload exit time, and the event time is not one.
+        // A v4 Defunct (no ExitTime) of a process never seen alive: a zombie
+        // from before the window, not an exit.
         let v4 = mof(4, 0xee, 14, 0, "c.exe", "");
+        assert_eq!(
+            t.on_process_bytes(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4),
+            Ok(None)
+        );
+    }
+
+    /// `payload` with its trailing v5 ExitTime replaced by `exit_time`.
+    fn exit_time_at(mut payload: Vec<u8>, exit_time: u64) -> Vec<u8> {
+        let at = payload.len() - 8;
+        payload[at..].copy_from_slice(&exit_time.to_le_bytes());
+        payload
+    }
+
+    #[test]
+    fn defunct_v4_of_a_process_seen_alive_is_an_exit() {
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+        let dc = mof(4, 0x51, 51, 259, "held.exe", "held.exe --wait");
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, Some(T_WINDOW), &dc)
+            .unwrap();
+        // Its End was lost; the stop-time rundown lists it as a zombie.
+        let defunct = mof(4, 0x51, 51, 7, "held.exe", "");
         let exit = t
-            .on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4)
+            .on_process_bytes(OPCODE_DEFUNCT, 4, P8, Some(T_END), &defunct)
             .unwrap()
             .unwrap();
+        assert_eq!(exit.status, ExitStatus::Code(7));
+        assert_eq!(exit.command_line.as_deref(), Some("held.exe --wait"));
+        // The rundown's time is not the exit time, and v4 has none.
         assert_eq!(exit.exit_time, None);
+        // A Start seeds it as well.
+        let start = mof(4, 0x52, 52, 259, "new.exe", "");
+        t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &start)
+            .unwrap();
+        let exit = t
+            .on_process_bytes(
+                OPCODE_DEFUNCT,
+                4,
+                P8,
+                Some(T_END),
+                &mof(4, 0x52, 52, 0, "", ""),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, ft(T_START));
+    }
+
+    #[test]
+    fn defunct_that_ended_before_the_window_is_a_zombie() {
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_START));
+        // v5, ExitTime a day before the window: never an exit.
+        let old = exit_time_at(
+            mof(5, 0x61, 61, 0, "smss.exe", ""),
+            T_START - 864_000_000_000,
+        );
+        assert_eq!(
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END), &old),
+            Ok(None)
+        );
+        // ExitTime exactly at the window start counts as inside.
+        let edge = exit_time_at(mof(5, 0x62, 62, 0, "edge.exe", ""), T_START);
+        assert!(t
+            .on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END), &edge)
+            .unwrap()
+            .is_some());
+        // Without a known window start, ExitTime alone proves nothing: only a
+        // process seen alive counts.
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, None);
+        let unseen = mof(5, 0x63, 63, 0, "x.exe", "");
+        assert_eq!(
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END), &unseen),
+            Ok(None)
+        );
+        t.on_process_bytes(
+            OPCODE_DC_START,
+            5,
+            P8,
+            None,
+            &mof(4, 0x64, 64, 259, "y.exe", ""),
+        )
+        .unwrap();
+        assert!(t
+            .on_process_bytes(
+                OPCODE_DEFUNCT,
+                5,
+                P8,
+                Some(T_END),
+                &mof(5, 0x64, 64, 0, "", "")
+            )
+            .unwrap()
+            .is_some());
+    }
+
+    /// Every exit `take_released` gives after one Kernel-Process event.
+    fn released(t: &mut EtwExitTracker<u32>) -> Vec<(Option<u32>, u32)> {
+        t.take_released()
+            .map(|(e, tag)| (e.map(|e| e.pid), tag))
+            .collect()
+    }
+
+    #[test]
+    fn kernel_end_and_process_stop_of_one_exit_give_one_record() {
+        // Stop first: it waits, and the End takes its create time.
+        let mut t = EtwExitTracker::<u32>::new(Source::EtlFile, Some(T_WINDOW));
+        t.on_process_bytes(
+            OPCODE_DC_START,
+            4,
+            P8,
+            None,
+            &mof(4, 9, 70, 259, "z.exe", ""),
+        )
+        .unwrap();
+        t.on_kernel_process_event(KernelProcessOp::Stop, 1, None, &stop_at(1, 71, T_END), 1)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![]);
+        let end = mof(
+            4,
+            0x71,
+            71,
+            0xc000_0005_u32 as i32,
+            "crash.exe",
+            "crash.exe -x",
+        );
+        let exit = t
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END + 20), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, ft(T_START));
+        assert_eq!(exit.command_line.as_deref(), Some("crash.exe -x"));
+        assert_eq!(exit.source, Source::EtlFile);
+        assert_eq!(released(&mut t), vec![(None, 1)]);
+        // End first: the stop that follows is the same exit.
+        let end = mof(4, 0x72, 72, 0xc000_0005_u32 as i32, "b.exe", "");
+        t.on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
+            .unwrap()
+            .unwrap();
+        t.on_kernel_process_event(KernelProcessOp::Stop, 1, None, &stop_at(1, 72, T_END), 2)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![(None, 2)]);
+        // A stop no End matches is released at the end of the stream.
+        t.on_kernel_process_event(KernelProcessOp::Stop, 1, None, &stop_at(1, 73, T_END), 3)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![]);
+        t.finish();
+        assert_eq!(released(&mut t), vec![(Some(73), 3)]);
+    }
+
+    #[test]
+    fn process_stops_alone_are_exits_at_once() {
+        // A stream without kernel Process events (the Kernel-Process backend).
+        let mut t = EtwExitTracker::<u32>::new(Source::EtwKernelProcess, Some(T_WINDOW));
+        t.on_kernel_process_event(KernelProcessOp::Stop, 2, None, &stop_at(2, 80, T_END), 1)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![(Some(80), 1)]);
+        // Starts give their tag back without a record.
+        t.on_kernel_process_event(KernelProcessOp::Start, 1, None, &[], 2)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![(None, 2)]);
+        // A stop that does not decode: an error, and its tag comes back.
+        assert!(t
+            .on_kernel_process_event(KernelProcessOp::Stop, 1, None, &[1, 2], 3)
+            .is_err());
+        assert_eq!(released(&mut t), vec![(None, 3)]);
     }
 
     #[test]
     fn pid_reuse_with_different_keys_gives_two_records() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
-        t.on_process_event(
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+        t.on_process_bytes(
             OPCODE_START,
             4,
             P8,
@@ -479,7 +961,7 @@ mod tests {
             &mof(4, 1, 20, 259, "x.exe", "x 1"),
         )
         .unwrap();
-        t.on_process_event(
+        t.on_process_bytes(
             OPCODE_START,
             4,
             P8,
@@ -488,11 +970,11 @@ mod tests {
         )
         .unwrap();
         let a = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &mof(4, 1, 20, 3, "", ""))
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &mof(4, 1, 20, 3, "", ""))
             .unwrap()
             .unwrap();
         let b = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &mof(4, 2, 20, 4, "", ""))
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &mof(4, 2, 20, 4, "", ""))
             .unwrap()
             .unwrap();
         assert_eq!((a.process_key, a.name.as_deref()), (Some(1), Some("x.exe")));
@@ -501,23 +983,23 @@ mod tests {
         // A Defunct for the first key is deduplicated, not the pid as a whole.
         let d = mof(5, 3, 20, 0, "z.exe", "");
         assert!(t
-            .on_process_event(OPCODE_DEFUNCT, 5, P8, None, &d)
+            .on_process_bytes(OPCODE_DEFUNCT, 5, P8, None, &d)
             .unwrap()
             .is_some());
     }
 
     #[test]
     fn bad_events_are_not_fatal() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         // Undecodable Start: counted, ignored.
         assert_eq!(
-            t.on_process_event(OPCODE_START, 4, P8, None, &[1, 2, 3]),
+            t.on_process_bytes(OPCODE_START, 4, P8, None, &[1, 2, 3]),
             Ok(None)
         );
         assert_eq!(t.anomalies(), 1);
         // Undecodable End: an error for that event only.
         assert!(t
-            .on_process_event(OPCODE_END, 4, P8, None, &[1, 2, 3])
+            .on_process_bytes(OPCODE_END, 4, P8, None, &[1, 2, 3])
             .is_err());
         // v0 End has no exit status: error, not a made-up code.
         let mut v0 = Vec::new();
@@ -525,14 +1007,14 @@ mod tests {
         v0.extend(4u64.to_le_bytes());
         v0.extend([0; 4]);
         v0.extend(b"old.exe\0");
-        assert!(t.on_process_event(OPCODE_END, 0, P8, None, &v0).is_err());
+        assert!(t.on_process_bytes(OPCODE_END, 0, P8, None, &v0).is_err());
         // Other opcodes (Terminate, PerfCtr, DCEnd) are ignored whatever the payload.
         for op in [4u8, 11, 32, 33] {
-            assert_eq!(t.on_process_event(op, 2, P8, None, &[9; 4]), Ok(None));
+            assert_eq!(t.on_process_bytes(op, 2, P8, None, &[9; 4]), Ok(None));
         }
         // Later events still work.
         let exit = t
-            .on_process_event(
+            .on_process_bytes(
                 OPCODE_END,
                 4,
                 P8,
@@ -546,25 +1028,89 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         for i in 0..(MAX_LIVE as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 259, "n.exe", "");
-            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &p)
                 .unwrap();
         }
         assert_eq!(t.live.len(), MAX_LIVE);
+        assert_eq!(t.evicted(), 1000);
         assert!(t.live.order.len() <= 2 * MAX_LIVE);
         for i in 0..(MAX_REPORTED as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 0, "n.exe", "");
-            t.on_process_event(OPCODE_END, 4, P8, None, &p).unwrap();
+            t.on_process_bytes(OPCODE_END, 4, P8, None, &p).unwrap();
         }
         assert_eq!(t.reported.len(), MAX_REPORTED);
         // Oldest live entries were evicted: their End has no start time.
         let early = t
-            .on_process_event(OPCODE_END, 4, P8, None, &mof(4, 0x1000, 0, 0, "", ""))
+            .on_process_bytes(OPCODE_END, 4, P8, None, &mof(4, 0x1000, 0, 0, "", ""))
             .unwrap()
             .unwrap();
         assert_eq!(early.start_time, None);
+    }
+
+    #[test]
+    fn command_lines_stay_within_the_byte_budget() {
+        let mut t: EtwExitTracker = EtwExitTracker::new(Source::EtwKernel, None);
+        t.command_line_budget = 100_000;
+        // 32 000-character command lines (64 KB of UTF-16 on the wire,
+        // 32 KB held as UTF-8): only three fit in 100 000 bytes.
+        let long = "x".repeat(32_000);
+        for i in 0..10u64 {
+            let p = mof(4, 0x2000 + i, 500 + i as u32, 259, "big.exe", &long);
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &p)
+                .unwrap();
+            assert!(t.command_line_bytes <= 100_000);
+        }
+        assert_eq!(t.live.len(), 3);
+        assert_eq!(t.evicted(), 7);
+        assert_eq!(t.command_line_bytes, 3 * 32_000);
+        // An evicted process's End still carries its own command line.
+        let end = mof(4, 0x2000, 500, 0, "big.exe", &long);
+        let exit = t
+            .on_process_bytes(OPCODE_END, 4, P8, None, &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, None);
+        assert_eq!(exit.command_line.as_deref(), Some(long.as_str()));
+        // Ends and restarts of a pid give their bytes back.
+        let last = mof(4, 0x2009, 509, 0, "big.exe", "");
+        t.on_process_bytes(OPCODE_END, 4, P8, None, &last).unwrap();
+        assert_eq!(t.command_line_bytes, 2 * 32_000);
+        let again = mof(4, 0x2008, 508, 259, "big.exe", "short");
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, None, &again)
+            .unwrap();
+        assert_eq!(t.command_line_bytes, 32_000 + 5);
+        assert_eq!(t.evicted(), 7);
+    }
+
+    /// One Kernel-Process event; the exit it released, if any.
+    fn kp(
+        t: &mut EtwExitTracker,
+        id: u16,
+        version: u8,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        let mut header = EventHeader::new(KERNEL_PROCESS_GUID, 0, version.into(), P8);
+        header.event_id = id;
+        let Route::KernelProcess(op) = route(&header) else {
+            return Ok(None);
+        };
+        let result = t.on_kernel_process_event(op, version, timestamp, payload, ());
+        let mut exits: Vec<ProcessExit> = t.take_released().filter_map(|(e, ())| e).collect();
+        assert!(exits.len() <= 1);
+        result.map(|()| exits.pop())
+    }
+
+    /// A ProcessStop of `pid` created at `T_START`, ended at `exit`, code
+    /// 0xC0000005.
+    fn stop_at(version: u8, pid: u32, exit: u64) -> Vec<u8> {
+        let mut b = kp_stop(version, pid, T_START, "crash.exe");
+        let at = if version >= 2 { 20 } else { 12 };
+        b[at..at + 8].copy_from_slice(&exit.to_le_bytes());
+        b
     }
 
     fn kp_stop(version: u8, pid: u32, create: u64, name: &str) -> Vec<u8> {
@@ -589,16 +1135,16 @@ mod tests {
     #[test]
     fn kernel_process_stop_every_version() {
         for version in 0..=2 {
-            let mut t = EtwExitTracker::new(Source::EtwKernel);
-            let exit = t
-                .on_kernel_process_event(
-                    EVENT_PROCESS_STOP,
-                    version,
-                    Some(T_END + 1),
-                    &kp_stop(version, 40, T_START, "crash.exe"),
-                )
-                .unwrap()
-                .unwrap();
+            let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+            let exit = kp(
+                &mut t,
+                EVENT_PROCESS_STOP,
+                version,
+                Some(T_END + 1),
+                &kp_stop(version, 40, T_START, "crash.exe"),
+            )
+            .unwrap()
+            .unwrap();
             assert_eq!(exit.pid, 40, "v{version}");
             assert_eq!(exit.status, ExitStatus::Code(0xc000_0005));
             assert_eq!(exit.start_time, ft(T_START));
@@ -613,7 +1159,7 @@ mod tests {
 
     #[test]
     fn kernel_process_start_supplies_the_parent() {
-        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         let mut start = Vec::new();
         start.extend(41u32.to_le_bytes());
         start.extend(T_START.to_le_bytes());
@@ -624,42 +1170,38 @@ mod tests {
             "\\Device\\HarddiskVolume3\\Tools\\long-name-tool.exe",
         ));
         assert_eq!(
-            t.on_kernel_process_event(EVENT_PROCESS_START, 1, Some(T_START), &start),
+            kp(&mut t, EVENT_PROCESS_START, 1, Some(T_START), &start),
             Ok(None)
         );
         // Stop whose image name is cut off: the leaf of the start path is used.
         let mut stop = kp_stop(1, 41, T_START, "x");
         stop.truncate(stop.len() - 2);
-        let exit = t
-            .on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop)
+        let exit = kp(&mut t, EVENT_PROCESS_STOP, 1, None, &stop)
             .unwrap()
             .unwrap();
         assert_eq!(exit.ppid, Some(900));
         assert_eq!(exit.name.as_deref(), Some("long-name-tool.exe"));
         assert_eq!(exit.source, Source::EtlFile);
         // Same pid, other create time: no parent.
-        let exit = t
-            .on_kernel_process_event(
-                EVENT_PROCESS_STOP,
-                1,
-                None,
-                &kp_stop(1, 41, T_START + 1, "x"),
-            )
-            .unwrap()
-            .unwrap();
+        let exit = kp(
+            &mut t,
+            EVENT_PROCESS_STOP,
+            1,
+            None,
+            &kp_stop(1, 41, T_START + 1, "x"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(exit.ppid, None);
         // Other ids are ignored; bad starts (and the cut-off name above) are counted.
-        assert_eq!(t.on_kernel_process_event(15, 1, None, &[0; 3]), Ok(None));
-        assert_eq!(
-            t.on_kernel_process_event(EVENT_PROCESS_START, 1, None, &[0; 3]),
-            Ok(None)
-        );
+        assert_eq!(kp(&mut t, 15, 1, None, &[0; 3]), Ok(None));
+        assert_eq!(kp(&mut t, EVENT_PROCESS_START, 1, None, &[0; 3]), Ok(None));
         assert_eq!(t.anomalies(), 2);
     }
 
     #[test]
     fn garbage_never_panics() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let mut state = 0xdead_beef_cafe_f00du64;
         for _ in 0..20_000 {
             state ^= state << 13;
@@ -678,8 +1220,8 @@ mod tests {
             } else {
                 PointerSize::Four
             };
-            let _ = t.on_process_event(op, version, p, Some(state), &bytes);
-            let _ = t.on_kernel_process_event((state >> 48) as u16 % 3, version, None, &bytes);
+            let _ = t.on_process_bytes(op, version, p, Some(state), &bytes);
+            let _ = kp(&mut t, (state >> 48) as u16 % 3, version, None, &bytes);
         }
     }
 
@@ -700,13 +1242,13 @@ mod tests {
             "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
             "6e0068006f00730074002e006500780065002000300078003400000000000000",
         ]);
-        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         assert_eq!(
-            t.on_process_event(OPCODE_START, 4, P8, Some(132_445_973_974_989_595), &start),
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(132_445_973_974_989_595), &start),
             Ok(None)
         );
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(132_445_974_082_348_412), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(132_445_974_082_348_412), &end)
             .unwrap()
             .unwrap();
         assert_eq!((exit.pid, exit.ppid), (11896, Some(13540)));

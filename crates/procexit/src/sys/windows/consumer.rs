@@ -1,5 +1,5 @@
-//! The ETW event callback: EVENT_RECORD → (provider, opcode, version,
-//! pointer size, timestamp, payload) → the exit tracker → the sink.
+//! The ETW event callback: EVENT_RECORD → the shared [`EventView`] → the
+//! one routing of `merge::etw` → the exit tracker → the sink.
 //!
 //! It runs on the ProcessTrace thread for every event, so it does the
 //! minimum, never blocks (the tracker lock is only ever taken by that one
@@ -14,10 +14,10 @@ use std::sync::{Mutex, PoisonError};
 use windows_sys::core::GUID;
 use windows_sys::Win32::System::Diagnostics::Etw::EVENT_RECORD;
 
-use crate::decode::lost_event::{classify_lost, LostKind};
-use crate::decode::{Guid, PointerSize, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
+use crate::decode::view::{EventHeader, EventView};
+use crate::decode::{Guid, PointerSize};
 use crate::event::Source;
-use crate::merge::etw::EtwExitTracker;
+use crate::merge::etw::{decode_process_event, filetime_of, route, EtwExitTracker, Route};
 use crate::queue::Sink;
 
 #[cfg(test)]
@@ -29,10 +29,6 @@ use super::tests;
 pub(crate) struct Context {
     tracker: Mutex<TrackerState>,
     sink: Sink,
-    /// Lost_Event notifications already put in the stream, so the polled
-    /// counters do not count the same loss twice.
-    pub(crate) inband_lost_events: AtomicU64,
-    pub(crate) inband_lost_buffers: AtomicU64,
     /// Callbacks that panicked (each also counted as an anomaly).
     pub(crate) panics: AtomicU64,
     /// Events the callback received.
@@ -42,81 +38,61 @@ pub(crate) struct Context {
 struct TrackerState {
     tracker: EtwExitTracker,
     anomalies_reported: u64,
-}
-
-/// One event, copied out of the EVENT_RECORD.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Record<'a> {
-    pub(crate) provider: Guid,
-    pub(crate) id: u16,
-    pub(crate) opcode: u8,
-    pub(crate) version: u8,
-    pub(crate) header_flags: u16,
-    /// FILETIME (no PROCESS_TRACE_MODE_RAW_TIMESTAMP is set).
-    pub(crate) timestamp: i64,
-    pub(crate) payload: &'a [u8],
+    evicted_reported: u64,
 }
 
 impl Context {
     pub(crate) fn new(sink: Sink, source: Source) -> Context {
+        // The observed window starts now, before the session does: a Defunct
+        // rundown of a process that ended earlier is not an exit.
+        let window_start = filetime_of(std::time::SystemTime::now());
         Context {
             tracker: Mutex::new(TrackerState {
-                tracker: EtwExitTracker::new(source),
+                tracker: EtwExitTracker::new(source, Some(window_start)),
                 anomalies_reported: 0,
+                evicted_reported: 0,
             }),
             sink,
-            inband_lost_events: AtomicU64::new(0),
-            inband_lost_buffers: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             events: AtomicU64::new(0),
         }
     }
 
     /// Routes one event. Decode errors are counted, never fatal.
-    pub(crate) fn dispatch(&self, record: &Record<'_>) {
+    pub(crate) fn dispatch(&self, view: &EventView<'_>) {
         self.events.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
-        if record.provider == tests::PANIC_PROVIDER {
+        if view.header.provider == tests::PANIC_PROVIDER {
             panic!("test: a panicking callback");
         }
-        let timestamp = u64::try_from(record.timestamp).ok().filter(|&t| t > 0);
-        if record.provider == PROCESS_GUID {
-            let pointer =
-                PointerSize::from_header_flags(record.header_flags).unwrap_or_else(|| {
-                    // Kernel events always carry a width flag; without one,
-                    // assume the OS's width and say so.
+        let time = view.header.time;
+        match route(&view.header) {
+            Route::Process(op) => {
+                if PointerSize::from_header_flags(view.header.flags).is_none() {
+                    // Kernel events always carry a width flag; without one
+                    // the view assumed the OS's width: say so.
                     self.sink.anomaly();
-                    native_pointer_size()
+                }
+                let decoded = decode_process_event(view);
+                self.with_tracker(|t| {
+                    t.on_process_event(op, time, decoded.as_ref().map_err(|e| *e))
                 });
-            self.with_tracker(|t| {
-                t.on_process_event(
-                    record.opcode,
-                    record.version,
-                    pointer,
-                    timestamp,
-                    record.payload,
-                )
-            });
-        } else if record.provider == KERNEL_PROCESS_GUID {
-            self.with_tracker(|t| {
-                t.on_kernel_process_event(record.id, record.version, timestamp, record.payload)
-            });
-        } else if record.provider == LOST_EVENT_GUID {
-            match classify_lost(record.opcode) {
-                Some(LostKind::Event) => {
-                    self.inband_lost_events.fetch_add(1, Ordering::Relaxed);
-                    self.sink.lost(1);
-                }
-                Some(LostKind::Buffer) => {
-                    self.inband_lost_buffers.fetch_add(1, Ordering::Relaxed);
-                    self.sink.overrun(0);
-                }
-                // Real-time sessions have no backing file to lose; any
-                // other loss kind is still a gap.
-                _ => self.sink.overrun(0),
             }
+            Route::KernelProcess(op) => {
+                let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+                self.with_tracker(|t| {
+                    t.on_kernel_process_event(op, version, time, view.payload, ())
+                        .map(|()| None)
+                });
+            }
+            // Where a gap is, never how big: the polled session counters
+            // are the one count of loss (see `supervise::report_loss`), so
+            // a marker can neither double-count nor hide later loss.
+            // Any kind (events 32, buffers 33, file 34) is a gap.
+            Route::Lost(_) => self.sink.gap(),
+            // Anything else (EventTrace header, config events) is skipped.
+            Route::Other => {}
         }
-        // Anything else (EventTrace header, config events) is skipped.
     }
 
     fn with_tracker<F>(&self, f: F)
@@ -133,17 +109,26 @@ impl Context {
             Ok(None) => {}
             Err(_) => self.sink.anomaly(),
         }
+        // Kernel-Process stops the tracker decided (a live session carries
+        // one provider, so they come at once).
+        for (exit, ()) in state.tracker.take_released() {
+            if let Some(exit) = exit {
+                self.sink.exit(exit);
+            }
+        }
         let total = state.tracker.anomalies();
         for _ in state.anomalies_reported..total {
             self.sink.anomaly();
         }
         state.anomalies_reported = total;
+        let evicted = state.tracker.evicted();
+        self.sink
+            .evicted(evicted.saturating_sub(state.evicted_reported));
+        state.evicted_reported = evicted;
     }
 }
 
 fn native_pointer_size() -> PointerSize {
-    // A 32-bit consumer may run on a 64-bit kernel; the flags decide when
-    // present, this is only the last resort.
     if cfg!(target_pointer_width = "64") {
         PointerSize::Eight
     } else {
@@ -155,14 +140,15 @@ fn guid(g: &GUID) -> Guid {
     Guid::new(g.data1, g.data2, g.data3, g.data4)
 }
 
-/// Reads the fields the tracker needs out of an EVENT_RECORD.
+/// Borrows an EVENT_RECORD as the shared [`EventView`]: header fields by
+/// value, the user data in place.
 ///
 /// # Safety
 /// `record.UserData` must point to `record.UserDataLength` readable bytes
 /// (or be null), valid for `'a`, as ETW guarantees during the callback.
-pub(crate) unsafe fn record_view<'a>(record: &'a EVENT_RECORD) -> Record<'a> {
-    let header = &record.EventHeader;
-    let d = &header.EventDescriptor;
+pub(crate) unsafe fn record_view<'a>(record: &'a EVENT_RECORD) -> EventView<'a> {
+    let h = &record.EventHeader;
+    let d = &h.EventDescriptor;
     let len = usize::from(record.UserDataLength);
     let payload = if record.UserData.is_null() || len == 0 {
         &[][..]
@@ -171,14 +157,24 @@ pub(crate) unsafe fn record_view<'a>(record: &'a EVENT_RECORD) -> Record<'a> {
         // readable memory for 'a; u8 has no alignment requirement.
         unsafe { std::slice::from_raw_parts(record.UserData.cast::<u8>(), len) }
     };
-    Record {
-        provider: guid(&header.ProviderId),
-        id: d.Id,
-        opcode: d.Opcode,
-        version: d.Version,
-        header_flags: header.Flags,
-        timestamp: header.TimeStamp,
+    // A 32-bit consumer may run on a 64-bit kernel: the flags decide; the
+    // OS's width is only the last resort (`dispatch` counts it).
+    let pointer = PointerSize::from_header_flags(h.Flags).unwrap_or_else(native_pointer_size);
+    let mut header = EventHeader::new(guid(&h.ProviderId), d.Opcode, d.Version.into(), pointer);
+    header.event_id = d.Id;
+    header.level = d.Level;
+    header.task = d.Task;
+    header.keyword = d.Keyword;
+    header.pid = Some(h.ProcessId);
+    header.tid = Some(h.ThreadId);
+    // FILETIME: no PROCESS_TRACE_MODE_RAW_TIMESTAMP is set.
+    header.time = u64::try_from(h.TimeStamp).ok().filter(|&t| t > 0);
+    header.flags = h.Flags;
+    EventView {
+        header,
         payload,
+        extended: &[],
+        place: (),
     }
 }
 

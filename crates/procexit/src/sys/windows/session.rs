@@ -1,7 +1,8 @@
 //! The controller side: start (or reclaim) the session, flush, query loss
 //! counters, stop. Never stops a session that is not ours: names must carry
 //! the `procexit` prefix, and a leftover session is stopped only when ETW
-//! does not report a GUID other than the one derived from its name.
+//! does not report a GUID other than the one derived from its name
+//! (docs/windows-sessions.md).
 
 #![allow(unsafe_code)]
 
@@ -13,9 +14,12 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
     EVENT_CONTROL_CODE_ENABLE_PROVIDER, EVENT_TRACE_CONTROL_FLUSH, EVENT_TRACE_CONTROL_QUERY,
     EVENT_TRACE_CONTROL_STOP, TRACE_LEVEL_INFORMATION,
 };
+use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, ALL_PROCESSOR_GROUPS};
 
+use super::console::{self, Registration};
 use super::ffi::{
     etw_error, os_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA, NOT_RUNNING,
+    NO_SYSTEM_RESOURCES,
 };
 use super::plan::Plan;
 use super::properties::{
@@ -117,6 +121,8 @@ pub(crate) struct Session {
     wide_name: Vec<u16>,
     handle: CONTROLTRACE_HANDLE,
     stopped: bool,
+    /// Listed for the console handler while the session runs.
+    console: Option<Registration>,
 }
 
 impl Session {
@@ -132,6 +138,7 @@ impl Session {
             handle: CONTROLTRACE_HANDLE { Value: 0 },
             // Nothing to stop until StartTraceW succeeded.
             stopped: true,
+            console: None,
         };
         let mut handle = CONTROLTRACE_HANDLE { Value: 0 };
         let outcome = start_with_reclaim(
@@ -155,6 +162,7 @@ impl Session {
             Outcome::Started => {
                 session.handle = handle;
                 session.stopped = false;
+                session.console = Some(console::register(handle));
             }
             Outcome::NotOurs => {
                 return Err(Error::SessionNotOurs {
@@ -207,7 +215,7 @@ impl Session {
             0 => Ok(()),
             code => {
                 let _ = self.stop();
-                Err(etw_error("EnableTraceEx2", code, &self.name))
+                Err(enable_error(code, &self.name))
             }
         }
     }
@@ -277,6 +285,13 @@ impl Session {
             .map_err(|code| etw_error("ControlTraceW", code, &self.name))
     }
 
+    /// The session ended without our stop: never STOP anything for it
+    /// again.
+    pub(crate) fn forget(&mut self) {
+        self.stopped = true;
+        self.console = None;
+    }
+
     /// Stops the session; returns the final counters when ETW gave them.
     /// Idempotent; "not running" is not an error.
     pub(crate) fn stop(&mut self) -> Result<Option<LossCounters>> {
@@ -284,6 +299,7 @@ impl Session {
             return Ok(None);
         }
         self.stopped = true;
+        self.console = None;
         match self.control(EVENT_TRACE_CONTROL_STOP) {
             Ok(props) => Ok(Some(props.counters())),
             // 234: the session was stopped, only the names did not fit.
@@ -301,9 +317,50 @@ impl Drop for Session {
     }
 }
 
+/// EnableTraceEx2's failures: ERROR_NO_SYSTEM_RESOURCES there means the
+/// provider is enabled by as many sessions as ETW allows (8 for a manifest
+/// provider), not that no session slot is left.
+fn enable_error(code: WIN32_ERROR, session: &str) -> Error {
+    match code {
+        NO_SYSTEM_RESOURCES => Error::ProviderLimit {
+            provider: "Microsoft-Windows-Kernel-Process",
+            code,
+        },
+        code => etw_error("EnableTraceEx2", code, session),
+    }
+}
+
+/// Logical processors in all processor groups (a machine with more than
+/// 64 has several groups; `available_parallelism` may count only ours).
+fn processor_count() -> u32 {
+    // SAFETY: a plain query with no pointers.
+    let all = unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) };
+    if all > 0 {
+        return all;
+    }
+    let ours = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(ours).unwrap_or(u32::MAX)
+}
+
+/// STOP by handle alone (the console handler's path); `true` when ETW
+/// stopped it or it was not running any more.
+pub(crate) fn stop_by_handle(handle: CONTROLTRACE_HANDLE) -> bool {
+    let mut props = PropertiesBuf::control();
+    // SAFETY: a self-describing properties buffer; a NULL name with a
+    // handle from our StartTraceW, as ControlTraceW allows.
+    let rc = unsafe {
+        ControlTraceW(
+            handle,
+            std::ptr::null(),
+            props.as_mut_ptr(),
+            EVENT_TRACE_CONTROL_STOP,
+        )
+    };
+    matches!(rc, 0 | NOT_RUNNING | MORE_DATA)
+}
+
 fn session_config(plan: Plan, name: &str, options: &WindowsOptions) -> SessionConfig {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (default_min, default_max) = default_buffers(u32::try_from(cpus).unwrap_or(u32::MAX));
+    let (default_min, default_max) = default_buffers(processor_count());
     let (min, max) = options.buffer_counts();
     let min_buffers = min.unwrap_or(default_min);
     SessionConfig {
@@ -416,6 +473,19 @@ mod tests {
                 Err(Error::SessionNameRejected { .. })
             ));
         }
+    }
+
+    #[test]
+    fn enable_errors_say_what_they_mean() {
+        assert!(matches!(
+            enable_error(1450, "procexit"),
+            Error::ProviderLimit { code: 1450, .. }
+        ));
+        assert!(matches!(
+            enable_error(5, "procexit"),
+            Error::NotElevated { code: 5 }
+        ));
+        assert!(processor_count() >= 1);
     }
 
     #[test]
