@@ -48,9 +48,9 @@ fn process_payloads(traces: &[(String, Vec<u8>)]) -> Vec<(u8, PointerSize, Vec<u
         };
         loop {
             match file.next_event() {
-                Ok(Some(ev)) if ev.provider == PROCESS_GUID => payloads.push((
-                    u8::try_from(ev.version).unwrap_or(u8::MAX),
-                    ev.pointer_size,
+                Ok(Some(ev)) if ev.header.provider == PROCESS_GUID => payloads.push((
+                    u8::try_from(ev.header.version).unwrap_or(u8::MAX),
+                    ev.header.pointer_size,
                     ev.payload.to_vec(),
                 )),
                 Ok(Some(_)) | Err(_) => {}
