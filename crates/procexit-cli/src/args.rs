@@ -119,6 +119,33 @@ pub struct WatchArgs {
     pub count: Option<u64>,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub sinks: SinkArgs,
+}
+
+/// Where `watch` ships records besides stdout. With any of these, stdout
+/// stays quiet unless `--json` is given.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Shipping records")]
+pub struct SinkArgs {
+    /// Append JSON Lines to FILE (created mode 0640 if missing; reopened on
+    /// SIGHUP). Stdout then stays quiet unless --json is given.
+    #[arg(long = "output", value_name = "FILE")]
+    pub output_file: Option<std::path::PathBuf>,
+    /// Rotate FILE before it grows past SIZE (bytes, or with k, M, G:
+    /// 1024-based): FILE becomes FILE.1, FILE.1 becomes FILE.2, …
+    #[arg(long, value_name = "SIZE", requires = "output_file", value_parser = parse_size)]
+    pub rotate_size: Option<u64>,
+    /// Rotated files to keep (FILE.1 … FILE.N); older ones are deleted.
+    #[arg(long, value_name = "N", requires = "rotate_size", default_value_t = 5)]
+    pub rotate_keep: u32,
+}
+
+impl SinkArgs {
+    /// Whether any sink was asked for.
+    pub fn any(&self) -> bool {
+        self.output_file.is_some()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +181,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// `1048576`, `512k`, `10M`, `1G` (1024-based; a trailing `B`/`iB` is allowed).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 10M, 512k, 1G)"))?;
+    let unit = unit.trim().trim_end_matches("iB").trim_end_matches('B');
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {text:?} (use k, M or G)")),
+    };
+    match value.checked_mul(factor) {
+        Some(0) => Err("the size must be more than 0".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?} is too large")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +224,29 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn rotation_needs_an_output_file() {
+        assert!(Cli::try_parse_from(["procexit", "watch", "--rotate-size", "1M"]).is_err());
+        assert!(Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-keep", "3"]).is_err());
+        let cli =
+            Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-size", "1M"]).unwrap();
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(args.sinks.rotate_size, Some(1 << 20));
+        assert_eq!(args.sinks.rotate_keep, 5);
     }
 
     #[test]

@@ -3,16 +3,20 @@
 mod args;
 mod output;
 mod replay;
+mod signals;
+mod sink;
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, Monitor, WaitSet};
+use procexit::{Event, Monitor, RecvError, WaitSet};
 
-use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
+use crate::args::{Cli, Command, ReplayArgs, SinkArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
 
 /// Exit status for errors (like grep/ripgrep).
@@ -59,18 +63,34 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    // Sinks first: a path that cannot be written is an error before anything runs.
+    let reopen = Arc::new(AtomicBool::new(false));
+    let mut sinks = open_sinks(&args.sinks, &reopen)?;
     let monitor = Monitor::builder()
         .filter(args.filter.to_filter())
         .start()
         .context("cannot start watching process exits")?;
-    let stopper = monitor.stopper();
-    ctrlc::set_handler(move || stopper.stop()).context("cannot install the Ctrl-C handler")?;
+    let reopen_on_hangup = args.sinks.output_file.is_some().then(|| reopen.clone());
+    signals::install(monitor.stopper(), reopen_on_hangup)?;
 
+    // With a sink, stdout stays quiet unless --json asks for the stream too.
+    let to_stdout = !args.sinks.any() || args.output.json;
     let mut printer = Printer::new(format(args.output.json));
     let mut printed = 0u64;
     let result: anyhow::Result<()> = (|| {
-        for event in &monitor {
-            printer.event(&event)?;
+        loop {
+            let event = match monitor.recv_timeout(sinks.idle_after()) {
+                Ok(event) => event,
+                Err(RecvError::Timeout) => {
+                    sinks.idle();
+                    continue;
+                }
+                Err(_) => break,
+            };
+            if to_stdout {
+                printer.event(&event)?;
+            }
+            sinks.send(&event)?;
             if matches!(event, Event::Exit(_)) {
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
@@ -80,12 +100,38 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })();
-    let stats = monitor
-        .stop()
-        .context("the monitor stopped with an error")?;
+    let stopped = monitor.stop();
+    if let Ok(stats) = &stopped {
+        sinks.send(&output::stats_record(stats))?;
+    }
+    sinks.finish();
+    let stats = stopped.context("the monitor stopped with an error")?;
     result?;
     printer.summary(&stats)?;
+    for line in sinks.summary() {
+        eprintln!("procexit: {line}");
+    }
+    if sinks.unwritten() > 0 {
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sinks `watch` was asked for, opened (so errors show before watching).
+fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink::Sinks> {
+    let mut sinks = sink::Sinks::default();
+    if let Some(path) = &args.output_file {
+        let rotation = args.rotate_size.map(|max_bytes| sink::file::Rotation {
+            max_bytes,
+            keep: args.rotate_keep,
+        });
+        sinks.push(Box::new(sink::file::FileSink::open(
+            path,
+            rotation,
+            reopen.clone(),
+        )?));
+    }
+    Ok(sinks)
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

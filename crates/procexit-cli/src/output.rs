@@ -93,16 +93,7 @@ impl Printer {
     /// mode (so a log shipper sees them in-band), always on stderr.
     pub fn summary(&mut self, stats: &Stats) -> io::Result<()> {
         if self.format == Format::JsonLines {
-            let value = serde_json::json!({
-                "type": "stats",
-                "seen": stats.seen,
-                "filtered": stats.filtered,
-                "delivered": stats.delivered,
-                "dropped": stats.dropped,
-                "lost": stats.lost,
-                "overruns": stats.overruns,
-                "anomalies": stats.anomalies,
-            });
+            let value = stats_record(stats);
             let mut out = self.out.lock();
             serde_json::to_writer(&mut out, &value)?;
             out.write_all(b"\n")?;
@@ -122,6 +113,20 @@ impl Printer {
             _ => line,
         }
     }
+}
+
+/// The closing `stats` object of the JSON form.
+pub fn stats_record(stats: &Stats) -> serde_json::Value {
+    serde_json::json!({
+        "type": "stats",
+        "seen": stats.seen,
+        "filtered": stats.filtered,
+        "delivered": stats.delivered,
+        "dropped": stats.dropped,
+        "lost": stats.lost,
+        "overruns": stats.overruns,
+        "anomalies": stats.anomalies,
+    })
 }
 
 /// "12 exits seen, 10 delivered, …" — loss is always spelled out.
