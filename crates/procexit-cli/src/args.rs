@@ -239,9 +239,13 @@ mod tests {
     #[test]
     fn rotation_needs_an_output_file() {
         assert!(Cli::try_parse_from(["procexit", "watch", "--rotate-size", "1M"]).is_err());
-        assert!(Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-keep", "3"]).is_err());
+        assert!(
+            Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-keep", "3"])
+                .is_err()
+        );
         let cli =
-            Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-size", "1M"]).unwrap();
+            Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-size", "1M"])
+                .unwrap();
         let Command::Watch(args) = cli.command else {
             panic!("not watch")
         };

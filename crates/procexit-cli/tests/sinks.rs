@@ -144,7 +144,12 @@ fn rotation_under_a_flood_loses_and_duplicates_nothing() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("exits.jsonl"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("exits.jsonl")
+            })
             .collect();
         // Oldest first: FILE.N … FILE.1, FILE.
         files.sort_by_key(|p| {
@@ -170,14 +175,20 @@ fn rotation_under_a_flood_loses_and_duplicates_nothing() {
     let rotated = std::fs::read_dir(&dir).unwrap().count() - 3; // shells, FILE
     assert!(rotated >= 5, "only {rotated} rotations: {stderr}");
     let lost: Vec<_> = all.iter().filter(|r| r["type"] == "lost").collect();
-    assert!(lost.is_empty(), "the monitor lost exits, not the file: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "the monitor lost exits, not the file: {lost:?}"
+    );
     let mut found: HashMap<u64, usize> = HashMap::new();
     for pid in exits_named(&all, "pxrotflood") {
         *found.entry(pid).or_default() += 1;
     }
     let missing: Vec<_> = expected.keys().filter(|p| !found.contains_key(p)).collect();
     let extra: Vec<_> = found.keys().filter(|p| !expected.contains_key(p)).collect();
-    let twice: Vec<_> = found.iter().filter(|(p, n)| expected.get(p) != Some(n)).collect();
+    let twice: Vec<_> = found
+        .iter()
+        .filter(|(p, n)| expected.get(p) != Some(n))
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty() && twice.is_empty(),
         "missing {missing:?}, unexpected {extra:?}, wrong counts {twice:?}"
