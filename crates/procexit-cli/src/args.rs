@@ -139,12 +139,21 @@ pub struct SinkArgs {
     /// Rotated files to keep (FILE.1 … FILE.N); older ones are deleted.
     #[arg(long, value_name = "N", requires = "rotate_size", default_value_t = 5)]
     pub rotate_keep: u32,
+    /// Send every record to the systemd journal as a structured entry:
+    /// MESSAGE, PRIORITY (4 for failures and losses, else 6) and one
+    /// PROCEXIT_<KEY> field per JSON key (Linux).
+    #[arg(long)]
+    pub journald: bool,
+    /// Send to this journal namespace instead of the default journal
+    /// (systemd LogNamespace=, journalctl --namespace); implies --journald.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub journald_namespace: Option<String>,
 }
 
 impl SinkArgs {
     /// Whether any sink was asked for.
     pub fn any(&self) -> bool {
-        self.output_file.is_some()
+        self.output_file.is_some() || self.journald || self.journald_namespace.is_some()
     }
 }
 

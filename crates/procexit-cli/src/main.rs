@@ -131,6 +131,18 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
             reopen.clone(),
         )?));
     }
+    if args.journald || args.journald_namespace.is_some() {
+        #[cfg(target_os = "linux")]
+        {
+            let path = match &args.journald_namespace {
+                Some(namespace) => sink::journald::namespace_socket(namespace),
+                None => sink::journald::DEFAULT_SOCKET.into(),
+            };
+            sinks.push(Box::new(sink::journald::JournaldSink::connect(&path)?));
+        }
+        #[cfg(not(target_os = "linux"))]
+        anyhow::bail!("--journald needs Linux (systemd-journald)");
+    }
     Ok(sinks)
 }
 
