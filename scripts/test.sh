@@ -15,6 +15,8 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 # The journald sink's tests start a real systemd-journald and read it back.
 [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null || need_apt+=(systemd)
+# The syslog sink's tests start a real rsyslogd with a configuration of their own.
+[ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

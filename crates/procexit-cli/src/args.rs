@@ -148,12 +148,20 @@ pub struct SinkArgs {
     /// (systemd LogNamespace=, journalctl --namespace); implies --journald.
     #[arg(long, value_name = "NAMESPACE")]
     pub journald_namespace: Option<String>,
+    /// Send every record to a syslog server as an RFC 5424 message whose MSG
+    /// is the JSON record: unix:PATH (datagram), udp:HOST:PORT or
+    /// tcp:HOST:PORT (octet-counted framing). Repeatable.
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Vec<crate::sink::syslog::Target>,
 }
 
 impl SinkArgs {
     /// Whether any sink was asked for.
     pub fn any(&self) -> bool {
-        self.output_file.is_some() || self.journald || self.journald_namespace.is_some()
+        self.output_file.is_some()
+            || self.journald
+            || self.journald_namespace.is_some()
+            || !self.syslog.is_empty()
     }
 }
 

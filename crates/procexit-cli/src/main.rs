@@ -143,6 +143,9 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
         #[cfg(not(target_os = "linux"))]
         anyhow::bail!("--journald needs Linux (systemd-journald)");
     }
+    for target in &args.syslog {
+        sinks.push(Box::new(sink::syslog::SyslogSink::connect(target.clone())?));
+    }
     Ok(sinks)
 }
 
