@@ -63,6 +63,70 @@ Examples:
   procexit replay --failed --json *.etl
   procexit replay --all --name 'cmd*' trace.etl")]
     Replay(ReplayArgs),
+    /// Run watch as a Windows service: install, uninstall, start, stop.
+    #[command(after_help = "\
+The service runs as LocalSystem, starts with Windows, and runs `procexit watch`
+with the options given to install (which must include --output or --syslog: a
+service has no console). Stopping it stops the ETW session and writes what is
+buffered plus the closing stats record. Run these from an elevated console.
+
+Examples:
+  procexit service install --output C:\\ProgramData\\procexit\\exits.jsonl --rotate-size 100M
+  procexit service start
+  procexit service stop
+  procexit service uninstall
+
+On Linux use the systemd unit packaging/procexit.service instead.")]
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Register the service to run `watch` with the options that follow.
+    Install {
+        /// Service name (several can be installed under different names).
+        #[arg(long, default_value = "procexit")]
+        name: String,
+        /// `procexit watch` options, e.g. --output FILE --failed.
+        #[arg(
+            value_name = "WATCH OPTIONS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        options: Vec<std::ffi::OsString>,
+    },
+    /// Stop (if running) and remove the service.
+    Uninstall {
+        /// Service name.
+        #[arg(long, default_value = "procexit")]
+        name: String,
+    },
+    /// Start the service and wait until it runs.
+    Start {
+        /// Service name.
+        #[arg(long, default_value = "procexit")]
+        name: String,
+    },
+    /// Stop the service and wait until it stopped.
+    Stop {
+        /// Service name.
+        #[arg(long, default_value = "procexit")]
+        name: String,
+    },
+    /// What the service manager runs (not for use from a console).
+    #[command(hide = true)]
+    Run {
+        #[arg(long)]
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +305,25 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn service_install_takes_watch_options() {
+        let cli = Cli::try_parse_from([
+            "procexit", "service", "install", "--name", "px", "--output", "x.jsonl", "--failed",
+        ])
+        .unwrap();
+        let Command::Service(ServiceArgs {
+            action: ServiceAction::Install { name, options },
+        }) = cli.command
+        else {
+            panic!("not service install")
+        };
+        assert_eq!(name, "px");
+        assert_eq!(options, ["--output", "x.jsonl", "--failed"]);
+        let watch = crate::service::parse_watch_options(&options).unwrap();
+        assert!(watch.filter.failed && crate::service::has_sink(&watch));
+        assert!(crate::service::parse_watch_options(&["--bogus".into()]).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod args;
 mod output;
 mod replay;
+mod service;
 mod signals;
 mod sink;
 
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch(args),
         Command::Wait(args) => wait(args),
         Command::Replay(args) => replay(args),
+        Command::Service(args) => service::run(args),
     }
 }
 
@@ -63,6 +65,17 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    watch_with(args, false, signals::install)
+}
+
+/// `watch`, with `on_start` called once the monitor runs (it installs the
+/// stop and reopen triggers: signal handlers, or a service's control
+/// handler). `quiet` keeps stdout silent (a service has none).
+pub fn watch_with(
+    args: WatchArgs,
+    quiet: bool,
+    on_start: impl FnOnce(procexit::Stopper, Option<Arc<AtomicBool>>) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
     // Sinks first: a path that cannot be written is an error before anything runs.
     let reopen = Arc::new(AtomicBool::new(false));
     let mut sinks = open_sinks(&args.sinks, &reopen)?;
@@ -71,10 +84,10 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         .start()
         .context("cannot start watching process exits")?;
     let reopen_on_hangup = args.sinks.output_file.is_some().then(|| reopen.clone());
-    signals::install(monitor.stopper(), reopen_on_hangup)?;
+    on_start(monitor.stopper(), reopen_on_hangup)?;
 
     // With a sink, stdout stays quiet unless --json asks for the stream too.
-    let to_stdout = !args.sinks.any() || args.output.json;
+    let to_stdout = !quiet && (!args.sinks.any() || args.output.json);
     let mut printer = Printer::new(format(args.output.json));
     let mut printed = 0u64;
     let result: anyhow::Result<()> = (|| {

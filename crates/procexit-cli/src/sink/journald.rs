@@ -158,10 +158,43 @@ fn send_memfd(socket: &UnixDatagram, entry: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A one-line summary for people: `sh[1234] exited with code 42`.
+fn message(record: &Record) -> String {
+    let fields = record.fields();
+    let text = |key: &str| fields.get(key).and_then(Value::as_str);
+    let number = |key: &str| fields.get(key).and_then(Value::as_i64);
+    match record.kind() {
+        "exit" => {
+            let who = format!(
+                "{}[{}]",
+                text("name").unwrap_or("?"),
+                number("pid").map_or("?".to_string(), |p| p.to_string())
+            );
+            let status = if let Some(signal) = number("signal") {
+                format!("killed by signal {signal}")
+            } else if let Some(code) = number("exit_code") {
+                format!("exited with code {code}")
+            } else {
+                "exited".to_string()
+            };
+            match text("status_name") {
+                Some(name) => format!("{who} {status} ({name})"),
+                None => format!("{who} {status}"),
+            }
+        }
+        "lost" => format!(
+            "{} exits lost ({})",
+            number("count").unwrap_or(0),
+            text("reason").unwrap_or("unknown")
+        ),
+        other => format!("procexit {other}: {}", record.json()),
+    }
+}
+
 /// The native-protocol entry of one record.
 pub fn entry(record: &Record) -> Vec<u8> {
     let mut out = Vec::with_capacity(record.json().len() * 2);
-    push_field(&mut out, "MESSAGE", &record.message());
+    push_field(&mut out, "MESSAGE", &message(record));
     let priority = if record.is_warning() { "4" } else { "6" };
     push_field(&mut out, "PRIORITY", priority);
     push_field(&mut out, "SYSLOG_IDENTIFIER", "procexit");
@@ -235,5 +268,19 @@ mod tests {
         let mut out = vec![];
         push_field(&mut out, "PROCEXIT_COMMAND_LINE", "a\nb");
         assert_eq!(out, b"PROCEXIT_COMMAND_LINE\n\x03\0\0\0\0\0\0\0a\nb\n");
+    }
+
+    #[test]
+    fn messages_name_process_and_status() {
+        let record = Record::from_json(
+            r#"{"type":"exit","pid":12,"name":"sh","exit_code":null,"signal":9}"#.into(),
+        );
+        assert_eq!(message(&record), "sh[12] killed by signal 9");
+        let record = Record::from_json(
+            r#"{"type":"exit","pid":12,"name":"sh","exit_code":42,"signal":null}"#.into(),
+        );
+        assert_eq!(message(&record), "sh[12] exited with code 42");
+        let record = Record::from_json(r#"{"type":"lost","count":3,"reason":"overrun"}"#.into());
+        assert_eq!(message(&record), "3 exits lost (overrun)");
     }
 }

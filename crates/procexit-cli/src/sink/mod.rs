@@ -74,39 +74,6 @@ impl Record {
             _ => false,
         }
     }
-
-    /// A one-line summary for people: `sh[1234] exited with code 42`.
-    pub fn message(&self) -> String {
-        let fields = self.fields();
-        let text = |key: &str| fields.get(key).and_then(Value::as_str);
-        let number = |key: &str| fields.get(key).and_then(Value::as_i64);
-        match self.kind() {
-            "exit" => {
-                let who = format!(
-                    "{}[{}]",
-                    text("name").unwrap_or("?"),
-                    number("pid").map_or("?".to_string(), |p| p.to_string())
-                );
-                let status = if let Some(signal) = number("signal") {
-                    format!("killed by signal {signal}")
-                } else if let Some(code) = number("exit_code") {
-                    format!("exited with code {code}")
-                } else {
-                    "exited".to_string()
-                };
-                match text("status_name") {
-                    Some(name) => format!("{who} {status} ({name})"),
-                    None => format!("{who} {status}"),
-                }
-            }
-            "lost" => format!(
-                "{} exits lost ({})",
-                number("count").unwrap_or(0),
-                text("reason").unwrap_or("unknown")
-            ),
-            other => format!("procexit {other}: {}", self.json),
-        }
-    }
 }
 
 /// What a sink delivered and what it could not.
@@ -255,19 +222,5 @@ mod tests {
         assert!(exit(r#"{"type":"exit","pid":1,"exit_code":null,"signal":9}"#).is_warning());
         assert!(exit(r#"{"type":"lost","count":3,"reason":"overrun"}"#).is_warning());
         assert!(!exit(r#"{"type":"stats","seen":3}"#).is_warning());
-    }
-
-    #[test]
-    fn messages_name_process_and_status() {
-        let record = Record::from_json(
-            r#"{"type":"exit","pid":12,"name":"sh","exit_code":null,"signal":9}"#.into(),
-        );
-        assert_eq!(record.message(), "sh[12] killed by signal 9");
-        let record = Record::from_json(
-            r#"{"type":"exit","pid":12,"name":"sh","exit_code":42,"signal":null}"#.into(),
-        );
-        assert_eq!(record.message(), "sh[12] exited with code 42");
-        let record = Record::from_json(r#"{"type":"lost","count":3,"reason":"overrun"}"#.into());
-        assert_eq!(record.message(), "3 exits lost (overrun)");
     }
 }
