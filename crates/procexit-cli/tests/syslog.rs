@@ -274,3 +274,109 @@ fn unreachable_syslog_server_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr).contains("unix:PATH, udp:HOST:PORT or tcp:HOST:PORT")
     );
 }
+
+/// The README's rsyslog recipes (packaging/recipes/rsyslog-*.conf, shown
+/// verbatim in the README) run in a real rsyslogd: one follows the JSON
+/// Lines file with imfile, the other parses what --syslog sends.
+#[test]
+fn readme_rsyslog_recipes_work() {
+    let Some(binary) = rsyslogd() else {
+        skip("no rsyslogd (apt-get install rsyslog)");
+        return;
+    };
+    if !connector_usable() {
+        return;
+    }
+    let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/recipes");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let file_recipe = std::fs::read_to_string(recipes.join("rsyslog-file.conf")).unwrap();
+    let syslog_recipe = std::fs::read_to_string(recipes.join("rsyslog-syslog.conf")).unwrap();
+    for recipe in [&file_recipe, &syslog_recipe] {
+        assert!(readme.contains(recipe.as_str()), "README lacks:\n{recipe}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("procexit-recipes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("log.sock");
+    let here = format!("{}/", dir.display());
+    let config = format!(
+        "global(workDirectory=\"{dir}\" maxMessageSize=\"64k\")\n\
+         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+         input(type=\"imuxsock\" Socket=\"{socket}\" UseSpecialParser=\"off\" \
+         ParseHostname=\"on\" RateLimit.Interval=\"0\")\n{file}\n{syslog}",
+        dir = dir.display(),
+        socket = socket.display(),
+        file = file_recipe.replace("/var/log/procexit/", &here),
+        syslog = syslog_recipe.replace("/var/log/", &here),
+    );
+    let config_path = dir.join("rsyslog.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let mut rsyslog = Command::new(binary)
+        .arg("-n")
+        .arg("-f")
+        .arg(&config_path)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "rsyslogd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let name = "pxrecipesh";
+    let shell = dir.join(name);
+    std::fs::copy("/bin/sh", &shell).unwrap();
+    let mut watch = procexit()
+        .args(["watch", "--name", name, "--output"])
+        .arg(dir.join("exits.jsonl"))
+        .arg("--syslog")
+        .arg(format!("unix:{}", socket.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (failed, ok) = loop {
+        let failed = Command::new(&shell)
+            .args(["-c", "sleep 0.1; exit 7"])
+            .spawn()
+            .unwrap();
+        let failed_pid = failed.id();
+        failed.wait_with_output().unwrap();
+        let ok = Command::new(&shell)
+            .args(["-c", "sleep 0.1; exit 0"])
+            .spawn()
+            .unwrap();
+        let ok_pid = ok.id();
+        ok.wait_with_output().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        let line = |pid: u32, code: u32| format!("pid={pid} name={name} code={code} ");
+        if read("exits.log").contains(&line(failed_pid, 7))
+            && read("exits.log").contains(&line(ok_pid, 0))
+            && read("procexit-failures.log").contains(&line(failed_pid, 7))
+        {
+            break (failed_pid, ok_pid);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recipes produced nothing:\nexits.log: {}\nfailures: {}",
+            read("exits.log"),
+            read("procexit-failures.log")
+        );
+    };
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = rsyslog.kill();
+    let _ = rsyslog.wait();
+    let failures = read("procexit-failures.log");
+    assert!(!failures.contains(&format!("pid={ok} ")), "{failures}");
+    assert!(failures.contains(&format!("pid={failed} ")));
+}
