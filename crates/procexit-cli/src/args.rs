@@ -205,7 +205,7 @@ pub struct SinkArgs {
     pub rotate_keep: u32,
     /// Send every record to the systemd journal as a structured entry:
     /// MESSAGE, PRIORITY (4 for failures and losses, else 6) and one
-    /// PROCEXIT_<KEY> field per JSON key (Linux).
+    /// PROCEXIT_KEY field per JSON key (PROCEXIT_PID, …) (Linux).
     #[arg(long)]
     pub journald: bool,
     /// Send to this journal namespace instead of the default journal
