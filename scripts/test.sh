@@ -17,6 +17,8 @@ command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null || need_apt+=(systemd)
 # The syslog sink's tests start a real rsyslogd with a configuration of their own.
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
+# The NTSTATUS names are generated from mingw-w64's ntstatus.h.
+[ -r /usr/share/mingw-w64/include/ntstatus.h ] || need_apt+=(mingw-w64-common)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -33,6 +35,8 @@ if [ "$(id -u)" = 0 ] && [ ! -s /etc/machine-id ] && command -v systemd-machine-
 fi
 
 echo "== toolchain: $(cargo --version), $(rustc --version)"
+echo "== generated tables are what their headers give"
+bash scripts/gen-ntstatus.sh --check
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (linux)"

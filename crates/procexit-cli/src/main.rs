@@ -1,6 +1,7 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
+mod escape;
 mod output;
 mod replay;
 mod service;
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, Monitor, RecvError, WaitSet};
+use procexit::{Event, LinuxOptions, Monitor, RecvError, WaitSet};
 
 use crate::args::{Cli, Command, ReplayArgs, SinkArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -24,6 +25,8 @@ use crate::output::{Format, Printer};
 const EXIT_ERROR: u8 = 2;
 /// Exit status when `wait --timeout` ran out (like timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
+/// Exit status of `watch --strict` when exits were lost, dropped or overrun.
+const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,8 +82,13 @@ pub fn watch_with(
     // Sinks first: a path that cannot be written is an error before anything runs.
     let reopen = Arc::new(AtomicBool::new(false));
     let mut sinks = open_sinks(&args.sinks, &reopen)?;
+    let mut linux = LinuxOptions::new();
+    if let Some(bytes) = args.socket_buffer {
+        linux = linux.socket_buffer(bytes);
+    }
     let monitor = Monitor::builder()
         .filter(args.filter.to_filter())
+        .linux(linux)
         .start()
         .context("cannot start watching process exits")?;
     let reopen_on_hangup = args.sinks.output_file.is_some().then(|| reopen.clone());
@@ -126,6 +134,10 @@ pub fn watch_with(
     }
     if sinks.unwritten() > 0 {
         return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    if args.strict && stats.has_loss() {
+        eprintln!("procexit: --strict: exits were lost, dropped or overrun (see the summary)");
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,6 @@
 
 mod ffi;
 mod procfs;
-mod table;
 mod taskstats;
 
 use std::sync::Arc;
@@ -23,9 +22,10 @@ use crate::monitor::{
 use crate::queue::Sink;
 
 use self::ffi::{NetlinkSocket, Received, Waker};
-use self::table::Table;
+use self::procfs::ProcFs;
 use self::taskstats::Taskstats;
 use crate::config::Taskstats as TaskstatsMode;
+use crate::merge::linux::ProcessTable;
 
 /// `NETLINK_CONNECTOR`.
 const NETLINK_CONNECTOR: i32 = 11;
@@ -153,7 +153,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     let stop = Arc::new(Stop(waker));
     // The table is seeded after LISTEN, so no process can slip between the
     // snapshot and the first event.
-    let mut table = Table::new(taskstats.is_some());
+    let mut table = ProcessTable::new(ProcFs, taskstats.is_some());
     table.seed();
     let thread = spawn_backend("procexit-linux", sink, move |sink| {
         let mut buf = vec![0u8; RECV_BUFFER];
@@ -174,7 +174,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     Ok(Running { stop, thread })
 }
 
-fn apply_datagram(table: &mut Table, datagram: &[u8], sink: &Sink) {
+fn apply_datagram(table: &mut ProcessTable<ProcFs>, datagram: &[u8], sink: &Sink) {
     for message in parse_datagram(datagram) {
         match message {
             Ok(message) => table.apply(&message, sink),
@@ -188,7 +188,7 @@ fn run(
     connector: &Connector,
     taskstats: Option<&Taskstats>,
     waker_fd: i32,
-    table: &mut Table,
+    table: &mut ProcessTable<ProcFs>,
     buf: &mut [u8],
     sink: &Sink,
 ) -> Result<()> {
@@ -239,7 +239,7 @@ fn run(
             needs_resync = false;
             sink.overrun(table.resync());
         }
-        table.flush_awaiting(Instant::now(), sink);
+        table.flush_awaiting(sink);
         if stop {
             table.count_vanished(Duration::ZERO, sink);
             return Ok(());
@@ -247,7 +247,7 @@ fn run(
         if last_housekeeping.elapsed() >= Duration::from_millis(TICK_MS as u64) {
             last_housekeeping = Instant::now();
             table.refresh_clocks();
-            table.sweep(ffi::clock_ns(libc::CLOCK_MONOTONIC), sink);
+            table.sweep(sink);
         }
     }
 }
