@@ -167,8 +167,10 @@ fn watch_writes_structured_entries_to_a_real_journald() {
     let killed = run_until_logged(&journald, &shell, "sleep 0.1; kill -9 $$", &[]);
     assert_eq!(killed["PROCEXIT_SIGNAL"], "9", "{killed}");
     assert_eq!(killed["PRIORITY"], "4");
+    assert_eq!(killed["PROCEXIT_KIND"], "signaled", "{killed}");
+    assert_eq!(killed["PROCEXIT_STATUS_NAME"], "SIGKILL", "{killed}");
     assert!(!journald
-        .entries(&["PROCEXIT_SIGNAL=9", &format!("PROCEXIT_NAME={name}")])
+        .entries(&["PROCEXIT_KIND=signaled", &format!("PROCEXIT_NAME={name}")])
         .is_empty());
 
     // A success, at info priority.

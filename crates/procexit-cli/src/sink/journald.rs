@@ -163,7 +163,7 @@ fn message(record: &Record) -> String {
     let fields = record.fields();
     let text = |key: &str| fields.get(key).and_then(Value::as_str);
     let number = |key: &str| fields.get(key).and_then(Value::as_i64);
-    match record.kind() {
+    match record.record_type() {
         "exit" => {
             let who = format!(
                 "{}[{}]",

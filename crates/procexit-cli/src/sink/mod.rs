@@ -52,22 +52,27 @@ impl Record {
     }
 
     /// The `type` key: `exit`, `lost`, `stats`, …
-    pub fn kind(&self) -> &str {
+    pub fn record_type(&self) -> &str {
         self.fields()
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("record")
     }
 
-    /// Whether the record reports a failure or a loss: a non-zero exit code,
-    /// a fatal signal, an OOM kill, or lost exits.
+    /// Whether the record reports a failure or a loss: any `kind` but
+    /// `exited`, a non-zero exit code, a fatal signal, an OOM kill, or lost
+    /// exits.
     pub fn is_warning(&self) -> bool {
         let fields = self.fields();
         let exit_code = fields.get("exit_code").and_then(Value::as_i64);
-        match self.kind() {
+        match self.record_type() {
             "lost" => true,
             "exit" => {
-                exit_code.is_some_and(|code| code != 0)
+                fields
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| kind != "exited")
+                    || exit_code.is_some_and(|code| code != 0)
                     || fields.get("signal").is_some_and(|s| !s.is_null())
                     || fields.get("oom_killed") == Some(&Value::Bool(true))
             }
@@ -222,5 +227,7 @@ mod tests {
         assert!(exit(r#"{"type":"exit","pid":1,"exit_code":null,"signal":9}"#).is_warning());
         assert!(exit(r#"{"type":"lost","count":3,"reason":"overrun"}"#).is_warning());
         assert!(!exit(r#"{"type":"stats","seen":3}"#).is_warning());
+        assert!(exit(r#"{"type":"exit","kind":"exception","exit_code":3221225477}"#).is_warning());
+        assert!(!exit(r#"{"type":"exit","kind":"exited","exit_code":0}"#).is_warning());
     }
 }

@@ -220,7 +220,7 @@ pub fn message(record: &Record, hostname: &str, now: SystemTime) -> String {
         "<{}>1 {timestamp} {hostname} procexit {} {} - {}",
         FACILITY * 8 + severity,
         std::process::id(),
-        header_field(record.kind(), 32),
+        header_field(record.record_type(), 32),
         record.json()
     )
 }
