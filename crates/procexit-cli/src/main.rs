@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, LinuxOptions, Monitor, RecvError, WaitSet};
+use procexit::{Event, LinuxOptions, Monitor, RecvError, WaitSet, WindowsOptions};
 
 use crate::args::{Cli, Command, ReplayArgs, SinkArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -68,19 +68,28 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    watch_with(args, false, signals::install)
+    let slot = signals::StopSlot::default();
+    let reopen = Arc::new(AtomicBool::new(false));
+    let reopen_on_hangup = args.sinks.output_file.is_some().then(|| reopen.clone());
+    // The handlers go in before the monitor starts: Windows calls console
+    // handlers last-installed first, and the library's own handler (which
+    // stops the session when the console closes) must come first.
+    signals::install(slot.clone(), reopen_on_hangup)?;
+    watch_with(args, false, slot, reopen, || {})
 }
 
-/// `watch`, with `on_start` called once the monitor runs (it installs the
-/// stop and reopen triggers: signal handlers, or a service's control
-/// handler). `quiet` keeps stdout silent (a service has none).
+/// `watch`. Stop requests (signals, a service's control handler) reach the
+/// monitor through `slot`; `reopen` asks the file sink to reopen its path;
+/// `on_running` is called once the monitor runs. `quiet` keeps stdout silent
+/// (a service has none).
 pub fn watch_with(
     args: WatchArgs,
     quiet: bool,
-    on_start: impl FnOnce(procexit::Stopper, Option<Arc<AtomicBool>>) -> anyhow::Result<()>,
+    slot: signals::StopSlot,
+    reopen: Arc<AtomicBool>,
+    on_running: impl FnOnce(),
 ) -> anyhow::Result<ExitCode> {
     // Sinks first: a path that cannot be written is an error before anything runs.
-    let reopen = Arc::new(AtomicBool::new(false));
     let mut sinks = open_sinks(&args.sinks, &reopen)?;
     let mut linux = LinuxOptions::new();
     if let Some(bytes) = args.socket_buffer {
@@ -89,10 +98,11 @@ pub fn watch_with(
     let monitor = Monitor::builder()
         .filter(args.filter.to_filter())
         .linux(linux)
+        .windows(WindowsOptions::new().session_name(args.session_name.clone()))
         .start()
         .context("cannot start watching process exits")?;
-    let reopen_on_hangup = args.sinks.output_file.is_some().then(|| reopen.clone());
-    on_start(monitor.stopper(), reopen_on_hangup)?;
+    slot.attach(monitor.stopper());
+    on_running();
 
     // With a sink, stdout stays quiet unless --json asks for the stream too.
     let to_stdout = !quiet && (!args.sinks.any() || args.output.json);

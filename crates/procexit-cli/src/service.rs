@@ -56,12 +56,11 @@ pub fn has_sink(watch: &crate::args::WatchArgs) -> bool {
 mod windows {
     use std::ffi::{OsStr, OsString};
     use std::process::ExitCode;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, OnceLock};
     use std::time::{Duration, Instant};
 
     use anyhow::Context;
-    use procexit::Stopper;
     use windows_service::service::{
         ServiceAccess, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode,
         ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
@@ -226,8 +225,8 @@ mod windows {
     }
 
     static SETUP: OnceLock<ServiceSetup> = OnceLock::new();
-    static STOPPER: Mutex<Option<Stopper>> = Mutex::new(None);
-    static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+    /// Where the control handler finds the monitor.
+    static STOP: OnceLock<crate::signals::StopSlot> = OnceLock::new();
 
     fn run_service(name: String, options: Vec<OsString>) -> anyhow::Result<ExitCode> {
         // Refuse bad options here too, where a console may still show it.
@@ -249,12 +248,10 @@ mod windows {
 
     fn service_main(_arguments: Vec<OsString>) {
         let Some(setup) = SETUP.get() else { return };
+        let slot = STOP.get_or_init(Default::default);
         let handler = |control| match control {
             ServiceControl::Stop | ServiceControl::Shutdown | ServiceControl::Preshutdown => {
-                STOP_REQUESTED.store(true, Ordering::SeqCst);
-                if let Some(stopper) = STOPPER.lock().ok().and_then(|s| s.clone()) {
-                    stopper.stop();
-                }
+                slot.request();
                 ServiceControlHandlerResult::NoError
             }
             ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
@@ -284,17 +281,13 @@ mod windows {
             Duration::from_secs(10),
         );
         let result = parse_watch_options(&setup.options).and_then(|watch| {
-            crate::watch_with(watch, true, |stopper, _reopen| {
-                *STOPPER.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(stopper.clone());
-                if STOP_REQUESTED.load(Ordering::SeqCst) {
-                    stopper.stop();
-                }
+            let reopen = Arc::new(AtomicBool::new(false));
+            crate::watch_with(watch, true, slot.clone(), reopen, || {
                 report(
                     ServiceState::Running,
                     ServiceExitCode::NO_ERROR,
                     Duration::default(),
-                );
-                Ok(())
+                )
             })
         });
         report(

@@ -2,18 +2,47 @@
 //! its summary); on Unix, SIGHUP reopens the output file when there is one
 //! (logrotate's rename-then-signal rotation) and stops it otherwise.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use procexit::Stopper;
 
+/// Where a stop request finds the monitor. A request that comes before the
+/// monitor has started is kept and applied when it attaches.
+#[derive(Clone, Default)]
+pub struct StopSlot {
+    stopper: Arc<Mutex<Option<Stopper>>>,
+    requested: Arc<AtomicBool>,
+}
+
+impl StopSlot {
+    /// Asks the monitor to stop, now or as soon as it runs.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        if let Some(stopper) = self.lock().as_ref() {
+            stopper.stop();
+        }
+    }
+
+    /// Hands over the running monitor's stopper.
+    pub fn attach(&self, stopper: Stopper) {
+        *self.lock() = Some(stopper.clone());
+        if self.requested.load(Ordering::SeqCst) {
+            stopper.stop();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Stopper>> {
+        self.stopper.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Installs the handlers. `reopen` is set on SIGHUP when `Some`.
 #[cfg(unix)]
-pub fn install(stopper: Stopper, reopen: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
+pub fn install(slot: StopSlot, reopen: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
-    use std::sync::atomic::Ordering;
 
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
@@ -23,7 +52,7 @@ pub fn install(stopper: Stopper, reopen: Option<Arc<AtomicBool>>) -> anyhow::Res
             for signal in signals.forever() {
                 match (signal, &reopen) {
                     (SIGHUP, Some(reopen)) => reopen.store(true, Ordering::Relaxed),
-                    _ => stopper.stop(),
+                    _ => slot.request(),
                 }
             }
         })
@@ -33,6 +62,6 @@ pub fn install(stopper: Stopper, reopen: Option<Arc<AtomicBool>>) -> anyhow::Res
 
 /// Installs the handlers (Ctrl-C, Ctrl-Break, console close).
 #[cfg(windows)]
-pub fn install(stopper: Stopper, _reopen: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
-    ctrlc::set_handler(move || stopper.stop()).context("cannot install the Ctrl-C handler")
+pub fn install(slot: StopSlot, _reopen: Option<Arc<AtomicBool>>) -> anyhow::Result<()> {
+    ctrlc::set_handler(move || slot.request()).context("cannot install the Ctrl-C handler")
 }
