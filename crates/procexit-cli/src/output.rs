@@ -142,6 +142,7 @@ pub fn stats_record(stats: &Stats) -> serde_json::Value {
         "overruns": stats.overruns,
         "anomalies": stats.anomalies,
         "session_gaps": stats.session_gaps,
+        "evicted": stats.evicted,
     })
 }
 
@@ -159,6 +160,12 @@ pub fn summary_line(stats: &Stats) -> String {
     }
     if stats.anomalies > 0 {
         line.push_str(&format!(", {} anomalies", stats.anomalies));
+    }
+    if stats.evicted > 0 {
+        line.push_str(&format!(
+            ", {} live-process records evicted to bound memory",
+            stats.evicted
+        ));
     }
     if stats.session_gaps > 0 {
         line.push_str(&format!(
