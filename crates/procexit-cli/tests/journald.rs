@@ -99,6 +99,7 @@ fn renamed_shell(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::copy("/bin/sh", &path).unwrap();
+    settle_executable(&path);
     path
 }
 
@@ -221,4 +222,18 @@ fn journald_not_running_is_a_clear_error() {
         stderr.contains("cannot reach journald") && stderr.contains("systemd-journald running"),
         "{stderr}"
     );
+}
+
+/// Runs a freshly copied executable once: a thread of this test binary may
+/// have forked while the copy was open for writing, and exec fails with
+/// ETXTBSY until that child has exec'd in turn.
+fn settle_executable(path: &std::path::Path) {
+    for _ in 0..200 {
+        match std::process::Command::new(path).args(["-c", ":"]).status() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
 }

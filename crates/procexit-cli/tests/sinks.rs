@@ -51,6 +51,7 @@ fn temp_dir(name: &str) -> PathBuf {
 fn renamed_shell(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::copy("/bin/sh", &path).unwrap();
+    settle_executable(&path);
     path
 }
 
@@ -356,4 +357,18 @@ fn probe_until_written_after(shell: &Path, file: &Path, len: u64) {
         }
     }
     panic!("writing did not resume");
+}
+
+/// Runs a freshly copied executable once: a thread of this test binary may
+/// have forked while the copy was open for writing, and exec fails with
+/// ETXTBSY until that child has exec'd in turn.
+fn settle_executable(path: &std::path::Path) {
+    for _ in 0..200 {
+        match std::process::Command::new(path).args(["-c", ":"]).status() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
 }

@@ -163,6 +163,7 @@ fn watch_sends_rfc5424_to_a_real_rsyslog_over_unix_udp_and_tcp() {
     let name = "pxsyslogsh";
     let shell = dir.join(name);
     std::fs::copy("/bin/sh", &shell).unwrap();
+    settle_executable(&shell);
     let watch = procexit()
         .args(["watch", "--name", name])
         .arg("--syslog")
@@ -333,6 +334,7 @@ fn readme_rsyslog_recipes_work() {
     let name = "pxrecipesh";
     let shell = dir.join(name);
     std::fs::copy("/bin/sh", &shell).unwrap();
+    settle_executable(&shell);
     let mut watch = procexit()
         .args(["watch", "--name", name, "--output"])
         .arg(dir.join("exits.jsonl"))
@@ -379,4 +381,18 @@ fn readme_rsyslog_recipes_work() {
     let failures = read("procexit-failures.log");
     assert!(!failures.contains(&format!("pid={ok} ")), "{failures}");
     assert!(failures.contains(&format!("pid={failed} ")));
+}
+
+/// Runs a freshly copied executable once: a thread of this test binary may
+/// have forked while the copy was open for writing, and exec fails with
+/// ETXTBSY until that child has exec'd in turn.
+fn settle_executable(path: &std::path::Path) {
+    for _ in 0..200 {
+        match std::process::Command::new(path).args(["-c", ":"]).status() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
 }

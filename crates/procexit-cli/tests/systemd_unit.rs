@@ -87,6 +87,7 @@ fn source_with_bounding_set(caps: &str) -> String {
     let dir = temp_dir(&caps.replace([',', '+', '-'], "_"));
     let shell = dir.join("pxunitcaps");
     std::fs::copy("/bin/sh", &shell).unwrap();
+    settle_executable(&shell);
     let mut watch = Command::new("setpriv")
         .arg(format!("--bounding-set={caps}"))
         .arg("--no-new-privs")
@@ -142,4 +143,18 @@ fn the_units_capabilities_are_enough_for_taskstats_and_needed() {
     // Without CAP_NET_ADMIN taskstats is refused: the capability is needed.
     let without: Vec<String> = caps.iter().filter(|c| *c != "net_admin").cloned().collect();
     assert_eq!(source_with_bounding_set(&set(&without)), "linux-connector");
+}
+
+/// Runs a freshly copied executable once: a thread of this test binary may
+/// have forked while the copy was open for writing, and exec fails with
+/// ETXTBSY until that child has exec'd in turn.
+fn settle_executable(path: &std::path::Path) {
+    for _ in 0..200 {
+        match std::process::Command::new(path).args(["-c", ":"]).status() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
 }
