@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use procexit::etl::{read_process_events, LifecycleKind, ProcessItem, ProcessSummary};
-use procexit::{format_rfc3339, system_time_from_filetime, Event, Filter, ProcessExit};
+use procexit::schema::{Message, ProcessRecord};
+use procexit::{Event, Filter, ProcessExit};
 
 use crate::args::ReplayArgs;
-use crate::output::{Format, Printer, Row};
+use crate::output::Printer;
 
 /// Files smaller than this get no progress bar (they take milliseconds).
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
@@ -24,11 +25,11 @@ pub struct Outcome {
     pub printed: u64,
 }
 
-pub fn replay(args: &ReplayArgs, printer: &mut Printer, format: Format) -> anyhow::Result<Outcome> {
+pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
     let filter = args.filter.to_filter();
     let mut outcome = Outcome::default();
     for path in &args.files {
-        match replay_file(path, args, &filter, printer, format, &mut outcome) {
+        match replay_file(path, args, &filter, printer, &mut outcome) {
             Ok(had_errors) => {
                 if had_errors {
                     outcome.files_with_errors += 1;
@@ -58,7 +59,6 @@ fn replay_file(
     args: &ReplayArgs,
     filter: &Filter,
     printer: &mut Printer,
-    format: Format,
     outcome: &mut Outcome,
 ) -> anyhow::Result<bool> {
     let mut events = read_process_events(path).context("cannot read the trace")?;
@@ -91,7 +91,7 @@ fn replay_file(
                 break;
             }
         } else if args.all {
-            print_lifecycle(&item, filter, printer, format)?;
+            print_lifecycle(&item, filter, printer)?;
         }
     }
     for exit in dedup.finish() {
@@ -189,56 +189,16 @@ impl Dedup {
     }
 }
 
-/// A start or rundown record (`--all`): printed in the same shape as exits,
-/// with `"type":"process"` and the event kind.
-fn print_lifecycle(
-    item: &ProcessItem,
-    filter: &Filter,
-    printer: &mut Printer,
-    format: Format,
-) -> anyhow::Result<()> {
-    let Some(payload) = &item.payload else {
+/// A start or rundown record (`--all`): a table row like an exit's, or a
+/// `process` JSON object.
+fn print_lifecycle(item: &ProcessItem, filter: &Filter, printer: &mut Printer) -> io::Result<()> {
+    let Some(record) = ProcessRecord::from_item(item) else {
         return Ok(());
     };
-    let name = payload.image_file_name.as_deref();
-    if !filter.matches_process(payload.pid, Some(payload.ppid), name) {
+    if !filter.matches_process(record.pid, Some(record.ppid), record.name) {
         return Ok(());
     }
-    let time = item.filetime.and_then(system_time_from_filetime);
-    match format {
-        Format::JsonLines => {
-            let value = serde_json::json!({
-                "type": "process",
-                "kind": item.kind.as_str(),
-                "pid": payload.pid,
-                "ppid": payload.ppid,
-                "name": name,
-                "command_line": payload.command_line,
-                "user": payload.user_sid,
-                "time": time.map(format_rfc3339),
-                "process_key": payload.unique_process_key,
-            });
-            printer.raw_line(&value.to_string())?;
-        }
-        Format::Table => {
-            let label = match item.kind {
-                LifecycleKind::Start | LifecycleKind::KernelProcessStart => "started",
-                LifecycleKind::DcStart => "running (rundown)",
-                LifecycleKind::DcEnd => "running at end",
-                _ => item.kind.as_str(),
-            };
-            printer.row(&Row {
-                time,
-                pid: payload.pid,
-                ppid: Some(payload.ppid),
-                status: label,
-                duration: None,
-                name,
-                command_line: payload.command_line.as_deref(),
-            })?;
-        }
-    }
-    Ok(())
+    printer.message(Message::Process(record))
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal and

@@ -396,65 +396,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-#[cfg(feature = "serde")]
-mod serde_impl {
-    use super::*;
-    use serde::ser::{Serialize, SerializeMap, Serializer};
-
-    /// The JSON form is a public interface (README, "JSON schema"): keys are
-    /// only ever added, never renamed.
-    impl Serialize for ProcessExit {
-        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let mut map = serializer.serialize_map(None)?;
-            map.serialize_entry("type", "exit")?;
-            map.serialize_entry("pid", &self.pid)?;
-            map.serialize_entry("ppid", &self.ppid)?;
-            map.serialize_entry("exit_code", &self.status.code())?;
-            map.serialize_entry("signal", &self.status.signal())?;
-            map.serialize_entry("core_dumped", &self.status.core_dumped())?;
-            map.serialize_entry("name", &self.name)?;
-            map.serialize_entry("command_line", &self.command_line)?;
-            map.serialize_entry("user", &self.user.as_ref().map(|u| u.to_string()))?;
-            map.serialize_entry("start_time", &self.start_time.map(format_rfc3339))?;
-            map.serialize_entry("exit_time", &self.exit_time.map(format_rfc3339))?;
-            map.serialize_entry(
-                "duration_ms",
-                &self.duration().map(|d| d.as_secs_f64() * 1000.0),
-            )?;
-            map.serialize_entry("process_key", &self.process_key)?;
-            map.serialize_entry("source", self.source.as_str())?;
-            map.serialize_entry("killer_pid", &self.killer.as_ref().map(|k| k.pid))?;
-            map.serialize_entry(
-                "killer_name",
-                &self.killer.as_ref().and_then(|k| k.name.as_deref()),
-            )?;
-            map.serialize_entry("oom_killed", &self.oom_killed)?;
-            let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-            map.serialize_entry("cpu_user_ms", &ms(self.resources.cpu_user))?;
-            map.serialize_entry("cpu_system_ms", &ms(self.resources.cpu_system))?;
-            map.serialize_entry("peak_rss_bytes", &self.resources.peak_rss_bytes)?;
-            map.serialize_entry("cgroup", &self.cgroup)?;
-            map.serialize_entry("container_id", &self.container_id)?;
-            map.end()
-        }
-    }
-
-    impl Serialize for Event {
-        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            match self {
-                Event::Exit(exit) => exit.serialize(serializer),
-                Event::Lost { count, reason } => {
-                    let mut map = serializer.serialize_map(Some(3))?;
-                    map.serialize_entry("type", "lost")?;
-                    map.serialize_entry("count", count)?;
-                    map.serialize_entry("reason", reason.as_str())?;
-                    map.end()
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

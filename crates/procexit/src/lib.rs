@@ -41,6 +41,8 @@ mod filter;
 pub(crate) mod merge;
 mod monitor;
 mod queue;
+pub mod schema;
+mod stats;
 mod sys;
 mod wait;
 
@@ -52,8 +54,9 @@ pub use event::{
 };
 pub use filter::Filter;
 pub use monitor::{
-    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stats, Stopper, DEFAULT_QUEUE_CAPACITY,
+    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stopper, DEFAULT_QUEUE_CAPACITY,
 };
+pub use stats::Stats;
 pub use wait::WaitSet;
 
 /// The README's Rust examples compile as doctests.
