@@ -13,6 +13,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# The NTSTATUS names are generated from mingw-w64's ntstatus.h.
+[ -r /usr/share/mingw-w64/include/ntstatus.h ] || need_apt+=(mingw-w64-common)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -24,6 +26,8 @@ if ((${#need_apt[@]})); then
 fi
 
 echo "== toolchain: $(cargo --version), $(rustc --version)"
+echo "== generated tables are what their headers give"
+bash scripts/gen-ntstatus.sh --check
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (linux)"

@@ -35,6 +35,10 @@ Examples:
   procexit watch --json --failed
   procexit watch --name 'cc*' --name ld --count 10
   procexit watch --ppid 1 --duration 100ms
+  procexit watch --strict --json --count 100 > exits.jsonl; echo $?
+
+Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
+(the summary says how many); 2 on an error.
 
 On Linux any user can watch on kernels 6.6 and later (root before). On Windows run
 as Administrator. The command line is shown when the OS still had it: programs that
@@ -117,6 +121,14 @@ pub struct WatchArgs {
     /// Stop after printing N exits.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Exit with status 3 at the end if any exit was lost, dropped or
+    /// overrun, so that a script can trust a clean run (status 0).
+    #[arg(long)]
+    pub strict: bool,
+    /// Linux: the netlink receive buffer to ask for, in bytes (default 8 MiB,
+    /// which the kernel doubles). Smaller buffers lose exits in bursts.
+    #[arg(long, value_name = "BYTES")]
+    pub socket_buffer: Option<usize>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -1,6 +1,7 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
+mod escape;
 mod output;
 mod replay;
 
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, Monitor, WaitSet};
+use procexit::{Event, LinuxOptions, Monitor, WaitSet};
 
 use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -19,6 +20,8 @@ use crate::output::{Format, Printer};
 const EXIT_ERROR: u8 = 2;
 /// Exit status when `wait --timeout` ran out (like timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
+/// Exit status of `watch --strict` when exits were lost, dropped or overrun.
+const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,8 +62,13 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let mut linux = LinuxOptions::new();
+    if let Some(bytes) = args.socket_buffer {
+        linux = linux.socket_buffer(bytes);
+    }
     let monitor = Monitor::builder()
         .filter(args.filter.to_filter())
+        .linux(linux)
         .start()
         .context("cannot start watching process exits")?;
     let stopper = monitor.stopper();
@@ -85,6 +93,10 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         .context("the monitor stopped with an error")?;
     result?;
     printer.summary(&stats)?;
+    if args.strict && stats.has_loss() {
+        eprintln!("procexit: --strict: exits were lost, dropped or overrun (see the summary)");
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -264,6 +264,27 @@ pub struct Resources {
     pub cpu_system: Option<Duration>,
     /// Peak resident set size (Linux high-water RSS), in bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Hard (major) page faults: faults served by reading from disk. Linux
+    /// `ac_majflt`, Windows `HardFaultCount`.
+    pub hard_faults: Option<u64>,
+    /// Bytes the process read through I/O calls (files, pipes, devices,
+    /// sockets alike), in whole KiB (a multiple of 1024) on both OSes: Linux
+    /// `read_char` (which the kernel rounds down), Windows
+    /// `ReadTransferKiloBytes`.
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written through I/O calls (Linux `write_char`, Windows
+    /// `WriteTransferKiloBytes`).
+    pub io_write_bytes: Option<u64>,
+    /// Read I/O operations (Windows `ReadOperationCount`; Linux taskstats
+    /// rounds its count to a multiple of 1024, so Linux leaves it `None`).
+    pub io_read_ops: Option<u64>,
+    /// Write I/O operations (Windows `WriteOperationCount`).
+    pub io_write_ops: Option<u64>,
+    /// CPU cycles the process used (Windows `CPUCycleCount`).
+    pub cpu_cycles: Option<u64>,
+    /// Peak commit charge in bytes: private memory the process had committed
+    /// at most (Windows `CommitPeak`).
+    pub peak_commit_bytes: Option<u64>,
 }
 
 impl ProcessExit {

@@ -143,6 +143,8 @@ mod serde_impl {
         map.serialize_entry("exit_code", &exit.status.code())?;
         map.serialize_entry("signal", &exit.status.signal())?;
         map.serialize_entry("core_dumped", &exit.status.core_dumped())?;
+        map.serialize_entry("kind", exit.kind().as_str())?;
+        map.serialize_entry("status_name", &exit.status_name())?;
         map.serialize_entry("name", &exit.name)?;
         map.serialize_entry("command_line", &exit.command_line)?;
         map.serialize_entry("user", &exit.user.as_ref().map(|u| u.to_string()))?;
@@ -161,6 +163,13 @@ mod serde_impl {
         map.serialize_entry("cpu_user_ms", &ms(exit.resources.cpu_user))?;
         map.serialize_entry("cpu_system_ms", &ms(exit.resources.cpu_system))?;
         map.serialize_entry("peak_rss_bytes", &exit.resources.peak_rss_bytes)?;
+        map.serialize_entry("hard_faults", &exit.resources.hard_faults)?;
+        map.serialize_entry("io_read_bytes", &exit.resources.io_read_bytes)?;
+        map.serialize_entry("io_write_bytes", &exit.resources.io_write_bytes)?;
+        map.serialize_entry("io_read_ops", &exit.resources.io_read_ops)?;
+        map.serialize_entry("io_write_ops", &exit.resources.io_write_ops)?;
+        map.serialize_entry("cpu_cycles", &exit.resources.cpu_cycles)?;
+        map.serialize_entry("peak_commit_bytes", &exit.resources.peak_commit_bytes)?;
         map.serialize_entry("cgroup", &exit.cgroup)?;
         map.serialize_entry("container_id", &exit.container_id)
     }
@@ -293,6 +302,13 @@ mod tests {
             cpu_user: Some(Duration::from_millis(5)),
             cpu_system: Some(Duration::from_millis(6)),
             peak_rss_bytes: Some(7),
+            hard_faults: Some(8),
+            io_read_bytes: Some(9),
+            io_write_bytes: Some(10),
+            io_read_ops: Some(11),
+            io_write_ops: Some(12),
+            cpu_cycles: Some(13),
+            peak_commit_bytes: Some(14),
         };
         full_exit.cgroup = Some("/system.slice/x.service".into());
         full_exit.container_id = Some("abc".into());

@@ -568,9 +568,10 @@ impl<H: Host> ProcessTable<H> {
 }
 
 /// Fills what the connector's view lacks from the taskstats record of the
-/// same process (its comm, parent at exit, uid).
+/// same process (its comm, parent at exit, uid, resource use).
 fn merge_taskstats(mut exit: ProcessExit, record: &TaskExit) -> ProcessExit {
     exit.source = Source::LinuxTaskstats;
+    exit.resources = record.resources();
     if exit.name.is_none() && !record.comm.is_empty() {
         exit.name = Some(record.comm.clone());
     }
@@ -783,7 +784,26 @@ mod tests {
             ppid,
             btime: 0,
             etime_us: 0,
+            usage: None,
         }
+    }
+
+    #[test]
+    fn taskstats_brings_the_resource_use() {
+        let mut record = taskstats(7, "sh", 1, 0, true);
+        record.usage = Some(crate::decode::taskstats::TaskUsage {
+            utime_us: 2_000,
+            hiwater_rss_kib: 3,
+            ..Default::default()
+        });
+        let exit = ProcessExit::new(7, ExitStatus::Code(0), Source::LinuxConnector);
+        let merged = merge_taskstats(exit, &record);
+        assert_eq!(merged.resources, record.resources());
+        assert_eq!(merged.resources.peak_rss_bytes, Some(3 * 1024));
+        assert_eq!(
+            merged.resources.cpu_user,
+            Some(std::time::Duration::from_millis(2))
+        );
     }
 
     /// A shell (pid 100) in /proc from before the start, so children
