@@ -129,6 +129,10 @@ pub struct WatchArgs {
     /// which the kernel doubles). Smaller buffers lose exits in bursts.
     #[arg(long, value_name = "BYTES")]
     pub socket_buffer: Option<usize>,
+    /// Windows: the ETW session's name; it must start with "procexit". One
+    /// watch per name runs at a time (ignored on other OSes).
+    #[arg(long, value_name = "NAME", default_value = procexit::config::DEFAULT_SESSION_NAME)]
+    pub session_name: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -198,6 +202,16 @@ mod tests {
             args.filter.to_filter(),
             Filter::new().failed_only(true).name("sh").pid(3)
         );
+        assert_eq!(args.session_name, "procexit");
+    }
+
+    #[test]
+    fn session_name_flag() {
+        let cli = Cli::parse_from(["procexit", "watch", "--session-name", "procexit-2"]);
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(args.session_name, "procexit-2");
     }
 }
 

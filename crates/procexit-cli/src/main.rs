@@ -7,11 +7,13 @@ mod replay;
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, LinuxOptions, Monitor, WaitSet};
+use procexit::{Event, LinuxOptions, Monitor, Stopper, WaitSet, WindowsOptions};
 
 use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -62,6 +64,22 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    // The Ctrl-C handler goes in before the monitor starts: Windows calls
+    // console handlers last-installed first, and the library's own handler
+    // (which stops the session when the console closes) must come first.
+    let stopper: Arc<Mutex<Option<Stopper>>> = Arc::default();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    ctrlc::set_handler({
+        let stopper = stopper.clone();
+        let interrupted = interrupted.clone();
+        move || {
+            interrupted.store(true, Ordering::SeqCst);
+            if let Some(stopper) = stopper.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                stopper.stop();
+            }
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
     let mut linux = LinuxOptions::new();
     if let Some(bytes) = args.socket_buffer {
         linux = linux.socket_buffer(bytes);
@@ -69,10 +87,13 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let monitor = Monitor::builder()
         .filter(args.filter.to_filter())
         .linux(linux)
+        .windows(WindowsOptions::new().session_name(args.session_name.clone()))
         .start()
         .context("cannot start watching process exits")?;
-    let stopper = monitor.stopper();
-    ctrlc::set_handler(move || stopper.stop()).context("cannot install the Ctrl-C handler")?;
+    *stopper.lock().unwrap_or_else(|p| p.into_inner()) = Some(monitor.stopper());
+    if interrupted.load(Ordering::SeqCst) {
+        monitor.stopper().stop();
+    }
 
     let mut printer = Printer::new(format(args.output.json));
     let mut printed = 0u64;

@@ -349,6 +349,10 @@ pub enum LossReason {
     Overrun,
     /// The consumer was slower than the producer and the bounded queue was full.
     QueueFull,
+    /// Windows: the trace session was stopped from outside (for example
+    /// `logman stop procexit -ets`) and procexit started it again; exits in
+    /// between are missing, how many is unknown (`count` is 0).
+    SessionStopped,
 }
 
 impl LossReason {
@@ -358,6 +362,7 @@ impl LossReason {
             LossReason::Kernel => "kernel",
             LossReason::Overrun => "overrun",
             LossReason::QueueFull => "queue-full",
+            LossReason::SessionStopped => "session-stopped",
         }
     }
 }

@@ -181,7 +181,8 @@ mod serde_impl {
         map.serialize_entry("dropped", &stats.dropped)?;
         map.serialize_entry("lost", &stats.lost)?;
         map.serialize_entry("overruns", &stats.overruns)?;
-        map.serialize_entry("anomalies", &stats.anomalies)
+        map.serialize_entry("anomalies", &stats.anomalies)?;
+        map.serialize_entry("session_gaps", &stats.session_gaps)
     }
 
     fn process_entries<M: SerializeMap>(
@@ -412,7 +413,7 @@ mod tests {
             assert_eq!(lines[2], r#"{"type":"lost","count":2,"reason":"overrun"}"#);
             assert_eq!(
                 lines[3],
-                r#"{"type":"stats","seen":1,"filtered":0,"delivered":0,"dropped":0,"lost":0,"overruns":0,"anomalies":0}"#
+                r#"{"type":"stats","seen":1,"filtered":0,"delivered":0,"dropped":0,"lost":0,"overruns":0,"anomalies":0,"session_gaps":0}"#
             );
             assert_eq!(
                 lines[5],
