@@ -87,6 +87,18 @@ impl Printer {
                             command_line: record.command_line,
                         })
                     }
+                    Message::Zombie(record) => {
+                        // A zombie's row shows when it ended, if the record says.
+                        return self.row(&Row {
+                            time: record.exit_time,
+                            pid: record.pid,
+                            ppid: Some(record.ppid),
+                            status: "zombie",
+                            duration: None,
+                            name: record.name,
+                            command_line: record.command_line,
+                        });
+                    }
                     Message::Lost { count, reason } => {
                         format!("-- {count} exits lost ({}) --", reason.as_str())
                     }

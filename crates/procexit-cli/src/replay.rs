@@ -1,14 +1,13 @@
 //! `procexit replay`: the exits recorded in Windows .etl trace files, on any OS.
 
-use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use procexit::etl::{read_process_events, LifecycleKind, ProcessItem, ProcessSummary};
-use procexit::schema::{Message, ProcessRecord};
-use procexit::{Event, Filter, ProcessExit};
+use procexit::etl::{read_process_events, ProcessItem, ProcessSummary};
+use procexit::schema::Message;
+use procexit::{Event, Filter};
 
 use crate::args::ReplayArgs;
 use crate::escape;
@@ -66,7 +65,6 @@ fn replay_file(
     let total = events.file().total_bytes();
     let mut progress = Progress::new(path, total);
     let mut errors = 0u64;
-    let mut dedup = Dedup::default();
     loop {
         let item = match events.next_item() {
             Ok(Some(item)) => item,
@@ -79,26 +77,20 @@ fn replay_file(
             }
         };
         progress.update(events.file().bytes_read());
-        if let Some(exit) = item.exit.clone() {
-            let from_kernel_process = item.kind == LifecycleKind::KernelProcessStop;
-            for exit in dedup.offer(exit, from_kernel_process) {
-                if filter.matches(&exit) {
-                    progress.clear();
-                    printer.event(&Event::Exit(exit))?;
-                    outcome.printed += 1;
-                }
+        // The library gives one record per exit (kernel End and
+        // Kernel-Process stop merged; zombie rundowns are not exits).
+        if let Some(exit) = item.exit {
+            if filter.matches(&exit) {
+                progress.clear();
+                printer.event(&Event::Exit(exit))?;
+                outcome.printed += 1;
             }
             if args.count.is_some_and(|n| outcome.printed >= n) {
                 break;
             }
         } else if args.all {
+            progress.clear();
             print_lifecycle(&item, filter, printer)?;
-        }
-    }
-    for exit in dedup.finish() {
-        if filter.matches(&exit) && args.count.is_none_or(|n| outcome.printed < n) {
-            printer.event(&Event::Exit(exit))?;
-            outcome.printed += 1;
         }
     }
     progress.clear();
@@ -130,80 +122,19 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
     line
 }
 
-/// A trace that enabled both the kernel Process class and
-/// Microsoft-Windows-Kernel-Process records each exit twice. The kernel End
-/// has more (command line, key); the Kernel-Process stop has the create
-/// time and the resource use. One record is printed per exit: the End, with
-/// the create time added when it lacked a start time, and the resources. A Kernel-Process stop that no End
-/// matches is printed when the End could no longer come (end of file).
-#[derive(Default)]
-struct Dedup {
-    /// Kernel-Process stops waiting for their End.
-    pending: Vec<ProcessExit>,
-    /// Recently printed kernel exits, for stops that come after their End.
-    recent: VecDeque<ProcessExit>,
-}
-
-/// Exit times of the two records of one exit differ by microseconds; pids
-/// are reused far more slowly.
-const SAME_EXIT_WINDOW: Duration = Duration::from_secs(2);
-const RECENT_KEPT: usize = 1024;
-
-fn same_exit(a: &ProcessExit, b: &ProcessExit) -> bool {
-    let close = match (a.exit_time, b.exit_time) {
-        (Some(x), Some(y)) => {
-            x.duration_since(y).unwrap_or_else(|e| e.duration()) <= SAME_EXIT_WINDOW
-        }
-        _ => false,
-    };
-    a.pid == b.pid && a.status == b.status && close
-}
-
-impl Dedup {
-    /// Returns what can be printed now.
-    fn offer(&mut self, exit: ProcessExit, from_kernel_process: bool) -> Vec<ProcessExit> {
-        if from_kernel_process {
-            if !self.recent.iter().any(|r| same_exit(r, &exit)) {
-                self.pending.push(exit);
-            }
-            return Vec::new();
-        }
-        let mut exit = exit;
-        if let Some(i) = self.pending.iter().position(|p| same_exit(p, &exit)) {
-            let stop = self.pending.swap_remove(i);
-            if exit.start_time.is_none() {
-                exit.start_time = stop.start_time;
-            }
-            if exit.ppid.is_none() {
-                exit.ppid = stop.ppid;
-            }
-            // Only the Kernel-Process stop reports resource use.
-            if exit.resources == procexit::Resources::default() {
-                exit.resources = stop.resources;
-            }
-        }
-        if self.recent.len() == RECENT_KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(exit.clone());
-        vec![exit]
-    }
-
-    fn finish(&mut self) -> Vec<ProcessExit> {
-        std::mem::take(&mut self.pending)
-    }
-}
-
-/// A start or rundown record (`--all`): a table row like an exit's, or a
-/// `process` JSON object.
+/// A start, rundown or zombie record (`--all`): a table row like an
+/// exit's, or a `process` or `zombie` JSON object.
 fn print_lifecycle(item: &ProcessItem, filter: &Filter, printer: &mut Printer) -> io::Result<()> {
-    let Some(record) = ProcessRecord::from_item(item) else {
+    let Some(message) = Message::from_item(item) else {
+        return Ok(());
+    };
+    let (Message::Process(record) | Message::Zombie(record)) = message else {
         return Ok(());
     };
     if !filter.matches_process(record.pid, Some(record.ppid), record.name) {
         return Ok(());
     }
-    printer.message(Message::Process(record))
+    printer.message(message)
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal and

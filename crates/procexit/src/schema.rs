@@ -2,8 +2,8 @@
 //! output.
 //!
 //! [`Message`] is everything the JSON output (`procexit … --json`) carries,
-//! one object per line, tagged by its `"type"` key: `exit`, `lost`, `stats`
-//! and `process`. With the `serde` feature it implements `Serialize`, and so
+//! one object per line, tagged by its `"type"` key: `exit`, `lost`, `stats`,
+//! `process` and `zombie`. With the `serde` feature it implements `Serialize`, and so
 //! do [`ProcessExit`] and [`Event`] (through it), so a program that prints
 //! through this type prints exactly the documented form. The README lists
 //! the keys of every type; a test checks that it and this type agree. The
@@ -42,9 +42,14 @@ pub enum Message<'a> {
     /// `"process"`: a process seen starting, or alive at a rundown, in a
     /// trace (`procexit replay --all`).
     Process(ProcessRecord<'a>),
+    /// `"zombie"`: a Defunct rundown record of a trace that is not one of
+    /// its exits (the process ended before the trace began, or the trace
+    /// has its End), with the exit code and time when the record has them
+    /// (`procexit replay --all`).
+    Zombie(ProcessRecord<'a>),
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
     /// The value of the `"type"` key.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -52,7 +57,19 @@ impl Message<'_> {
             Message::Lost { .. } => "lost",
             Message::Stats(_) => "stats",
             Message::Process(_) => "process",
+            Message::Zombie(_) => "zombie",
         }
+    }
+
+    /// The message of a trace's lifecycle item that is not an exit: a
+    /// `zombie` for a Defunct record, a `process` otherwise; `None` when its
+    /// payload did not decode or it is not a kernel Process event.
+    pub fn from_item(item: &'a ProcessItem) -> Option<Message<'a>> {
+        let record = ProcessRecord::from_item(item)?;
+        Some(match item.kind {
+            LifecycleKind::Defunct => Message::Zombie(record),
+            _ => Message::Process(record),
+        })
     }
 }
 
@@ -68,9 +85,9 @@ impl<'a> From<&'a Event> for Message<'a> {
     }
 }
 
-/// A process lifecycle record of a trace that is not an exit: a start, or a
-/// process alive at a rundown. Built from a [`ProcessItem`] with
-/// [`ProcessRecord::from_item`].
+/// A process lifecycle record of a trace that is not an exit: a start, a
+/// process alive at a rundown, or a zombie at a rundown. Built from a
+/// [`ProcessItem`] with [`ProcessRecord::from_item`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProcessRecord<'a> {
@@ -90,6 +107,10 @@ pub struct ProcessRecord<'a> {
     pub time: Option<SystemTime>,
     /// Windows `UniqueProcessKey`.
     pub process_key: Option<u64>,
+    /// A zombie's exit code, when the record has one.
+    pub exit_code: Option<u32>,
+    /// A zombie's exit time, when the record has one.
+    pub exit_time: Option<SystemTime>,
 }
 
 impl<'a> ProcessRecord<'a> {
@@ -106,6 +127,10 @@ impl<'a> ProcessRecord<'a> {
             user: payload.user_sid.as_deref(),
             time: item.filetime.and_then(system_time_from_filetime),
             process_key: payload.unique_process_key,
+            exit_code: payload
+                .exit_status
+                .map(|status| u32::from_le_bytes(status.to_le_bytes())),
+            exit_time: payload.exit_time.and_then(system_time_from_filetime),
         })
     }
 }
@@ -132,6 +157,7 @@ mod serde_impl {
                 }
                 Message::Stats(stats) => stats_entries(&mut map, stats)?,
                 Message::Process(record) => process_entries(&mut map, record)?,
+                Message::Zombie(record) => zombie_entries(&mut map, record)?,
             }
             map.end()
         }
@@ -195,6 +221,21 @@ mod serde_impl {
         map.serialize_entry("name", &record.name)?;
         map.serialize_entry("command_line", &record.command_line)?;
         map.serialize_entry("user", &record.user)?;
+        map.serialize_entry("time", &record.time.map(format_rfc3339))?;
+        map.serialize_entry("process_key", &record.process_key)
+    }
+
+    fn zombie_entries<M: SerializeMap>(
+        map: &mut M,
+        record: &ProcessRecord<'_>,
+    ) -> Result<(), M::Error> {
+        map.serialize_entry("pid", &record.pid)?;
+        map.serialize_entry("ppid", &record.ppid)?;
+        map.serialize_entry("exit_code", &record.exit_code)?;
+        map.serialize_entry("name", &record.name)?;
+        map.serialize_entry("command_line", &record.command_line)?;
+        map.serialize_entry("user", &record.user)?;
+        map.serialize_entry("exit_time", &record.exit_time.map(format_rfc3339))?;
         map.serialize_entry("time", &record.time.map(format_rfc3339))?;
         map.serialize_entry("process_key", &record.process_key)
     }
@@ -326,6 +367,8 @@ mod tests {
             user: None,
             time: None,
             process_key: None,
+            exit_code: None,
+            exit_time: None,
         };
         let full_process = ProcessRecord {
             kind: LifecycleKind::Start,
@@ -335,6 +378,12 @@ mod tests {
             time: Some(UNIX_EPOCH),
             process_key: Some(9),
             ..empty_process
+        };
+        let full_zombie = ProcessRecord {
+            kind: LifecycleKind::Defunct,
+            exit_code: Some(0xC000_013A),
+            exit_time: Some(UNIX_EPOCH),
+            ..full_process
         };
         let all = [
             Message::Exit(&empty_exit),
@@ -346,6 +395,8 @@ mod tests {
             Message::Stats(&stats),
             Message::Process(empty_process),
             Message::Process(full_process),
+            Message::Zombie(empty_process),
+            Message::Zombie(full_zombie),
         ];
         // A new variant must get samples here (and a README table).
         for message in &all {
@@ -353,7 +404,8 @@ mod tests {
                 Message::Exit(_)
                 | Message::Lost { .. }
                 | Message::Stats(_)
-                | Message::Process(_) => {}
+                | Message::Process(_)
+                | Message::Zombie(_) => {}
             }
         }
         keep(&all);

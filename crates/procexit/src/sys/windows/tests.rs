@@ -188,6 +188,29 @@ fn callback_turns_a_kernel_end_record_into_an_exit() {
 }
 
 #[test]
+fn callback_reports_no_zombie_rundown_from_before_the_session() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink, Source::EtwKernel);
+    // The stop-time rundown: a v5 Defunct whose ExitTime (2020) is long
+    // before this session, and a v4 Defunct of a process never seen alive.
+    let mut old = mof_end_v4(616, 0);
+    old.extend(132_400_000_000_000_000_u64.to_le_bytes());
+    deliver(&context, PROCESS_GUID, 0, 39, 5, &old);
+    deliver(&context, PROCESS_GUID, 0, 39, 4, &mof_end_v4(988, 0));
+    assert_eq!(drain(&shared), vec![]);
+    // A process seen alive (DCStart) whose End was lost: its Defunct is
+    // its exit.
+    deliver(&context, PROCESS_GUID, 0, 3, 4, &mof_end_v4(4243, 259));
+    deliver(&context, PROCESS_GUID, 0, 39, 4, &mof_end_v4(4243, 5));
+    let events = drain(&shared);
+    let [Event::Exit(exit)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!((exit.pid, exit.status), (4243, ExitStatus::Code(5)));
+    assert_eq!(shared.stats().anomalies, 0);
+}
+
+#[test]
 fn callback_handles_kernel_process_stop_lost_and_garbage() {
     let (shared, sink) = sink();
     let context = Context::new(sink, Source::EtwKernelProcess);
