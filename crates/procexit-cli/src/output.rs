@@ -164,6 +164,12 @@ pub fn summary_line(stats: &Stats) -> String {
     if stats.anomalies > 0 {
         line.push_str(&format!(", {} anomalies", stats.anomalies));
     }
+    if stats.evicted > 0 {
+        line.push_str(&format!(
+            ", {} live-process records evicted to bound memory",
+            stats.evicted
+        ));
+    }
     if stats.session_gaps > 0 {
         line.push_str(&format!(
             ", trace session stopped from outside and restarted {} times (exits in those gaps are missing)",

@@ -208,7 +208,8 @@ mod serde_impl {
         map.serialize_entry("lost", &stats.lost)?;
         map.serialize_entry("overruns", &stats.overruns)?;
         map.serialize_entry("anomalies", &stats.anomalies)?;
-        map.serialize_entry("session_gaps", &stats.session_gaps)
+        map.serialize_entry("session_gaps", &stats.session_gaps)?;
+        map.serialize_entry("evicted", &stats.evicted)
     }
 
     fn process_entries<M: SerializeMap>(
@@ -465,7 +466,7 @@ mod tests {
             assert_eq!(lines[2], r#"{"type":"lost","count":2,"reason":"overrun"}"#);
             assert_eq!(
                 lines[3],
-                r#"{"type":"stats","seen":1,"filtered":0,"delivered":0,"dropped":0,"lost":0,"overruns":0,"anomalies":0,"session_gaps":0}"#
+                r#"{"type":"stats","seen":1,"filtered":0,"delivered":0,"dropped":0,"lost":0,"overruns":0,"anomalies":0,"session_gaps":0,"evicted":0}"#
             );
             assert_eq!(
                 lines[5],

@@ -27,6 +27,11 @@ pub struct Stats {
     /// `logman stop`) and restarted; each is a gap of unknown size, marked
     /// `Lost { reason: SessionStopped }` in the stream.
     pub session_gaps: u64,
+    /// Windows: live-process records (start time, command line from the
+    /// start event) dropped to keep the table within its bounds (16 384
+    /// processes, 16 MiB of command lines). Exits of those processes are
+    /// still reported, with what their end event carries.
+    pub evicted: u64,
 }
 
 impl Stats {

@@ -47,6 +47,12 @@ use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources
 /// Processes seen starting and not yet ended. Entries whose End was lost
 /// are evicted oldest-first beyond this.
 const MAX_LIVE: usize = 16_384;
+/// Bytes of command lines the live table may hold. Any user can start
+/// processes with 32 K-character command lines; without a budget they
+/// would grow an administrator's monitor without bound. Beyond it the
+/// oldest live entries are evicted (their End still carries the command
+/// line; only a start time is lost) and counted.
+const COMMAND_LINE_BUDGET: usize = 16 << 20;
 /// Recently reported (pid, key) pairs remembered for End/Defunct dedup.
 const MAX_REPORTED: usize = 4096;
 /// ProcessStops waiting for their kernel End, and kernel exits remembered
@@ -92,6 +98,11 @@ pub(crate) struct EtwExitTracker<T = ()> {
     reported: Bounded<ProcKey, ()>,
     kp_live: Bounded<(u32, u64), KpSeed>,
     anomalies: u64,
+    /// Command-line bytes held in `live`.
+    command_line_bytes: usize,
+    command_line_budget: usize,
+    /// Live entries dropped to stay within MAX_LIVE or the byte budget.
+    evicted: u64,
     /// FILETIME the observed window began: trace or session start.
     window_start: Option<u64>,
     /// A kernel Process event was seen: ProcessStops then pair with Ends.
@@ -117,6 +128,9 @@ impl<T> EtwExitTracker<T> {
             reported: Bounded::new(MAX_REPORTED),
             kp_live: Bounded::new(MAX_LIVE),
             anomalies: 0,
+            command_line_bytes: 0,
+            command_line_budget: COMMAND_LINE_BUDGET,
+            evicted: 0,
             window_start: window_start.filter(|&t| t != 0),
             kernel_seen: false,
             waiting_stops: VecDeque::new(),
@@ -217,13 +231,15 @@ impl<T> EtwExitTracker<T> {
         match event_id {
             EVENT_PROCESS_START => {
                 match decode_process_start(payload, version) {
-                    Ok(s) => self.kp_live.insert(
-                        (s.pid, s.create_time),
-                        KpSeed {
-                            ppid: s.ppid,
-                            image_path: s.image_name,
-                        },
-                    ),
+                    Ok(s) => {
+                        self.kp_live.insert(
+                            (s.pid, s.create_time),
+                            KpSeed {
+                                ppid: s.ppid,
+                                image_path: s.image_name,
+                            },
+                        );
+                    }
                     Err(_) => self.bump_anomalies(),
                 }
                 self.released.push_back((None, tag));
@@ -287,6 +303,13 @@ impl<T> EtwExitTracker<T> {
         self.anomalies
     }
 
+    /// Live entries evicted so far to keep the table within its entry and
+    /// command-line bounds.
+    #[cfg_attr(not(windows), allow(dead_code))] // read by the live backend
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
     fn bump_anomalies(&mut self) {
         self.anomalies = self.anomalies.saturating_add(1);
     }
@@ -303,15 +326,37 @@ impl<T> EtwExitTracker<T> {
             // Keep a start time an earlier Start already gave this process.
             self.live.get(&key).and_then(|s| s.start_time)
         });
-        self.live.insert(
+        let command_line = non_empty(p.command_line);
+        self.command_line_bytes = self
+            .command_line_bytes
+            .saturating_add(command_line.as_ref().map_or(0, String::len));
+        let (replaced, evicted) = self.live.insert(
             key,
             Seed {
                 start_time,
                 name: non_empty(p.image_file_name),
-                command_line: non_empty(p.command_line),
+                command_line,
                 user: p.user_sid,
             },
         );
+        if evicted.is_some() {
+            self.evicted = self.evicted.saturating_add(1);
+        }
+        for gone in [replaced, evicted].into_iter().flatten() {
+            self.forget_bytes(&gone);
+        }
+        while self.command_line_bytes > self.command_line_budget {
+            let Some(gone) = self.live.pop_oldest() else {
+                break;
+            };
+            self.evicted = self.evicted.saturating_add(1);
+            self.forget_bytes(&gone);
+        }
+    }
+
+    fn forget_bytes(&mut self, seed: &Seed) {
+        let bytes = seed.command_line.as_ref().map_or(0, String::len);
+        self.command_line_bytes = self.command_line_bytes.saturating_sub(bytes);
     }
 
     /// Whether a Defunct record is an exit (see the module docs).
@@ -376,6 +421,9 @@ impl<T> EtwExitTracker<T> {
         };
         let key = proc_key(&p);
         let seed = self.live.remove(&key);
+        if let Some(seed) = &seed {
+            self.forget_bytes(seed);
+        }
         self.reported.insert(key, ());
         let code = u32::from_le_bytes(status.to_le_bytes());
         let mut exit = ProcessExit::new(p.pid, ExitStatus::Code(code), self.source);
@@ -457,24 +505,33 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
         }
     }
 
-    fn insert(&mut self, key: K, value: V) {
+    /// Inserts; returns the value `key` had before, and the oldest value
+    /// evicted to stay within `cap` (at most one: one entry was added).
+    fn insert(&mut self, key: K, value: V) -> (Option<V>, Option<V>) {
         let generation = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        self.map.insert(key, (value, generation));
+        let replaced = self.map.insert(key, (value, generation)).map(|(v, _)| v);
         self.order.push_back((key, generation));
-        while self.map.len() > self.cap {
-            let Some((old, old_gen)) = self.order.pop_front() else {
-                break;
-            };
-            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
-                self.map.remove(&old);
-            }
+        let mut evicted = None;
+        if self.map.len() > self.cap {
+            evicted = self.pop_oldest();
         }
         if self.order.len() > self.cap.saturating_mul(2) {
             let map = &self.map;
             self.order
                 .retain(|(k, g)| map.get(k).is_some_and(|(_, mg)| mg == g));
         }
+        (replaced, evicted)
+    }
+
+    /// Removes and returns the oldest live entry's value.
+    fn pop_oldest(&mut self) -> Option<V> {
+        while let Some((old, old_gen)) = self.order.pop_front() {
+            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
+                return self.map.remove(&old).map(|(v, _)| v);
+            }
+        }
+        None
     }
 
     fn get(&self, key: &K) -> Option<&V> {
@@ -878,6 +935,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(t.live.len(), MAX_LIVE);
+        assert_eq!(t.evicted(), 1000);
         assert!(t.live.order.len() <= 2 * MAX_LIVE);
         for i in 0..(MAX_REPORTED as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 0, "n.exe", "");
@@ -890,6 +948,41 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(early.start_time, None);
+    }
+
+    #[test]
+    fn command_lines_stay_within_the_byte_budget() {
+        let mut t: EtwExitTracker = EtwExitTracker::new(Source::EtwKernel, None);
+        t.command_line_budget = 100_000;
+        // 32 000-character command lines (64 KB of UTF-16 on the wire,
+        // 32 KB held as UTF-8): only three fit in 100 000 bytes.
+        let long = "x".repeat(32_000);
+        for i in 0..10u64 {
+            let p = mof(4, 0x2000 + i, 500 + i as u32, 259, "big.exe", &long);
+            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
+                .unwrap();
+            assert!(t.command_line_bytes <= 100_000);
+        }
+        assert_eq!(t.live.len(), 3);
+        assert_eq!(t.evicted(), 7);
+        assert_eq!(t.command_line_bytes, 3 * 32_000);
+        // An evicted process's End still carries its own command line.
+        let end = mof(4, 0x2000, 500, 0, "big.exe", &long);
+        let exit = t
+            .on_process_event(OPCODE_END, 4, P8, None, &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, None);
+        assert_eq!(exit.command_line.as_deref(), Some(long.as_str()));
+        // Ends and restarts of a pid give their bytes back.
+        let last = mof(4, 0x2009, 509, 0, "big.exe", "");
+        t.on_process_event(OPCODE_END, 4, P8, None, &last).unwrap();
+        assert_eq!(t.command_line_bytes, 2 * 32_000);
+        let again = mof(4, 0x2008, 508, 259, "big.exe", "short");
+        t.on_process_event(OPCODE_DC_START, 4, P8, None, &again)
+            .unwrap();
+        assert_eq!(t.command_line_bytes, 32_000 + 5);
+        assert_eq!(t.evicted(), 7);
     }
 
     /// One Kernel-Process event; the exit it released, if any.

@@ -37,6 +37,7 @@ pub(crate) struct Context {
 struct TrackerState {
     tracker: EtwExitTracker,
     anomalies_reported: u64,
+    evicted_reported: u64,
 }
 
 /// One event, copied out of the EVENT_RECORD.
@@ -61,6 +62,7 @@ impl Context {
             tracker: Mutex::new(TrackerState {
                 tracker: EtwExitTracker::new(source, Some(window_start)),
                 anomalies_reported: 0,
+                evicted_reported: 0,
             }),
             sink,
             panics: AtomicU64::new(0),
@@ -134,6 +136,10 @@ impl Context {
             self.sink.anomaly();
         }
         state.anomalies_reported = total;
+        let evicted = state.tracker.evicted();
+        self.sink
+            .evicted(evicted.saturating_sub(state.evicted_reported));
+        state.evicted_reported = evicted;
     }
 }
 
