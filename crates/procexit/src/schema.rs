@@ -125,7 +125,7 @@ impl<'a> ProcessRecord<'a> {
             name: payload.image_file_name.as_deref(),
             command_line: payload.command_line.as_deref(),
             user: payload.user_sid.as_deref(),
-            time: item.filetime.and_then(system_time_from_filetime),
+            time: item.header.time.and_then(system_time_from_filetime),
             process_key: payload.unique_process_key,
             exit_code: payload
                 .exit_status
