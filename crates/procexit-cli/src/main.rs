@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use procexit::schema::Message;
 use procexit::{Event, LinuxOptions, Monitor, RecvError, WaitSet, WindowsOptions};
 
 use crate::args::{Cli, Command, ReplayArgs, SinkArgs, WaitArgs, WatchArgs};
@@ -121,7 +122,7 @@ pub fn watch_with(
             if to_stdout {
                 printer.event(&event)?;
             }
-            sinks.send(&event)?;
+            sinks.send(&Message::from(&event))?;
             if matches!(event, Event::Exit(_)) {
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
@@ -133,7 +134,7 @@ pub fn watch_with(
     })();
     let stopped = monitor.stop();
     if let Ok(stats) = &stopped {
-        sinks.send(&output::stats_record(stats))?;
+        sinks.send(&Message::Stats(stats))?;
     }
     sinks.finish();
     let stats = stopped.context("the monitor stopped with an error")?;
@@ -185,9 +186,8 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let format = format(args.output.json);
-    let mut printer = Printer::new(format);
-    let outcome = replay::replay(&args, &mut printer, format)?;
+    let mut printer = Printer::new(format(args.output.json));
+    let outcome = replay::replay(&args, &mut printer)?;
     Ok(if outcome.files_with_errors > 0 {
         ExitCode::from(EXIT_ERROR)
     } else {
