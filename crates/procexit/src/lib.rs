@@ -26,14 +26,15 @@
 //! ```
 //!
 //! Layout: `decode` and `etl` are pure parsers of `&[u8]` (no OS calls, no
-//! `unsafe`, never panic on input); `sys` holds the OS backends and every
-//! `unsafe` block of the crate.
+//! `unsafe`, never panic on input); `merge` decides what is an exit, for
+//! every source; `sys` holds the OS backends and every `unsafe` block of the
+//! crate; [`schema`] is what the JSON output prints.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod decode;
+pub(crate) mod decode;
 mod error;
 pub mod etl;
 mod event;
@@ -43,22 +44,31 @@ pub(crate) mod merge;
 mod monitor;
 mod ntstatus_names;
 mod queue;
+pub mod schema;
+mod stats;
 mod sys;
+#[cfg(test)]
+mod test_rng;
+#[doc(hidden)]
+pub mod unstable;
 mod wait;
 
 pub use config::{LinuxOptions, Taskstats, WindowsOptions};
+pub use decode::cgroup;
 pub use error::{Error, Result};
 pub use event::{
     format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, Killer, LossReason,
     ProcessExit, Resources, Source, User,
 };
 pub use exit_kind::{
-    ntstatus_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS, STATUS_CONTROL_C_EXIT,
+    ntstatus_name, win32_error_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS,
+    STATUS_CONTROL_C_EXIT,
 };
 pub use filter::Filter;
 pub use monitor::{
-    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stats, Stopper, DEFAULT_QUEUE_CAPACITY,
+    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stopper, DEFAULT_QUEUE_CAPACITY,
 };
+pub use stats::Stats;
 pub use wait::WaitSet;
 
 /// The README's Rust examples compile as doctests.

@@ -270,7 +270,8 @@ pub fn parse_message(message: &[u8]) -> Result<Option<TaskExit>, DecodeError> {
 /// whose payload is `value`.
 /// The request asks for an ACK (`NLM_F_ACK`), so errors such as EPERM come
 /// back as an `NLMSG_ERROR` reply.
-pub fn request(family: u16, cmd: u8, attr_type: u16, value: &[u8], sender: u32) -> Vec<u8> {
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only the Linux backend sends
+pub(crate) fn request(family: u16, cmd: u8, attr_type: u16, value: &[u8], sender: u32) -> Vec<u8> {
     let attr_len = 4usize.saturating_add(value.len());
     let padded = attr_len.saturating_add(3) & !3;
     let total = 20usize.saturating_add(padded);
@@ -309,6 +310,7 @@ pub fn parse_family_id(message: &[u8]) -> Result<Option<u16>, DecodeError> {
 )]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut a = Vec::new();
@@ -428,9 +430,7 @@ mod tests {
         for _ in 0..5000 {
             let mut b = m.clone();
             for _ in 0..3 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                seed = xorshift(seed);
                 let i = (seed as usize) % b.len();
                 b[i] = (seed >> 24) as u8;
             }

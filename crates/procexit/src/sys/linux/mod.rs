@@ -6,6 +6,7 @@ mod ffi;
 mod procfs;
 mod taskstats;
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +17,9 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::event::ProcessExit;
 use crate::filter::Filter;
-use crate::monitor::{
-    spawn_backend, Backend, Monitor, MonitorBuilder, RecvError, Running, StopSignal,
-};
+use crate::monitor::{spawn_backend, Backend, Monitor, RecvError, Running, StopSignal};
 use crate::queue::Sink;
+use crate::sys::Config;
 
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::procfs::ProcFs;
@@ -28,7 +28,7 @@ use crate::config::Taskstats as TaskstatsMode;
 use crate::merge::linux::ProcessTable;
 
 /// `NETLINK_CONNECTOR`.
-const NETLINK_CONNECTOR: i32 = 11;
+const NETLINK_CONNECTOR: u32 = 11;
 /// Large enough for any connector datagram (they are < 100 bytes; the
 /// kernel never batches more than a page).
 const RECV_BUFFER: usize = 64 * 1024;
@@ -95,7 +95,7 @@ impl Connector {
                 return Ok(early);
             }
             let timeout = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
-            let [readable] = ffi::poll_readable([self.socket.raw_fd()], timeout)
+            let [readable] = ffi::poll_readable([Some(self.socket.as_fd())], timeout)
                 .map_err(|code| Error::Os { call: "poll", code })?;
             if !readable {
                 continue;
@@ -127,7 +127,7 @@ impl Connector {
     }
 }
 
-pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     match options.backend {
         Backend::Auto | Backend::LinuxConnector => {}
         _ => {
@@ -149,8 +149,8 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
         call: "eventfd",
         code,
     })?;
-    let waker_fd = waker.raw_fd();
     let stop = Arc::new(Stop(waker));
+    let wake = stop.clone();
     // The table is seeded after LISTEN, so no process can slip between the
     // snapshot and the first event.
     let mut table = ProcessTable::new(ProcFs, taskstats.is_some());
@@ -163,7 +163,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
         let result = run(
             &connector,
             taskstats.as_ref(),
-            waker_fd,
+            &wake.0,
             &mut table,
             &mut buf,
             sink,
@@ -187,20 +187,24 @@ fn apply_datagram(table: &mut ProcessTable<ProcFs>, datagram: &[u8], sink: &Sink
 fn run(
     connector: &Connector,
     taskstats: Option<&Taskstats>,
-    waker_fd: i32,
+    waker: &Waker,
     table: &mut ProcessTable<ProcFs>,
     buf: &mut [u8],
     sink: &Sink,
 ) -> Result<()> {
-    let socket_fd = connector.socket.raw_fd();
-    // poll() ignores negative fds.
-    let taskstats_fd = taskstats.map_or(-1, |t| t.socket.raw_fd());
     let mut needs_resync = false;
     let mut last_housekeeping = Instant::now();
     loop {
         let timeout = if table.has_awaiting() { 20 } else { TICK_MS };
-        let [data, stats, stop] = ffi::poll_readable([socket_fd, taskstats_fd, waker_fd], timeout)
-            .map_err(|code| Error::Os { call: "poll", code })?;
+        let [data, stats, stop] = ffi::poll_readable(
+            [
+                Some(connector.socket.as_fd()),
+                taskstats.map(|t| t.socket.as_fd()),
+                Some(waker.as_fd()),
+            ],
+            timeout,
+        )
+        .map_err(|code| Error::Os { call: "poll", code })?;
         if let (Some(taskstats), true) = (taskstats, stats || stop) {
             let outcome = taskstats.drain(buf, |record| table.apply_taskstats(record, sink));
             // A lost taskstats record costs only enrichment (the connector
@@ -262,7 +266,7 @@ fn run(
 /// time is another process's and is never reported for it. A process that
 /// ends before the connector listens is `NoSuchProcess` (its status is
 /// gone), never a later holder of its pid.
-pub(crate) struct WaitSet {
+pub(crate) struct Waiter {
     /// A monitor filtered on the pids; `None` once it has ended.
     monitor: Option<Monitor>,
     /// Who each pid was when waiting started.
@@ -289,8 +293,8 @@ impl Identity {
     }
 }
 
-impl WaitSet {
-    pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
+impl Waiter {
+    pub(crate) fn new(pids: &[u32]) -> Result<Waiter> {
         // Who each pid names now, when waiting starts.
         let identities = pids
             .iter()
@@ -308,7 +312,7 @@ impl WaitSet {
                 return Err(Error::NoSuchProcess { pid: id.pid });
             }
         }
-        Ok(WaitSet {
+        Ok(Waiter {
             monitor: Some(monitor),
             identities,
         })
@@ -398,7 +402,7 @@ mod tests {
 
     #[test]
     fn only_the_identified_process_is_waited_for() {
-        let set = WaitSet {
+        let set = Waiter {
             monitor: None,
             identities: vec![Identity {
                 pid: 40,
