@@ -15,9 +15,9 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use procexit::decode::mof_process::decode_process;
-use procexit::decode::{PointerSize, PROCESS_GUID};
 use procexit::etl::{EtlFile, ProcessEvents};
+use procexit::unstable::decode::mof_process::decode_process;
+use procexit::unstable::decode::{PointerSize, PROCESS_GUID};
 
 #[path = "../tests/support/etl_builder.rs"]
 mod etl_builder;
