@@ -140,7 +140,7 @@ fn print_lifecycle(
     if !filter.matches_process(payload.pid, Some(payload.ppid), name) {
         return Ok(());
     }
-    let time = item.filetime.and_then(system_time_from_filetime);
+    let time = item.header.time.and_then(system_time_from_filetime);
     let zombie = item.kind == LifecycleKind::Defunct;
     let exit_time = payload.exit_time.and_then(system_time_from_filetime);
     match format {
