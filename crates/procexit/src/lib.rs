@@ -55,7 +55,8 @@ pub use event::{
     ProcessExit, Resources, Source, User,
 };
 pub use exit_kind::{
-    ntstatus_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS, STATUS_CONTROL_C_EXIT,
+    ntstatus_name, win32_error_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS,
+    STATUS_CONTROL_C_EXIT,
 };
 pub use filter::Filter;
 pub use monitor::{
