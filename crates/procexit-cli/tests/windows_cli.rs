@@ -17,9 +17,8 @@ use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_E
 /// can be sent to alone.
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
+mod common;
+use common::procexit;
 
 #[test]
 fn wait_exits_with_the_full_32_bit_code() {
