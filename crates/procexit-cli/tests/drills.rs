@@ -13,30 +13,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{connector_usable, procexit, strict};
+
 /// The drills load both cores; one at a time.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
-
-fn strict() -> bool {
-    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
-}
-
-fn connector_usable() -> bool {
-    let out = procexit()
-        .args(["wait", &std::process::id().to_string(), "--timeout", "10ms"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("process connector") {
-        assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {stderr}");
-        eprintln!("SKIPPED: {stderr}");
-        return false;
-    }
-    true
-}
 
 fn work_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("procexit-cli-drills-{}", std::process::id()));
