@@ -43,6 +43,8 @@ pub(crate) mod merge;
 mod monitor;
 mod ntstatus_names;
 mod queue;
+pub mod schema;
+mod stats;
 mod sys;
 mod wait;
 
@@ -57,8 +59,9 @@ pub use exit_kind::{
 };
 pub use filter::Filter;
 pub use monitor::{
-    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stats, Stopper, DEFAULT_QUEUE_CAPACITY,
+    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stopper, DEFAULT_QUEUE_CAPACITY,
 };
+pub use stats::Stats;
 pub use wait::WaitSet;
 
 /// The README's Rust examples compile as doctests.
