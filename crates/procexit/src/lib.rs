@@ -46,6 +46,8 @@ mod queue;
 pub mod schema;
 mod stats;
 mod sys;
+#[cfg(test)]
+mod test_rng;
 mod wait;
 
 pub use config::{LinuxOptions, Taskstats, WindowsOptions};
@@ -55,7 +57,8 @@ pub use event::{
     ProcessExit, Resources, Source, User,
 };
 pub use exit_kind::{
-    ntstatus_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS, STATUS_CONTROL_C_EXIT,
+    ntstatus_name, win32_error_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS,
+    STATUS_CONTROL_C_EXIT,
 };
 pub use filter::Filter;
 pub use monitor::{
