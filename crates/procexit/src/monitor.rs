@@ -92,7 +92,12 @@ impl MonitorBuilder {
     /// (`recv`, `recv_timeout`, `iter`).
     pub fn start(self) -> Result<Monitor> {
         let shared = Arc::new(Shared::new(self.queue_capacity, self.filter.clone()));
-        let running = sys::start(&self, Sink::new(shared.clone()))?;
+        let config = sys::Config {
+            backend: self.backend,
+            linux: &self.linux,
+            windows: &self.windows,
+        };
+        let running = sys::start(&config, Sink::new(shared.clone()))?;
         Ok(Monitor {
             shared,
             running: Some(running),

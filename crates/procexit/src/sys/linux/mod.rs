@@ -17,10 +17,9 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::event::ProcessExit;
 use crate::filter::Filter;
-use crate::monitor::{
-    spawn_backend, Backend, Monitor, MonitorBuilder, RecvError, Running, StopSignal,
-};
+use crate::monitor::{spawn_backend, Backend, Monitor, RecvError, Running, StopSignal};
 use crate::queue::Sink;
+use crate::sys::Config;
 
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::procfs::ProcFs;
@@ -128,7 +127,7 @@ impl Connector {
     }
 }
 
-pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     match options.backend {
         Backend::Auto | Backend::LinuxConnector => {}
         _ => {
@@ -267,7 +266,7 @@ fn run(
 /// time is another process's and is never reported for it. A process that
 /// ends before the connector listens is `NoSuchProcess` (its status is
 /// gone), never a later holder of its pid.
-pub(crate) struct WaitSet {
+pub(crate) struct Waiter {
     /// A monitor filtered on the pids; `None` once it has ended.
     monitor: Option<Monitor>,
     /// Who each pid was when waiting started.
@@ -294,8 +293,8 @@ impl Identity {
     }
 }
 
-impl WaitSet {
-    pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
+impl Waiter {
+    pub(crate) fn new(pids: &[u32]) -> Result<Waiter> {
         // Who each pid names now, when waiting starts.
         let identities = pids
             .iter()
@@ -313,7 +312,7 @@ impl WaitSet {
                 return Err(Error::NoSuchProcess { pid: id.pid });
             }
         }
-        Ok(WaitSet {
+        Ok(Waiter {
             monitor: Some(monitor),
             identities,
         })
@@ -403,7 +402,7 @@ mod tests {
 
     #[test]
     fn only_the_identified_process_is_waited_for() {
-        let set = WaitSet {
+        let set = Waiter {
             monitor: None,
             identities: vec![Identity {
                 pid: 40,
