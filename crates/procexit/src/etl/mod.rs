@@ -38,11 +38,11 @@
 
 mod buffers;
 mod file;
-pub mod layout;
+pub(crate) mod layout;
 mod logfile;
 mod process;
 mod record;
-pub mod xpress;
+pub(crate) mod xpress;
 
 use std::fmt;
 
@@ -53,8 +53,11 @@ pub use process::{
 };
 pub use record::HeaderKind;
 
+pub use crate::decode::mof_process::{Anomaly, ProcessPayload};
 pub use crate::decode::view::{EventHeader, EventView};
-use crate::decode::DecodeErrorKind;
+pub use crate::decode::{
+    DecodeError, DecodeErrorKind, Guid, PointerSize, KERNEL_PROCESS_GUID, PROCESS_GUID,
+};
 
 /// One record of a trace, borrowed from the reader's buffer: the same
 /// [`EventView`] the real-time backend hands to the exit tracker, with
