@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Event, Monitor, WaitSet};
+use procexit::{Backend, Event, Monitor, WaitSet};
 
 use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -59,10 +59,16 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let monitor = Monitor::builder()
+    let builder = Monitor::builder()
         .filter(args.filter.to_filter())
+        .backend(args.source.backend());
+    let backend = builder.resolved_backend();
+    let monitor = builder
         .start()
         .context("cannot start watching process exits")?;
+    if let Some(note) = source_note(backend) {
+        eprintln!("procexit: {note}");
+    }
     let stopper = monitor.stopper();
     ctrlc::set_handler(move || stopper.stop()).context("cannot install the Ctrl-C handler")?;
 
@@ -86,6 +92,20 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     result?;
     printer.summary(&stats)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `watch` says once on stderr about its Linux source: which one, and
+/// which JSON keys it leaves null.
+fn source_note(backend: Backend) -> Option<&'static str> {
+    match backend {
+        Backend::LinuxEbpf => Some("source linux-ebpf (eBPF); always null: cgroup, container_id"),
+        Backend::LinuxConnector => Some(
+            "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \
+             always null: killer_pid, killer_name, oom_killed, cpu_user_ms, cpu_system_ms, \
+             peak_rss_bytes; command_line often null for processes that exit at once",
+        ),
+        _ => None,
+    }
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -70,6 +70,21 @@ impl Filter {
         self
     }
 
+    /// The pids asked for (empty: any).
+    pub(crate) fn pid_list(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// The parent pids asked for (empty: any).
+    pub(crate) fn ppid_list(&self) -> &[u32] {
+        &self.ppids
+    }
+
+    /// Whether only failures are kept.
+    pub(crate) fn is_failed_only(&self) -> bool {
+        self.failed_only
+    }
+
     /// Whether the filter lets everything through.
     pub fn is_empty(&self) -> bool {
         *self == Filter::default()

@@ -45,12 +45,18 @@ impl Stats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The best one for this OS: the process connector (plus taskstats when
-    /// permitted) on Linux, the ETW kernel session on Windows.
+    /// The best one for this OS and privileges. Linux: the eBPF source when
+    /// the process may load BPF programs (root, or CAP_BPF + CAP_PERFMON) and
+    /// the kernel has BTF, else the process connector (plus taskstats when
+    /// permitted). Windows: the ETW kernel session.
     #[default]
     Auto,
     /// Linux netlink process connector (taskstats added when permitted).
     LinuxConnector,
+    /// Linux eBPF program on each process's last thread exit: the complete
+    /// record (command line, CPU time, peak RSS, killer, OOM kill). Needs
+    /// root, or CAP_BPF + CAP_PERFMON, and a kernel with BTF.
+    LinuxEbpf,
     /// Windows: a private kernel system-logger session (Process MOF events).
     EtwKernel,
     /// Windows: Microsoft-Windows-Kernel-Process on an ordinary session
@@ -104,6 +110,13 @@ impl MonitorBuilder {
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
         self
+    }
+
+    /// The backend [`start`](Self::start) will use: on Linux `Auto` is
+    /// resolved for this process's privileges; elsewhere the choice is
+    /// returned as set.
+    pub fn resolved_backend(&self) -> Backend {
+        sys::resolve_backend(self.backend)
     }
 
     /// Linux-specific options (ignored elsewhere).

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+pub mod ebpf_exit;
 pub mod kernel_process;
 pub mod lost_event;
 pub mod mof_process;

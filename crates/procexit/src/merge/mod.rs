@@ -9,4 +9,6 @@
     clippy::arithmetic_side_effects
 )]
 
+#[cfg(target_os = "linux")]
+pub(crate) mod ebpf;
 pub(crate) mod etw;

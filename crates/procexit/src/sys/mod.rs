@@ -18,6 +18,12 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+/// Elsewhere than Linux, `Auto` is decided inside the backend.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn resolve_backend(backend: crate::monitor::Backend) -> crate::monitor::Backend {
+    backend
+}
+
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

@@ -2,6 +2,7 @@
 //! CAP_NET_ADMIN before), with a process table that turns per-thread events
 //! into one record per process.
 
+mod ebpf;
 mod ffi;
 mod procfs;
 mod table;
@@ -22,6 +23,7 @@ use crate::monitor::{
 };
 use crate::queue::Sink;
 
+pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::table::Table;
 use self::taskstats::Taskstats;
@@ -128,8 +130,9 @@ impl Connector {
 }
 
 pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
-    match options.backend {
-        Backend::Auto | Backend::LinuxConnector => {}
+    match resolve_backend(options.backend) {
+        Backend::LinuxEbpf => return ebpf::start(options, sink),
+        Backend::LinuxConnector => {}
         _ => {
             return Err(Error::Unsupported {
                 what: "this backend (Windows ETW)",

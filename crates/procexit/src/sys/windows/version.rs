@@ -82,6 +82,9 @@ impl Plan {
             Backend::LinuxConnector => Err(Error::Unsupported {
                 what: "the Linux process connector",
             }),
+            Backend::LinuxEbpf => Err(Error::Unsupported {
+                what: "the Linux eBPF source",
+            }),
             _ => Ok(kernel.unwrap_or(Plan::KernelProcess)),
         }
     }
