@@ -300,6 +300,9 @@ impl ProcessExit {
 }
 
 /// What a monitor delivers, in order.
+// Exits are nearly every event: boxing them would cost an allocation each
+// to shrink the rare `Lost` marker.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {

@@ -227,6 +227,8 @@ fn push_marker(items: &mut VecDeque<Event>, count: u64, reason: LossReason) {
     items.push_back(Event::Lost { count, reason });
 }
 
+// Same trade-off as `Event`: the event is the common case.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pop {
     Event(Event),
     TimedOut,
