@@ -13,6 +13,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# The committed BPF object is rebuilt from its C source and compared.
+command -v clang >/dev/null || need_apt+=(clang)
+command -v llvm-strip >/dev/null || need_apt+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -24,6 +28,8 @@ if ((${#need_apt[@]})); then
 fi
 
 echo "== toolchain: $(cargo --version), $(rustc --version)"
+echo "== BPF object matches its source"
+bash scripts/build-bpf.sh --check
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (linux)"

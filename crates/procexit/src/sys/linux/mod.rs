@@ -265,7 +265,11 @@ pub(crate) struct WaitSet {
 impl WaitSet {
     pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
         let filter = pids.iter().fold(Filter::new(), |f, &pid| f.pid(pid));
+        // The connector starts in milliseconds; the eBPF source needs a BTF
+        // parse and program verification first (0.1–0.3 s on a busy
+        // machine), a window in which a waited-for process could end.
         let monitor = Monitor::builder()
+            .backend(Backend::LinuxConnector)
             .filter(filter)
             .queue_capacity(1024)
             .start()?;
