@@ -5,7 +5,9 @@
 #   PROCEXIT_STRICT_SKIPS=1  only skip what cannot work on this machine at all
 #   PROCEXIT_WINE_PREFIX     Wine prefix to use (default /tmp/procexit-wine)
 #
-# Recipe and measurements: shared/reference/windows-cross-recipe.md.
+# Debian's rustc-web ships the std sources -Zbuild-std needs; mingw-w64
+# links; Wine 8 runs the test executables.
+# Why each step: docs/windows-cross-build.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,8 +75,8 @@ if [ ! -d "$SYS32" ]; then
   "$WINESERVER" -w || true
 fi
 cp "$SHIM/bcryptprimitives.dll" "$SYS32/"
-# Report Windows 10 so the Win8+ system-logger branch is what runs (a fresh
-# prefix says Windows 7; the Win7 branch is tested explicitly).
+# Report Windows 10, the oldest Windows procexit runs on (a fresh prefix
+# says Windows 7, where no Rust program since 1.78 starts).
 "$WINE" reg add 'HKCU\Software\Wine' /v Version /t REG_SZ /d win10 /f >/dev/null 2>&1
 "$WINESERVER" -w || true
 # A persistent server, and Wine's services started now with their output

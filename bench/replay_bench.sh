@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Replays every shared .etl trace with procexit (release build of
+# Replays every .etl trace in testdata/etl with procexit (release build of
 # examples/etl_scan.rs: all events read, Process events decoded), with the
 # two Python decoders (dissect.etl 3.14 and etl-parser 1.0.1, installed from
 # PyPI into a venv), and with `cat FILE > /dev/null` (disk read, warm cache);
@@ -22,7 +22,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-etl_dir="${1:-${PROCEXIT_ETL_DIR:-$root/../shared/etl}}"
+etl_dir="${1:-${PROCEXIT_ETL_DIR:-$root/testdata/etl}}"
 repeats="${REPEATS:-5}"
 venv="${BENCH_VENV:-$root/target/bench-venv}"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60), seeded from the real
-# traces in the shared folder: whole files, their buffers cut apart, and the
+# traces in testdata/etl: whole files, their buffers cut apart, and the
 # kernel Process payloads they contain.
 #
 #   fuzz/run.sh [SECONDS]
@@ -12,7 +12,7 @@ set -euo pipefail
 secs="${1:-60}"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-etl_dir="${PROCEXIT_ETL_DIR:-$root/../shared/etl}"
+etl_dir="${PROCEXIT_ETL_DIR:-$root/testdata/etl}"
 cd "$here"
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz

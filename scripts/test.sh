@@ -5,7 +5,7 @@
 #
 # Environment:
 #   PROCEXIT_STRICT_SKIPS=1   a test that would skip (no root, no kernel
-#                             feature, no shared/ traces) fails instead
+#                             feature) fails instead
 #   PROCEXIT_SKIP_WINDOWS=1   skip the Windows cross build and Wine tests
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-//! `procexit replay` on the real traces in shared/etl (any OS).
+//! `procexit replay` on the real traces in testdata/etl (any OS).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -7,24 +7,11 @@ fn procexit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_procexit"))
 }
 
-/// The shared traces: `$PROCEXIT_ETL_DIR` or `<workspace>/../shared/etl`.
-fn etl_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("PROCEXIT_ETL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/etl"))
-        });
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let strict = std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1");
-    assert!(
-        !strict,
-        "PROCEXIT_STRICT_SKIPS=1 but {} is missing",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no trace folder at {}", dir.display());
-    None
+/// A trace in the repository's `testdata/etl`; a missing one fails the test.
+fn trace(name: &str) -> PathBuf {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/etl")).join(name);
+    assert!(path.is_file(), "test data missing: {}", path.display());
+    path
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
@@ -36,8 +23,7 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn replay_prints_every_exit_of_the_shutdown_trace() {
-    let Some(dir) = etl_dir() else { return };
-    let file = dir.join("etlparser_ShutdownPerfDiagLogger.etl");
+    let file = trace("etlparser_ShutdownPerfDiagLogger.etl");
     let out = procexit()
         .args(["replay", "--json"])
         .arg(&file)
@@ -74,8 +60,7 @@ fn replay_prints_every_exit_of_the_shutdown_trace() {
 
 #[test]
 fn filters_and_count_apply_to_replay() {
-    let Some(dir) = etl_dir() else { return };
-    let file = dir.join("etlparser_ShutdownPerfDiagLogger.etl");
+    let file = trace("etlparser_ShutdownPerfDiagLogger.etl");
     let all = json_lines(
         &procexit()
             .args(["replay", "--json"])
@@ -115,8 +100,7 @@ fn filters_and_count_apply_to_replay() {
 
 #[test]
 fn both_providers_give_one_record_per_exit() {
-    let Some(dir) = etl_dir() else { return };
-    let file = dir.join("perfview_net.4.5.2.x64.etl");
+    let file = trace("perfview_net.4.5.2.x64.etl");
     let out = procexit()
         .args(["replay", "--json", "--pid", "3676"])
         .arg(&file)
@@ -133,7 +117,6 @@ fn both_providers_give_one_record_per_exit() {
 
 #[test]
 fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
-    let Some(dir) = etl_dir() else { return };
     let tmp = std::env::temp_dir().join(format!("procexit-replay-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let not_etl = tmp.join("not.etl");
@@ -146,7 +129,7 @@ fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
         "{stderr}"
     );
 
-    let bytes = std::fs::read(dir.join("etlparser_ShutdownPerfDiagLogger.etl")).unwrap();
+    let bytes = std::fs::read(trace("etlparser_ShutdownPerfDiagLogger.etl")).unwrap();
     let cut = tmp.join("cut.etl");
     std::fs::write(&cut, &bytes[..bytes.len() / 2 + 1234]).unwrap();
     let out = procexit()

@@ -88,6 +88,11 @@ impl LinuxOptions {
 /// crash is reclaimed at start.
 pub const DEFAULT_SESSION_NAME: &str = "procexit";
 
+/// Every ETW session name procexit uses starts with this (compared without
+/// regard to case, as ETW compares names), so a leftover session it stops
+/// to reclaim can only be one of its own.
+pub const SESSION_NAME_PREFIX: &str = "procexit";
+
 /// Windows options (see the README's "Windows" section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
@@ -97,7 +102,6 @@ pub struct WindowsOptions {
     buffer_size_kb: u32,
     min_buffers: Option<u32>,
     max_buffers: Option<u32>,
-    allow_nt_kernel_logger: bool,
 }
 
 impl Default for WindowsOptions {
@@ -108,7 +112,6 @@ impl Default for WindowsOptions {
             buffer_size_kb: 64,
             min_buffers: None,
             max_buffers: None,
-            allow_nt_kernel_logger: false,
         }
     }
 }
@@ -119,8 +122,11 @@ impl WindowsOptions {
         Self::default()
     }
 
-    /// The ETW session name (default [`DEFAULT_SESSION_NAME`]); its GUID is
-    /// derived from the name, so two names never collide.
+    /// The ETW session name (default [`DEFAULT_SESSION_NAME`]); it must start
+    /// with [`SESSION_NAME_PREFIX`] (else start fails with
+    /// [`Error::SessionNameRejected`](crate::Error::SessionNameRejected)).
+    /// Its GUID is derived from the name, so two names never collide; one
+    /// name runs one monitor at a time on a machine.
     pub fn session_name(mut self, name: impl Into<String>) -> Self {
         self.session_name = name.into();
         self
@@ -133,7 +139,8 @@ impl WindowsOptions {
         self
     }
 
-    /// ETW buffer size in KiB (default 64, at most 1024).
+    /// ETW buffer size in KiB (default 64, at least 64 so one buffer holds a
+    /// process event with the longest command line, at most 1024).
     pub fn buffer_size_kb(mut self, kb: u32) -> Self {
         self.buffer_size_kb = kb;
         self
@@ -143,13 +150,6 @@ impl WindowsOptions {
     pub fn buffers(mut self, min: u32, max: u32) -> Self {
         self.min_buffers = Some(min);
         self.max_buffers = Some(max);
-        self
-    }
-
-    /// Windows 7 only: allow using (and starting) the single "NT Kernel
-    /// Logger" session. Never stops one another tool started.
-    pub fn allow_nt_kernel_logger(mut self, yes: bool) -> Self {
-        self.allow_nt_kernel_logger = yes;
         self
     }
 
@@ -171,10 +171,5 @@ impl WindowsOptions {
     /// The (minimum, maximum) buffer counts, when set.
     pub fn buffer_counts(&self) -> (Option<u32>, Option<u32>) {
         (self.min_buffers, self.max_buffers)
-    }
-
-    /// Whether the NT Kernel Logger may be used.
-    pub fn nt_kernel_logger_allowed(&self) -> bool {
-        self.allow_nt_kernel_logger
     }
 }

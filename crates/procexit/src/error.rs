@@ -90,8 +90,8 @@ pub enum Error {
         code: u32,
     },
 
-    /// Windows: a trace session of that name is already running and could not
-    /// be reclaimed.
+    /// Windows: a leftover session of our name could not be stopped (STOP
+    /// refused, or the name stayed taken).
     #[error(
         "a trace session named {name:?} already exists and could not be reclaimed (os error \
          {code}): stop it with `logman stop {name:?} -ets` or choose another session name"
@@ -99,7 +99,57 @@ pub enum Error {
     SessionExists {
         /// The session name.
         name: String,
-        /// ERROR_ALREADY_EXISTS = 183.
+        /// ERROR_ALREADY_EXISTS = 183, or the code STOP failed with.
+        code: u32,
+    },
+
+    /// Windows: the session name does not start with
+    /// [`SESSION_NAME_PREFIX`](crate::config::SESSION_NAME_PREFIX). procexit
+    /// stops a leftover session of its own name, so it refuses names that
+    /// could belong to another tool's session.
+    #[error(
+        "{name:?} cannot be a procexit session name: names must start with \"procexit\" (so that \
+         procexit can never stop another tool's session); choose a name like \"procexit-mine\""
+    )]
+    SessionNameRejected {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// Windows: a session of that name runs, but ETW reports a GUID other
+    /// than the one procexit derives from the name: another tool started it,
+    /// so procexit leaves it alone.
+    #[error(
+        "a trace session named {name:?} runs and was not started by procexit (its GUID is not \
+         procexit's for that name); procexit never stops it: choose another session name"
+    )]
+    SessionNotOurs {
+        /// The session name.
+        name: String,
+    },
+
+    /// Windows: another procexit monitor on this machine runs the session
+    /// of that name (it holds the name's lock).
+    #[error(
+        "another procexit monitor is already running session {name:?}: stop it first, or give \
+         this one another session name (`--session-name procexit-2`)"
+    )]
+    AlreadyRunning {
+        /// The session name.
+        name: String,
+    },
+
+    /// Windows: too many sessions already enable the provider (ETW allows
+    /// up to 8 sessions per manifest provider).
+    #[error(
+        "too many trace sessions already enable {provider} (os error {code}): stop one you do \
+         not need (`logman query -ets` lists them, `logman stop NAME -ets` stops one) or use \
+         the kernel session backend"
+    )]
+    ProviderLimit {
+        /// The provider's name.
+        provider: &'static str,
+        /// ERROR_NO_SYSTEM_RESOURCES = 1450 from EnableTraceEx2.
         code: u32,
     },
 
@@ -174,7 +224,8 @@ impl Error {
             Error::NotElevated { code }
             | Error::EtwUnavailable { code, .. }
             | Error::SessionExists { code, .. }
-            | Error::NoSessionSlots { code } => Some(i64::from(code)),
+            | Error::NoSessionSlots { code }
+            | Error::ProviderLimit { code, .. } => Some(i64::from(code)),
             Error::File { ref source, .. } => source.raw_os_error().map(i64::from),
             _ => None,
         }

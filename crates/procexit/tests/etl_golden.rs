@@ -1,13 +1,11 @@
-//! Golden test of the `.etl` reader against real traces: every `*.etl` in the
-//! shared folder is read and compared, field by field, with its
-//! `.expected.json` (made by independent third-party decoders; see
-//! `shared/etl/README.md`). Plus damage tests: truncation, corruption and
-//! non-`.etl` input must give typed errors with offsets, keep the events
-//! before the damage and never panic.
+//! Golden test of the `.etl` reader against real traces: every trace in
+//! `testdata/etl` is read and compared, field by field, with its
+//! `.expected.json` (made by independent third-party decoders; sources and
+//! licences in `testdata/etl/README.md`). Plus damage tests: truncation,
+//! corruption and non-`.etl` input must give typed errors with offsets, keep
+//! the events before the damage and never panic.
 //!
-//! The folder is `$PROCEXIT_ETL_DIR`, else `<workspace>/../shared/etl`. When
-//! it is missing the test prints `SKIPPED` and passes, unless
-//! `PROCEXIT_STRICT_SKIPS=1`.
+//! The traces are part of the repository: a missing one fails the test.
 //!
 //! Known differences from the ground truth, each checked rather than hidden:
 //! - Defunct (39) events whose (pid, UniqueProcessKey) an End already
@@ -37,20 +35,30 @@ use procexit::etl::{
 use procexit::{ExitStatus, ProcessExit, User};
 use serde_json::Value;
 
-fn etl_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("PROCEXIT_ETL_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/etl"),
-    };
-    if dir.is_dir() {
-        return Some(dir);
+/// Every trace in `testdata/etl`, each with its `.expected.json`.
+const TRACES: [&str; 9] = [
+    "etlparser_ShutdownPerfDiagLogger.etl",
+    "etlparser_lxcore_kernel.etl",
+    "perfview_SelfDescribingSingleEvent.etl",
+    "perfview_diaghub.kernel.1.etl",
+    "perfview_net.4.5.2.x64.etl",
+    "perfview_net.4.5.2.x86.etl",
+    "sawbuck_process_data_32_v1.etl",
+    "sawbuck_process_data_32_v2.etl",
+    "sawbuck_process_data_32_v3.etl",
+];
+
+/// The repository's trace folder; panics (fails the test) when a trace or
+/// its expected decode is missing, or when an unlisted trace is present.
+fn etl_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/etl");
+    for name in TRACES {
+        for file in [name.to_owned(), format!("{name}.expected.json")] {
+            let path = dir.join(&file);
+            assert!(path.is_file(), "test data missing: {}", path.display());
+        }
     }
-    let why = format!("the trace folder {} does not exist", dir.display());
-    if std::env::var("PROCEXIT_STRICT_SKIPS").as_deref() == Ok("1") {
-        panic!("PROCEXIT_STRICT_SKIPS=1 and {why}");
-    }
-    println!("SKIPPED: etl golden test because {why} (set PROCEXIT_ETL_DIR)");
-    None
+    dir
 }
 
 fn traces(dir: &Path) -> Vec<PathBuf> {
@@ -60,6 +68,8 @@ fn traces(dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "etl"))
         .collect();
     files.sort();
+    let listed: Vec<PathBuf> = TRACES.iter().map(|n| dir.join(n)).collect();
+    assert_eq!(files, listed, "testdata/etl holds other traces than listed");
     files
 }
 
@@ -577,9 +587,8 @@ fn check_kernel_process(d: &mut Diff<'_>, pass: &Pass, exp: &Value) {
 
 #[test]
 fn golden_traces_match_third_party_decoders() {
-    let Some(dir) = etl_dir() else { return };
+    let dir = etl_dir();
     let files = traces(&dir);
-    assert!(!files.is_empty(), "no .etl files in {}", dir.display());
     let mut all = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -637,7 +646,7 @@ fn load(dir: &Path, name: &str) -> Vec<u8> {
 
 #[test]
 fn truncated_files_keep_earlier_events() {
-    let Some(dir) = etl_dir() else { return };
+    let dir = etl_dir();
     for name in [
         "etlparser_ShutdownPerfDiagLogger.etl",
         "perfview_net.4.5.2.x64.etl",
@@ -683,7 +692,7 @@ fn truncated_files_keep_earlier_events() {
 
 #[test]
 fn corrupt_record_is_reported_and_later_buffers_still_read() {
-    let Some(dir) = etl_dir() else { return };
+    let dir = etl_dir();
     let mut bytes = load(&dir, "etlparser_ShutdownPerfDiagLogger.etl");
     let (full, _) = scan(&bytes).unwrap();
     // Buffer 5 starts at 5 × 65536; its first record's marker is at +72.
@@ -707,7 +716,7 @@ fn corrupt_record_is_reported_and_later_buffers_still_read() {
 
 #[test]
 fn corrupt_compressed_buffer_is_skipped() {
-    let Some(dir) = etl_dir() else { return };
+    let dir = etl_dir();
     let mut bytes = load(&dir, "perfview_net.4.5.2.x64.etl");
     let (full, _) = scan(&bytes).unwrap();
     // Buffer 1 follows the 512-byte buffer 0; garble its compressed body.
@@ -731,7 +740,7 @@ fn corrupt_compressed_buffer_is_skipped() {
 
 #[test]
 fn random_corruption_never_panics() {
-    let Some(dir) = etl_dir() else { return };
+    let dir = etl_dir();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         state ^= state << 13;

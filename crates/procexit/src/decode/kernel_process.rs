@@ -3,7 +3,7 @@
 //! and ProcessStart (id 1).
 //!
 //! Manifest payloads are packed and carry no pointers, so x86 and x64 are
-//! identical. ProcessStop (etw-kernel-process-events.md §5):
+//! identical. ProcessStop (docs/etw-process-events.md §5):
 //!
 //! | field                   | type   | v0 | v1 | v2 |
 //! |-------------------------|--------|----|----|----|

@@ -7,7 +7,7 @@
 //! | 33     | RTLostBuffer  | whole buffers were lost                   |
 //! | 34     | RTLostFile    | the backing file could not be written     |
 //!
-//! Reference: etw-kernel-process-events.md §1.7. These events carry no count,
+//! See docs/etw-process-events.md §1.7. These events carry no count,
 //! so a consumer can only mark a gap of unknown size.
 
 /// `RTLostEvent`: events were lost between the logger and a buffer.

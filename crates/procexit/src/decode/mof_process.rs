@@ -1,7 +1,7 @@
 //! Payloads of the kernel "Process" MOF class ([`PROCESS_GUID`](super::PROCESS_GUID)):
 //! Start, End, DCStart, DCEnd and Defunct, versions 0 to 5.
 //!
-//! Layouts (etw-kernel-process-events.md §1.3–1.5; P = producer pointer size,
+//! Layouts (docs/etw-process-events.md §1.3–1.5; P = producer pointer size,
 //! all fields packed little-endian, offsets after the SID are variable):
 //!
 //! | ver | ptr @0           | pid    | ppid  | session | exit  | DTB ptr | flags  | UserSID | strings                         |

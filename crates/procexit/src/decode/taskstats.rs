@@ -11,7 +11,7 @@
 //!
 //! `struct taskstats` fields we read (stable since version 1 of the basic
 //! accounting part; the kernel here sends version 16, 560 bytes):
-//! `ac_exitcode` u32 @4, `ac_flag` u8 @8, `ac_comm` [32] @80, `ac_uid` u32
+//! `ac_exitcode` u32 @4, `ac_flag` u8 @8, `ac_comm` `[32]` @80, `ac_uid` u32
 //! @120, `ac_gid` @124, `ac_pid` @128, `ac_ppid` @132, `ac_btime` u32 (s)
 //! @136, `ac_etime` u64 (µs) @144, `ac_utime` @152, `ac_stime` @160.
 

@@ -1,12 +1,8 @@
 //! On-disk layouts of `.etl` files: offsets and constants only, no code.
 //!
-//! Sources: `shared/reference/etw-kernel-process-events.md` §2.2 (struct
-//! offsets compiled against the SDK headers), `shared/reference/
-//! etl-compression-and-size.md` §A1 (compressed buffers, measured),
-//! `shared/etl/README.md` (what the real files hold), Microsoft's
-//! documentation of TRACE_LOGFILE_HEADER, EVENT_TRACE_HEADER and
-//! EVENT_HEADER, and Geoff Chappell's notes on WMI_BUFFER_HEADER, the trace
-//! header markers and the kernel's hook ids.
+//! What each offset means and where it comes from: `docs/etl-file-format.md`
+//! (buffers, compression, record headers, logfile header and clock) and
+//! `docs/etw-process-events.md` §2.2 (structure layouts).
 
 use crate::decode::Guid;
 

@@ -2,7 +2,7 @@
 //! the format of compressed `.etl` buffers (buffer flag 0x40).
 //!
 //! Written here rather than taken from a crate: of the registry crates
-//! measured in `shared/reference/etl-compression-and-size.md` none was at once
+//! measured (`docs/etl-file-format.md` §2) none was at once
 //! exact on every real buffer, panic-free on corrupt input and permissively
 //! licensed. This one writes into a caller-sized slice, so a corrupt stream
 //! can never make it allocate or run past the buffer's declared size.

@@ -1,6 +1,6 @@
 //! ETW process events → [`ProcessExit`] records.
 //!
-//! Kernel Process class (etw-kernel-process-events.md §1.7):
+//! Kernel Process class (docs/etw-process-events.md §1.7):
 //! - Start (1) and DCStart (3) seed what an End may lack (name, command line,
 //!   user). Only Start's event time is a start time: DCStart is a rundown
 //!   logged when the session began, so it gives no start time.

@@ -1,5 +1,5 @@
 //! The Win32 boundary: RAII process handles, wide strings, the one place
-//! that turns Win32 error codes into [`Error`]s, and `RtlGetVersion`.
+//! that turns Win32 error codes into [`Error`]s.
 
 #![allow(unsafe_code)]
 
@@ -98,42 +98,6 @@ impl Drop for OwnedHandle {
     }
 }
 
-/// `RTL_OSVERSIONINFOW`, declared here so the crate needs no WDK feature.
-#[repr(C)]
-struct OsVersionInfo {
-    size: u32,
-    major: u32,
-    minor: u32,
-    build: u32,
-    platform: u32,
-    csd_version: [u16; 128],
-}
-
-#[link(name = "ntdll")]
-extern "system" {
-    fn RtlGetVersion(info: *mut OsVersionInfo) -> i32;
-}
-
-/// (major, minor, build) of the running Windows, not the manifest-shimmed
-/// value GetVersionEx returns.
-pub(crate) fn os_version() -> (u32, u32, u32) {
-    let mut info = OsVersionInfo {
-        size: std::mem::size_of::<OsVersionInfo>() as u32,
-        major: 0,
-        minor: 0,
-        build: 0,
-        platform: 0,
-        csd_version: [0; 128],
-    };
-    // SAFETY: `info` is a writable RTL_OSVERSIONINFOW with its size set, as
-    // RtlGetVersion requires; it never fails for this struct.
-    let status = unsafe { RtlGetVersion(&mut info) };
-    if status < 0 {
-        return (0, 0, 0);
-    }
-    (info.major, info.minor, info.build)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,12 +123,6 @@ mod tests {
                 code: 4201
             }
         ));
-    }
-
-    #[test]
-    fn os_version_is_plausible() {
-        let (major, minor, _) = os_version();
-        assert!(major >= 6, "{major}.{minor}");
     }
 
     #[test]

@@ -5,17 +5,17 @@
 //! - consumer: ProcessTrace → [`consumer::on_event`] → tracker → sink;
 //! - control (the backend thread): flushes every `flush_interval`, polls
 //!   the loss counters, and on stop runs STOP → join consumer → CloseTrace
-//!   → free the callback context (reference §4.5).
+//!   → free the callback context (docs/etw-process-events.md §4.5).
 //!
 //! Everything that can fail (StartTraceW, EnableTraceEx2, OpenTraceW) runs
 //! before any thread exists, so a failed start leaves nothing behind.
 
 mod consumer;
 mod ffi;
+mod plan;
 mod properties;
 mod session;
 mod trace;
-mod version;
 mod wait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use consumer::Context;
 use ffi::{os_error, ACCESS_DENIED, NOT_RUNNING};
+use plan::Plan;
 use properties::LossCounters;
 use session::Session;
 use trace::TraceReader;
-use version::{OsVersion, Plan};
 
 use crate::error::{Error, Result};
 use crate::event::Source;
@@ -52,13 +52,9 @@ pub(crate) static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     let win = &options.windows;
-    let plan = Plan::choose(
-        options.backend,
-        OsVersion::current(),
-        win.nt_kernel_logger_allowed(),
-    )?;
+    let plan = Plan::choose(options.backend)?;
     let session = match Session::start(plan, win) {
-        // No system-logger slot: Kernel-Process needs none (reference §5).
+        // No system-logger slot: Kernel-Process needs none (docs/etw-process-events.md §5).
         Err(Error::NoSessionSlots { .. })
             if options.backend == Backend::Auto && plan != Plan::KernelProcess =>
         {
@@ -82,7 +78,7 @@ fn run(mut session: Session, sink: Sink, flush_interval: Duration) -> Result<Run
             let _ = session.stop();
             // Right after our own StartTraceW succeeded, access denied means
             // ETW does not work here (Wine's stub), not missing elevation.
-            return Err(if code == ACCESS_DENIED && session.owned {
+            return Err(if code == ACCESS_DENIED {
                 Error::EtwUnavailable {
                     call: "OpenTraceW",
                     code,
@@ -92,9 +88,6 @@ fn run(mut session: Session, sink: Sink, flush_interval: Duration) -> Result<Run
             });
         }
     };
-    // An attached session's counters include losses from before we consumed
-    // it; only increases from now on are ours.
-    let seen = loss_baseline(session.owned, || session.query());
     let consumer = spawn_counted("procexit-etw-consumer", {
         let reader = reader.clone();
         let context = context.clone();
@@ -115,7 +108,6 @@ fn run(mut session: Session, sink: Sink, flush_interval: Duration) -> Result<Run
         reader,
         context,
         consumer,
-        seen,
         stop: stop.clone(),
         flush_interval: flush_interval.max(Duration::from_millis(1)),
     };
@@ -193,16 +185,13 @@ struct Control {
     reader: Arc<TraceReader>,
     context: Arc<Context>,
     consumer: JoinHandle<u32>,
-    /// Loss counters already reported (or not ours to report); `None`: the
-    /// next reading is the baseline.
-    seen: Option<LossCounters>,
     stop: Arc<Stop>,
     flush_interval: Duration,
 }
 
 impl Control {
     fn run(mut self, sink: &Sink) -> Result<()> {
-        let mut seen = self.seen;
+        let mut seen = LossCounters::default();
         let mut last_query = Instant::now();
         let mut error = None;
         let mut ended_early = false;
@@ -213,29 +202,21 @@ impl Control {
                 ended_early = true;
                 break;
             }
-            // Only our own session: flushing another tool's session (an
-            // attached NT Kernel Logger) would cut its file buffers short.
             // A failed flush only delays delivery to ETW's 1 s timer.
-            if self.session.owned {
-                let _ = self.session.flush();
-            }
+            let _ = self.session.flush();
             if last_query.elapsed() >= QUERY_EVERY {
                 last_query = Instant::now();
                 if let Ok(now) = self.session.query() {
-                    account_loss(sink, &self.context, &mut seen, now);
+                    report_loss(sink, &self.context, &mut seen, now);
                 }
             }
         }
         // STOP first: ETW then delivers what is buffered and ProcessTrace
-        // returns (reference §4.5).
+        // returns (docs/etw-process-events.md §4.5).
         match self.session.stop() {
-            Ok(Some(last)) => account_loss(sink, &self.context, &mut seen, last),
+            Ok(Some(last)) => report_loss(sink, &self.context, &mut seen, last),
             Ok(None) => {}
             Err(e) => error = Some(e),
-        }
-        if !self.session.owned {
-            // An attached session keeps running; closing ends ProcessTrace.
-            self.reader.close();
         }
         wait_until(Instant::now() + STOP_GRACE, || self.consumer.is_finished());
         self.reader.close();
@@ -270,32 +251,6 @@ fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Where loss counting starts: zero for a session we started, the current
-/// totals for one we attached to (`None`: from its next reading).
-fn loss_baseline(
-    owned: bool,
-    query: impl FnOnce() -> Result<LossCounters>,
-) -> Option<LossCounters> {
-    if owned {
-        Some(LossCounters::default())
-    } else {
-        query().ok()
-    }
-}
-
-/// [`report_loss`] against the baseline, or takes `now` as the baseline.
-fn account_loss(
-    sink: &Sink,
-    context: &Context,
-    seen: &mut Option<LossCounters>,
-    now: LossCounters,
-) {
-    match seen {
-        Some(seen) => report_loss(sink, context, seen, now),
-        None => *seen = Some(now),
     }
 }
 

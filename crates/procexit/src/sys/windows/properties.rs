@@ -9,16 +9,8 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
 use super::ffi::win_guid;
 use crate::decode::Guid;
 
-/// SystemTraceControlGuid: only the NT Kernel Logger may use it.
-pub(crate) const SYSTEM_TRACE_CONTROL_GUID: Guid = Guid::new(
-    0x9e81_4aad,
-    0x3204,
-    0x11d2,
-    [0x9a, 0x82, 0x00, 0x60, 0x08, 0xa8, 0x69, 0x39],
-);
-
 /// Longest session name accepted, in UTF-16 units. ETW documents 1024 but
-/// names much past ~240 fail without an error (reference §2.6).
+/// names much past ~240 fail without an error.
 pub(crate) const MAX_NAME_UNITS: usize = 200;
 
 /// Room for each name ETW may write back on QUERY/STOP (1024 WCHARs, the
@@ -206,12 +198,9 @@ mod tests {
         assert_eq!(g, session_guid("ProcExit"));
         assert_ne!(g, session_guid("procexit2"));
         assert_ne!(g, session_guid(""));
-        assert_ne!(g, SYSTEM_TRACE_CONTROL_GUID);
+        // Never the GUID reserved for the NT Kernel Logger.
         let sys = SystemTraceControlGuid;
-        assert_eq!(
-            SYSTEM_TRACE_CONTROL_GUID,
-            Guid::new(sys.data1, sys.data2, sys.data3, sys.data4)
-        );
+        assert_ne!(g, Guid::new(sys.data1, sys.data2, sys.data3, sys.data4));
         assert_eq!(g.data3 >> 12, 8, "version 8");
         assert_eq!(g.data4[0] >> 6, 0b10, "RFC variant");
         // Pinned: a change would orphan sessions left by older builds.

@@ -1,6 +1,7 @@
-//! The controller side: start (or reclaim, or attach to) the session,
-//! flush, query loss counters, stop. Never stops a session that is not
-//! ours: only our own name is reclaimed, and never the NT Kernel Logger.
+//! The controller side: start (or reclaim) the session, flush, query loss
+//! counters, stop. Never stops a session that is not ours: names must carry
+//! the `procexit` prefix, and a leftover session is stopped only when ETW
+//! does not report a GUID other than the one derived from its name.
 
 #![allow(unsafe_code)]
 
@@ -14,23 +15,21 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
 };
 
 use super::ffi::{
-    etw_error, os_error, wide, win_guid, ACCESS_DENIED, ALREADY_EXISTS, INVALID_PARAMETER,
-    MORE_DATA, NOT_RUNNING,
+    etw_error, os_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA, NOT_RUNNING,
 };
+use super::plan::Plan;
 use super::properties::{
     default_buffers, session_guid, LossCounters, PropertiesBuf, SessionConfig, MAX_NAME_UNITS,
-    SYSTEM_TRACE_CONTROL_GUID,
 };
-use super::version::{Plan, NT_KERNEL_LOGGER};
-use crate::config::WindowsOptions;
-use crate::decode::KERNEL_PROCESS_GUID;
+use crate::config::{WindowsOptions, SESSION_NAME_PREFIX};
+use crate::decode::{Guid, KERNEL_PROCESS_GUID};
 use crate::error::{Error, Result};
 
 /// WINEVENT_KEYWORD_PROCESS of Microsoft-Windows-Kernel-Process.
 const KEYWORD_PROCESS: u64 = 0x10;
 
 /// Waits between STOP and the next StartTraceW while reclaiming a stale
-/// session (STOP can return before the name is free; krabsetw PR #226).
+/// session (STOP can return before the name is free).
 const RECLAIM_BACKOFF: [Duration; 4] = [
     Duration::from_millis(50),
     Duration::from_millis(100),
@@ -43,87 +42,99 @@ const RECLAIM_BACKOFF: [Duration; 4] = [
 pub(crate) enum Outcome {
     /// We started the session and own it.
     Started,
-    /// A session of that name runs and could not (or may not) be restarted:
-    /// consume it as it is, never stop it.
-    Attach,
+    /// A session of that name runs under a GUID that is not ours.
+    NotOurs,
+    /// A leftover session of ours could not be stopped: STOP failed with
+    /// this code, or (183) the name stayed taken after every retry.
+    Stuck(WIN32_ERROR),
     /// StartTraceW failed with this code.
     Failed(WIN32_ERROR),
 }
 
-/// StartTraceW with stale-session reclaiming (reference §4.2): on
-/// ERROR_ALREADY_EXISTS stop the session by name and retry with backoff;
-/// when STOP is refused (5, or 87 on some versions) or retries run out,
-/// attach. `may_stop` = false attaches at once.
+/// What QUERY says about the session holding our name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Its GUID is the one derived from the name: ours.
+    Ours,
+    /// ETW reported another GUID: another tool's session.
+    Other,
+    /// No GUID to compare (zero GUID, or QUERY failed): the name's
+    /// `procexit` prefix is the proof.
+    Unknown,
+    /// The session is gone already.
+    Gone,
+}
+
+/// StartTraceW with stale-session reclaiming: on ERROR_ALREADY_EXISTS ask
+/// who owns the session, stop it by name only when it is not proven to be
+/// another tool's, and retry with backoff.
 pub(crate) fn start_with_reclaim(
-    may_stop: bool,
     mut start: impl FnMut() -> WIN32_ERROR,
+    mut owner: impl FnMut() -> Owner,
     mut stop: impl FnMut() -> WIN32_ERROR,
     mut sleep: impl FnMut(Duration),
 ) -> Outcome {
     let mut rc = start();
-    if rc == ALREADY_EXISTS && !may_stop {
-        return Outcome::Attach;
-    }
     for pause in RECLAIM_BACKOFF {
         if rc != ALREADY_EXISTS {
             break;
         }
-        let stopped = stop();
-        if stopped == ACCESS_DENIED || stopped == INVALID_PARAMETER {
-            return Outcome::Attach;
+        match owner() {
+            Owner::Other => return Outcome::NotOurs,
+            Owner::Gone => {}
+            Owner::Ours | Owner::Unknown => match stop() {
+                0 | NOT_RUNNING | MORE_DATA => {}
+                refused => return Outcome::Stuck(refused),
+            },
         }
         sleep(pause);
         rc = start();
     }
     match rc {
         0 => Outcome::Started,
-        ALREADY_EXISTS => Outcome::Attach,
+        ALREADY_EXISTS => Outcome::Stuck(ALREADY_EXISTS),
         code => Outcome::Failed(code),
     }
 }
 
-/// A running session we control (or attached to).
+/// Whether `name` may be a procexit session name.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let prefixed = name
+        .get(..SESSION_NAME_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(SESSION_NAME_PREFIX));
+    if !prefixed || name.contains('\0') || name.encode_utf16().count() > MAX_NAME_UNITS {
+        return Err(Error::SessionNameRejected {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A running session we started.
 pub(crate) struct Session {
     pub(crate) plan: Plan,
     name: String,
     wide_name: Vec<u16>,
     handle: CONTROLTRACE_HANDLE,
-    /// Started by us: we stop it. Attached sessions are only consumed.
-    pub(crate) owned: bool,
     stopped: bool,
 }
 
 impl Session {
     /// Starts the session for `plan` with the options' name and buffers.
     pub(crate) fn start(plan: Plan, options: &WindowsOptions) -> Result<Session> {
-        let name = match plan {
-            Plan::NtKernelLogger => NT_KERNEL_LOGGER.to_owned(),
-            _ => options.session_name_str().to_owned(),
-        };
-        if name.is_empty() || name.contains('\0') || name.encode_utf16().count() > MAX_NAME_UNITS {
-            return Err(Error::Unsupported {
-                what: "an empty session name, one with NUL, or one over 200 UTF-16 units",
-            });
-        }
-        // Our own names are reclaimed (stopped) on ERROR_ALREADY_EXISTS, so
-        // they must never name a kernel logger another tool may run.
-        if plan != Plan::NtKernelLogger && is_reserved_name(&name) {
-            return Err(Error::Unsupported {
-                what: "a session name Windows reserves for a kernel logger",
-            });
-        }
+        let name = options.session_name_str().to_owned();
+        check_name(&name)?;
         let config = session_config(plan, &name, options);
         let mut session = Session {
             plan,
             wide_name: wide(&name),
             name,
             handle: CONTROLTRACE_HANDLE { Value: 0 },
-            owned: false,
-            stopped: false,
+            // Nothing to stop until StartTraceW succeeded.
+            stopped: true,
         };
         let mut handle = CONTROLTRACE_HANDLE { Value: 0 };
         let outcome = start_with_reclaim(
-            plan.may_stop_existing(),
             || {
                 let mut props = PropertiesBuf::start(&config);
                 // SAFETY: `props` is a properties buffer whose BufferSize and
@@ -131,15 +142,31 @@ impl Session {
                 // NUL-terminated; both outlive the call.
                 unsafe { StartTraceW(&mut handle, session.wide_name.as_ptr(), props.as_mut_ptr()) }
             },
-            || session.control(EVENT_TRACE_CONTROL_STOP).err().unwrap_or(0),
+            || session.owner_by_name(config.guid),
+            || {
+                session
+                    .control_by_name(EVENT_TRACE_CONTROL_STOP)
+                    .err()
+                    .unwrap_or(0)
+            },
             std::thread::sleep,
         );
         match outcome {
             Outcome::Started => {
                 session.handle = handle;
-                session.owned = true;
+                session.stopped = false;
             }
-            Outcome::Attach => {}
+            Outcome::NotOurs => {
+                return Err(Error::SessionNotOurs {
+                    name: session.name.clone(),
+                });
+            }
+            Outcome::Stuck(code) => {
+                return Err(Error::SessionExists {
+                    name: session.name.clone(),
+                    code,
+                });
+            }
             // INDEPENDENT_SESSION_MODE is documented for 8.1+ but not for
             // system loggers; a build that refuses the pair gets it without.
             Outcome::Failed(INVALID_PARAMETER)
@@ -150,7 +177,7 @@ impl Session {
             }
             Outcome::Failed(code) => return Err(etw_error("StartTraceW", code, &session.name)),
         }
-        if plan == Plan::KernelProcess && session.owned {
+        if plan == Plan::KernelProcess {
             session.enable_kernel_process()?;
         }
         Ok(session)
@@ -185,19 +212,51 @@ impl Session {
         }
     }
 
-    /// ControlTraceW by handle and name with a fresh properties buffer.
+    /// Who owns the session that holds our name (QUERY by name).
+    fn owner_by_name(&self, ours: Guid) -> Owner {
+        match self.control_by_name(EVENT_TRACE_CONTROL_QUERY) {
+            Ok(props) => {
+                let g = props.props.Wnode.Guid;
+                let theirs = Guid::new(g.data1, g.data2, g.data3, g.data4);
+                if theirs == ours {
+                    Owner::Ours
+                } else if theirs == Guid::new(0, 0, 0, [0; 8]) {
+                    Owner::Unknown
+                } else {
+                    Owner::Other
+                }
+            }
+            Err(NOT_RUNNING) => Owner::Gone,
+            Err(_) => Owner::Unknown,
+        }
+    }
+
+    /// ControlTraceW by name (the handle of a leftover session is unknown).
+    fn control_by_name(&self, code: u32) -> std::result::Result<Box<PropertiesBuf>, WIN32_ERROR> {
+        self.control_with(
+            CONTROLTRACE_HANDLE { Value: 0 },
+            self.wide_name.as_ptr(),
+            code,
+        )
+    }
+
+    /// ControlTraceW by our handle only: should our session be gone and
+    /// another one hold the name, the call fails instead of touching it.
     fn control(&self, code: u32) -> std::result::Result<Box<PropertiesBuf>, WIN32_ERROR> {
+        self.control_with(self.handle, std::ptr::null(), code)
+    }
+
+    fn control_with(
+        &self,
+        handle: CONTROLTRACE_HANDLE,
+        name: *const u16,
+        code: u32,
+    ) -> std::result::Result<Box<PropertiesBuf>, WIN32_ERROR> {
         let mut props = PropertiesBuf::control();
-        // SAFETY: as for StartTraceW: a self-describing properties buffer
-        // and a NUL-terminated name, both alive across the call.
-        let rc = unsafe {
-            ControlTraceW(
-                self.handle,
-                self.wide_name.as_ptr(),
-                props.as_mut_ptr(),
-                code,
-            )
-        };
+        // SAFETY: a self-describing properties buffer, and a NUL-terminated
+        // name (ours, alive as long as `self`) or NULL with a handle from
+        // our StartTraceW, as ControlTraceW allows.
+        let rc = unsafe { ControlTraceW(handle, name, props.as_mut_ptr(), code) };
         match rc {
             0 => Ok(props),
             rc => Err(rc),
@@ -218,10 +277,10 @@ impl Session {
             .map_err(|code| etw_error("ControlTraceW", code, &self.name))
     }
 
-    /// Stops the session if we own it; returns the final counters when ETW
-    /// gave them. Idempotent; "not running" is not an error.
+    /// Stops the session; returns the final counters when ETW gave them.
+    /// Idempotent; "not running" is not an error.
     pub(crate) fn stop(&mut self) -> Result<Option<LossCounters>> {
-        if self.stopped || !self.owned {
+        if self.stopped {
             return Ok(None);
         }
         self.stopped = true;
@@ -242,28 +301,16 @@ impl Drop for Session {
     }
 }
 
-/// The kernel loggers Windows reserves by name; ETW compares session names
-/// without regard to case.
-fn is_reserved_name(name: &str) -> bool {
-    let folded = name.to_uppercase();
-    [NT_KERNEL_LOGGER, "Circular Kernel Context Logger"]
-        .iter()
-        .any(|reserved| folded == reserved.to_uppercase())
-}
-
 fn session_config(plan: Plan, name: &str, options: &WindowsOptions) -> SessionConfig {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (default_min, default_max) = default_buffers(u32::try_from(cpus).unwrap_or(u32::MAX));
     let (min, max) = options.buffer_counts();
     let min_buffers = min.unwrap_or(default_min);
     SessionConfig {
-        guid: match plan {
-            Plan::NtKernelLogger => SYSTEM_TRACE_CONTROL_GUID,
-            _ => session_guid(name),
-        },
+        guid: session_guid(name),
         log_file_mode: plan.log_file_mode(),
         enable_flags: plan.enable_flags(),
-        buffer_size_kb: options.buffer_size().clamp(4, 1024),
+        buffer_size_kb: options.buffer_size().clamp(64, 1024),
         min_buffers,
         max_buffers: max.unwrap_or(default_max).max(min_buffers),
     }
@@ -274,17 +321,19 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    /// Runs the reclaim logic against scripted StartTraceW/STOP results.
-    fn run(may_stop: bool, starts: &[u32], stops: &[u32]) -> (Outcome, usize, usize) {
+    /// Runs the reclaim logic against scripted StartTraceW / QUERY / STOP
+    /// results; returns the outcome and the (start, stop) call counts.
+    fn run(starts: &[u32], owners: &[Owner], stops: &[u32]) -> (Outcome, usize, usize) {
         let starts = RefCell::new(starts.iter().copied());
+        let owners = RefCell::new(owners.iter().copied());
         let stops = RefCell::new(stops.iter().copied());
         let (n_start, n_stop) = (RefCell::new(0), RefCell::new(0));
         let outcome = start_with_reclaim(
-            may_stop,
             || {
                 *n_start.borrow_mut() += 1;
                 starts.borrow_mut().next().unwrap_or(ALREADY_EXISTS)
             },
+            || owners.borrow_mut().next().unwrap_or(Owner::Ours),
             || {
                 *n_stop.borrow_mut() += 1;
                 stops.borrow_mut().next().unwrap_or(0)
@@ -296,54 +345,77 @@ mod tests {
 
     #[test]
     fn reclaim_paths() {
-        assert_eq!(run(true, &[0], &[]), (Outcome::Started, 1, 0));
-        // Stale session of ours: stop, retry, started.
-        assert_eq!(run(true, &[183, 0], &[0]), (Outcome::Started, 2, 1));
-        // STOP "succeeds" but the name is still taken twice (PR #226 case).
+        assert_eq!(run(&[0], &[], &[]), (Outcome::Started, 1, 0));
+        // A stale session of ours: stop, retry, started.
+        assert_eq!(run(&[183, 0], &[], &[0]), (Outcome::Started, 2, 1));
+        // No GUID to compare: the prefix is the proof.
         assert_eq!(
-            run(true, &[183, 183, 183, 0], &[]),
-            (Outcome::Started, 4, 3)
+            run(&[183, 0], &[Owner::Unknown], &[0]),
+            (Outcome::Started, 2, 1)
         );
-        // Never frees up: attach after the last backoff.
-        assert_eq!(run(true, &[], &[]), (Outcome::Attach, 5, 4));
-        // Not allowed to stop it: attach, no retry.
-        assert_eq!(run(true, &[183], &[5]), (Outcome::Attach, 1, 1));
-        assert_eq!(run(true, &[183], &[87]), (Outcome::Attach, 1, 1));
-        // The NT Kernel Logger of another tool is never stopped.
-        assert_eq!(run(false, &[183], &[]), (Outcome::Attach, 1, 0));
-        assert_eq!(run(true, &[5], &[]), (Outcome::Failed(5), 1, 0));
-        assert_eq!(run(true, &[1450], &[]), (Outcome::Failed(1450), 1, 0));
+        // Gone between start and query: just retry.
         assert_eq!(
-            run(true, &[183, 1450], &[4201]),
+            run(&[183, 0], &[Owner::Gone], &[]),
+            (Outcome::Started, 2, 0)
+        );
+        // STOP "succeeds" but the name is still taken twice.
+        assert_eq!(run(&[183, 183, 183, 0], &[], &[]), (Outcome::Started, 4, 3));
+        // Never frees up: an error after the last backoff.
+        assert_eq!(run(&[], &[], &[]), (Outcome::Stuck(183), 5, 4));
+        // Not allowed to stop it: an error, no retry.
+        assert_eq!(run(&[183], &[], &[5]), (Outcome::Stuck(5), 1, 1));
+        assert_eq!(run(&[183], &[], &[87]), (Outcome::Stuck(87), 1, 1));
+        // Already stopped by someone else, or stopped with 234: fine.
+        assert_eq!(run(&[183, 0], &[], &[4201]), (Outcome::Started, 2, 1));
+        assert_eq!(run(&[183, 0], &[], &[234]), (Outcome::Started, 2, 1));
+        // Another tool's session under our name: never stopped.
+        assert_eq!(run(&[183], &[Owner::Other], &[]), (Outcome::NotOurs, 1, 0));
+        assert_eq!(
+            run(&[183, 183], &[Owner::Ours, Owner::Other], &[0]),
+            (Outcome::NotOurs, 2, 1)
+        );
+        assert_eq!(run(&[5], &[], &[]), (Outcome::Failed(5), 1, 0));
+        assert_eq!(run(&[1450], &[], &[]), (Outcome::Failed(1450), 1, 0));
+        assert_eq!(
+            run(&[183, 1450], &[], &[4201]),
             (Outcome::Failed(1450), 2, 1)
         );
     }
 
     #[test]
-    fn kernel_logger_names_are_never_ours() {
-        // Rejected before any ETW call, so a 183 can never make us STOP
-        // another tool's kernel logger by name.
-        for name in [
-            "NT Kernel Logger",
-            "nt kernel logger",
-            "Circular Kernel Context Logger",
-        ] {
-            let options = WindowsOptions::new().session_name(name);
-            for plan in [
-                Plan::PrivateKernel { independent: true },
-                Plan::KernelProcess,
-            ] {
-                assert!(
-                    matches!(
-                        Session::start(plan, &options),
-                        Err(Error::Unsupported { .. })
-                    ),
-                    "{name} / {plan:?}"
-                );
-            }
+    fn only_procexit_names_are_accepted() {
+        for name in ["procexit", "ProcExit-2", "PROCEXIT_e2e", "procexit\u{e9}"] {
+            assert!(check_name(name).is_ok(), "{name}");
         }
-        assert!(!is_reserved_name("procexit"));
-        assert!(!is_reserved_name("NT Kernel Logger 2"));
+        // Other tools' sessions: rejected before any ETW call, so a 183 can
+        // never make procexit stop them.
+        for name in [
+            "EventLog-System",
+            "NT Kernel Logger",
+            "Circular Kernel Context Logger",
+            "",
+            "proc",
+            "xprocexit",
+            "\u{e9}procexit",
+            "procexit\0x",
+        ] {
+            assert!(
+                matches!(check_name(name), Err(Error::SessionNameRejected { name: ref n }) if n == name),
+                "{name:?}"
+            );
+        }
+        assert!(check_name(&format!("procexit{}", "x".repeat(192))).is_ok());
+        assert!(check_name(&format!("procexit{}", "x".repeat(193))).is_err());
+        let options = WindowsOptions::new().session_name("EventLog-System");
+        for plan in [
+            Plan::PrivateKernel { independent: true },
+            Plan::KernelProcess,
+        ] {
+            assert!(matches!(
+                Session::start(plan, &options),
+                Err(Error::SessionNameRejected { .. })
+            ));
+        }
     }
 
     #[test]
@@ -354,12 +426,13 @@ mod tests {
         assert!(c.min_buffers >= 32 && c.max_buffers >= c.min_buffers);
         assert_eq!(c.guid, session_guid("procexit"));
         let o = WindowsOptions::new().buffer_size_kb(4096).buffers(100, 10);
-        let c = session_config(plan, "x", &o);
+        let c = session_config(plan, "procexit-x", &o);
         assert_eq!(
             (c.buffer_size_kb, c.min_buffers, c.max_buffers),
             (1024, 100, 100)
         );
-        let c = session_config(Plan::NtKernelLogger, NT_KERNEL_LOGGER, &o);
-        assert_eq!(c.guid, SYSTEM_TRACE_CONTROL_GUID);
+        // A 4 KB buffer cannot hold a process event with a long command line.
+        let c = session_config(plan, "procexit", &WindowsOptions::new().buffer_size_kb(4));
+        assert_eq!(c.buffer_size_kb, 64);
     }
 }

@@ -63,7 +63,7 @@ impl TraceReader {
     }
 
     /// Runs ProcessTrace until the session stops or the trace is closed.
-    /// A NULL start time keeps the DCStart rundown (reference §4.3).
+    /// A NULL start time keeps the DCStart rundown (docs/etw-process-events.md §4.3).
     /// A stop that closed the trace before ProcessTrace got to it is not an
     /// error (ProcessTrace would answer ERROR_INVALID_HANDLE).
     pub(crate) fn process(&self) -> WIN32_ERROR {
