@@ -71,16 +71,22 @@ impl Filter {
     }
 
     /// The pids asked for (empty: any).
+    // Used by the Linux eBPF source only.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn pid_list(&self) -> &[u32] {
         &self.pids
     }
 
     /// The parent pids asked for (empty: any).
+    // Used by the Linux eBPF source only.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn ppid_list(&self) -> &[u32] {
         &self.ppids
     }
 
     /// Whether only failures are kept.
+    // Used by the Linux eBPF source only.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn is_failed_only(&self) -> bool {
         self.failed_only
     }
