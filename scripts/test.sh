@@ -17,6 +17,8 @@ command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v clang >/dev/null || need_apt+=(clang)
 command -v llvm-strip >/dev/null || need_apt+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
+# The NTSTATUS names are generated from mingw-w64's ntstatus.h.
+[ -r /usr/share/mingw-w64/include/ntstatus.h ] || need_apt+=(mingw-w64-common)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -30,6 +32,8 @@ fi
 echo "== toolchain: $(cargo --version), $(rustc --version)"
 echo "== BPF object matches its source"
 bash scripts/build-bpf.sh --check
+echo "== generated tables are what their headers give"
+bash scripts/gen-ntstatus.sh --check
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy (linux)"

@@ -1,21 +1,8 @@
-//! The kernel Process payload decoder: byte 0 is the version, byte 1 picks
-//! the pointer size, the rest is the payload.
+//! libFuzzer entry for the `mof_process` target (body in `fuzz/targets.rs`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use procexit::decode::mof_process::decode_process;
-use procexit::decode::PointerSize;
+#[allow(dead_code)]
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let [version, width, payload @ ..] = data else {
-        return;
-    };
-    let pointer = if width & 1 == 0 {
-        PointerSize::Four
-    } else {
-        PointerSize::Eight
-    };
-    if let Ok(p) = decode_process(payload, *version, pointer) {
-        let _ = p.is_fully_decoded();
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::mof_process(data));

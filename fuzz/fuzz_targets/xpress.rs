@@ -1,16 +1,8 @@
-//! The LZ77 Xpress decompressor: first two bytes choose the output size.
+//! libFuzzer entry for the `xpress` target (body in `fuzz/targets.rs`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use procexit::etl::xpress::decompress;
+#[allow(dead_code)]
+#[path = "../targets.rs"]
+mod targets;
 
-fuzz_target!(|data: &[u8]| {
-    let (cap, input) = match data {
-        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
-        _ => return,
-    };
-    let mut out = vec![0u8; cap];
-    if let Ok(n) = decompress(input, &mut out) {
-        assert!(n <= cap);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::xpress(data));

@@ -35,6 +35,10 @@ Examples:
   procexit watch --json --failed
   procexit watch --name 'cc*' --name ld --count 10
   procexit watch --ppid 1 --duration 100ms
+  procexit watch --strict --json --count 100 > exits.jsonl; echo $?
+
+Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
+(the summary says how many); 2 on an error.
 
 On Linux any user can watch on kernels 6.6 and later (root before) through the
 process connector; root (or CAP_BPF + CAP_PERFMON) gets the eBPF source, which adds
@@ -143,6 +147,18 @@ pub struct WatchArgs {
     /// Stop after printing N exits.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Exit with status 3 at the end if any exit was lost, dropped or
+    /// overrun, so that a script can trust a clean run (status 0).
+    #[arg(long)]
+    pub strict: bool,
+    /// Linux: the netlink receive buffer to ask for, in bytes (default 8 MiB,
+    /// which the kernel doubles). Smaller buffers lose exits in bursts.
+    #[arg(long, value_name = "BYTES")]
+    pub socket_buffer: Option<usize>,
+    /// Windows: the ETW session's name; it must start with "procexit". One
+    /// watch per name runs at a time (ignored on other OSes).
+    #[arg(long, value_name = "NAME", default_value = procexit::config::DEFAULT_SESSION_NAME)]
+    pub session_name: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -212,6 +228,16 @@ mod tests {
             args.filter.to_filter(),
             Filter::new().failed_only(true).name("sh").pid(3)
         );
+        assert_eq!(args.session_name, "procexit");
+    }
+
+    #[test]
+    fn session_name_flag() {
+        let cli = Cli::parse_from(["procexit", "watch", "--session-name", "procexit-2"]);
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(args.session_name, "procexit-2");
     }
 }
 

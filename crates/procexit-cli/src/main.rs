@@ -1,16 +1,19 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
+mod escape;
 mod output;
 mod replay;
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Backend, Event, Monitor, WaitSet};
+use procexit::{Backend, Event, LinuxOptions, Monitor, Stopper, WaitSet, WindowsOptions};
 
 use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -19,6 +22,8 @@ use crate::output::{Format, Printer};
 const EXIT_ERROR: u8 = 2;
 /// Exit status when `wait --timeout` ran out (like timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
+/// Exit status of `watch --strict` when exits were lost, dropped or overrun.
+const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,9 +64,31 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    // The Ctrl-C handler goes in before the monitor starts: Windows calls
+    // console handlers last-installed first, and the library's own handler
+    // (which stops the session when the console closes) must come first.
+    let stopper: Arc<Mutex<Option<Stopper>>> = Arc::default();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    ctrlc::set_handler({
+        let stopper = stopper.clone();
+        let interrupted = interrupted.clone();
+        move || {
+            interrupted.store(true, Ordering::SeqCst);
+            if let Some(stopper) = stopper.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                stopper.stop();
+            }
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let mut linux = LinuxOptions::new();
+    if let Some(bytes) = args.socket_buffer {
+        linux = linux.socket_buffer(bytes);
+    }
     let builder = Monitor::builder()
         .filter(args.filter.to_filter())
-        .backend(args.source.backend());
+        .backend(args.source.backend())
+        .linux(linux)
+        .windows(WindowsOptions::new().session_name(args.session_name.clone()));
     let backend = builder.resolved_backend();
     let monitor = builder
         .start()
@@ -69,8 +96,10 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if let Some(note) = source_note(backend) {
         eprintln!("procexit: {note}");
     }
-    let stopper = monitor.stopper();
-    ctrlc::set_handler(move || stopper.stop()).context("cannot install the Ctrl-C handler")?;
+    *stopper.lock().unwrap_or_else(|p| p.into_inner()) = Some(monitor.stopper());
+    if interrupted.load(Ordering::SeqCst) {
+        monitor.stopper().stop();
+    }
 
     let mut printer = Printer::new(format(args.output.json));
     let mut printed = 0u64;
@@ -91,6 +120,10 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         .context("the monitor stopped with an error")?;
     result?;
     printer.summary(&stats)?;
+    if args.strict && stats.has_loss() {
+        eprintln!("procexit: --strict: exits were lost, dropped or overrun (see the summary)");
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -98,11 +131,14 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 /// which JSON keys it leaves null.
 fn source_note(backend: Backend) -> Option<&'static str> {
     match backend {
-        Backend::LinuxEbpf => Some("source linux-ebpf (eBPF); always null: cgroup, container_id"),
+        Backend::LinuxEbpf => Some(
+            "source linux-ebpf (eBPF); always null: cgroup, container_id, and the resource keys \
+             other than cpu_user_ms, cpu_system_ms and peak_rss_bytes",
+        ),
         Backend::LinuxConnector => Some(
             "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \
-             always null: killer_pid, killer_name, oom_killed, cpu_user_ms, cpu_system_ms, \
-             peak_rss_bytes; command_line often null for processes that exit at once",
+             always null: killer_pid, killer_name, oom_killed, cgroup, container_id; resource \
+             keys only with taskstats (root); command_line often null for processes that exit at once",
         ),
         _ => None,
     }

@@ -1,14 +1,18 @@
 //! Printing exits: an aligned table for people, JSON Lines for programs.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use procexit::{Event, Stats};
+use procexit::{Event, ExitKind, ExitStatus, ProcessExit, Stats};
+
+use crate::escape;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// One aligned row per exit, cut to the terminal width.
+    /// One aligned row per exit; names and command lines escaped (see
+    /// [`escape::for_table`]); cut to the terminal's width when stdout is
+    /// a terminal.
     Table,
     /// One JSON object per line, flushed per line.
     JsonLines,
@@ -19,16 +23,25 @@ pub struct Printer {
     format: Format,
     out: io::Stdout,
     width: Option<usize>,
+    ascii: bool,
     header_done: bool,
 }
 
 impl Printer {
     pub fn new(format: Format) -> Printer {
-        let width = terminal_size::terminal_size().map(|(w, _)| usize::from(w.0));
+        let out = io::stdout();
+        let terminal = out.is_terminal();
+        // Only stdout's own width counts: `watch > log.txt` run from a
+        // terminal keeps whole rows.
+        let width = terminal
+            .then(|| terminal_size::terminal_size_of(&out))
+            .flatten()
+            .map(|(w, _)| usize::from(w.0));
         Printer {
             format,
-            out: io::stdout(),
+            out,
             width,
+            ascii: ascii_only(terminal),
             header_done: false,
         }
     }
@@ -49,7 +62,7 @@ impl Printer {
                             time: exit.exit_time,
                             pid: exit.pid,
                             ppid: exit.ppid,
-                            status: &exit.status.to_string(),
+                            status: &status_text(exit),
                             duration: exit.duration(),
                             name: exit.name.as_deref(),
                             command_line: exit.command_line.as_deref(),
@@ -83,7 +96,7 @@ impl Printer {
             let header = self.fit(table_header());
             writeln!(self.out.lock(), "{header}")?;
         }
-        let line = self.fit(row.format());
+        let line = self.fit(row.format(self.ascii));
         let mut out = self.out.lock();
         writeln!(out, "{line}")?;
         out.flush()
@@ -102,6 +115,7 @@ impl Printer {
                 "lost": stats.lost,
                 "overruns": stats.overruns,
                 "anomalies": stats.anomalies,
+                "session_gaps": stats.session_gaps,
             });
             let mut out = self.out.lock();
             serde_json::to_writer(&mut out, &value)?;
@@ -115,8 +129,10 @@ impl Printer {
     fn fit(&self, line: String) -> String {
         match self.width {
             Some(width) if line.chars().count() > width => {
-                let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
-                cut.push('…');
+                let mark = if self.ascii { "..." } else { "…" };
+                let keep = width.saturating_sub(mark.chars().count());
+                let mut cut: String = line.chars().take(keep).collect();
+                cut.push_str(mark);
                 cut
             }
             _ => line,
@@ -138,6 +154,12 @@ pub fn summary_line(stats: &Stats) -> String {
     }
     if stats.anomalies > 0 {
         line.push_str(&format!(", {} anomalies", stats.anomalies));
+    }
+    if stats.session_gaps > 0 {
+        line.push_str(&format!(
+            ", trace session stopped from outside and restarted {} times (exits in those gaps are missing)",
+            stats.session_gaps
+        ));
     }
     line
 }
@@ -161,19 +183,46 @@ pub struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn format(&self) -> String {
+    /// One line: never a control character, never a line break.
+    fn format(&self, ascii: bool) -> String {
         let dash = || "-".to_string();
+        let text = |t: Option<&str>| escape::for_table(t.unwrap_or("-"), ascii).into_owned();
         format!(
             "{:<12} {:>7} {:>7} {:<18} {:>9} {:<16} {}",
             self.time.map(clock_time).unwrap_or_else(dash),
             self.pid,
             self.ppid.map(|p| p.to_string()).unwrap_or_else(dash),
-            self.status,
-            self.duration.map(format_duration).unwrap_or_else(dash),
-            self.name.unwrap_or("-"),
-            self.command_line.unwrap_or("-"),
+            text(Some(self.status)),
+            self.duration
+                .map(|d| format_duration(d, ascii))
+                .unwrap_or_else(dash),
+            text(self.name),
+            text(self.command_line),
         )
     }
+}
+
+/// Whether to print ASCII only. A Windows console shows Unicode (Rust
+/// writes to it in UTF-16), but piped output is read in the OEM code page
+/// by Windows PowerShell 5.1 and older tools, where `µ` and `…` garble.
+fn ascii_only(stdout_is_terminal: bool) -> bool {
+    cfg!(windows) && !stdout_is_terminal
+}
+
+/// The STATUS column: the code or signal with its name beside it
+/// (`signal 9 (SIGKILL)`, `code 0xc000013a STATUS_CONTROL_C_EXIT`), and
+/// `OOM` when the OOM killer chose the process.
+pub fn status_text(exit: &ProcessExit) -> String {
+    let mut text = exit.status.to_string();
+    // Signal names are part of ExitStatus's Display already.
+    if let (ExitStatus::Code(_), Some(name)) = (exit.status, exit.status_name()) {
+        text.push(' ');
+        text.push_str(name);
+    }
+    if exit.kind() == ExitKind::OomKilled {
+        text.push_str(" OOM");
+    }
+    text
 }
 
 /// `HH:MM:SS.mmm` of a UTC time.
@@ -191,11 +240,12 @@ fn clock_time(time: std::time::SystemTime) -> String {
     )
 }
 
-/// Compact human duration: `850µs`, `12ms`, `3.2s`, `5m02s`, `2h03m`.
-pub fn format_duration(d: Duration) -> String {
+/// Compact human duration: `850µs` (`850us` in ASCII), `12ms`, `3.2s`,
+/// `5m02s`, `2h03m`.
+pub fn format_duration(d: Duration, ascii: bool) -> String {
     let micros = d.as_micros();
     if micros < 1_000 {
-        format!("{micros}µs")
+        format!("{micros}{}", if ascii { "us" } else { "µs" })
     } else if micros < 1_000_000 {
         format!("{}ms", micros / 1_000)
     } else if d.as_secs() < 60 {
@@ -213,11 +263,56 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(format_duration(Duration::from_micros(850)), "850µs");
-        assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
-        assert_eq!(format_duration(Duration::from_millis(3240)), "3.2s");
-        assert_eq!(format_duration(Duration::from_secs(302)), "5m02s");
-        assert_eq!(format_duration(Duration::from_secs(7380)), "2h03m");
+        assert_eq!(format_duration(Duration::from_micros(850), false), "850µs");
+        assert_eq!(format_duration(Duration::from_micros(850), true), "850us");
+        assert_eq!(format_duration(Duration::from_millis(12), false), "12ms");
+        assert_eq!(format_duration(Duration::from_millis(3240), false), "3.2s");
+        assert_eq!(format_duration(Duration::from_secs(302), false), "5m02s");
+        assert_eq!(format_duration(Duration::from_secs(7380), false), "2h03m");
+    }
+
+    #[test]
+    fn hostile_row_stays_one_line() {
+        let row = Row {
+            time: None,
+            pid: 7,
+            ppid: Some(1),
+            status: "code 0",
+            duration: Some(Duration::from_micros(5)),
+            name: Some("x\u{1b}[31m"),
+            command_line: Some("a\nb\r\u{9b}2J\u{202e}gpj.exe"),
+        };
+        let line = row.format(false);
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(
+            line.ends_with("a\\nb\\r\\u{9b}2J\\u{202e}gpj.exe"),
+            "{line}"
+        );
+        assert!(row.format(true).is_ascii());
+    }
+
+    #[test]
+    fn status_column_names_the_status() {
+        use procexit::Source;
+        let exit = |status, source| ProcessExit::new(1, status, source);
+        let code = ExitStatus::Code;
+        assert_eq!(
+            status_text(&exit(code(0xC000_013A), Source::EtlFile)),
+            "code 0xc000013a STATUS_CONTROL_C_EXIT"
+        );
+        assert_eq!(status_text(&exit(code(1), Source::EtlFile)), "code 1");
+        assert_eq!(
+            status_text(&exit(code(3), Source::LinuxConnector)),
+            "code 3"
+        );
+        let kill = ExitStatus::Signal {
+            signal: 9,
+            core_dumped: false,
+        };
+        let mut oom = exit(kill, Source::LinuxTaskstats);
+        assert_eq!(status_text(&oom), "signal 9 (SIGKILL)");
+        oom.oom_killed = Some(true);
+        assert_eq!(status_text(&oom), "signal 9 (SIGKILL) OOM");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use procexit::etl::{read_process_events, LifecycleKind, ProcessItem, ProcessSumm
 use procexit::{format_rfc3339, system_time_from_filetime, Event, Filter, ProcessExit};
 
 use crate::args::ReplayArgs;
+use crate::escape;
 use crate::output::{Format, Printer, Row};
 
 /// Files smaller than this get no progress bar (they take milliseconds).
@@ -132,8 +133,8 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
 /// A trace that enabled both the kernel Process class and
 /// Microsoft-Windows-Kernel-Process records each exit twice. The kernel End
 /// has more (command line, key); the Kernel-Process stop has the create
-/// time. One record is printed per exit: the End, with the create time
-/// added when it lacked a start time. A Kernel-Process stop that no End
+/// time and the resource use. One record is printed per exit: the End, with
+/// the create time added when it lacked a start time, and the resources. A Kernel-Process stop that no End
 /// matches is printed when the End could no longer come (end of file).
 #[derive(Default)]
 struct Dedup {
@@ -175,6 +176,10 @@ impl Dedup {
             }
             if exit.ppid.is_none() {
                 exit.ppid = stop.ppid;
+            }
+            // Only the Kernel-Process stop reports resource use.
+            if exit.resources == procexit::Resources::default() {
+                exit.resources = stop.resources;
             }
         }
         if self.recent.len() == RECENT_KEPT {
@@ -248,7 +253,8 @@ struct Progress<'a> {
     total: Option<u64>,
     enabled: bool,
     last: Instant,
-    shown: bool,
+    /// Length of the line on screen (ASCII), 0 when none is.
+    shown: usize,
 }
 
 impl<'a> Progress<'a> {
@@ -259,7 +265,7 @@ impl<'a> Progress<'a> {
             total,
             enabled,
             last: Instant::now(),
-            shown: false,
+            shown: 0,
         }
     }
 
@@ -271,24 +277,27 @@ impl<'a> Progress<'a> {
         let total = self.total.unwrap_or(1).max(1);
         let fraction = (done as f64 / total as f64).min(1.0);
         let filled = (fraction * 30.0) as usize;
-        eprint!(
-            "\r{} [{}{}] {:>3.0}% {:.0}/{:.0} MB",
-            self.path.display(),
+        let line = format!(
+            "{} [{}{}] {:>3.0}% {:.0}/{:.0} MB",
+            escape::for_table(&self.path.display().to_string(), true),
             "#".repeat(filled),
             " ".repeat(30 - filled),
             fraction * 100.0,
             done as f64 / 1e6,
             total as f64 / 1e6
         );
+        // Overwritten in place with `\r` alone: no escape codes, which a
+        // legacy Windows console (no VT processing) would print literally.
+        eprint!("\r{line}");
         let _ = io::stderr().flush();
-        self.shown = true;
+        self.shown = line.len();
     }
 
     fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
+        if self.shown > 0 {
+            eprint!("\r{:width$}\r", "", width = self.shown);
             let _ = io::stderr().flush();
-            self.shown = false;
+            self.shown = 0;
         }
     }
 }

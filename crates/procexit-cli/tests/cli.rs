@@ -89,6 +89,8 @@ fn wait_reports_signals_like_a_shell() {
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["signal"], 9);
     assert_eq!(line["exit_code"], serde_json::Value::Null);
+    assert_eq!(line["kind"], "signaled");
+    assert_eq!(line["status_name"], "SIGKILL");
 }
 
 #[test]
@@ -197,11 +199,15 @@ fn watch_json_lines_carry_the_documented_keys(source: &str, name: &str) {
         "cpu_user_ms",
         "cpu_system_ms",
         "peak_rss_bytes",
+        "kind",
+        "status_name",
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {first}");
     }
     assert_eq!(v["type"], "exit");
     assert_eq!(v["exit_code"], 9, "{first}");
+    assert_eq!(v["kind"], "exited", "{first}");
+    assert_eq!(v["status_name"], serde_json::Value::Null, "{first}");
     assert_eq!(v["name"], name, "{first}");
     if source == "ebpf" {
         assert_eq!(v["source"], "linux-ebpf", "{first}");
@@ -361,4 +367,143 @@ fn watch_works_unprivileged_on_this_kernel() {
         stderr.contains("eBPF source needs root") && stderr.contains("CAP_BPF and CAP_PERFMON"),
         "{stderr}"
     );
+}
+
+/// Reads `watch --json` lines on a thread; `lost` says when a loss marker
+/// has gone by.
+fn json_reader(
+    stdout: std::process::ChildStdout,
+) -> (
+    std::sync::mpsc::Receiver<serde_json::Value>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, reader)
+}
+
+fn stats_loss(stats: &serde_json::Value) -> u64 {
+    ["lost", "dropped", "overruns"]
+        .iter()
+        .map(|k| stats[k].as_u64().expect("a counter"))
+        .sum()
+}
+
+/// A lossy run (a ~2 KiB socket buffer overrun by a burst of exits) makes
+/// `watch --strict` exit with 3 after its summary.
+#[test]
+fn watch_strict_fails_a_lossy_run() {
+    if !connector_usable() {
+        return;
+    }
+    let shell = renamed_shell("pxstrict");
+    let mut watch = procexit()
+        .args([
+            "watch",
+            "--source",
+            "connector",
+            "--strict",
+            "--json",
+            "--socket-buffer",
+            "1",
+            "--failed",
+            "--name",
+            "pxstrict",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, reader) = json_reader(watch.stdout.take().unwrap());
+    // Started once an exit of ours comes through.
+    let mut started = false;
+    for _ in 0..100 {
+        let _ = Command::new(&shell).args(["-c", "exit 5"]).status();
+        if lines.recv_timeout(Duration::from_millis(100)).is_ok() {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "watch printed nothing");
+    // Bursts of exits until the watcher has marked a loss in the stream.
+    let burst = "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done";
+    let mut marked = false;
+    for _ in 0..5 {
+        let loops: Vec<_> = (0..4)
+            .map(|_| Command::new("sh").args(["-c", burst]).spawn().unwrap())
+            .collect();
+        for mut child in loops {
+            child.wait().unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            marked |= line["type"] == "lost";
+        }
+        if marked {
+            break;
+        }
+    }
+    assert!(marked, "no loss with a 2 KiB buffer: nothing to test");
+    let pid = watch.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = watch.wait().unwrap();
+    let stats: Vec<_> = lines.iter().filter(|l| l["type"] == "stats").collect();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stats.len(), 1, "one stats line; {stderr}");
+    assert!(stats_loss(&stats[0]) > 0, "{}", stats[0]);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("--strict"), "{stderr}");
+}
+
+/// Without loss `watch --strict` exits 0; the exit status always agrees with
+/// the closing counters.
+#[test]
+fn watch_strict_passes_a_clean_run() {
+    if !connector_usable() {
+        return;
+    }
+    let shell = renamed_shell("pxstrictok");
+    let mut watch = procexit()
+        .args([
+            "watch",
+            "--strict",
+            "--json",
+            "--name",
+            "pxstrictok",
+            "--count",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, reader) = json_reader(watch.stdout.take().unwrap());
+    let producer = std::thread::spawn(move || {
+        for _ in 0..50 {
+            let _ = Command::new(&shell).args(["-c", "sleep 0.05"]).status();
+        }
+    });
+    let status = watch.wait().unwrap();
+    reader.join().unwrap();
+    producer.join().unwrap();
+    let lines: Vec<_> = lines.iter().collect();
+    let stats = lines.last().expect("a stats line");
+    assert_eq!(stats["type"], "stats");
+    let expected = if stats_loss(stats) > 0 { 3 } else { 0 };
+    assert_eq!(status.code(), Some(expected), "{stats}");
 }

@@ -146,3 +146,106 @@ fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Every exit of two real traces, with the kind and name its code gets:
+/// 24 processes Windows terminated at shutdown (0x40010004), two console
+/// processes closed by the debugger's console (0xC000013A), and the plain
+/// codes 0 and 1 and an HRESULT (0x8007042B), which stay unnamed.
+#[test]
+fn replay_names_the_statuses_of_the_real_traces() {
+    let mut seen = std::collections::BTreeMap::new();
+    for file in [
+        "etlparser_ShutdownPerfDiagLogger.etl",
+        "perfview_diaghub.kernel.1.etl",
+    ] {
+        let out = procexit()
+            .args(["replay", "--json"])
+            .arg(trace(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}");
+        for line in json_lines(&out) {
+            let code = line["exit_code"].as_u64().expect("a code");
+            let kind = line["kind"].as_str().expect("a kind").to_string();
+            let name = line["status_name"].as_str().map(str::to_string);
+            *seen.entry((code, kind, name)).or_insert(0) += 1;
+        }
+    }
+    let named = |name: &str| Some(name.to_string());
+    let expected: std::collections::BTreeMap<_, _> = [
+        ((0, "exited".to_string(), None), 30),
+        ((1, "exited".to_string(), None), 15),
+        ((0x8007_042B, "exited".to_string(), None), 1),
+        (
+            (
+                0x4001_0004,
+                "terminated".into(),
+                named("DBG_TERMINATE_PROCESS"),
+            ),
+            24,
+        ),
+        (
+            (0xC000_013A, "ctrl_c".into(), named("STATUS_CONTROL_C_EXIT")),
+            2,
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(seen, expected);
+
+    // The table shows the name beside the code.
+    let out = procexit()
+        .args(["replay", "--name", "locProject.exe"])
+        .arg(trace("perfview_diaghub.kernel.1.etl"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("code 0xc000013a STATUS_CONTROL_C_EXIT"),
+        "{table}"
+    );
+}
+
+/// The resource use in a real Kernel-Process ProcessStop reaches the exit
+/// record, equal to what a third-party decoder read from the same event.
+#[test]
+fn replay_reports_the_resources_of_a_kernel_process_stop() {
+    let name = "perfview_net.4.5.2.x64.etl";
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(trace(&format!("{name}.expected.json"))).unwrap(),
+    )
+    .unwrap();
+    let stops: Vec<_> = expected["expected"]["kernel_process_start_stop_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_id"] == 2)
+        .map(|e| &e["fields"])
+        .collect();
+    assert_eq!(stops.len(), 1);
+    let stop = stops[0];
+    let out = procexit()
+        .args(["replay", "--json"])
+        .arg(trace(name))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines = json_lines(&out);
+    let exit = lines
+        .iter()
+        .find(|l| l["pid"] == stop["ProcessID"])
+        .expect("the stopped process's exit");
+    let kib = |v: &serde_json::Value| v.as_u64().unwrap() * 1024;
+    assert_eq!(exit["peak_commit_bytes"], stop["CommitPeak"], "{exit}");
+    assert_eq!(exit["cpu_cycles"], stop["CPUCycleCount"]);
+    assert_eq!(exit["hard_faults"], stop["HardFaultCount"]);
+    assert_eq!(exit["io_read_ops"], stop["ReadOperationCount"]);
+    assert_eq!(exit["io_write_ops"], stop["WriteOperationCount"]);
+    assert_eq!(exit["io_read_bytes"], kib(&stop["ReadTransferKiloBytes"]));
+    assert_eq!(exit["io_write_bytes"], kib(&stop["WriteTransferKiloBytes"]));
+    // ProcessStop carries no CPU times or RSS: those stay null.
+    assert!(exit["cpu_user_ms"].is_null() && exit["peak_rss_bytes"].is_null());
+    // One record for the exit, though both providers reported it.
+    let same_pid = lines.iter().filter(|l| l["pid"] == stop["ProcessID"]);
+    assert_eq!(same_pid.count(), 1);
+}

@@ -139,6 +139,20 @@ pub enum Error {
         name: String,
     },
 
+    /// Windows: the trace session kept being stopped from outside; procexit
+    /// restarted it each time until this many stops within a minute.
+    #[error(
+        "the trace session {name:?} was stopped from outside {times} times within a minute and \
+         procexit gave up restarting it: find the tool that stops it (`logman query -ets` lists \
+         the running sessions)"
+    )]
+    SessionKeptStopping {
+        /// The session name.
+        name: String,
+        /// Stops counted within the last minute.
+        times: usize,
+    },
+
     /// Windows: too many sessions already enable the provider (ETW allows
     /// up to 8 sessions per manifest provider).
     #[error(

@@ -268,6 +268,27 @@ pub struct Resources {
     pub cpu_system: Option<Duration>,
     /// Peak resident set size (Linux high-water RSS), in bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// Hard (major) page faults: faults served by reading from disk. Linux
+    /// `ac_majflt`, Windows `HardFaultCount`.
+    pub hard_faults: Option<u64>,
+    /// Bytes the process read through I/O calls (files, pipes, devices,
+    /// sockets alike), in whole KiB (a multiple of 1024) on both OSes: Linux
+    /// `read_char` (which the kernel rounds down), Windows
+    /// `ReadTransferKiloBytes`.
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written through I/O calls (Linux `write_char`, Windows
+    /// `WriteTransferKiloBytes`).
+    pub io_write_bytes: Option<u64>,
+    /// Read I/O operations (Windows `ReadOperationCount`; Linux taskstats
+    /// rounds its count to a multiple of 1024, so Linux leaves it `None`).
+    pub io_read_ops: Option<u64>,
+    /// Write I/O operations (Windows `WriteOperationCount`).
+    pub io_write_ops: Option<u64>,
+    /// CPU cycles the process used (Windows `CPUCycleCount`).
+    pub cpu_cycles: Option<u64>,
+    /// Peak commit charge in bytes: private memory the process had committed
+    /// at most (Windows `CommitPeak`).
+    pub peak_commit_bytes: Option<u64>,
 }
 
 impl ProcessExit {
@@ -332,6 +353,10 @@ pub enum LossReason {
     Overrun,
     /// The consumer was slower than the producer and the bounded queue was full.
     QueueFull,
+    /// Windows: the trace session was stopped from outside (for example
+    /// `logman stop procexit -ets`) and procexit started it again; exits in
+    /// between are missing, how many is unknown (`count` is 0).
+    SessionStopped,
 }
 
 impl LossReason {
@@ -341,6 +366,7 @@ impl LossReason {
             LossReason::Kernel => "kernel",
             LossReason::Overrun => "overrun",
             LossReason::QueueFull => "queue-full",
+            LossReason::SessionStopped => "session-stopped",
         }
     }
 }
@@ -416,6 +442,8 @@ mod serde_impl {
             map.serialize_entry("exit_code", &self.status.code())?;
             map.serialize_entry("signal", &self.status.signal())?;
             map.serialize_entry("core_dumped", &self.status.core_dumped())?;
+            map.serialize_entry("kind", self.kind().as_str())?;
+            map.serialize_entry("status_name", &self.status_name())?;
             map.serialize_entry("name", &self.name)?;
             map.serialize_entry("command_line", &self.command_line)?;
             map.serialize_entry("user", &self.user.as_ref().map(|u| u.to_string()))?;
@@ -437,6 +465,13 @@ mod serde_impl {
             map.serialize_entry("cpu_user_ms", &ms(self.resources.cpu_user))?;
             map.serialize_entry("cpu_system_ms", &ms(self.resources.cpu_system))?;
             map.serialize_entry("peak_rss_bytes", &self.resources.peak_rss_bytes)?;
+            map.serialize_entry("hard_faults", &self.resources.hard_faults)?;
+            map.serialize_entry("io_read_bytes", &self.resources.io_read_bytes)?;
+            map.serialize_entry("io_write_bytes", &self.resources.io_write_bytes)?;
+            map.serialize_entry("io_read_ops", &self.resources.io_read_ops)?;
+            map.serialize_entry("io_write_ops", &self.resources.io_write_ops)?;
+            map.serialize_entry("cpu_cycles", &self.resources.cpu_cycles)?;
+            map.serialize_entry("peak_commit_bytes", &self.resources.peak_commit_bytes)?;
             map.serialize_entry("cgroup", &self.cgroup)?;
             map.serialize_entry("container_id", &self.container_id)?;
             map.end()

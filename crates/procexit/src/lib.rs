@@ -37,9 +37,11 @@ pub mod decode;
 mod error;
 pub mod etl;
 mod event;
+mod exit_kind;
 mod filter;
 pub(crate) mod merge;
 mod monitor;
+mod ntstatus_names;
 mod queue;
 mod sys;
 mod wait;
@@ -49,6 +51,9 @@ pub use error::{Error, Result};
 pub use event::{
     format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, Killer, LossReason,
     ProcessExit, Resources, Source, User,
+};
+pub use exit_kind::{
+    ntstatus_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS, STATUS_CONTROL_C_EXIT,
 };
 pub use filter::Filter;
 pub use monitor::{

@@ -32,12 +32,16 @@ pub struct Stats {
     pub overruns: u64,
     /// Records that could not be decoded exactly (counted, not fatal).
     pub anomalies: u64,
+    /// Windows: times the ETW session was stopped from outside (for example
+    /// `logman stop`) and restarted; each is a gap of unknown size, marked
+    /// `Lost { reason: SessionStopped }` in the stream.
+    pub session_gaps: u64,
 }
 
 impl Stats {
     /// Whether anything was lost or dropped.
     pub fn has_loss(&self) -> bool {
-        self.dropped > 0 || self.lost > 0 || self.overruns > 0
+        self.dropped > 0 || self.lost > 0 || self.overruns > 0 || self.session_gaps > 0
     }
 }
 

@@ -23,6 +23,8 @@ struct State {
     pending_kernel_lost: u64,
     /// An overrun whose marker waits for room: the exits known lost in it.
     pending_overrun: Option<u64>,
+    /// A stopped-session marker waits for room.
+    pending_session_stopped: bool,
     closed: bool,
 }
 
@@ -35,6 +37,7 @@ struct Counters {
     lost: AtomicU64,
     overruns: AtomicU64,
     anomalies: AtomicU64,
+    session_gaps: AtomicU64,
 }
 
 /// Shared between the backend (producer) and the monitor (consumer).
@@ -73,6 +76,10 @@ impl Shared {
 
     /// Queues loss markers that were waiting for room.
     fn flush_pending(&self, state: &mut State) {
+        if state.pending_session_stopped && state.items.len() < self.capacity {
+            state.pending_session_stopped = false;
+            push_marker(&mut state.items, 0, LossReason::SessionStopped);
+        }
         if state.pending_overrun.is_some() && state.items.len() < self.capacity {
             let count = state.pending_overrun.take().unwrap_or(0);
             push_marker(&mut state.items, count, LossReason::Overrun);
@@ -101,7 +108,8 @@ impl Shared {
         self.flush_pending(&mut state);
         let has_pending = state.pending_dropped > 0
             || state.pending_kernel_lost > 0
-            || state.pending_overrun.is_some();
+            || state.pending_overrun.is_some()
+            || state.pending_session_stopped;
         if state.items.len() >= self.capacity || has_pending {
             state.pending_dropped += 1;
             c.dropped.fetch_add(1, Ordering::Relaxed);
@@ -127,10 +135,16 @@ impl Shared {
         self.ready.notify_one();
     }
 
+    #[cfg_attr(windows, allow(dead_code))] // ETW counts overruns by polling
     fn push_overrun(&self, known_lost: u64) {
         let c = &self.counters;
         c.overruns.fetch_add(1, Ordering::Relaxed);
         c.lost.fetch_add(known_lost, Ordering::Relaxed);
+        self.mark_overrun(known_lost);
+    }
+
+    /// Queues (or makes pending) an overrun marker without counting.
+    fn mark_overrun(&self, known_lost: u64) {
         let mut state = self.lock();
         if state.closed {
             return;
@@ -142,11 +156,27 @@ impl Shared {
         self.ready.notify_one();
     }
 
+    #[cfg_attr(not(windows), allow(dead_code))] // ETW-only gap kinds
+    fn push_session_stopped(&self) {
+        self.counters.session_gaps.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        if state.closed {
+            return;
+        }
+        state.pending_session_stopped = true;
+        self.flush_pending(&mut state);
+        drop(state);
+        self.ready.notify_one();
+    }
+
     /// Marks the end of the stream: the consumer gets what is queued, then
     /// `None`. Pending loss markers are queued even past capacity so the end
     /// of the stream still reports them.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
+        if std::mem::take(&mut state.pending_session_stopped) {
+            push_marker(&mut state.items, 0, LossReason::SessionStopped);
+        }
         if let Some(count) = state.pending_overrun.take() {
             push_marker(&mut state.items, count, LossReason::Overrun);
         }
@@ -203,6 +233,7 @@ impl Shared {
             lost: get(&c.lost),
             overruns: get(&c.overruns),
             anomalies: get(&c.anomalies),
+            session_gaps: get(&c.session_gaps),
         }
     }
 }
@@ -211,7 +242,7 @@ impl Shared {
 /// reason (two markers in a row say nothing more than one). An overrun is
 /// marked even with no known count: the gap itself is the news.
 fn push_marker(items: &mut VecDeque<Event>, count: u64, reason: LossReason) {
-    if count == 0 && reason != LossReason::Overrun {
+    if count == 0 && !matches!(reason, LossReason::Overrun | LossReason::SessionStopped) {
         return;
     }
     if let Some(Event::Lost {
@@ -254,8 +285,38 @@ impl Sink {
     /// The kernel reported an overrun (ENOBUFS, a lost ETW buffer) whose
     /// size it did not say; `known_lost` exits are known to be in the gap
     /// (a lower bound, possibly 0). Counted, and marked in the stream.
+    #[cfg_attr(windows, allow(dead_code))] // ETW counts overruns by polling
     pub(crate) fn overrun(&self, known_lost: u64) {
         self.shared.push_overrun(known_lost);
+    }
+
+    /// `count` overruns whose sizes the kernel did not say (ETW real-time
+    /// buffers lost): counted, and marked once in the stream.
+    #[cfg_attr(not(windows), allow(dead_code))] // ETW-only gap kinds
+    pub(crate) fn overruns(&self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.shared
+            .counters
+            .overruns
+            .fetch_add(count, Ordering::Relaxed);
+        self.shared.mark_overrun(0);
+    }
+
+    /// Marks where the OS said a gap is, without counting anything: the
+    /// count comes from the OS's counters (ETW's in-band lost-event
+    /// records, whose totals the polled session counters give).
+    #[cfg_attr(not(windows), allow(dead_code))] // ETW-only gap kinds
+    pub(crate) fn gap(&self) {
+        self.shared.mark_overrun(0);
+    }
+
+    /// The trace session was stopped from outside: a gap of unknown size,
+    /// counted in `Stats::session_gaps` and marked in the stream.
+    #[cfg_attr(not(windows), allow(dead_code))] // ETW-only gap kinds
+    pub(crate) fn session_stopped(&self) {
+        self.shared.push_session_stopped();
     }
 
     /// Ends the stream (see [`Shared::close`]).

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procexit::{Backend, Error, Event, ExitStatus, Filter, Monitor, ProcessExit, Source, User};
+use procexit::{
+    Backend, Error, Event, ExitKind, ExitStatus, Filter, Monitor, ProcessExit, Source, User,
+};
 
 /// Burst tests load both cores; run them one at a time so that one's
 /// overruns cannot starve the other's reader.
@@ -133,6 +135,64 @@ fn signals_are_reported_as_signals(backend: Backend) {
     let s = &seen[&segv];
     assert_eq!(s.status.signal(), Some(11));
     assert_eq!(s.ppid, Some(me()));
+}
+
+/// One live process per kind: a plain exit, a kill and a core dump (the
+/// connector cannot see the OOM killer's choice, so there `oom_killed` stays
+/// unknown; the eBPF source says false).
+fn kinds_and_names_of_live_exits(backend: Backend) {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
+        return;
+    };
+    // The default core_pattern ("core") writes into the working directory.
+    let dir = std::env::temp_dir().join(format!("procexit-core-{}", me()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spawn = |script: &str| {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&dir)
+            .spawn()
+            .expect("spawn sh");
+        let status = child.wait().unwrap();
+        (child.id(), status)
+    };
+    let (exited, _) = spawn("sleep 0.1; exit 3");
+    let (termed, _) = spawn("sleep 0.1; kill -TERM $$");
+    let (dumped, dumped_status) = spawn("ulimit -c unlimited; sleep 0.1; kill -SEGV $$");
+    let seen = collect(&monitor, |s| {
+        [exited, termed, dumped].iter().all(|p| s.contains_key(p))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let kind_and_name = |pid: u32| {
+        let exit = seen
+            .get(&pid)
+            .unwrap_or_else(|| panic!("no exit for {pid}"));
+        match backend {
+            Backend::LinuxEbpf => assert_eq!(exit.oom_killed, Some(false)),
+            _ => assert_eq!(exit.oom_killed, None, "the connector cannot tell"),
+        }
+        (exit.kind(), exit.status_name())
+    };
+    assert_eq!(kind_and_name(exited), (ExitKind::Exited, None));
+    assert_eq!(kind_and_name(termed), (ExitKind::Signaled, Some("SIGTERM")));
+    // The record agrees with what the kernel told the parent.
+    assert_eq!(
+        seen[&dumped].status.core_dumped(),
+        dumped_status.core_dumped()
+    );
+    if !dumped_status.core_dumped() {
+        let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+        skip(&format!(
+            "the kernel wrote no core dump (core_pattern {:?}), so the core_dumped kind is untested",
+            pattern.trim()
+        ));
+        return;
+    }
+    assert_eq!(
+        kind_and_name(dumped),
+        (ExitKind::CoreDumped, Some("SIGSEGV"))
+    );
 }
 
 fn grandchild_is_reported_with_its_own_parent(backend: Backend) {
@@ -380,6 +440,88 @@ fn taskstats_merges_into_the_record_as_root() {
     assert_eq!(exit.ppid, Some(me()));
 }
 
+/// As root, taskstats gives the resource use: it agrees with what the kernel
+/// tells the parent through wait4's rusage for the same process.
+#[test]
+fn taskstats_fills_resources_as_root() {
+    if !is_root() {
+        return skip("taskstats needs root (CAP_NET_ADMIN)");
+    }
+    let options = procexit::LinuxOptions::new().taskstats(procexit::Taskstats::Required);
+    let monitor = match Monitor::builder()
+        .backend(Backend::LinuxConnector)
+        .filter(Filter::new().ppid(me()))
+        .linux(options)
+        .start()
+    {
+        Ok(m) => m,
+        Err(e) => panic!("taskstats required as root but: {e}"),
+    };
+    // A single-threaded shell, with no children, that spins for a while,
+    // writes 4 KiB itself (printf is built in) and prints its own peak
+    // RSS (VmHWM, read with the built-in `read`).
+    let script = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; \
+                  x=0123456789abcdef; x=$x$x$x$x; x=$x$x$x$x; x=$x$x$x$x; \
+                  printf %s $x$x$x$x > /dev/null; \
+                  while read -r key value unit; do \
+                    [ \"$key\" = VmHWM: ] && echo \"$value\"; \
+                  done < /proc/$$/status; exit 0";
+    // Reaped below by wait4, which std's Child cannot do (it gives no rusage).
+    #[allow(clippy::zombie_processes)]
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut printed).unwrap();
+    let hwm_kib: u64 = printed.trim().parse().expect("VmHWM in KiB");
+    let pid = child.id();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid out-pointers.
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid as i32);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    let exit = &seen[&pid];
+    assert_eq!(exit.source, Source::LinuxTaskstats);
+    let r = &exit.resources;
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    let rusage_cpu = micros(usage.ru_utime) + micros(usage.ru_stime);
+    let cpu = r.cpu_user.expect("cpu_user") + r.cpu_system.expect("cpu_system");
+    let cpu = cpu.as_micros() as u64;
+    assert!(
+        rusage_cpu > 50_000,
+        "the loop used too little CPU: {rusage_cpu} µs"
+    );
+    // taskstats gives the tick-sampled times, rusage scales them to the
+    // precise runtime: the sums agree up to a few ticks (seen 20 % apart
+    // for a ~0.1 s process on a loaded machine).
+    let diff = cpu.abs_diff(rusage_cpu);
+    assert!(
+        diff <= rusage_cpu / 4 + 20_000,
+        "taskstats {cpu} µs vs rusage {rusage_cpu} µs"
+    );
+    // The peak is about what the shell saw shortly before its end (RSS
+    // counters are per-CPU and read with some slack: seen 10 % apart), and
+    // at most rusage's, which also covers the forked copy before exec.
+    let peak = r.peak_rss_bytes.expect("peak_rss_bytes");
+    let max_kib = usage.ru_maxrss as u64;
+    assert!(
+        peak * 4 >= hwm_kib * 1024 * 3 && peak <= max_kib * 1024,
+        "peak {peak} B, VmHWM {hwm_kib} KiB, ru_maxrss {max_kib} KiB"
+    );
+    assert!(r.hard_faults.is_some());
+    // The kernel counts I/O bytes in whole KiB (rounded down).
+    let written = r.io_write_bytes.expect("io_write_bytes");
+    assert!(written >= 4096 && written % 1024 == 0, "{written}");
+    assert!(r.io_read_bytes.is_some());
+    // Its call counts are rounded to 1024 as well: too coarse to report.
+    assert_eq!((r.io_read_ops, r.io_write_ops), (None, None));
+}
+
 #[test]
 fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
     let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
@@ -492,6 +634,7 @@ macro_rules! on_both_sources {
 
 on_both_sources!(
     exit_codes_are_exact,
+    kinds_and_names_of_live_exits,
     signals_are_reported_as_signals,
     grandchild_is_reported_with_its_own_parent,
     process_that_execs_twice_has_its_last_identity,

@@ -46,6 +46,7 @@
 //! (SecurityMitigations) may sit before them.
 
 use super::{Cursor, DecodeError};
+use crate::event::Resources;
 
 /// ProcessStart.
 pub const EVENT_PROCESS_START: u16 = 1;
@@ -76,10 +77,35 @@ pub struct ProcessStop {
     pub commit_peak: Option<u64>,
     /// CPU cycles consumed (v≥1).
     pub cpu_cycle_count: Option<u64>,
+    /// Read and write I/O operations (v≥1).
+    pub io_operation_counts: Option<(u32, u32)>,
+    /// KiB read and written by I/O operations (v≥1).
+    pub io_transfer_kib: Option<(u32, u32)>,
     /// Hard page faults (v≥1).
     pub hard_fault_count: Option<u32>,
     /// Short image name (8-bit, decoded as Latin-1); `None` if cut off.
     pub image_name: Option<String>,
+}
+
+impl ProcessStop {
+    /// The resource use this stop event reports, in the record's units.
+    pub fn resources(&self) -> Resources {
+        let mut resources = Resources {
+            peak_commit_bytes: self.commit_peak,
+            cpu_cycles: self.cpu_cycle_count,
+            hard_faults: self.hard_fault_count.map(u64::from),
+            ..Resources::default()
+        };
+        if let Some((reads, writes)) = self.io_operation_counts {
+            resources.io_read_ops = Some(reads.into());
+            resources.io_write_ops = Some(writes.into());
+        }
+        if let Some((read_kib, write_kib)) = self.io_transfer_kib {
+            resources.io_read_bytes = Some(u64::from(read_kib) * 1024);
+            resources.io_write_bytes = Some(u64::from(write_kib) * 1024);
+        }
+        resources
+    }
 }
 
 /// Decodes a ProcessStop payload of manifest `version` 0, 1 or 2 (higher
@@ -105,6 +131,8 @@ pub fn decode_process_stop(payload: &[u8], version: u8) -> Result<ProcessStop, D
         commit_charge: None,
         commit_peak: None,
         cpu_cycle_count: None,
+        io_operation_counts: None,
+        io_transfer_kib: None,
         hard_fault_count: None,
         image_name: None,
     };
@@ -116,8 +144,8 @@ pub fn decode_process_stop(payload: &[u8], version: u8) -> Result<ProcessStop, D
         stop.commit_peak = Some(c.u64().ok()?);
         if version >= 1 {
             stop.cpu_cycle_count = Some(c.u64().ok()?);
-            // Read/write operation counts and transfer sizes: not kept.
-            c.skip(16).ok()?;
+            stop.io_operation_counts = Some((c.u32().ok()?, c.u32().ok()?));
+            stop.io_transfer_kib = Some((c.u32().ok()?, c.u32().ok()?));
             stop.hard_fault_count = Some(c.u32().ok()?);
         }
         stop.image_name = Some(c.ansi_z()?);
@@ -256,7 +284,19 @@ mod tests {
             assert_eq!(s.commit_peak, Some(8_192_000));
             assert_eq!(s.cpu_cycle_count, (version >= 1).then_some(987_654_321));
             assert_eq!(s.hard_fault_count, (version >= 1).then_some(11));
+            assert_eq!(s.io_operation_counts, (version >= 1).then_some((1, 2)));
+            assert_eq!(s.io_transfer_kib, (version >= 1).then_some((3, 4)));
             assert_eq!(s.image_name.as_deref(), Some("ping.exe"));
+            let r = s.resources();
+            assert_eq!(r.peak_commit_bytes, Some(8_192_000));
+            assert_eq!(r.cpu_cycles, (version >= 1).then_some(987_654_321));
+            assert_eq!(r.hard_faults, (version >= 1).then_some(11));
+            assert_eq!(r.io_read_ops, (version >= 1).then_some(1));
+            assert_eq!(r.io_write_ops, (version >= 1).then_some(2));
+            assert_eq!(r.io_read_bytes, (version >= 1).then_some(3 * 1024));
+            assert_eq!(r.io_write_bytes, (version >= 1).then_some(4 * 1024));
+            // Not in this event: CPU times and RSS.
+            assert_eq!((r.cpu_user, r.peak_rss_bytes), (None, None));
         }
     }
 

@@ -13,9 +13,21 @@
 //! accounting part; the kernel here sends version 16, 560 bytes):
 //! `ac_exitcode` u32 @4, `ac_flag` u8 @8, `ac_comm` `[32]` @80, `ac_uid` u32
 //! @120, `ac_gid` @124, `ac_pid` @128, `ac_ppid` @132, `ac_btime` u32 (s)
-//! @136, `ac_etime` u64 (µs) @144, `ac_utime` @152, `ac_stime` @160.
+//! @136, `ac_etime` u64 (µs) @144, `ac_utime` (µs) @152, `ac_stime` (µs)
+//! @160, `ac_majflt` @176, `hiwater_rss` (KiB) @200, `read_char` @216,
+//! `write_char` @224, `read_syscalls` @232, `write_syscalls` @240 (all u64;
+//! the last five from extended accounting, version 2 and later, zero in a
+//! kernel built without `CONFIG_TASK_XACCT`; the kernel rounds the four I/O
+//! counters down to a multiple of 1024, `KB_MASK` in kernel/tsacct.c).
+//!
+//! Except `hiwater_rss`, which belongs to the address space and so to the
+//! whole process, these are the ending task's own: the kernel's per-process
+//! aggregate (`TASKSTATS_TYPE_AGGR_TGID`) carries only delay accounting.
+
+use std::time::Duration;
 
 use super::{Cursor, DecodeError, DecodeErrorKind};
+use crate::event::Resources;
 
 /// `GENL_ID_CTRL`: the controller family, which resolves family names.
 pub const GENL_ID_CTRL: u16 = 0x10;
@@ -48,7 +60,9 @@ pub struct TaskExit {
     /// Task id (from the AGGR_PID attribute).
     pub pid: u32,
     /// Thread-group id when the message carried one (multi-threaded group
-    /// ended); otherwise `None` (then `pid` is the process for AGROUP records).
+    /// ended); otherwise `None` (then `pid` is the process for AGROUP records,
+    /// and that process only ever had this one thread: the kernel keeps a
+    /// group aggregate, and so sends the id, once a second thread existed).
     pub tgid: Option<u32>,
     /// Wait status.
     pub exit_code: u32,
@@ -64,9 +78,56 @@ pub struct TaskExit {
     pub btime: u32,
     /// Elapsed time in µs.
     pub etime_us: u64,
+    /// The task's resource use, when the record is long enough to hold it.
+    pub usage: Option<TaskUsage>,
+}
+
+/// What one task used (`struct taskstats` basic and extended accounting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskUsage {
+    /// `ac_utime`: user CPU time, µs.
+    pub utime_us: u64,
+    /// `ac_stime`: system CPU time, µs.
+    pub stime_us: u64,
+    /// `ac_majflt`: major page faults (those that read from disk).
+    pub major_faults: u64,
+    /// `hiwater_rss`: peak resident set of the address space, KiB.
+    pub hiwater_rss_kib: u64,
+    /// `read_char`: bytes passed to read system calls.
+    pub read_bytes: u64,
+    /// `write_char`: bytes passed to write system calls.
+    pub write_bytes: u64,
+    /// `read_syscalls`.
+    pub read_calls: u64,
+    /// `write_syscalls`.
+    pub write_calls: u64,
 }
 
 impl TaskExit {
+    /// The process's resource use as far as this record gives it: the peak
+    /// RSS always (it belongs to the address space); CPU times, hard faults
+    /// and I/O bytes only for a process that had one thread (the record holds
+    /// the ending task's own values, and `tgid` is `None` exactly then). I/O
+    /// call counts never: the kernel rounds them to a multiple of 1024.
+    pub fn resources(&self) -> Resources {
+        let mut resources = Resources::default();
+        let Some(usage) = self.usage else {
+            return resources;
+        };
+        // Zero: no address space (kernel threads) or no extended accounting.
+        if usage.hiwater_rss_kib > 0 {
+            resources.peak_rss_bytes = usage.hiwater_rss_kib.checked_mul(1024);
+        }
+        if self.tgid.is_none() {
+            resources.cpu_user = Some(Duration::from_micros(usage.utime_us));
+            resources.cpu_system = Some(Duration::from_micros(usage.stime_us));
+            resources.hard_faults = Some(usage.major_faults);
+            resources.io_read_bytes = Some(usage.read_bytes);
+            resources.io_write_bytes = Some(usage.write_bytes);
+        }
+        resources
+    }
+
     /// Whether this is the last task of its process.
     pub fn is_group_end(&self) -> bool {
         self.flags & AGROUP != 0
@@ -128,6 +189,7 @@ fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, De
     let btime = c.u32()?;
     c.skip(4)?;
     let etime_us = c.u64()?;
+    let usage = parse_usage(stats).ok();
     Ok(TaskExit {
         pid,
         tgid,
@@ -138,6 +200,30 @@ fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, De
         ppid,
         btime,
         etime_us,
+        usage,
+    })
+}
+
+/// The resource fields of a `struct taskstats` (see the module's layout).
+fn parse_usage(stats: &[u8]) -> Result<TaskUsage, DecodeError> {
+    let mut c = Cursor::new(stats);
+    c.skip(152)?;
+    let utime_us = c.u64()?;
+    let stime_us = c.u64()?;
+    let _minflt = c.u64()?;
+    let major_faults = c.u64()?;
+    c.skip(200 - 184)?;
+    let hiwater_rss_kib = c.u64()?;
+    let _hiwater_vm = c.u64()?;
+    Ok(TaskUsage {
+        utime_us,
+        stime_us,
+        major_faults,
+        hiwater_rss_kib,
+        read_bytes: c.u64()?,
+        write_bytes: c.u64()?,
+        read_calls: c.u64()?,
+        write_calls: c.u64()?,
     })
 }
 
@@ -244,6 +330,10 @@ mod tests {
         s[120..124].copy_from_slice(&uid.to_le_bytes());
         s[132..136].copy_from_slice(&ppid.to_le_bytes());
         s[144..152].copy_from_slice(&1500u64.to_le_bytes());
+        // Resource fields: each holds its own offset, to catch a misread.
+        for offset in [152usize, 160, 176, 200, 216, 224, 232, 240] {
+            s[offset..offset + 8].copy_from_slice(&(offset as u64).to_le_bytes());
+        }
         s
     }
 
@@ -270,6 +360,60 @@ mod tests {
         assert!(got.is_group_end());
         assert_eq!(got.comm, "worker");
         assert_eq!((got.uid, got.ppid, got.etime_us), (1000, 5, 1500));
+        let usage = got.usage.unwrap();
+        assert_eq!((usage.utime_us, usage.stime_us), (152, 160));
+        assert_eq!((usage.major_faults, usage.hiwater_rss_kib), (176, 200));
+        assert_eq!((usage.read_bytes, usage.write_bytes), (216, 224));
+        assert_eq!((usage.read_calls, usage.write_calls), (232, 240));
+    }
+
+    #[test]
+    fn single_thread_record_has_no_tgid_and_short_stats_no_usage() {
+        let mut pid_attr = attr(TYPE_PID, &9u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &stats(0, AGROUP, "sh", 0, 1)));
+        let got = parse_message(&message(&attr(TYPE_AGGR_PID, &pid_attr)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.tgid, None);
+        assert!(got.usage.is_some());
+        // A version-1 sized record (up to ac_etime) has no usage part.
+        let mut pid_attr = attr(TYPE_PID, &9u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &stats(0, AGROUP, "sh", 0, 1)[..168]));
+        let got = parse_message(&message(&attr(TYPE_AGGR_PID, &pid_attr)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.usage, None);
+        assert_eq!(got.resources(), Resources::default());
+    }
+
+    #[test]
+    fn resources_are_per_process_only_for_one_thread() {
+        let mut pid_attr = attr(TYPE_PID, &9u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &stats(0, AGROUP, "sh", 0, 1)));
+        let single = parse_message(&message(&attr(TYPE_AGGR_PID, &pid_attr)))
+            .unwrap()
+            .unwrap()
+            .resources();
+        assert_eq!(single.cpu_user, Some(Duration::from_micros(152)));
+        assert_eq!(single.cpu_system, Some(Duration::from_micros(160)));
+        assert_eq!(single.peak_rss_bytes, Some(200 * 1024));
+        assert_eq!(single.hard_faults, Some(176));
+        assert_eq!(
+            (single.io_read_bytes, single.io_write_bytes),
+            (Some(216), Some(224))
+        );
+        // The kernel rounds call counts down to a multiple of 1024: too coarse.
+        assert_eq!((single.io_read_ops, single.io_write_ops), (None, None));
+        let mut tgid_attr = attr(TYPE_TGID, &9u32.to_le_bytes());
+        tgid_attr.extend(attr(TYPE_STATS, &[0u8; 560]));
+        let mut attrs = attr(TYPE_AGGR_PID, &pid_attr);
+        attrs.extend(attr(TYPE_AGGR_TGID, &tgid_attr));
+        let threaded = parse_message(&message(&attrs))
+            .unwrap()
+            .unwrap()
+            .resources();
+        assert_eq!(threaded.peak_rss_bytes, Some(200 * 1024));
+        assert_eq!((threaded.cpu_user, threaded.hard_faults), (None, None));
     }
 
     #[test]

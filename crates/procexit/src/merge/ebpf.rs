@@ -73,6 +73,7 @@ pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessE
             .maxrss_pages
             .checked_mul(machine.page_size)
             .filter(|&b| b > 0),
+        ..Resources::default()
     };
     exit
 }

@@ -166,6 +166,7 @@ impl EtwExitTracker {
                     other => other,
                 };
                 let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
+                exit.resources = s.resources();
                 exit.start_time = system_time_from_filetime(s.create_time);
                 exit.exit_time = system_time_from_filetime(s.exit_time)
                     .or_else(|| timestamp.and_then(system_time_from_filetime));

@@ -1,5 +1,10 @@
-//! Pure state machines that turn decoded OS events into exit records. No OS
-//! calls and no I/O: backends and the `.etl` reader feed them events in order.
+//! Where an exit is decided, for every source: state machines that turn
+//! decoded OS events into exit records. No OS calls and no I/O: backends and
+//! the `.etl` reader feed them events in order, and what the Linux table must
+//! ask the OS (/proc, clocks) goes through its small [`linux::Host`] trait.
+//!
+//! - [`etw`]: ETW kernel Process and Kernel-Process events (live and `.etl`).
+//! - [`linux`]: process connector events (threads, exec, resync, taskstats).
 
 #![forbid(unsafe_code)]
 #![deny(
@@ -12,3 +17,5 @@
 #[cfg(target_os = "linux")]
 pub(crate) mod ebpf;
 pub(crate) mod etw;
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;

@@ -5,7 +5,6 @@
 mod ebpf;
 mod ffi;
 mod procfs;
-mod table;
 mod taskstats;
 
 use std::sync::Arc;
@@ -25,9 +24,10 @@ use crate::queue::Sink;
 
 pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};
-use self::table::Table;
+use self::procfs::ProcFs;
 use self::taskstats::Taskstats;
 use crate::config::Taskstats as TaskstatsMode;
+use crate::merge::linux::ProcessTable;
 
 /// `NETLINK_CONNECTOR`.
 const NETLINK_CONNECTOR: i32 = 11;
@@ -156,7 +156,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     let stop = Arc::new(Stop(waker));
     // The table is seeded after LISTEN, so no process can slip between the
     // snapshot and the first event.
-    let mut table = Table::new(taskstats.is_some());
+    let mut table = ProcessTable::new(ProcFs, taskstats.is_some());
     table.seed();
     let thread = spawn_backend("procexit-linux", sink, move |sink| {
         let mut buf = vec![0u8; RECV_BUFFER];
@@ -177,7 +177,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
     Ok(Running { stop, thread })
 }
 
-fn apply_datagram(table: &mut Table, datagram: &[u8], sink: &Sink) {
+fn apply_datagram(table: &mut ProcessTable<ProcFs>, datagram: &[u8], sink: &Sink) {
     for message in parse_datagram(datagram) {
         match message {
             Ok(message) => table.apply(&message, sink),
@@ -191,7 +191,7 @@ fn run(
     connector: &Connector,
     taskstats: Option<&Taskstats>,
     waker_fd: i32,
-    table: &mut Table,
+    table: &mut ProcessTable<ProcFs>,
     buf: &mut [u8],
     sink: &Sink,
 ) -> Result<()> {
@@ -242,7 +242,7 @@ fn run(
             needs_resync = false;
             sink.overrun(table.resync());
         }
-        table.flush_awaiting(Instant::now(), sink);
+        table.flush_awaiting(sink);
         if stop {
             table.count_vanished(Duration::ZERO, sink);
             return Ok(());
@@ -250,7 +250,7 @@ fn run(
         if last_housekeeping.elapsed() >= Duration::from_millis(TICK_MS as u64) {
             last_housekeeping = Instant::now();
             table.refresh_clocks();
-            table.sweep(ffi::clock_ns(libc::CLOCK_MONOTONIC), sink);
+            table.sweep(sink);
         }
     }
 }

@@ -1,17 +1,47 @@
-//! Best-effort reads of /proc. Every function returns `None` when the
-//! process is gone or the file is unreadable: /proc races with exits, and a
-//! missing fact is reported as missing, never guessed.
+//! Best-effort reads of /proc, and [`ProcFs`], the process table's view of
+//! the real system. Every function returns `None` when the process is gone
+//! or the file is unreadable: /proc races with exits, and a missing fact is
+//! reported as missing, never guessed.
 
 use std::fs;
 
-/// Facts from `/proc/<pid>/stat`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stat {
-    pub(crate) comm: String,
-    pub(crate) state: char,
-    pub(crate) ppid: u32,
-    /// Start time in clock ticks since boot (field 22).
-    pub(crate) start_ticks: u64,
+use super::ffi;
+use crate::merge::linux::{ClockReading, Host, ProcStat as Stat};
+
+/// The live system: /proc and the kernel clocks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ProcFs;
+
+impl Host for ProcFs {
+    fn stat(&self, pid: u32) -> Option<Stat> {
+        stat(pid)
+    }
+    fn comm(&self, pid: u32) -> Option<String> {
+        comm(pid)
+    }
+    fn cmdline(&self, pid: u32) -> Option<String> {
+        cmdline(pid)
+    }
+    fn uid(&self, pid: u32) -> Option<u32> {
+        uid(pid)
+    }
+    fn tasks(&self, pid: u32) -> Option<Vec<u32>> {
+        tasks(pid)
+    }
+    fn pids(&self) -> Vec<u32> {
+        pids()
+    }
+    fn clocks(&self) -> ClockReading {
+        ClockReading {
+            monotonic_ns: ffi::clock_ns(libc::CLOCK_MONOTONIC),
+            realtime_ns: ffi::clock_ns(libc::CLOCK_REALTIME),
+            boottime_ns: ffi::clock_ns(libc::CLOCK_BOOTTIME),
+            ticks_per_second: ffi::clock_ticks_per_second(),
+        }
+    }
+    fn monotonic_ns(&self) -> u64 {
+        ffi::clock_ns(libc::CLOCK_MONOTONIC)
+    }
 }
 
 /// Parses the text of `/proc/<pid>/stat`. The comm is between the first `(`

@@ -14,7 +14,6 @@ use std::sync::{Mutex, PoisonError};
 use windows_sys::core::GUID;
 use windows_sys::Win32::System::Diagnostics::Etw::EVENT_RECORD;
 
-use crate::decode::lost_event::{classify_lost, LostKind};
 use crate::decode::{Guid, PointerSize, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
 use crate::event::Source;
 use crate::merge::etw::EtwExitTracker;
@@ -29,10 +28,6 @@ use super::tests;
 pub(crate) struct Context {
     tracker: Mutex<TrackerState>,
     sink: Sink,
-    /// Lost_Event notifications already put in the stream, so the polled
-    /// counters do not count the same loss twice.
-    pub(crate) inband_lost_events: AtomicU64,
-    pub(crate) inband_lost_buffers: AtomicU64,
     /// Callbacks that panicked (each also counted as an anomaly).
     pub(crate) panics: AtomicU64,
     /// Events the callback received.
@@ -65,8 +60,6 @@ impl Context {
                 anomalies_reported: 0,
             }),
             sink,
-            inband_lost_events: AtomicU64::new(0),
-            inband_lost_buffers: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             events: AtomicU64::new(0),
         }
@@ -102,19 +95,11 @@ impl Context {
                 t.on_kernel_process_event(record.id, record.version, timestamp, record.payload)
             });
         } else if record.provider == LOST_EVENT_GUID {
-            match classify_lost(record.opcode) {
-                Some(LostKind::Event) => {
-                    self.inband_lost_events.fetch_add(1, Ordering::Relaxed);
-                    self.sink.lost(1);
-                }
-                Some(LostKind::Buffer) => {
-                    self.inband_lost_buffers.fetch_add(1, Ordering::Relaxed);
-                    self.sink.overrun(0);
-                }
-                // Real-time sessions have no backing file to lose; any
-                // other loss kind is still a gap.
-                _ => self.sink.overrun(0),
-            }
+            // Where a gap is, never how big: the polled session counters
+            // are the one count of loss (see `supervise::report_loss`), so
+            // a marker can neither double-count nor hide later loss.
+            // Any kind (events 32, buffers 33, file 34) is a gap.
+            self.sink.gap();
         }
         // Anything else (EventTrace header, config events) is skipped.
     }

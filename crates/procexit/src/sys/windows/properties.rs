@@ -165,7 +165,7 @@ mod tests {
         };
         let buf = PropertiesBuf::start(&config);
         let p = &buf.props;
-        // The name follows the 120-byte properties directly (reference §2.6).
+        // The name follows the 120-byte properties directly (docs/etw-process-events.md §2.6).
         assert_eq!(p.LoggerNameOffset, 120);
         assert_eq!(
             p.LoggerNameOffset as usize,

@@ -14,6 +14,7 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
     EVENT_TRACE_CONTROL_STOP, TRACE_LEVEL_INFORMATION,
 };
 
+use super::console::{self, Registration};
 use super::ffi::{
     etw_error, os_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA, NOT_RUNNING,
 };
@@ -117,6 +118,8 @@ pub(crate) struct Session {
     wide_name: Vec<u16>,
     handle: CONTROLTRACE_HANDLE,
     stopped: bool,
+    /// Listed for the console handler while the session runs.
+    console: Option<Registration>,
 }
 
 impl Session {
@@ -132,6 +135,7 @@ impl Session {
             handle: CONTROLTRACE_HANDLE { Value: 0 },
             // Nothing to stop until StartTraceW succeeded.
             stopped: true,
+            console: None,
         };
         let mut handle = CONTROLTRACE_HANDLE { Value: 0 };
         let outcome = start_with_reclaim(
@@ -155,6 +159,7 @@ impl Session {
             Outcome::Started => {
                 session.handle = handle;
                 session.stopped = false;
+                session.console = Some(console::register(handle));
             }
             Outcome::NotOurs => {
                 return Err(Error::SessionNotOurs {
@@ -277,6 +282,13 @@ impl Session {
             .map_err(|code| etw_error("ControlTraceW", code, &self.name))
     }
 
+    /// The session ended without our stop: never STOP anything for it
+    /// again.
+    pub(crate) fn forget(&mut self) {
+        self.stopped = true;
+        self.console = None;
+    }
+
     /// Stops the session; returns the final counters when ETW gave them.
     /// Idempotent; "not running" is not an error.
     pub(crate) fn stop(&mut self) -> Result<Option<LossCounters>> {
@@ -284,6 +296,7 @@ impl Session {
             return Ok(None);
         }
         self.stopped = true;
+        self.console = None;
         match self.control(EVENT_TRACE_CONTROL_STOP) {
             Ok(props) => Ok(Some(props.counters())),
             // 234: the session was stopped, only the names did not fit.
@@ -299,6 +312,23 @@ impl Drop for Session {
         // a session we started does not outlive us.
         let _ = self.stop();
     }
+}
+
+/// STOP by handle alone (the console handler's path); `true` when ETW
+/// stopped it or it was not running any more.
+pub(crate) fn stop_by_handle(handle: CONTROLTRACE_HANDLE) -> bool {
+    let mut props = PropertiesBuf::control();
+    // SAFETY: a self-describing properties buffer; a NULL name with a
+    // handle from our StartTraceW, as ControlTraceW allows.
+    let rc = unsafe {
+        ControlTraceW(
+            handle,
+            std::ptr::null(),
+            props.as_mut_ptr(),
+            EVENT_TRACE_CONTROL_STOP,
+        )
+    };
+    matches!(rc, 0 | NOT_RUNNING | MORE_DATA)
 }
 
 fn session_config(plan: Plan, name: &str, options: &WindowsOptions) -> SessionConfig {

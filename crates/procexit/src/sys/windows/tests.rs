@@ -16,12 +16,15 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
 };
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 
+use super::console;
 use super::consumer::{on_event, Context};
 use super::ffi::{wide, win_guid};
+use super::lock::NameLock;
 use super::plan::Plan;
 use super::properties::LossCounters;
 use super::session::Session;
-use super::{report_loss, wait_until, LIVE_THREADS};
+use super::supervise::{report_loss, LossLedger};
+use super::{wait_until, LIVE_THREADS};
 use crate::config::WindowsOptions;
 use crate::decode::{Guid, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
 use crate::error::Error;
@@ -212,16 +215,16 @@ fn callback_handles_kernel_process_stop_lost_and_garbage() {
     assert_eq!(exit.name.as_deref(), Some("ping.exe"));
     assert_eq!(exit.source, Source::EtwKernelProcess);
     assert_eq!(exit.duration(), Some(Duration::from_secs(1)));
+    // The in-band record marks the gap; the count comes from polling.
     assert_eq!(
         events[1],
         Event::Lost {
-            count: 1,
-            reason: LossReason::Kernel
+            count: 0,
+            reason: LossReason::Overrun
         }
     );
     let stats = shared.stats();
-    assert_eq!((stats.lost, stats.anomalies), (1, 1));
-    assert_eq!(context.inband_lost_events.load(Ordering::Relaxed), 1);
+    assert_eq!((stats.lost, stats.overruns, stats.anomalies), (0, 0, 1));
     assert_eq!(context.panics.load(Ordering::Relaxed), 0);
 }
 
@@ -249,42 +252,98 @@ fn callback_ignores_null_pointers() {
     unsafe { on_event(&mut record) };
 }
 
+/// Sums the counts of the loss markers and lists their reasons, in order.
+fn markers(events: &[Event]) -> Vec<(u64, LossReason)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Lost { count, reason } => Some((*count, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn counters(events_lost: u32, realtime_buffers_lost: u32) -> LossCounters {
+    LossCounters {
+        events_lost,
+        realtime_buffers_lost,
+    }
+}
+
 #[test]
-fn polled_loss_is_not_counted_twice() {
+fn loss_marker_before_the_poll() {
     let (shared, sink) = sink();
     let context = Context::new(sink.clone(), Source::EtwKernel);
+    let mut ledger = LossLedger::default();
+    deliver(&context, PROCESS_GUID, 0, 2, 4, &mof_end_v4(1, 0));
+    deliver(&context, LOST_EVENT_GUID, 0, 32, 2, &[]);
+    // The marker counts nothing by itself.
+    assert_eq!((shared.stats().lost, shared.stats().overruns), (0, 0));
+    deliver(&context, PROCESS_GUID, 0, 2, 4, &mof_end_v4(2, 0));
+    report_loss(&sink, &mut ledger, counters(5, 0));
+    let events = drain(&shared);
+    assert_eq!(
+        markers(&events),
+        [(0, LossReason::Overrun), (5, LossReason::Kernel)]
+    );
+    // The gap sits between the two exits, where ETW put it.
+    assert!(matches!(&events[..2], [Event::Exit(a), Event::Lost { .. }] if a.pid == 1));
+    assert_eq!((shared.stats().lost, shared.stats().overruns), (5, 0));
+}
+
+#[test]
+fn loss_poll_before_the_marker() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink.clone(), Source::EtwKernel);
+    let mut ledger = LossLedger::default();
+    report_loss(&sink, &mut ledger, counters(3, 1));
     deliver(&context, LOST_EVENT_GUID, 0, 32, 2, &[]);
     deliver(&context, LOST_EVENT_GUID, 0, 33, 2, &[]);
-    let mut seen = LossCounters::default();
-    let now = LossCounters {
-        events_lost: 5,
-        realtime_buffers_lost: 3,
-    };
-    report_loss(&sink, &context, &mut seen, now);
-    // 5 events: 1 in-band + 4 polled. 3 buffers: 1 in-band + 2 polled,
-    // each an overrun with no known count of lost exits.
+    // The late markers take nothing off the next poll's increase.
+    report_loss(&sink, &mut ledger, counters(4, 1));
     let stats = shared.stats();
-    assert_eq!((stats.lost, stats.overruns), (5, 3));
-    assert_eq!(seen, now);
-    // The same totals again add nothing.
-    report_loss(&sink, &context, &mut seen, now);
-    assert_eq!(shared.stats().lost, 5);
-    let markers = drain(&shared);
-    let lost: u64 = markers
-        .iter()
-        .map(|e| match e {
-            Event::Lost { count, .. } => *count,
-            _ => 0,
-        })
-        .sum();
-    assert_eq!(lost, 5);
-    assert!(markers.iter().any(|e| matches!(
-        e,
-        Event::Lost {
-            reason: crate::event::LossReason::Overrun,
-            ..
-        }
-    )));
+    assert_eq!((stats.lost, stats.overruns), (4, 1));
+    assert_eq!(
+        markers(&drain(&shared)),
+        [
+            (3, LossReason::Kernel),
+            (0, LossReason::Overrun),
+            (1, LossReason::Kernel),
+        ]
+    );
+}
+
+#[test]
+fn loss_repeated_markers_and_polls() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink.clone(), Source::EtwKernel);
+    let mut ledger = LossLedger::default();
+    for _ in 0..3 {
+        deliver(&context, LOST_EVENT_GUID, 0, 32, 2, &[]);
+    }
+    // Same totals twice, then a counter that (wrongly) went down: nothing.
+    report_loss(&sink, &mut ledger, counters(2, 0));
+    report_loss(&sink, &mut ledger, counters(2, 0));
+    report_loss(&sink, &mut ledger, counters(1, 0));
+    assert_eq!(shared.stats().lost, 2);
+    for _ in 0..2 {
+        deliver(&context, LOST_EVENT_GUID, 0, 33, 2, &[]);
+    }
+    report_loss(&sink, &mut ledger, counters(9, 4));
+    report_loss(&sink, &mut ledger, counters(9, 4));
+    let stats = shared.stats();
+    assert_eq!((stats.lost, stats.overruns), (9, 4));
+    // Adjacent markers of one kind merge: one gap mark, one count each.
+    assert_eq!(
+        markers(&drain(&shared)),
+        [
+            (0, LossReason::Overrun),
+            (2, LossReason::Kernel),
+            (0, LossReason::Overrun),
+            (7, LossReason::Kernel),
+            (0, LossReason::Overrun),
+        ]
+    );
 }
 
 #[test]
@@ -330,7 +389,9 @@ fn monitor_lifecycle_against_the_local_etw() {
                 Ok(monitor) => {
                     monitor.stop().expect("clean stop");
                 }
-                Err(Error::NotElevated { code: 5 }) => {}
+                Err(Error::NotElevated { code: 5 }) => {
+                    skip("ETW sessions need an elevated Administrator")
+                }
                 Err(e) => panic!("{backend:?}: {e}"),
             }
         }
@@ -348,22 +409,70 @@ fn monitor_lifecycle_against_the_local_etw() {
 }
 
 #[test]
-fn session_control_calls_against_the_local_etw() {
-    if !under_wine() {
-        return; // real Windows: covered by the elevated e2e tests
-    }
+fn a_second_monitor_of_one_name_is_refused_before_any_etw_call() {
     let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    // As a running monitor holds it.
+    let held = NameLock::acquire("procexit-test-twice").expect("lock");
+    for backend in [Backend::Auto, Backend::EtwKernelProcess] {
+        assert!(matches!(
+            start_bounded(backend, "PROCEXIT-test-twice"),
+            Err(Error::AlreadyRunning { ref name }) if name == "PROCEXIT-test-twice"
+        ));
+    }
+    drop(held);
+    // Another tool's session name is refused first, whatever runs.
+    assert!(matches!(
+        start_bounded(Backend::Auto, "EventLog-System"),
+        Err(Error::SessionNameRejected { .. })
+    ));
+}
+
+/// Under `PROCEXIT_STRICT_SKIPS=1` a test that cannot run fails instead.
+fn skip(reason: &str) {
+    assert!(
+        std::env::var_os("PROCEXIT_STRICT_SKIPS").is_none_or(|v| v != "1"),
+        "PROCEXIT_STRICT_SKIPS=1: {reason}"
+    );
+    eprintln!("SKIP: {reason}");
+}
+
+#[test]
+fn session_control_calls_against_the_local_etw() {
+    let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    let wine = under_wine();
     let options = WindowsOptions::new().session_name("procexit-test-control");
     for plan in [
         Plan::PrivateKernel { independent: true },
         Plan::KernelProcess,
     ] {
-        let mut session = Session::start(plan, &options).expect("Wine's StartTraceW succeeds");
+        let mut session = match Session::start(plan, &options) {
+            Ok(session) => session,
+            Err(Error::NotElevated { code: 5 }) if !wine => {
+                return skip("ETW sessions need an elevated Administrator");
+            }
+            Err(e) => panic!("{plan:?}: {e}"),
+        };
         assert_eq!(session.name(), "procexit-test-control");
-        assert!(session.flush().is_ok());
-        assert_eq!(session.query().unwrap(), LossCounters::default());
-        assert_eq!(session.stop().unwrap(), Some(LossCounters::default()));
+        session.flush().expect("FLUSH by our handle");
+        let counters = session.query().expect("QUERY by our handle");
+        if wine {
+            // Wine's stubs leave the buffer as it was.
+            assert_eq!(counters, LossCounters::default());
+        }
+        // What the console handler does on close/logoff/shutdown: STOP by
+        // handle, synchronously.
+        assert!(console::stop_all() >= 1, "our session is listed");
+        if wine {
+            // The stub accepts every STOP and never ends a session.
+            assert_eq!(session.stop().unwrap(), Some(LossCounters::default()));
+        } else {
+            // Really stopped: our own STOP then finds nothing to stop, and
+            // QUERY by our handle fails.
+            assert_eq!(session.stop().unwrap(), None);
+            assert!(session.query().is_err(), "{plan:?} still running");
+        }
         assert_eq!(session.stop().unwrap(), None, "stop is idempotent");
+        assert_eq!(console::stop_all(), 0, "a stopped session is unlisted");
     }
     let long = WindowsOptions::new().session_name(format!("procexit{}", "x".repeat(193)));
     assert!(matches!(

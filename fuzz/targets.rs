@@ -1,0 +1,141 @@
+//! The fuzz targets' bodies: one function per decoder of untrusted or
+//! kernel bytes. Each must return normally for every input; a panic or an
+//! assertion failure is a bug.
+//!
+//! The libFuzzer binaries in `fuzz_targets/` call these, and so does the
+//! workspace test `crates/procexit/tests/fuzz_smoke.rs`, which replays seeds
+//! and random inputs through them on the stable toolchain (CI's smoke run).
+
+use procexit::decode::{kernel_process, lost_event, mof_process, netlink, proc_connector};
+use procexit::decode::{taskstats, PointerSize};
+use procexit::etl::{xpress, EtlFile, ProcessEvents};
+
+/// A target: any bytes in, returns normally.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name (the libFuzzer binary and seed folder names).
+pub const ALL: [(&str, Target); 7] = [
+    ("etl_file", etl_file),
+    ("xpress", xpress),
+    ("mof_process", mof_process),
+    ("kernel_process", kernel_process),
+    ("proc_connector", proc_connector),
+    ("taskstats", taskstats),
+    ("lost_event", lost_event),
+];
+
+/// The `.etl` reader over arbitrary bytes: raw events, then process items.
+pub fn etl_file(data: &[u8]) {
+    if let Ok(mut file) = EtlFile::new(data) {
+        let _ = file.header().filetime(i64::MAX);
+        let mut n = 0usize;
+        loop {
+            match file.next_event() {
+                Ok(Some(ev)) => {
+                    assert!(ev.payload.len() <= data.len().max(1 << 20));
+                    let _ = ev.time();
+                }
+                Ok(None) => break,
+                Err(e) => assert!(e.offset <= data.len() as u64),
+            }
+            n += 1;
+            // Progress: a buffer takes at least 72 input bytes and holds at
+            // most 1 MiB of records of at least 8 bytes each.
+            let bound = (data.len() / 72 + 1) * ((1 << 20) / 8 + 2);
+            assert!(n <= bound, "reader does not advance");
+        }
+    }
+    if let Ok(file) = EtlFile::new(data) {
+        for item in ProcessEvents::new(file).take(1 << 22) {
+            let _ = item;
+        }
+    }
+}
+
+/// The LZ77 Xpress decompressor: the first two bytes choose the output size.
+pub fn xpress(data: &[u8]) {
+    let (cap, input) = match data {
+        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
+        _ => return,
+    };
+    let mut out = vec![0u8; cap];
+    if let Ok(n) = xpress::decompress(input, &mut out) {
+        assert!(n <= cap);
+    }
+}
+
+/// The kernel Process (MOF) payload: byte 0 is the version, bit 0 of byte 1
+/// the pointer size, the rest the payload.
+pub fn mof_process(data: &[u8]) {
+    let [version, width, payload @ ..] = data else {
+        return;
+    };
+    let pointer = if width & 1 == 0 {
+        PointerSize::Four
+    } else {
+        PointerSize::Eight
+    };
+    if let Ok(p) = mof_process::decode_process(payload, *version, pointer) {
+        let _ = p.is_fully_decoded();
+    }
+}
+
+/// Microsoft-Windows-Kernel-Process ProcessStart/ProcessStop payloads:
+/// byte 0 is the version, bit 0 of byte 1 picks start or stop.
+pub fn kernel_process(data: &[u8]) {
+    let [version, which, payload @ ..] = data else {
+        return;
+    };
+    if which & 1 == 0 {
+        let _ = kernel_process::decode_process_start(payload, *version);
+    } else if let Ok(stop) = kernel_process::decode_process_stop(payload, *version) {
+        // The image name is the payload's bytes, one char per byte.
+        if let Some(name) = stop.image_name {
+            assert!(name.chars().count() <= payload.len());
+        }
+    }
+}
+
+/// A process connector datagram as the kernel would send it: the netlink
+/// framing and every message in it.
+pub fn proc_connector(data: &[u8]) {
+    let mut last = 0usize;
+    for message in netlink::messages(data) {
+        match message {
+            Ok((_, message, at)) => {
+                assert!(at >= last && at.saturating_add(message.len()) <= data.len());
+                last = at;
+                let _ = netlink::parse_error(message);
+                let _ = proc_connector::parse_message(message);
+            }
+            Err(e) => assert!(e.offset <= data.len()),
+        }
+    }
+    for event in proc_connector::parse_datagram(data).take(1 << 16) {
+        if let Err(e) = event {
+            assert!(e.offset <= data.len());
+        }
+    }
+}
+
+/// A taskstats (generic netlink) message: the exit record, the attribute
+/// walker and the family-id reply.
+pub fn taskstats(data: &[u8]) {
+    if let Ok(Some(exit)) = taskstats::parse_message(data) {
+        let _ = exit;
+    }
+    let _ = taskstats::parse_family_id(data);
+    // The walker stops after its first error.
+    for (_, payload) in taskstats::attributes(data).take(1 << 16).flatten() {
+        assert!(payload.len() <= data.len());
+    }
+}
+
+/// `Lost_Event` notifications carry no payload: the decoder is the opcode.
+/// Every byte is one opcode; only 32, 33 and 34 are losses.
+pub fn lost_event(data: &[u8]) {
+    for &opcode in data {
+        let kind = lost_event::classify_lost(opcode);
+        assert_eq!(kind.is_some(), (32..=34).contains(&opcode));
+    }
+}
