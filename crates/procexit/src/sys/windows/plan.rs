@@ -75,10 +75,12 @@ mod tests {
             Plan::choose(Backend::EtwKernelProcess).unwrap(),
             Plan::KernelProcess
         );
-        assert!(matches!(
-            Plan::choose(Backend::LinuxConnector),
-            Err(Error::Unsupported { .. })
-        ));
+        for linux in [Backend::LinuxConnector, Backend::LinuxEbpf] {
+            assert!(matches!(
+                Plan::choose(linux),
+                Err(Error::Unsupported { .. })
+            ));
+        }
     }
 
     #[test]
