@@ -35,6 +35,7 @@ Examples:
   procexit watch --json --failed
   procexit watch --name 'cc*' --name ld --count 10
   procexit watch --ppid 1 --duration 100ms
+  procexit watch --cgroup '*docker-*' --json
   procexit watch --strict --json --count 100 > exits.jsonl; echo $?
 
 Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
@@ -95,6 +96,10 @@ pub struct FilterArgs {
     /// Only processes that lived at least this long (e.g. 250ms, 2s, 1m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Linux: only processes whose cgroup path matches this glob (`*` also
+    /// matches `/`), e.g. '/system.slice/docker-*'; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub cgroup: Vec<String>,
 }
 
 impl FilterArgs {
@@ -111,6 +116,9 @@ impl FilterArgs {
         }
         if let Some(d) = self.duration {
             filter = filter.min_duration(d);
+        }
+        for cgroup in &self.cgroup {
+            filter = filter.cgroup(cgroup.clone());
         }
         filter
     }

@@ -137,7 +137,7 @@ fn source_note(backend: Backend) -> Option<&'static str> {
         ),
         Backend::LinuxConnector => Some(
             "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \
-             always null: killer_pid, killer_name, oom_killed, cgroup, container_id; resource \
+             always null: killer_pid, killer_name, oom_killed; resource \
              keys only with taskstats (root); command_line often null for processes that exit at once",
         ),
         _ => None,

@@ -116,6 +116,7 @@ impl Printer {
                 "overruns": stats.overruns,
                 "anomalies": stats.anomalies,
                 "session_gaps": stats.session_gaps,
+                "evicted": stats.evicted,
             });
             let mut out = self.out.lock();
             serde_json::to_writer(&mut out, &value)?;
@@ -154,6 +155,12 @@ pub fn summary_line(stats: &Stats) -> String {
     }
     if stats.anomalies > 0 {
         line.push_str(&format!(", {} anomalies", stats.anomalies));
+    }
+    if stats.evicted > 0 {
+        line.push_str(&format!(
+            ", {} live-process records evicted to bound memory",
+            stats.evicted
+        ));
     }
     if stats.session_gaps > 0 {
         line.push_str(&format!(

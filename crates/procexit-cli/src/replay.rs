@@ -1,13 +1,12 @@
 //! `procexit replay`: the exits recorded in Windows .etl trace files, on any OS.
 
-use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use procexit::etl::{read_process_events, LifecycleKind, ProcessItem, ProcessSummary};
-use procexit::{format_rfc3339, system_time_from_filetime, Event, Filter, ProcessExit};
+use procexit::{format_rfc3339, system_time_from_filetime, Event, Filter};
 
 use crate::args::ReplayArgs;
 use crate::escape;
@@ -66,7 +65,6 @@ fn replay_file(
     let total = events.file().total_bytes();
     let mut progress = Progress::new(path, total);
     let mut errors = 0u64;
-    let mut dedup = Dedup::default();
     loop {
         let item = match events.next_item() {
             Ok(Some(item)) => item,
@@ -79,26 +77,20 @@ fn replay_file(
             }
         };
         progress.update(events.file().bytes_read());
-        if let Some(exit) = item.exit.clone() {
-            let from_kernel_process = item.kind == LifecycleKind::KernelProcessStop;
-            for exit in dedup.offer(exit, from_kernel_process) {
-                if filter.matches(&exit) {
-                    progress.clear();
-                    printer.event(&Event::Exit(exit))?;
-                    outcome.printed += 1;
-                }
+        // The library gives one record per exit (kernel End and
+        // Kernel-Process stop merged; zombie rundowns are not exits).
+        if let Some(exit) = item.exit {
+            if filter.matches(&exit) {
+                progress.clear();
+                printer.event(&Event::Exit(exit))?;
+                outcome.printed += 1;
             }
             if args.count.is_some_and(|n| outcome.printed >= n) {
                 break;
             }
         } else if args.all {
+            progress.clear();
             print_lifecycle(&item, filter, printer, format)?;
-        }
-    }
-    for exit in dedup.finish() {
-        if filter.matches(&exit) && args.count.is_none_or(|n| outcome.printed < n) {
-            printer.event(&Event::Exit(exit))?;
-            outcome.printed += 1;
         }
     }
     progress.clear();
@@ -130,72 +122,11 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
     line
 }
 
-/// A trace that enabled both the kernel Process class and
-/// Microsoft-Windows-Kernel-Process records each exit twice. The kernel End
-/// has more (command line, key); the Kernel-Process stop has the create
-/// time and the resource use. One record is printed per exit: the End, with
-/// the create time added when it lacked a start time, and the resources. A Kernel-Process stop that no End
-/// matches is printed when the End could no longer come (end of file).
-#[derive(Default)]
-struct Dedup {
-    /// Kernel-Process stops waiting for their End.
-    pending: Vec<ProcessExit>,
-    /// Recently printed kernel exits, for stops that come after their End.
-    recent: VecDeque<ProcessExit>,
-}
-
-/// Exit times of the two records of one exit differ by microseconds; pids
-/// are reused far more slowly.
-const SAME_EXIT_WINDOW: Duration = Duration::from_secs(2);
-const RECENT_KEPT: usize = 1024;
-
-fn same_exit(a: &ProcessExit, b: &ProcessExit) -> bool {
-    let close = match (a.exit_time, b.exit_time) {
-        (Some(x), Some(y)) => {
-            x.duration_since(y).unwrap_or_else(|e| e.duration()) <= SAME_EXIT_WINDOW
-        }
-        _ => false,
-    };
-    a.pid == b.pid && a.status == b.status && close
-}
-
-impl Dedup {
-    /// Returns what can be printed now.
-    fn offer(&mut self, exit: ProcessExit, from_kernel_process: bool) -> Vec<ProcessExit> {
-        if from_kernel_process {
-            if !self.recent.iter().any(|r| same_exit(r, &exit)) {
-                self.pending.push(exit);
-            }
-            return Vec::new();
-        }
-        let mut exit = exit;
-        if let Some(i) = self.pending.iter().position(|p| same_exit(p, &exit)) {
-            let stop = self.pending.swap_remove(i);
-            if exit.start_time.is_none() {
-                exit.start_time = stop.start_time;
-            }
-            if exit.ppid.is_none() {
-                exit.ppid = stop.ppid;
-            }
-            // Only the Kernel-Process stop reports resource use.
-            if exit.resources == procexit::Resources::default() {
-                exit.resources = stop.resources;
-            }
-        }
-        if self.recent.len() == RECENT_KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(exit.clone());
-        vec![exit]
-    }
-
-    fn finish(&mut self) -> Vec<ProcessExit> {
-        std::mem::take(&mut self.pending)
-    }
-}
-
-/// A start or rundown record (`--all`): printed in the same shape as exits,
-/// with `"type":"process"` and the event kind.
+/// A start or rundown record (`--all`), printed in the same shape as exits:
+/// `"type":"process"` with the event kind, or `"type":"zombie"` for a
+/// Defunct record that is not an exit of the trace (a process that ended
+/// before the trace began, or whose End the trace has), with its exit time
+/// when the record carries one.
 fn print_lifecycle(
     item: &ProcessItem,
     filter: &Filter,
@@ -210,19 +141,36 @@ fn print_lifecycle(
         return Ok(());
     }
     let time = item.filetime.and_then(system_time_from_filetime);
+    let zombie = item.kind == LifecycleKind::Defunct;
+    let exit_time = payload.exit_time.and_then(system_time_from_filetime);
     match format {
         Format::JsonLines => {
-            let value = serde_json::json!({
-                "type": "process",
-                "kind": item.kind.as_str(),
-                "pid": payload.pid,
-                "ppid": payload.ppid,
-                "name": name,
-                "command_line": payload.command_line,
-                "user": payload.user_sid,
-                "time": time.map(format_rfc3339),
-                "process_key": payload.unique_process_key,
-            });
+            let value = if zombie {
+                serde_json::json!({
+                    "type": "zombie",
+                    "pid": payload.pid,
+                    "ppid": payload.ppid,
+                    "exit_code": payload.exit_status.map(|s| u32::from_le_bytes(s.to_le_bytes())),
+                    "name": name,
+                    "command_line": payload.command_line,
+                    "user": payload.user_sid,
+                    "exit_time": exit_time.map(format_rfc3339),
+                    "time": time.map(format_rfc3339),
+                    "process_key": payload.unique_process_key,
+                })
+            } else {
+                serde_json::json!({
+                    "type": "process",
+                    "kind": item.kind.as_str(),
+                    "pid": payload.pid,
+                    "ppid": payload.ppid,
+                    "name": name,
+                    "command_line": payload.command_line,
+                    "user": payload.user_sid,
+                    "time": time.map(format_rfc3339),
+                    "process_key": payload.unique_process_key,
+                })
+            };
             printer.raw_line(&value.to_string())?;
         }
         Format::Table => {
@@ -230,10 +178,12 @@ fn print_lifecycle(
                 LifecycleKind::Start | LifecycleKind::KernelProcessStart => "started",
                 LifecycleKind::DcStart => "running (rundown)",
                 LifecycleKind::DcEnd => "running at end",
+                LifecycleKind::Defunct => "zombie",
                 _ => item.kind.as_str(),
             };
             printer.row(&Row {
-                time,
+                // A zombie's row shows when it ended, if the record says.
+                time: if zombie { exit_time } else { time },
                 pid: payload.pid,
                 ppid: Some(payload.ppid),
                 status: label,

@@ -507,3 +507,70 @@ fn watch_strict_passes_a_clean_run() {
     let expected = if stats_loss(stats) > 0 { 3 } else { 0 };
     assert_eq!(status.code(), Some(expected), "{stats}");
 }
+
+/// `watch --cgroup GLOB` prints only exits from matching cgroups: a shell
+/// moved into a fresh cgroup is printed, the same shell outside is not.
+#[test]
+fn watch_cgroup_filters_on_the_cgroup_path() {
+    if !connector_usable() {
+        return;
+    }
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+    if !is_root {
+        assert!(
+            !strict(),
+            "PROCEXIT_STRICT_SKIPS=1 but creating a cgroup needs root"
+        );
+        eprintln!("SKIPPED: creating a cgroup needs root");
+        return;
+    }
+    let roots: Vec<std::path::PathBuf> = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/memory",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .filter(|root| root.join("cgroup.procs").exists())
+    .collect();
+    assert!(!roots.is_empty(), "no cgroup hierarchy at /sys/fs/cgroup");
+    let name = format!("procexit-cli-test-{}", std::process::id());
+    let dirs: Vec<_> = roots.iter().map(|root| root.join(&name)).collect();
+    for dir in &dirs {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let mut watch = procexit()
+        .args(["watch", "--json", "--count", "1", "--cgroup"])
+        .arg(format!("*/{name}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, reader) = json_reader(watch.stdout.take().unwrap());
+    let moves: String = dirs
+        .iter()
+        .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
+        .collect();
+    let inside = format!("{moves}exec sh -c 'exit 6'");
+    let mut first = None;
+    for _ in 0..50 {
+        // One exit outside the cgroup, then one inside.
+        let _ = Command::new("sh").args(["-c", "exit 5"]).status();
+        let _ = Command::new("sh").args(["-c", &inside]).status();
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            first = Some(line);
+            break;
+        }
+    }
+    let status = watch.wait().unwrap();
+    reader.join().unwrap();
+    for dir in &dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+    let first = first.expect("an exit from inside the cgroup");
+    assert_eq!(first["exit_code"], 6, "{first}");
+    assert_eq!(first["cgroup"], format!("/{name}"), "{first}");
+    assert_eq!(first["container_id"], serde_json::Value::Null);
+    assert!(status.success());
+}

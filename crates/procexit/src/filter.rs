@@ -24,6 +24,7 @@ pub struct Filter {
     ppids: Vec<u32>,
     failed_only: bool,
     min_duration: Option<Duration>,
+    cgroups: Vec<String>,
 }
 
 impl Filter {
@@ -91,6 +92,24 @@ impl Filter {
         self.failed_only
     }
 
+    /// Whether a cgroup condition is set (the eBPF source does not report
+    /// cgroups, so such a filter needs the connector).
+    // Used by the Linux eBPF source only.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn has_cgroup_condition(&self) -> bool {
+        !self.cgroups.is_empty()
+    }
+
+    /// Keep exits whose cgroup path (Linux) matches this glob (`*` also
+    /// crosses `/`): `/system.slice/docker-*`, `*kubepods*`. Exits whose
+    /// cgroup is unknown are dropped when this is set. May be given several
+    /// times.
+    #[must_use]
+    pub fn cgroup(mut self, glob: impl Into<String>) -> Filter {
+        self.cgroups.push(glob.into());
+        self
+    }
+
     /// Whether the filter lets everything through.
     pub fn is_empty(&self) -> bool {
         *self == Filter::default()
@@ -98,8 +117,14 @@ impl Filter {
 
     /// Whether a process passes the identity conditions (name, pid, ppid),
     /// ignoring the ones only an exit has (failed, duration). For listing
-    /// process starts and rundowns.
+    /// process starts and rundowns, which carry no cgroup: with a cgroup
+    /// condition set, none passes.
     pub fn matches_process(&self, pid: u32, ppid: Option<u32>, name: Option<&str>) -> bool {
+        self.cgroups.is_empty() && self.matches_identity(pid, ppid, name)
+    }
+
+    /// Name, pid and ppid conditions.
+    fn matches_identity(&self, pid: u32, ppid: Option<u32>, name: Option<&str>) -> bool {
         if !self.pids.is_empty() && !self.pids.contains(&pid) {
             return false;
         }
@@ -119,8 +144,20 @@ impl Filter {
 
     /// Whether this exit passes the filter.
     pub fn matches(&self, exit: &ProcessExit) -> bool {
-        if !self.matches_process(exit.pid, exit.ppid, exit.name.as_deref()) {
+        if !self.matches_identity(exit.pid, exit.ppid, exit.name.as_deref()) {
             return false;
+        }
+        if !self.cgroups.is_empty() {
+            let Some(cgroup) = exit.cgroup.as_deref() else {
+                return false;
+            };
+            if !self
+                .cgroups
+                .iter()
+                .any(|glob| glob_match(glob.as_bytes(), cgroup.as_bytes()))
+            {
+                return false;
+            }
         }
         if self.failed_only && exit.status.success() {
             return false;
@@ -231,5 +268,25 @@ mod tests {
         assert!(Filter::new()
             .min_duration(Duration::from_secs(1))
             .matches(&e));
+    }
+
+    #[test]
+    fn cgroup_globs() {
+        let mut e = exit("nginx", 0);
+        let f = Filter::new().cgroup("/system.slice/docker-*");
+        assert!(!f.matches(&e), "unknown cgroup is dropped");
+        e.cgroup = Some("/system.slice/docker-0a1b.scope".into());
+        assert!(f.matches(&e));
+        assert!(
+            !f.clone().name("bash").matches(&e),
+            "and the rest still holds"
+        );
+        assert!(Filter::new()
+            .cgroup("/user.slice/*")
+            .cgroup("*docker*")
+            .matches(&e));
+        e.cgroup = Some("/user.slice/user-1000.slice/session-2.scope".into());
+        assert!(!f.matches(&e));
+        assert!(!f.matches_process(10, Some(1), Some("nginx")));
     }
 }

@@ -36,6 +36,11 @@ pub struct Stats {
     /// `logman stop`) and restarted; each is a gap of unknown size, marked
     /// `Lost { reason: SessionStopped }` in the stream.
     pub session_gaps: u64,
+    /// Windows: live-process records (start time, command line from the
+    /// start event) dropped to keep the table within its bounds (16 384
+    /// processes, 16 MiB of command lines). Exits of those processes are
+    /// still reported, with what their end event carries.
+    pub evicted: u64,
 }
 
 impl Stats {
@@ -51,8 +56,9 @@ impl Stats {
 pub enum Backend {
     /// The best one for this OS and privileges. Linux: the eBPF source when
     /// the process may load BPF programs (root, or CAP_BPF + CAP_PERFMON) and
-    /// the kernel has BTF, else the process connector (plus taskstats when
-    /// permitted). Windows: the ETW kernel session.
+    /// the kernel has BTF and no cgroup filter is set, else the process
+    /// connector (plus taskstats when permitted). Windows: the ETW kernel
+    /// session.
     #[default]
     Auto,
     /// Linux netlink process connector (taskstats added when permitted).
@@ -120,7 +126,7 @@ impl MonitorBuilder {
     /// resolved for this process's privileges; elsewhere the choice is
     /// returned as set.
     pub fn resolved_backend(&self) -> Backend {
-        sys::resolve_backend(self.backend)
+        sys::resolve_backend(self)
     }
 
     /// Linux-specific options (ignored elsewhere).

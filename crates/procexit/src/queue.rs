@@ -38,6 +38,7 @@ struct Counters {
     overruns: AtomicU64,
     anomalies: AtomicU64,
     session_gaps: AtomicU64,
+    evicted: AtomicU64,
 }
 
 /// Shared between the backend (producer) and the monitor (consumer).
@@ -234,6 +235,7 @@ impl Shared {
             overruns: get(&c.overruns),
             anomalies: get(&c.anomalies),
             session_gaps: get(&c.session_gaps),
+            evicted: get(&c.evicted),
         }
     }
 }
@@ -317,6 +319,16 @@ impl Sink {
     #[cfg_attr(not(windows), allow(dead_code))] // ETW-only gap kinds
     pub(crate) fn session_stopped(&self) {
         self.shared.push_session_stopped();
+    }
+
+    /// `count` per-process records dropped to keep a table within its
+    /// memory bounds (counted in `Stats::evicted`).
+    #[cfg_attr(not(windows), allow(dead_code))] // the ETW tracker's table
+    pub(crate) fn evicted(&self, count: u64) {
+        self.shared
+            .counters
+            .evicted
+            .fetch_add(count, Ordering::Relaxed);
     }
 
     /// Ends the stream (see [`Shared::close`]).

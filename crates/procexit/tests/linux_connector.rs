@@ -497,11 +497,11 @@ fn taskstats_fills_resources_as_root() {
         "the loop used too little CPU: {rusage_cpu} µs"
     );
     // taskstats gives the tick-sampled times, rusage scales them to the
-    // precise runtime: the sums agree up to a few ticks (seen 20 % apart
-    // for a ~0.1 s process on a loaded machine).
-    let diff = cpu.abs_diff(rusage_cpu);
+    // precise runtime: on a loaded machine a ~0.1 s process's sums were
+    // seen more than 25 % apart, so only the order of magnitude is checked
+    // here (the field offsets are checked exactly by the decoder's tests).
     assert!(
-        diff <= rusage_cpu / 4 + 20_000,
+        cpu * 2 >= rusage_cpu && cpu <= rusage_cpu * 2 + 20_000,
         "taskstats {cpu} µs vs rusage {rusage_cpu} µs"
     );
     // The peak is about what the shell saw shortly before its end (RSS
@@ -611,6 +611,143 @@ fn process_alive_before_the_monitor_gets_a_full_record(backend: Backend) {
     let lived = exit.duration().expect("duration");
     assert!(lived >= Duration::from_millis(550), "lived {lived:?}");
     assert!(exit.process_key.is_some());
+}
+
+/// A process that moves itself into a new cgroup and then execs is reported
+/// with that cgroup, and with the container id its docker-style name holds.
+#[test]
+fn cgroup_of_a_process_started_inside_a_cgroup() {
+    if !is_root() {
+        return skip("creating a cgroup needs root");
+    }
+    // Every hierarchy the cgroup path may be read from: the unified one
+    // (at /sys/fs/cgroup on cgroup v2, /sys/fs/cgroup/unified on hybrid
+    // systems) and the v1 memory controller.
+    let roots: Vec<std::path::PathBuf> = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/memory",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .filter(|root| root.join("cgroup.procs").exists())
+    .collect();
+    if roots.is_empty() {
+        return skip("no writable cgroup hierarchy at /sys/fs/cgroup");
+    }
+    let seed = u64::from(me()) << 20 ^ 0x5eed_cafe;
+    let id = format!("{seed:016x}").repeat(4);
+    let name = format!("docker-{id}.scope");
+    let dirs: Vec<_> = roots.iter().map(|root| root.join(&name)).collect();
+    for dir in &dirs {
+        std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
+    let Some(monitor) = start_monitor(Backend::LinuxConnector, Filter::new().ppid(me())) else {
+        return;
+    };
+    let moves: String = dirs
+        .iter()
+        .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
+        .collect();
+    let script = format!("{moves}exec sh -c 'sleep 0.1; exit 4'");
+    let pid = run("sh", &["-c", &script]);
+    let seen = collect(&monitor, |s| s.contains_key(&pid));
+    for dir in &dirs {
+        let _ = std::fs::remove_dir(dir);
+    }
+    let exit = seen.get(&pid).expect("the exit");
+    assert_eq!(exit.status, ExitStatus::Code(4), "the moves failed");
+    assert_eq!(exit.cgroup.as_deref(), Some(format!("/{name}").as_str()));
+    assert_eq!(exit.container_id.as_deref(), Some(id.as_str()));
+}
+
+/// `WaitSet` on a pid whose process ends and whose pid is then given to a
+/// new process (forced through `ns_last_pid`) reports the first process's
+/// exit, with its start time as `process_key`, and never the newcomer's.
+#[test]
+fn wait_is_not_fooled_by_pid_reuse() {
+    use std::io::Write;
+    if !is_root() {
+        return skip("forcing pid reuse through /proc/sys/kernel/ns_last_pid needs root");
+    }
+    let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let start_ticks = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = stat.get(stat.rfind(')')? + 1..)?;
+        after.split_whitespace().nth(19)?.parse::<u64>().ok()
+    };
+    let mut original = Command::new("sh")
+        .args(["-c", "read -r line; exit 3"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = original.id();
+    let original_start = start_ticks(pid).expect("the original's start time");
+    let mut set = match procexit::WaitSet::new(&[pid]) {
+        Ok(set) => set,
+        Err(e) => {
+            drop(original.stdin.take());
+            let _ = original.wait();
+            return skip(&format!("process connector not usable here: {e}"));
+        }
+    };
+    // Let the clock move on, so the two processes' start times differ.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(original.stdin.take());
+    assert_eq!(original.wait().unwrap().code(), Some(3));
+
+    // Hand the pid to a new process: ns_last_pid = pid - 1, then fork. Other
+    // processes on the machine may take it first, so try a few times.
+    let mut reused = None;
+    for _ in 0..200 {
+        let mut last = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/sys/kernel/ns_last_pid")
+            .unwrap();
+        write!(last, "{}", pid - 1).unwrap();
+        drop(last);
+        let mut child = Command::new("sh")
+            .args(["-c", "read -r line; exit 7"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if child.id() == pid {
+            reused = Some(child);
+            break;
+        }
+        drop(child.stdin.take());
+        child.wait().unwrap();
+    }
+    let Some(mut newcomer) = reused else {
+        panic!("could not get pid {pid} reused in 200 tries");
+    };
+    let newcomer_start = start_ticks(pid).expect("the newcomer's start time");
+    assert!(
+        newcomer_start > original_start + 1,
+        "start times must differ"
+    );
+    drop(newcomer.stdin.take());
+    assert_eq!(newcomer.wait().unwrap().code(), Some(7));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = set
+        .next_exit(Some(deadline))
+        .unwrap()
+        .expect("the original's exit");
+    assert_eq!(exit.pid, pid);
+    assert_eq!(exit.status, ExitStatus::Code(3), "{exit:?}");
+    let key = exit.process_key.expect("a process key");
+    assert!(
+        key.abs_diff(original_start) <= 1,
+        "{key} vs {original_start}"
+    );
+    assert!(set.remaining().is_empty());
+
+    // Waiting on the pid now names no process: it has ended.
+    assert!(matches!(
+        procexit::WaitSet::new(&[pid]),
+        Err(Error::NoSuchProcess { .. })
+    ));
 }
 
 /// Every scenario above runs once per Linux source: `connector::name` and

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+pub mod cgroup;
 pub mod ebpf_exit;
 pub mod kernel_process;
 pub mod lost_event;

@@ -1,6 +1,7 @@
 //! Process lifecycle items and exit records from a trace file, through the
 //! same decoder and tracker as the real-time ETW backend.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -34,7 +35,9 @@ pub enum LifecycleKind {
     DcStart,
     /// Rundown at session end (opcode 4): alive when tracing stopped.
     DcEnd,
-    /// Exited but still referenced, listed at rundown (opcode 39).
+    /// Exited but still referenced, listed at rundown (opcode 39): an exit
+    /// only when the process ended inside the trace and no End reported it;
+    /// otherwise a zombie (the item has no `exit`).
     Defunct,
     /// Microsoft-Windows-Kernel-Process ProcessStart (id 1).
     KernelProcessStart,
@@ -82,8 +85,12 @@ pub struct ProcessItem {
     pub record_index: u64,
     /// The decoded kernel Process payload (MOF events that decode).
     pub payload: Option<ProcessPayload>,
-    /// The exit record, for End, Defunct (unless an End already reported
-    /// that process) and Kernel-Process ProcessStop.
+    /// The exit record: for every End; for a Defunct of a process that
+    /// ended inside the trace and had no End; for a Kernel-Process
+    /// ProcessStop that no kernel End of the trace reports (when the trace
+    /// has both, the End's record includes the stop's create time, and the
+    /// stop's item follows the End's without a record). Each exit of the
+    /// trace is in exactly one item.
     pub exit: Option<ProcessExit>,
 }
 
@@ -115,7 +122,7 @@ pub struct ProcessSummary {
     pub buffers: u64,
     /// Process lifecycle items yielded.
     pub process_events: u64,
-    /// Exit records produced.
+    /// Exit records produced: one per exit, as items carry them.
     pub process_exits: u64,
     /// Payloads the decoder read with a fallback or partly.
     pub anomalies: u64,
@@ -140,8 +147,12 @@ pub struct ProcessSummary {
 #[derive(Debug)]
 pub struct ProcessEvents<R> {
     file: EtlFile<R>,
-    tracker: EtwExitTracker,
+    tracker: EtwExitTracker<ProcessItem>,
     summary: ProcessSummary,
+    /// Items decided and not yet yielded, in order.
+    ready: VecDeque<ProcessItem>,
+    /// The end of the file was reached and the tracker finished.
+    finished: bool,
 }
 
 /// Opens `path` for [`ProcessEvents`].
@@ -154,10 +165,14 @@ pub fn read_process_events(
 impl<R: Read> ProcessEvents<R> {
     /// Wraps an open trace.
     pub fn new(file: EtlFile<R>) -> Self {
+        // Exits before the trace's start are not exits of the trace.
+        let window_start = Some(file.header().start_time);
         ProcessEvents {
             file,
-            tracker: EtwExitTracker::new(Source::EtlFile),
+            tracker: EtwExitTracker::new(Source::EtlFile, window_start),
             summary: ProcessSummary::default(),
+            ready: VecDeque::new(),
+            finished: false,
         }
     }
 
@@ -180,29 +195,46 @@ impl<R: Read> ProcessEvents<R> {
     /// The next lifecycle item; `Ok(None)` at the end of the file.
     pub fn next_item(&mut self) -> Result<Option<ProcessItem>, EtlError> {
         loop {
-            let event = match self.file.next_event() {
-                Ok(Some(event)) => event,
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    self.summary.read_errors = self.summary.read_errors.saturating_add(1);
-                    return Err(e);
-                }
-            };
-            self.summary.events = self.summary.events.saturating_add(1);
-            let item = if event.provider == PROCESS_GUID {
-                mof_item(&mut self.tracker, &mut self.summary, &event)
-            } else if event.provider == KERNEL_PROCESS_GUID {
-                kp_item(&mut self.tracker, &mut self.summary, &event)
-            } else {
-                None
-            };
-            if let Some(item) = item {
+            if let Some(item) = self.ready.pop_front() {
                 self.summary.process_events = self.summary.process_events.saturating_add(1);
                 if item.exit.is_some() {
                     self.summary.process_exits = self.summary.process_exits.saturating_add(1);
                 }
                 return Ok(Some(item));
             }
+            if self.finished {
+                return Ok(None);
+            }
+            let event = match self.file.next_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    self.finished = true;
+                    self.tracker.finish();
+                    self.take_released();
+                    continue;
+                }
+                Err(e) => {
+                    self.summary.read_errors = self.summary.read_errors.saturating_add(1);
+                    return Err(e);
+                }
+            };
+            self.summary.events = self.summary.events.saturating_add(1);
+            if event.provider == PROCESS_GUID {
+                if let Some(item) = mof_item(&mut self.tracker, &mut self.summary, &event) {
+                    self.ready.push_back(item);
+                }
+            } else if event.provider == KERNEL_PROCESS_GUID {
+                kp_item(&mut self.tracker, &mut self.summary, &event);
+            }
+            // After the event's own item: the Kernel-Process items it decided.
+            self.take_released();
+        }
+    }
+
+    fn take_released(&mut self) {
+        for (exit, mut item) in self.tracker.take_released() {
+            item.exit = exit;
+            self.ready.push_back(item);
         }
     }
 }
@@ -248,7 +280,7 @@ fn note_error(summary: &mut ProcessSummary, event: &RawEvent<'_>, opcode: u16, e
 }
 
 fn mof_item(
-    tracker: &mut EtwExitTracker,
+    tracker: &mut EtwExitTracker<ProcessItem>,
     summary: &mut ProcessSummary,
     event: &RawEvent<'_>,
 ) -> Option<ProcessItem> {
@@ -288,24 +320,30 @@ fn mof_item(
     Some(item)
 }
 
+/// Hands a Kernel-Process start/stop to the tracker, which releases its
+/// item when decided.
 fn kp_item(
-    tracker: &mut EtwExitTracker,
+    tracker: &mut EtwExitTracker<ProcessItem>,
     summary: &mut ProcessSummary,
     event: &RawEvent<'_>,
-) -> Option<ProcessItem> {
+) {
     let kind = match event.event_id {
         EVENT_PROCESS_START => LifecycleKind::KernelProcessStart,
         EVENT_PROCESS_STOP => LifecycleKind::KernelProcessStop,
-        _ => return None,
+        _ => return,
     };
     if event.version > MAX_KNOWN_KP_VERSION {
         summary.unknown_versions = summary.unknown_versions.saturating_add(1);
     }
     let version = u8::try_from(event.version).unwrap_or(u8::MAX);
-    let mut item = blank_item(kind, event.event_id, event);
-    match tracker.on_kernel_process_event(event.event_id, version, event.filetime, event.payload) {
-        Ok(exit) => item.exit = exit,
-        Err(e) => note_error(summary, event, event.event_id, e),
+    let item = blank_item(kind, event.event_id, event);
+    if let Err(e) = tracker.on_kernel_process_event(
+        event.event_id,
+        version,
+        event.filetime,
+        event.payload,
+        item,
+    ) {
+        note_error(summary, event, event.event_id, e);
     }
-    Some(item)
 }

@@ -1,40 +1,66 @@
-//! ETW process events → [`ProcessExit`] records.
+//! ETW process events → [`ProcessExit`] records: the one place that decides
+//! what is an exit, for live sessions and `.etl` files alike.
 //!
 //! Kernel Process class (docs/etw-process-events.md §1.7):
 //! - Start (1) and DCStart (3) seed what an End may lack (name, command line,
 //!   user). Only Start's event time is a start time: DCStart is a rundown
 //!   logged when the session began, so it gives no start time.
-//! - End (2) is the exit. Defunct (39) is an exited process still referenced
-//!   at rundown; it is reported unless the same (pid, UniqueProcessKey)
-//!   was already reported. Its event time is the rundown time, so only the
-//!   v5 payload `ExitTime` is used as exit time.
+//! - End (2) is the exit.
+//! - Defunct (39) is a rundown record of a zombie (ended, still referenced),
+//!   listed when a session stops. It is an exit only when no End was seen
+//!   for its (pid, UniqueProcessKey) and the process ended inside the
+//!   observed window: its v5 `ExitTime` is at or after the window start (the
+//!   trace or session start), or, without ExitTime, the process was seen
+//!   alive in this window (Start or DCStart). Otherwise it is a fact about
+//!   the rundown, not an exit. Its event time is the rundown time, so only
+//!   the payload `ExitTime` is used as exit time.
 //! - Everything else (DCEnd, Terminate, PerfCtr…) is ignored.
 //!
 //! Microsoft-Windows-Kernel-Process (§5): ProcessStop carries create and exit
 //! times and the exit code, but no key, parent or command line. A ProcessStart
-//! with the same (pid, CreateTime) supplies the parent; the kernel-class state
-//! is not consulted, since a pid alone cannot tie the two providers together.
+//! with the same (pid, CreateTime) supplies the parent. When the same stream
+//! also carries kernel Process events (a trace that enabled both), each exit
+//! comes twice; one record is made: the kernel End, with the ProcessStop's
+//! create time (and parent) added when it lacks them. A ProcessStop that
+//! comes first waits for its End ([`on_kernel_process_event`] returns
+//! nothing); one that no End matched is released by [`finish`].
 //!
-//! Memory is bounded: live processes and recently reported keys are kept in
-//! insertion-ordered maps that drop their oldest entries when full.
+//! Memory is bounded: live processes, recently reported keys and waiting
+//! ProcessStops are kept in insertion-ordered maps or queues that drop (or,
+//! for ProcessStops, release) their oldest entries when full.
+//!
+//! [`on_kernel_process_event`]: EtwExitTracker::on_kernel_process_event
+//! [`finish`]: EtwExitTracker::finish
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use crate::decode::kernel_process::{
-    decode_process_start, decode_process_stop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
+    decode_process_start, decode_process_stop, ProcessStop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
 };
 use crate::decode::mof_process::{
     decode_process, ProcessPayload, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
 };
 use crate::decode::{DecodeError, DecodeErrorKind, PointerSize};
-use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Source, User};
+use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources, Source, User};
 
 /// Processes seen starting and not yet ended. Entries whose End was lost
 /// are evicted oldest-first beyond this.
 const MAX_LIVE: usize = 16_384;
+/// Bytes of command lines the live table may hold. Any user can start
+/// processes with 32 K-character command lines; without a budget they
+/// would grow an administrator's monitor without bound. Beyond it the
+/// oldest live entries are evicted (their End still carries the command
+/// line; only a start time is lost) and counted.
+const COMMAND_LINE_BUDGET: usize = 16 << 20;
 /// Recently reported (pid, key) pairs remembered for End/Defunct dedup.
 const MAX_REPORTED: usize = 4096;
+/// ProcessStops waiting for their kernel End, and kernel exits remembered
+/// for ProcessStops that come after their End.
+const MAX_PAIRING: usize = 1024;
+/// The two records of one exit carry exit times microseconds apart; pids are
+/// reused far more slowly.
+const SAME_EXIT_WINDOW: u64 = 2 * 10_000_000;
 
 /// (pid, UniqueProcessKey); the key is `None` before v2 or when it is 0.
 type ProcKey = (u32, Option<u64>);
@@ -58,31 +84,80 @@ struct KpSeed {
 
 /// Tracks process lifetimes across ETW process events and emits one
 /// [`ProcessExit`] per ended process.
+///
+/// `T` is what the caller attaches to each Kernel-Process event (the `.etl`
+/// reader attaches the event's item). It comes back from
+/// [`take_released`](Self::take_released), with the event's exit record if
+/// it gives one, as soon as that is decided: at once, or — for a ProcessStop
+/// that waits for its kernel End — when the End comes (without a record: the
+/// End's record includes it) or at [`finish`](Self::finish).
 #[derive(Debug)]
-pub(crate) struct EtwExitTracker {
+pub(crate) struct EtwExitTracker<T = ()> {
     source: Source,
     live: Bounded<ProcKey, Seed>,
     reported: Bounded<ProcKey, ()>,
     kp_live: Bounded<(u32, u64), KpSeed>,
     anomalies: u64,
+    /// Command-line bytes held in `live`.
+    command_line_bytes: usize,
+    command_line_budget: usize,
+    /// Live entries dropped to stay within MAX_LIVE or the byte budget.
+    evicted: u64,
+    /// FILETIME the observed window began: trace or session start.
+    window_start: Option<u64>,
+    /// A kernel Process event was seen: ProcessStops then pair with Ends.
+    kernel_seen: bool,
+    /// ProcessStops waiting for their End, oldest first.
+    waiting_stops: VecDeque<(ProcessExit, T)>,
+    /// Kernel-Process events decided, in order, with their exit if any.
+    released: VecDeque<(Option<ProcessExit>, T)>,
+    /// (pid, status, exit FILETIME) of recent kernel exits.
+    recent_exits: VecDeque<(u32, ExitStatus, u64)>,
 }
 
-impl EtwExitTracker {
+impl<T> EtwExitTracker<T> {
     /// A tracker whose records carry `source`. With [`Source::EtwKernel`],
     /// records built from Kernel-Process events carry
-    /// [`Source::EtwKernelProcess`] instead.
-    pub(crate) fn new(source: Source) -> Self {
+    /// [`Source::EtwKernelProcess`] instead. `window_start` is the FILETIME
+    /// the observation began (the trace's or session's start), if known;
+    /// without it a Defunct counts as an exit only for a process seen alive.
+    pub(crate) fn new(source: Source, window_start: Option<u64>) -> Self {
         EtwExitTracker {
             source,
             live: Bounded::new(MAX_LIVE),
             reported: Bounded::new(MAX_REPORTED),
             kp_live: Bounded::new(MAX_LIVE),
             anomalies: 0,
+            command_line_bytes: 0,
+            command_line_budget: COMMAND_LINE_BUDGET,
+            evicted: 0,
+            window_start: window_start.filter(|&t| t != 0),
+            kernel_seen: false,
+            waiting_stops: VecDeque::new(),
+            released: VecDeque::new(),
+            recent_exits: VecDeque::new(),
         }
     }
 
-    /// One kernel Process-class event (provider PROCESS_GUID). `timestamp` = event time as FILETIME if known.
-    /// Returns the exit record for End (op 2), and for Defunct (op 39) unless that (pid, UniqueProcessKey) was already reported by an End.
+    /// Releases the ProcessStops still waiting for an End as exits (to
+    /// [`take_released`](Self::take_released)): call at the end of the stream.
+    pub(crate) fn finish(&mut self) {
+        for (exit, tag) in self.waiting_stops.drain(..) {
+            self.released.push_back((Some(exit), tag));
+        }
+    }
+
+    /// The Kernel-Process events decided since the last call, in order: each
+    /// caller's tag with the exit record it gives, if any.
+    pub(crate) fn take_released(
+        &mut self,
+    ) -> std::collections::vec_deque::Drain<'_, (Option<ProcessExit>, T)> {
+        self.released.drain(..)
+    }
+
+    /// One kernel Process-class event (provider PROCESS_GUID). `timestamp` =
+    /// event time as FILETIME if known. Returns the exit record for End (op
+    /// 2), and for a Defunct (op 39) that the module's rule makes an exit.
     ///
     /// A Start/DCStart that does not decode is counted in [`anomalies`](Self::anomalies)
     /// and yields `Ok(None)`; an End/Defunct that does not decode is an error.
@@ -95,6 +170,7 @@ impl EtwExitTracker {
         timestamp: Option<u64>,
         payload: &[u8],
     ) -> Result<Option<ProcessExit>, DecodeError> {
+        self.kernel_seen = true;
         match opcode {
             OPCODE_START | OPCODE_DC_START => {
                 match decode_process(payload, version, pointer) {
@@ -114,71 +190,109 @@ impl EtwExitTracker {
             OPCODE_END => {
                 let p = decode_process(payload, version, pointer)?;
                 self.note(&p);
-                self.finish(p, timestamp).map(Some)
+                let mut exit = self.end(p, timestamp)?;
+                self.pair_with_waiting_stop(&mut exit);
+                Ok(Some(exit))
             }
             OPCODE_DEFUNCT => {
                 let p = decode_process(payload, version, pointer)?;
                 self.note(&p);
-                if self.reported.contains(&proc_key(&p)) {
+                if !self.defunct_is_exit(&p) {
                     return Ok(None);
                 }
                 // The event time is when the rundown saw the zombie, not the exit.
                 let exit_time = p.exit_time;
-                self.finish(p, exit_time).map(Some)
+                let mut exit = self.end(p, exit_time)?;
+                self.pair_with_waiting_stop(&mut exit);
+                Ok(Some(exit))
             }
             _ => Ok(None),
         }
     }
 
-    /// One Microsoft-Windows-Kernel-Process event (ProcessStop id 2 gives an exit; ProcessStart id 1 may seed if you decode it).
+    /// One Microsoft-Windows-Kernel-Process event: ProcessStart (id 1) seeds
+    /// the parent, ProcessStop (id 2) gives an exit — unless a kernel End
+    /// already reported it, or (in a stream with kernel Process events) it
+    /// waits for its End. What is decided goes to
+    /// [`take_released`](Self::take_released) with `tag`; when the wait
+    /// queue is full its oldest stop is released as an exit.
     ///
-    /// A ProcessStart that does not decode is counted as an anomaly and
-    /// yields `Ok(None)`; other event ids are ignored.
+    /// A ProcessStart that does not decode is counted as an anomaly; a
+    /// ProcessStop that does not decode is an error (its tag is released
+    /// without a record); other event ids are ignored.
     pub(crate) fn on_kernel_process_event(
         &mut self,
         event_id: u16,
         version: u8,
         timestamp: Option<u64>,
         payload: &[u8],
-    ) -> Result<Option<ProcessExit>, DecodeError> {
+        tag: T,
+    ) -> Result<(), DecodeError> {
         match event_id {
             EVENT_PROCESS_START => {
                 match decode_process_start(payload, version) {
-                    Ok(s) => self.kp_live.insert(
-                        (s.pid, s.create_time),
-                        KpSeed {
-                            ppid: s.ppid,
-                            image_path: s.image_name,
-                        },
-                    ),
+                    Ok(s) => {
+                        self.kp_live.insert(
+                            (s.pid, s.create_time),
+                            KpSeed {
+                                ppid: s.ppid,
+                                image_path: s.image_name,
+                            },
+                        );
+                    }
                     Err(_) => self.bump_anomalies(),
                 }
-                Ok(None)
+                self.released.push_back((None, tag));
+                Ok(())
             }
-            EVENT_PROCESS_STOP => {
-                let s = decode_process_stop(payload, version)?;
-                if s.image_name.is_none() {
-                    self.bump_anomalies();
+            EVENT_PROCESS_STOP => match decode_process_stop(payload, version) {
+                Ok(stop) => {
+                    self.on_stop(stop, timestamp, tag);
+                    Ok(())
                 }
-                let seed = self.kp_live.remove(&(s.pid, s.create_time));
-                let source = match self.source {
-                    Source::EtwKernel => Source::EtwKernelProcess,
-                    other => other,
-                };
-                let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
-                exit.resources = s.resources();
-                exit.start_time = system_time_from_filetime(s.create_time);
-                exit.exit_time = system_time_from_filetime(s.exit_time)
-                    .or_else(|| timestamp.and_then(system_time_from_filetime));
-                exit.ppid = seed.as_ref().map(|seed| seed.ppid);
-                exit.name = non_empty(s.image_name).or_else(|| {
-                    seed.and_then(|seed| seed.image_path)
-                        .as_deref()
-                        .and_then(leaf_name)
-                });
-                Ok(Some(exit))
+                Err(e) => {
+                    self.released.push_back((None, tag));
+                    Err(e)
+                }
+            },
+            _ => {
+                self.released.push_back((None, tag));
+                Ok(())
             }
-            _ => Ok(None),
+        }
+    }
+
+    fn on_stop(&mut self, s: ProcessStop, timestamp: Option<u64>, tag: T) {
+        if s.image_name.is_none() {
+            self.bump_anomalies();
+        }
+        let seed = self.kp_live.remove(&(s.pid, s.create_time));
+        let source = match self.source {
+            Source::EtwKernel => Source::EtwKernelProcess,
+            other => other,
+        };
+        let mut exit = ProcessExit::new(s.pid, ExitStatus::Code(s.exit_code), source);
+        exit.resources = s.resources();
+        exit.start_time = system_time_from_filetime(s.create_time);
+        exit.exit_time = system_time_from_filetime(s.exit_time)
+            .or_else(|| timestamp.and_then(system_time_from_filetime));
+        exit.ppid = seed.as_ref().map(|seed| seed.ppid);
+        exit.name = non_empty(s.image_name).or_else(|| {
+            seed.and_then(|seed| seed.image_path)
+                .as_deref()
+                .and_then(leaf_name)
+        });
+        if self.was_reported_by_kernel(&exit) {
+            self.released.push_back((None, tag));
+        } else if !self.kernel_seen {
+            self.released.push_back((Some(exit), tag));
+        } else {
+            self.waiting_stops.push_back((exit, tag));
+            if self.waiting_stops.len() > MAX_PAIRING {
+                if let Some((exit, tag)) = self.waiting_stops.pop_front() {
+                    self.released.push_back((Some(exit), tag));
+                }
+            }
         }
     }
 
@@ -187,6 +301,13 @@ impl EtwExitTracker {
     /// events that could not be decoded at all.
     pub(crate) fn anomalies(&self) -> u64 {
         self.anomalies
+    }
+
+    /// Live entries evicted so far to keep the table within its entry and
+    /// command-line bounds.
+    #[cfg_attr(not(windows), allow(dead_code))] // read by the live backend
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     fn bump_anomalies(&mut self) {
@@ -205,19 +326,88 @@ impl EtwExitTracker {
             // Keep a start time an earlier Start already gave this process.
             self.live.get(&key).and_then(|s| s.start_time)
         });
-        self.live.insert(
+        let command_line = non_empty(p.command_line);
+        self.command_line_bytes = self
+            .command_line_bytes
+            .saturating_add(command_line.as_ref().map_or(0, String::len));
+        let (replaced, evicted) = self.live.insert(
             key,
             Seed {
                 start_time,
                 name: non_empty(p.image_file_name),
-                command_line: non_empty(p.command_line),
+                command_line,
                 user: p.user_sid,
             },
         );
+        if evicted.is_some() {
+            self.evicted = self.evicted.saturating_add(1);
+        }
+        for gone in [replaced, evicted].into_iter().flatten() {
+            self.forget_bytes(&gone);
+        }
+        while self.command_line_bytes > self.command_line_budget {
+            let Some(gone) = self.live.pop_oldest() else {
+                break;
+            };
+            self.evicted = self.evicted.saturating_add(1);
+            self.forget_bytes(&gone);
+        }
+    }
+
+    fn forget_bytes(&mut self, seed: &Seed) {
+        let bytes = seed.command_line.as_ref().map_or(0, String::len);
+        self.command_line_bytes = self.command_line_bytes.saturating_sub(bytes);
+    }
+
+    /// Whether a Defunct record is an exit (see the module docs).
+    fn defunct_is_exit(&self, p: &ProcessPayload) -> bool {
+        let key = proc_key(p);
+        if self.reported.contains(&key) {
+            return false;
+        }
+        match (p.exit_time.filter(|&t| t != 0), self.window_start) {
+            (Some(exit_time), Some(start)) => exit_time >= start,
+            _ => self.live.contains(&key),
+        }
+    }
+
+    /// Adds what a waiting ProcessStop of the same exit knows, drops that
+    /// stop, and remembers the exit for stops that come later.
+    fn pair_with_waiting_stop(&mut self, exit: &mut ProcessExit) {
+        let Some(exit_ft) = exit.exit_time.map(filetime_of) else {
+            return;
+        };
+        let position = self.waiting_stops.iter().position(|(stop, _)| {
+            same_exit(
+                (stop.pid, stop.status, stop.exit_time.map(filetime_of)),
+                (exit.pid, exit.status, Some(exit_ft)),
+            )
+        });
+        if let Some((stop, tag)) = position.and_then(|i| self.waiting_stops.remove(i)) {
+            exit.start_time = exit.start_time.or(stop.start_time);
+            exit.ppid = exit.ppid.or(stop.ppid);
+            // Only the ProcessStop reports resource use.
+            if exit.resources == Resources::default() {
+                exit.resources = stop.resources;
+            }
+            self.released.push_back((None, tag));
+        }
+        if self.recent_exits.len() == MAX_PAIRING {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits
+            .push_back((exit.pid, exit.status, exit_ft));
+    }
+
+    fn was_reported_by_kernel(&self, stop: &ProcessExit) -> bool {
+        let stop_ft = stop.exit_time.map(filetime_of);
+        self.recent_exits.iter().any(|&(pid, status, ft)| {
+            same_exit((pid, status, Some(ft)), (stop.pid, stop.status, stop_ft))
+        })
     }
 
     /// Builds the record for an ended process and forgets its live state.
-    fn finish(
+    fn end(
         &mut self,
         p: ProcessPayload,
         exit_time: Option<u64>,
@@ -231,6 +421,9 @@ impl EtwExitTracker {
         };
         let key = proc_key(&p);
         let seed = self.live.remove(&key);
+        if let Some(seed) = &seed {
+            self.forget_bytes(seed);
+        }
         self.reported.insert(key, ());
         let code = u32::from_le_bytes(status.to_le_bytes());
         let mut exit = ProcessExit::new(p.pid, ExitStatus::Code(code), self.source);
@@ -253,6 +446,25 @@ impl EtwExitTracker {
         exit.user = user.map(User::Sid);
         Ok(exit)
     }
+}
+
+/// Whether two (pid, status, exit FILETIME) describe the same exit.
+fn same_exit(a: (u32, ExitStatus, Option<u64>), b: (u32, ExitStatus, Option<u64>)) -> bool {
+    let close = match (a.2, b.2) {
+        (Some(x), Some(y)) => x.abs_diff(y) <= SAME_EXIT_WINDOW,
+        _ => false,
+    };
+    a.0 == b.0 && a.1 == b.1 && close
+}
+
+/// `SystemTime` → FILETIME (100 ns ticks since 1601-01-01 UTC); the inverse
+/// of [`system_time_from_filetime`] for times after 1970 (0 before).
+pub(crate) fn filetime_of(t: std::time::SystemTime) -> u64 {
+    const TICKS_1601_TO_1970: u64 = 116_444_736_000_000_000;
+    let since_1970 = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos() / 100).unwrap_or(u64::MAX));
+    since_1970.saturating_add(TICKS_1601_TO_1970)
 }
 
 fn proc_key(p: &ProcessPayload) -> ProcKey {
@@ -293,24 +505,33 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
         }
     }
 
-    fn insert(&mut self, key: K, value: V) {
+    /// Inserts; returns the value `key` had before, and the oldest value
+    /// evicted to stay within `cap` (at most one: one entry was added).
+    fn insert(&mut self, key: K, value: V) -> (Option<V>, Option<V>) {
         let generation = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        self.map.insert(key, (value, generation));
+        let replaced = self.map.insert(key, (value, generation)).map(|(v, _)| v);
         self.order.push_back((key, generation));
-        while self.map.len() > self.cap {
-            let Some((old, old_gen)) = self.order.pop_front() else {
-                break;
-            };
-            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
-                self.map.remove(&old);
-            }
+        let mut evicted = None;
+        if self.map.len() > self.cap {
+            evicted = self.pop_oldest();
         }
         if self.order.len() > self.cap.saturating_mul(2) {
             let map = &self.map;
             self.order
                 .retain(|(k, g)| map.get(k).is_some_and(|(_, mg)| mg == g));
         }
+        (replaced, evicted)
+    }
+
+    /// Removes and returns the oldest live entry's value.
+    fn pop_oldest(&mut self) -> Option<V> {
+        while let Some((old, old_gen)) = self.order.pop_front() {
+            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
+                return self.map.remove(&old).map(|(v, _)| v);
+            }
+        }
+        None
     }
 
     fn get(&self, key: &K) -> Option<&V> {
@@ -346,6 +567,8 @@ mod tests {
     const P8: PointerSize = PointerSize::Eight;
     const T_START: u64 = 132_445_973_974_989_595;
     const T_END: u64 = 132_445_974_082_348_412;
+    /// Start of the observed window: one second before `T_START`.
+    const T_WINDOW: u64 = T_START - 10_000_000;
 
     fn utf16z(s: &str) -> Vec<u8> {
         s.encode_utf16()
@@ -390,7 +613,7 @@ mod tests {
 
     #[test]
     fn start_then_end_gives_start_time_and_fills_gaps() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let start = mof(4, 0xaa, 10, 259, "git.exe", "git.exe remote -v");
         assert_eq!(
             t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &start),
@@ -418,7 +641,7 @@ mod tests {
 
     #[test]
     fn dcstart_then_end_has_no_start_time() {
-        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         let dc = mof(4, 0xbb, 11, 259, "svc.exe", "svc.exe -k");
         t.on_process_event(OPCODE_DC_START, 4, P8, Some(T_START), &dc)
             .unwrap();
@@ -435,7 +658,7 @@ mod tests {
 
     #[test]
     fn end_then_defunct_same_key_is_one_record() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let end = mof(4, 0xcc, 12, 0, "a.exe", "a");
         assert!(t
             .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
@@ -446,7 +669,8 @@ mod tests {
             t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &defunct),
             Ok(None)
         );
-        // A Defunct for a process never reported is an exit, timed by its payload.
+        // A v5 Defunct of a process that ended inside the window and had
+        // no End is an exit, timed by its payload's ExitTime.
         let other = mof(5, 0xdd, 13, 0, "b.exe", "");
         let exit = t
             .on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &other)
@@ -454,23 +678,181 @@ mod tests {
             .unwrap();
         assert_eq!(exit.exit_time, ft(T_START));
         assert_eq!(exit.start_time, None);
+        assert_eq!(exit.name.as_deref(), Some("b.exe"));
         // Repeated rundowns do not report it twice.
         assert_eq!(
             t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 20), &other),
             Ok(None)
         );
-        // v4 Defunct: no payload exit time, and the event time is not one.
+        // A v4 Defunct (no ExitTime) of a process never seen alive: a zombie
+        // from before the window, not an exit.
         let v4 = mof(4, 0xee, 14, 0, "c.exe", "");
+        assert_eq!(
+            t.on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4),
+            Ok(None)
+        );
+    }
+
+    /// `payload` with its trailing v5 ExitTime replaced by `exit_time`.
+    fn exit_time_at(mut payload: Vec<u8>, exit_time: u64) -> Vec<u8> {
+        let at = payload.len() - 8;
+        payload[at..].copy_from_slice(&exit_time.to_le_bytes());
+        payload
+    }
+
+    #[test]
+    fn defunct_v4_of_a_process_seen_alive_is_an_exit() {
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+        let dc = mof(4, 0x51, 51, 259, "held.exe", "held.exe --wait");
+        t.on_process_event(OPCODE_DC_START, 4, P8, Some(T_WINDOW), &dc)
+            .unwrap();
+        // Its End was lost; the stop-time rundown lists it as a zombie.
+        let defunct = mof(4, 0x51, 51, 7, "held.exe", "");
         let exit = t
-            .on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4)
+            .on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &defunct)
             .unwrap()
             .unwrap();
+        assert_eq!(exit.status, ExitStatus::Code(7));
+        assert_eq!(exit.command_line.as_deref(), Some("held.exe --wait"));
+        // The rundown's time is not the exit time, and v4 has none.
         assert_eq!(exit.exit_time, None);
+        // A Start seeds it as well.
+        let start = mof(4, 0x52, 52, 259, "new.exe", "");
+        t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &start)
+            .unwrap();
+        let exit = t
+            .on_process_event(
+                OPCODE_DEFUNCT,
+                4,
+                P8,
+                Some(T_END),
+                &mof(4, 0x52, 52, 0, "", ""),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, ft(T_START));
+    }
+
+    #[test]
+    fn defunct_that_ended_before_the_window_is_a_zombie() {
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_START));
+        // v5, ExitTime a day before the window: never an exit.
+        let old = exit_time_at(
+            mof(5, 0x61, 61, 0, "smss.exe", ""),
+            T_START - 864_000_000_000,
+        );
+        assert_eq!(
+            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END), &old),
+            Ok(None)
+        );
+        // ExitTime exactly at the window start counts as inside.
+        let edge = exit_time_at(mof(5, 0x62, 62, 0, "edge.exe", ""), T_START);
+        assert!(t
+            .on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END), &edge)
+            .unwrap()
+            .is_some());
+        // Without a known window start, ExitTime alone proves nothing: only a
+        // process seen alive counts.
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, None);
+        let unseen = mof(5, 0x63, 63, 0, "x.exe", "");
+        assert_eq!(
+            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END), &unseen),
+            Ok(None)
+        );
+        t.on_process_event(
+            OPCODE_DC_START,
+            5,
+            P8,
+            None,
+            &mof(4, 0x64, 64, 259, "y.exe", ""),
+        )
+        .unwrap();
+        assert!(t
+            .on_process_event(
+                OPCODE_DEFUNCT,
+                5,
+                P8,
+                Some(T_END),
+                &mof(5, 0x64, 64, 0, "", "")
+            )
+            .unwrap()
+            .is_some());
+    }
+
+    /// Every exit `take_released` gives after one Kernel-Process event.
+    fn released(t: &mut EtwExitTracker<u32>) -> Vec<(Option<u32>, u32)> {
+        t.take_released()
+            .map(|(e, tag)| (e.map(|e| e.pid), tag))
+            .collect()
+    }
+
+    #[test]
+    fn kernel_end_and_process_stop_of_one_exit_give_one_record() {
+        // Stop first: it waits, and the End takes its create time.
+        let mut t = EtwExitTracker::<u32>::new(Source::EtlFile, Some(T_WINDOW));
+        t.on_process_event(
+            OPCODE_DC_START,
+            4,
+            P8,
+            None,
+            &mof(4, 9, 70, 259, "z.exe", ""),
+        )
+        .unwrap();
+        t.on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop_at(1, 71, T_END), 1)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![]);
+        let end = mof(
+            4,
+            0x71,
+            71,
+            0xc000_0005_u32 as i32,
+            "crash.exe",
+            "crash.exe -x",
+        );
+        let exit = t
+            .on_process_event(OPCODE_END, 4, P8, Some(T_END + 20), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, ft(T_START));
+        assert_eq!(exit.command_line.as_deref(), Some("crash.exe -x"));
+        assert_eq!(exit.source, Source::EtlFile);
+        assert_eq!(released(&mut t), vec![(None, 1)]);
+        // End first: the stop that follows is the same exit.
+        let end = mof(4, 0x72, 72, 0xc000_0005_u32 as i32, "b.exe", "");
+        t.on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .unwrap()
+            .unwrap();
+        t.on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop_at(1, 72, T_END), 2)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![(None, 2)]);
+        // A stop no End matches is released at the end of the stream.
+        t.on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop_at(1, 73, T_END), 3)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![]);
+        t.finish();
+        assert_eq!(released(&mut t), vec![(Some(73), 3)]);
+    }
+
+    #[test]
+    fn process_stops_alone_are_exits_at_once() {
+        // A stream without kernel Process events (the Kernel-Process backend).
+        let mut t = EtwExitTracker::<u32>::new(Source::EtwKernelProcess, Some(T_WINDOW));
+        t.on_kernel_process_event(EVENT_PROCESS_STOP, 2, None, &stop_at(2, 80, T_END), 1)
+            .unwrap();
+        assert_eq!(released(&mut t), vec![(Some(80), 1)]);
+        // Starts and other ids give their tag back without a record.
+        t.on_kernel_process_event(15, 1, None, &[], 2).unwrap();
+        assert_eq!(released(&mut t), vec![(None, 2)]);
+        // A stop that does not decode: an error, and its tag comes back.
+        assert!(t
+            .on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &[1, 2], 3)
+            .is_err());
+        assert_eq!(released(&mut t), vec![(None, 3)]);
     }
 
     #[test]
     fn pid_reuse_with_different_keys_gives_two_records() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         t.on_process_event(
             OPCODE_START,
             4,
@@ -508,7 +890,7 @@ mod tests {
 
     #[test]
     fn bad_events_are_not_fatal() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         // Undecodable Start: counted, ignored.
         assert_eq!(
             t.on_process_event(OPCODE_START, 4, P8, None, &[1, 2, 3]),
@@ -546,13 +928,14 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         for i in 0..(MAX_LIVE as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 259, "n.exe", "");
             t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
                 .unwrap();
         }
         assert_eq!(t.live.len(), MAX_LIVE);
+        assert_eq!(t.evicted(), 1000);
         assert!(t.live.order.len() <= 2 * MAX_LIVE);
         for i in 0..(MAX_REPORTED as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 0, "n.exe", "");
@@ -565,6 +948,64 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(early.start_time, None);
+    }
+
+    #[test]
+    fn command_lines_stay_within_the_byte_budget() {
+        let mut t: EtwExitTracker = EtwExitTracker::new(Source::EtwKernel, None);
+        t.command_line_budget = 100_000;
+        // 32 000-character command lines (64 KB of UTF-16 on the wire,
+        // 32 KB held as UTF-8): only three fit in 100 000 bytes.
+        let long = "x".repeat(32_000);
+        for i in 0..10u64 {
+            let p = mof(4, 0x2000 + i, 500 + i as u32, 259, "big.exe", &long);
+            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
+                .unwrap();
+            assert!(t.command_line_bytes <= 100_000);
+        }
+        assert_eq!(t.live.len(), 3);
+        assert_eq!(t.evicted(), 7);
+        assert_eq!(t.command_line_bytes, 3 * 32_000);
+        // An evicted process's End still carries its own command line.
+        let end = mof(4, 0x2000, 500, 0, "big.exe", &long);
+        let exit = t
+            .on_process_event(OPCODE_END, 4, P8, None, &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.start_time, None);
+        assert_eq!(exit.command_line.as_deref(), Some(long.as_str()));
+        // Ends and restarts of a pid give their bytes back.
+        let last = mof(4, 0x2009, 509, 0, "big.exe", "");
+        t.on_process_event(OPCODE_END, 4, P8, None, &last).unwrap();
+        assert_eq!(t.command_line_bytes, 2 * 32_000);
+        let again = mof(4, 0x2008, 508, 259, "big.exe", "short");
+        t.on_process_event(OPCODE_DC_START, 4, P8, None, &again)
+            .unwrap();
+        assert_eq!(t.command_line_bytes, 32_000 + 5);
+        assert_eq!(t.evicted(), 7);
+    }
+
+    /// One Kernel-Process event; the exit it released, if any.
+    fn kp(
+        t: &mut EtwExitTracker,
+        id: u16,
+        version: u8,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        let result = t.on_kernel_process_event(id, version, timestamp, payload, ());
+        let mut exits: Vec<ProcessExit> = t.take_released().filter_map(|(e, ())| e).collect();
+        assert!(exits.len() <= 1);
+        result.map(|()| exits.pop())
+    }
+
+    /// A ProcessStop of `pid` created at `T_START`, ended at `exit`, code
+    /// 0xC0000005.
+    fn stop_at(version: u8, pid: u32, exit: u64) -> Vec<u8> {
+        let mut b = kp_stop(version, pid, T_START, "crash.exe");
+        let at = if version >= 2 { 20 } else { 12 };
+        b[at..at + 8].copy_from_slice(&exit.to_le_bytes());
+        b
     }
 
     fn kp_stop(version: u8, pid: u32, create: u64, name: &str) -> Vec<u8> {
@@ -589,16 +1030,16 @@ mod tests {
     #[test]
     fn kernel_process_stop_every_version() {
         for version in 0..=2 {
-            let mut t = EtwExitTracker::new(Source::EtwKernel);
-            let exit = t
-                .on_kernel_process_event(
-                    EVENT_PROCESS_STOP,
-                    version,
-                    Some(T_END + 1),
-                    &kp_stop(version, 40, T_START, "crash.exe"),
-                )
-                .unwrap()
-                .unwrap();
+            let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+            let exit = kp(
+                &mut t,
+                EVENT_PROCESS_STOP,
+                version,
+                Some(T_END + 1),
+                &kp_stop(version, 40, T_START, "crash.exe"),
+            )
+            .unwrap()
+            .unwrap();
             assert_eq!(exit.pid, 40, "v{version}");
             assert_eq!(exit.status, ExitStatus::Code(0xc000_0005));
             assert_eq!(exit.start_time, ft(T_START));
@@ -613,7 +1054,7 @@ mod tests {
 
     #[test]
     fn kernel_process_start_supplies_the_parent() {
-        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         let mut start = Vec::new();
         start.extend(41u32.to_le_bytes());
         start.extend(T_START.to_le_bytes());
@@ -624,42 +1065,38 @@ mod tests {
             "\\Device\\HarddiskVolume3\\Tools\\long-name-tool.exe",
         ));
         assert_eq!(
-            t.on_kernel_process_event(EVENT_PROCESS_START, 1, Some(T_START), &start),
+            kp(&mut t, EVENT_PROCESS_START, 1, Some(T_START), &start),
             Ok(None)
         );
         // Stop whose image name is cut off: the leaf of the start path is used.
         let mut stop = kp_stop(1, 41, T_START, "x");
         stop.truncate(stop.len() - 2);
-        let exit = t
-            .on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop)
+        let exit = kp(&mut t, EVENT_PROCESS_STOP, 1, None, &stop)
             .unwrap()
             .unwrap();
         assert_eq!(exit.ppid, Some(900));
         assert_eq!(exit.name.as_deref(), Some("long-name-tool.exe"));
         assert_eq!(exit.source, Source::EtlFile);
         // Same pid, other create time: no parent.
-        let exit = t
-            .on_kernel_process_event(
-                EVENT_PROCESS_STOP,
-                1,
-                None,
-                &kp_stop(1, 41, T_START + 1, "x"),
-            )
-            .unwrap()
-            .unwrap();
+        let exit = kp(
+            &mut t,
+            EVENT_PROCESS_STOP,
+            1,
+            None,
+            &kp_stop(1, 41, T_START + 1, "x"),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(exit.ppid, None);
         // Other ids are ignored; bad starts (and the cut-off name above) are counted.
-        assert_eq!(t.on_kernel_process_event(15, 1, None, &[0; 3]), Ok(None));
-        assert_eq!(
-            t.on_kernel_process_event(EVENT_PROCESS_START, 1, None, &[0; 3]),
-            Ok(None)
-        );
+        assert_eq!(kp(&mut t, 15, 1, None, &[0; 3]), Ok(None));
+        assert_eq!(kp(&mut t, EVENT_PROCESS_START, 1, None, &[0; 3]), Ok(None));
         assert_eq!(t.anomalies(), 2);
     }
 
     #[test]
     fn garbage_never_panics() {
-        let mut t = EtwExitTracker::new(Source::EtwKernel);
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let mut state = 0xdead_beef_cafe_f00du64;
         for _ in 0..20_000 {
             state ^= state << 13;
@@ -679,7 +1116,7 @@ mod tests {
                 PointerSize::Four
             };
             let _ = t.on_process_event(op, version, p, Some(state), &bytes);
-            let _ = t.on_kernel_process_event((state >> 48) as u16 % 3, version, None, &bytes);
+            let _ = kp(&mut t, (state >> 48) as u16 % 3, version, None, &bytes);
         }
     }
 
@@ -700,7 +1137,7 @@ mod tests {
             "3f005c0043003a005c00570049004e0044004f00570053005c00730079007300740065006d00330032005c0063006f00",
             "6e0068006f00730074002e006500780065002000300078003400000000000000",
         ]);
-        let mut t = EtwExitTracker::new(Source::EtlFile);
+        let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         assert_eq!(
             t.on_process_event(OPCODE_START, 4, P8, Some(132_445_973_974_989_595), &start),
             Ok(None)

@@ -22,6 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use crate::decode::cgroup::container_id;
 use crate::decode::proc_connector::{ProcEvent, ProcMessage};
 use crate::decode::taskstats::TaskExit;
 use crate::event::{ExitStatus, ProcessExit, Source, User};
@@ -67,6 +68,9 @@ pub(crate) trait Host {
     fn uid(&self, pid: u32) -> Option<u32>;
     /// The thread ids of a process (`/proc/<pid>/task`).
     fn tasks(&self, pid: u32) -> Option<Vec<u32>>;
+    /// The cgroup path (`/proc/<pid>/cgroup`, chosen by
+    /// [`cgroup_path`](crate::decode::cgroup::cgroup_path)).
+    fn cgroup(&self, pid: u32) -> Option<String>;
     /// Every pid now in /proc.
     fn pids(&self) -> Vec<u32>;
     /// The clocks, now.
@@ -131,6 +135,9 @@ struct Proc {
     name: Option<String>,
     command_line: Option<String>,
     uid: Option<u32>,
+    /// Read at exec (and when seeded from /proc); a fork inherits its
+    /// parent's, as the kernel does until someone moves the child.
+    cgroup: Option<String>,
     start_ticks: Option<u64>,
     start_time: Option<SystemTime>,
     /// Live threads other than the leader.
@@ -270,6 +277,7 @@ impl<H: Host> ProcessTable<H> {
             name: Some(stat.comm),
             command_line: self.host.cmdline(pid),
             uid: self.host.uid(pid),
+            cgroup: self.host.cgroup(pid),
             start_ticks: Some(stat.start_ticks),
             start_time: self.clocks.wall_from_ticks(stat.start_ticks),
             threads,
@@ -394,6 +402,7 @@ impl<H: Host> ProcessTable<H> {
             name: inherited.and_then(|p| p.name.clone()),
             command_line: inherited.and_then(|p| p.command_line.clone()),
             uid: inherited.and_then(|p| p.uid),
+            cgroup: inherited.and_then(|p| p.cgroup.clone()),
             start_ticks,
             start_time: self.clocks.wall_from_mono(ts),
             ..Proc::default()
@@ -421,6 +430,7 @@ impl<H: Host> ProcessTable<H> {
             .or_else(|| stat.as_ref().map(|s| s.comm.clone()));
         let command_line = self.host.cmdline(tgid);
         let uid = self.host.uid(tgid);
+        let cgroup = self.host.cgroup(tgid);
         let proc = self.procs.entry(tgid).or_default();
         // After exec the other threads are gone and the name is new. What
         // /proc no longer holds is unknown, not the old program's.
@@ -430,6 +440,9 @@ impl<H: Host> ProcessTable<H> {
         proc.command_line = command_line;
         if let Some(uid) = uid {
             proc.uid = Some(uid);
+        }
+        if cgroup.is_some() {
+            proc.cgroup = cgroup;
         }
         if let Some(stat) = stat {
             proc.start_ticks = Some(stat.start_ticks);
@@ -505,6 +518,8 @@ impl<H: Host> ProcessTable<H> {
         exit.name = proc.name;
         exit.command_line = proc.command_line;
         exit.user = proc.uid.map(User::Uid);
+        exit.container_id = proc.cgroup.as_deref().and_then(container_id);
+        exit.cgroup = proc.cgroup;
         exit.process_key = proc.start_ticks;
         exit.start_time = proc.start_time.or_else(|| {
             proc.start_ticks
@@ -616,6 +631,7 @@ mod tests {
         cmdline: Option<String>,
         uid: Option<u32>,
         tasks: Vec<u32>,
+        cgroup: Option<String>,
     }
 
     /// A scripted /proc and clock.
@@ -643,6 +659,7 @@ mod tests {
                     cmdline: (!cmdline.is_empty()).then(|| cmdline.into()),
                     uid: Some(1000),
                     tasks: vec![pid],
+                    cgroup: Some(format!("/user.slice/fake-{ppid}.scope")),
                 },
             );
         }
@@ -663,6 +680,9 @@ mod tests {
         }
         fn tasks(&self, pid: u32) -> Option<Vec<u32>> {
             Some(self.procs.get(&pid)?.tasks.clone())
+        }
+        fn cgroup(&self, pid: u32) -> Option<String> {
+            self.procs.get(&pid)?.cgroup.clone()
         }
         fn pids(&self) -> Vec<u32> {
             let mut pids: Vec<u32> = self.procs.keys().copied().collect();
@@ -839,6 +859,30 @@ mod tests {
         assert_eq!(e.start_time, Some(wall(t0)));
         assert_eq!(e.exit_time, Some(wall(t0 + SEC)));
         assert_eq!(e.duration(), Some(Duration::from_secs(1)));
+    }
+
+    /// A fork inherits the parent's cgroup; an exec reads its own (a
+    /// runtime moves the child into the container's cgroup before exec).
+    #[test]
+    fn cgroup_is_inherited_at_fork_and_read_at_exec() {
+        let mut rig = Rig::new(with_shell(), false);
+        rig.table.seed();
+        let t0 = 61 * SEC;
+        rig.fork(t0, 100, 210, 210);
+        rig.exit(t0 + MS, 210, 210, 0);
+        let id = "9c1d2e3f4a5b6c7d8e9f00112233445566778899aabbccddeeff001122334455";
+        let moved = format!("/system.slice/docker-{id}.scope");
+        rig.fork(t0 + 2 * MS, 100, 211, 211);
+        rig.host()
+            .add(211, 100, "nginx", "nginx -g daemon off;", t0);
+        rig.host().procs.get_mut(&211).unwrap().cgroup = Some(moved.clone());
+        rig.exec(t0 + 3 * MS, 211);
+        rig.exit(t0 + SEC, 211, 211, 0);
+        let exits = rig.exits();
+        assert_eq!(exits[0].cgroup.as_deref(), Some("/user.slice/fake-1.scope"));
+        assert_eq!(exits[0].container_id, None);
+        assert_eq!(exits[1].cgroup.as_deref(), Some(moved.as_str()));
+        assert_eq!(exits[1].container_id.as_deref(), Some(id));
     }
 
     #[test]

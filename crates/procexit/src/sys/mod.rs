@@ -20,8 +20,8 @@ pub(crate) use linux::*;
 
 /// Elsewhere than Linux, `Auto` is decided inside the backend.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn resolve_backend(backend: crate::monitor::Backend) -> crate::monitor::Backend {
-    backend
+pub(crate) fn resolve_backend(options: &crate::monitor::MonitorBuilder) -> crate::monitor::Backend {
+    options.backend
 }
 
 #[cfg(windows)]

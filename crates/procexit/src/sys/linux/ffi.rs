@@ -290,3 +290,34 @@ pub(crate) fn process_exists(pid: u32) -> bool {
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || errno() == libc::EPERM
 }
+
+/// A pidfd (`pidfd_open(2)`, Linux ≥ 5.3): a handle on one process that a
+/// later process with the same pid cannot take over. `Ok(None)` when the
+/// kernel has no pidfd_open; `Err(ESRCH)` when there is no such process.
+pub(crate) fn pidfd_open(pid: u32) -> Result<Option<OwnedFd>, i32> {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return Err(libc::ESRCH);
+    };
+    if pid <= 0 {
+        return Err(libc::ESRCH);
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        let code = errno();
+        return if code == libc::ENOSYS {
+            Ok(None)
+        } else {
+            Err(code)
+        };
+    }
+    let fd = RawFd::try_from(rc).map_err(|_| libc::EBADF)?;
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Whether the process of a pidfd has ended (the fd polls readable once the
+/// process has exited, zombie or reaped).
+pub(crate) fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    poll_readable([pidfd.as_raw_fd()], 0).is_ok_and(|[ready]| ready)
+}

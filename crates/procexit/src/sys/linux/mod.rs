@@ -130,7 +130,7 @@ impl Connector {
 }
 
 pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
-    match resolve_backend(options.backend) {
+    match resolve_backend(options) {
         Backend::LinuxEbpf => return ebpf::start(options, sink),
         Backend::LinuxConnector => {}
         _ => {
@@ -257,13 +257,48 @@ fn run(
 
 /// Waits for arbitrary processes by listening to the connector, so the real
 /// exit status is known even for processes that are not our children.
+///
+/// Pid reuse cannot fool it: when waiting starts it opens a pidfd on each
+/// process and records the process's start time (`/proc/PID/stat` field
+/// 22, the records' `process_key`) while the pidfd shows it alive, so the
+/// start time is that process's. An exit of the same pid with another start
+/// time is another process's and is never reported for it. A process that
+/// ends before the connector listens is `NoSuchProcess` (its status is
+/// gone), never a later holder of its pid.
 pub(crate) struct WaitSet {
     /// A monitor filtered on the pids; `None` once it has ended.
     monitor: Option<Monitor>,
+    /// Who each pid was when waiting started.
+    identities: Vec<Identity>,
+}
+
+/// The process a waited pid named when waiting started.
+struct Identity {
+    pid: u32,
+    /// Start time in clock ticks since boot.
+    start_ticks: u64,
+    /// `None` on kernels without pidfd_open (before 5.3).
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Identity {
+    /// Whether this very process is still running (not a zombie).
+    fn alive(&self) -> bool {
+        match &self.pidfd {
+            Some(pidfd) => !ffi::pidfd_exited(pidfd),
+            None => procfs::stat(self.pid)
+                .is_some_and(|s| s.state != 'Z' && s.start_ticks == self.start_ticks),
+        }
+    }
 }
 
 impl WaitSet {
     pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
+        // Who each pid names now, when waiting starts.
+        let identities = pids
+            .iter()
+            .map(|&pid| identify(pid).ok_or(Error::NoSuchProcess { pid }))
+            .collect::<Result<Vec<_>>>()?;
         let filter = pids.iter().fold(Filter::new(), |f, &pid| f.pid(pid));
         // The connector starts in milliseconds; the eBPF source needs a BTF
         // parse and program verification first (0.1–0.3 s on a busy
@@ -273,16 +308,25 @@ impl WaitSet {
             .filter(filter)
             .queue_capacity(1024)
             .start()?;
-        // Checked after the monitor started, so an exit in between is seen.
-        for &pid in pids {
-            let zombie = procfs::stat(pid).is_some_and(|s| s.state == 'Z');
-            if !ffi::process_exists(pid) || zombie {
-                return Err(Error::NoSuchProcess { pid });
+        // A process that ended before the monitor listened left no exit to
+        // report: it had already ended.
+        for id in &identities {
+            if !id.alive() {
+                return Err(Error::NoSuchProcess { pid: id.pid });
             }
         }
         Ok(WaitSet {
             monitor: Some(monitor),
+            identities,
         })
+    }
+
+    /// Whether `exit` is the exit of the process we wait for under its pid
+    /// (and not of a later process that reused the pid).
+    fn is_waited(&self, exit: &ProcessExit) -> bool {
+        self.identities
+            .iter()
+            .any(|id| id.pid == exit.pid && is_same_process(id.start_ticks, exit.process_key))
     }
 
     pub(crate) fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
@@ -295,7 +339,10 @@ impl WaitSet {
                 Some(d) => monitor.recv_timeout(d.saturating_duration_since(Instant::now())),
             };
             match event {
-                Ok(Event::Exit(exit)) => return Ok(Some(exit)),
+                Ok(Event::Exit(exit)) if self.is_waited(&exit) => {
+                    self.identities.retain(|id| id.pid != exit.pid);
+                    return Ok(Some(exit));
+                }
                 Ok(_) => continue,
                 Err(RecvError::Timeout) => return Ok(None),
                 Err(RecvError::Stopped) => {
@@ -307,5 +354,81 @@ impl WaitSet {
                 }
             }
         }
+    }
+}
+
+/// Opens a pidfd on `pid` and reads its start time while the pidfd shows
+/// the process alive. `None` when there is no such process, or it has
+/// already ended (a zombie). Without pidfd_open (kernels before 5.3) the
+/// start time is read all the same; only the check that the pid did not
+/// change hands during the read is missing.
+fn identify(pid: u32) -> Option<Identity> {
+    let pidfd = match ffi::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(_) => return None,
+    };
+    let stat = procfs::stat(pid)?;
+    if stat.state == 'Z' || !ffi::process_exists(pid) {
+        return None;
+    }
+    // Still alive after the read: the pid was not reused in between, so
+    // the start time read is the pidfd's process's.
+    if pidfd.as_ref().is_some_and(ffi::pidfd_exited) {
+        return None;
+    }
+    Some(Identity {
+        pid,
+        start_ticks: stat.start_ticks,
+        pidfd,
+    })
+}
+
+/// Whether an exit record's `process_key` (start ticks) is the waited
+/// process's. The table derives the start of a process forked while it
+/// watched from the fork's timestamp, which can be one tick off /proc's
+/// value; pids are not reused within a tick in practice. A record without
+/// a key cannot be told apart and is not taken for the waited process.
+fn is_same_process(start_ticks: u64, process_key: Option<u64>) -> bool {
+    process_key.is_some_and(|key| key.abs_diff(start_ticks) <= 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExitStatus, Source};
+
+    fn exit(pid: u32, key: Option<u64>) -> ProcessExit {
+        let mut exit = ProcessExit::new(pid, ExitStatus::Code(0), Source::LinuxConnector);
+        exit.process_key = key;
+        exit
+    }
+
+    #[test]
+    fn only_the_identified_process_is_waited_for() {
+        let set = WaitSet {
+            monitor: None,
+            identities: vec![Identity {
+                pid: 40,
+                start_ticks: 1000,
+                pidfd: None,
+            }],
+        };
+        assert!(set.is_waited(&exit(40, Some(1000))));
+        // The table's fork-time estimate may be a tick off /proc's value.
+        assert!(set.is_waited(&exit(40, Some(1001))));
+        // The same pid, started later: another process.
+        assert!(!set.is_waited(&exit(40, Some(1500))));
+        // No start time: cannot be told apart, so not taken.
+        assert!(!set.is_waited(&exit(40, None)));
+        assert!(!set.is_waited(&exit(41, Some(1000))));
+    }
+
+    #[test]
+    fn identify_reads_a_live_process_and_refuses_a_missing_one() {
+        let me = std::process::id();
+        let id = identify(me).expect("we are alive");
+        assert_eq!(id.start_ticks, procfs::stat(me).unwrap().start_ticks);
+        assert!(id.alive());
+        assert!(identify(u32::MAX).is_none());
     }
 }

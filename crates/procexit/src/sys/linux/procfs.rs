@@ -28,6 +28,9 @@ impl Host for ProcFs {
     fn tasks(&self, pid: u32) -> Option<Vec<u32>> {
         tasks(pid)
     }
+    fn cgroup(&self, pid: u32) -> Option<String> {
+        cgroup(pid)
+    }
     fn pids(&self) -> Vec<u32> {
         pids()
     }
@@ -61,6 +64,15 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
         ppid,
         start_ticks,
     })
+}
+
+/// The cgroup path of a live process (`/proc/<pid>/cgroup`; the choice of
+/// line is [`cgroup_path`](crate::decode::cgroup::cgroup_path)'s). Every
+/// Linux source calls this when a process execs (the eBPF source too), so
+/// all give the same `cgroup`; pass the result to
+/// [`container_id`](crate::decode::cgroup::container_id) for the container.
+pub(crate) fn cgroup(pid: u32) -> Option<String> {
+    crate::decode::cgroup::cgroup_path(&fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)
 }
 
 pub(crate) fn stat(pid: u32) -> Option<Stat> {

@@ -16,7 +16,7 @@ use windows_sys::Win32::System::Diagnostics::Etw::EVENT_RECORD;
 
 use crate::decode::{Guid, PointerSize, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
 use crate::event::Source;
-use crate::merge::etw::EtwExitTracker;
+use crate::merge::etw::{filetime_of, EtwExitTracker};
 use crate::queue::Sink;
 
 #[cfg(test)]
@@ -37,6 +37,7 @@ pub(crate) struct Context {
 struct TrackerState {
     tracker: EtwExitTracker,
     anomalies_reported: u64,
+    evicted_reported: u64,
 }
 
 /// One event, copied out of the EVENT_RECORD.
@@ -54,10 +55,14 @@ pub(crate) struct Record<'a> {
 
 impl Context {
     pub(crate) fn new(sink: Sink, source: Source) -> Context {
+        // The observed window starts now, before the session does: a Defunct
+        // rundown of a process that ended earlier is not an exit.
+        let window_start = filetime_of(std::time::SystemTime::now());
         Context {
             tracker: Mutex::new(TrackerState {
-                tracker: EtwExitTracker::new(source),
+                tracker: EtwExitTracker::new(source, Some(window_start)),
                 anomalies_reported: 0,
+                evicted_reported: 0,
             }),
             sink,
             panics: AtomicU64::new(0),
@@ -92,7 +97,8 @@ impl Context {
             });
         } else if record.provider == KERNEL_PROCESS_GUID {
             self.with_tracker(|t| {
-                t.on_kernel_process_event(record.id, record.version, timestamp, record.payload)
+                t.on_kernel_process_event(record.id, record.version, timestamp, record.payload, ())
+                    .map(|()| None)
             });
         } else if record.provider == LOST_EVENT_GUID {
             // Where a gap is, never how big: the polled session counters
@@ -118,11 +124,22 @@ impl Context {
             Ok(None) => {}
             Err(_) => self.sink.anomaly(),
         }
+        // Kernel-Process stops the tracker decided (a live session carries
+        // one provider, so they come at once).
+        for (exit, ()) in state.tracker.take_released() {
+            if let Some(exit) = exit {
+                self.sink.exit(exit);
+            }
+        }
         let total = state.tracker.anomalies();
         for _ in state.anomalies_reported..total {
             self.sink.anomaly();
         }
         state.anomalies_reported = total;
+        let evicted = state.tracker.evicted();
+        self.sink
+            .evicted(evicted.saturating_sub(state.evicted_reported));
+        state.evicted_reported = evicted;
     }
 }
 

@@ -289,6 +289,37 @@ impl Lifecycle for Live {
     }
 }
 
+#[cfg(test)]
+#[test]
+fn auto_falls_back_unless_the_other_session_would_fail_the_same_way() {
+    let name = || "procexit".to_owned();
+    for e in [
+        Error::NoSessionSlots { code: 1450 },
+        Error::Os {
+            call: "StartTraceW",
+            code: 87,
+        },
+        Error::Os {
+            call: "StartTraceW",
+            code: 50,
+        },
+    ] {
+        assert!(falls_back(&e), "{e:?}");
+    }
+    for e in [
+        Error::NotElevated { code: 5 },
+        Error::SessionNameRejected { name: name() },
+        Error::SessionNotOurs { name: name() },
+        Error::SessionExists {
+            name: name(),
+            code: 183,
+        },
+        Error::AlreadyRunning { name: name() },
+    ] {
+        assert!(!falls_back(&e), "{e:?}");
+    }
+}
+
 /// Polls `done` every 10 ms until it holds (`true`) or `deadline` passed.
 fn wait_until(deadline: Instant, done: impl Fn() -> bool) -> bool {
     loop {

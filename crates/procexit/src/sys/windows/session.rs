@@ -13,10 +13,12 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
     EVENT_CONTROL_CODE_ENABLE_PROVIDER, EVENT_TRACE_CONTROL_FLUSH, EVENT_TRACE_CONTROL_QUERY,
     EVENT_TRACE_CONTROL_STOP, TRACE_LEVEL_INFORMATION,
 };
+use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, ALL_PROCESSOR_GROUPS};
 
 use super::console::{self, Registration};
 use super::ffi::{
     etw_error, os_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA, NOT_RUNNING,
+    NO_SYSTEM_RESOURCES,
 };
 use super::plan::Plan;
 use super::properties::{
@@ -212,7 +214,7 @@ impl Session {
             0 => Ok(()),
             code => {
                 let _ = self.stop();
-                Err(etw_error("EnableTraceEx2", code, &self.name))
+                Err(enable_error(code, &self.name))
             }
         }
     }
@@ -314,6 +316,31 @@ impl Drop for Session {
     }
 }
 
+/// EnableTraceEx2's failures: ERROR_NO_SYSTEM_RESOURCES there means the
+/// provider is enabled by as many sessions as ETW allows (8 for a manifest
+/// provider), not that no session slot is left.
+fn enable_error(code: WIN32_ERROR, session: &str) -> Error {
+    match code {
+        NO_SYSTEM_RESOURCES => Error::ProviderLimit {
+            provider: "Microsoft-Windows-Kernel-Process",
+            code,
+        },
+        code => etw_error("EnableTraceEx2", code, session),
+    }
+}
+
+/// Logical processors in all processor groups (a machine with more than
+/// 64 has several groups; `available_parallelism` may count only ours).
+fn processor_count() -> u32 {
+    // SAFETY: a plain query with no pointers.
+    let all = unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) };
+    if all > 0 {
+        return all;
+    }
+    let ours = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(ours).unwrap_or(u32::MAX)
+}
+
 /// STOP by handle alone (the console handler's path); `true` when ETW
 /// stopped it or it was not running any more.
 pub(crate) fn stop_by_handle(handle: CONTROLTRACE_HANDLE) -> bool {
@@ -332,8 +359,7 @@ pub(crate) fn stop_by_handle(handle: CONTROLTRACE_HANDLE) -> bool {
 }
 
 fn session_config(plan: Plan, name: &str, options: &WindowsOptions) -> SessionConfig {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (default_min, default_max) = default_buffers(u32::try_from(cpus).unwrap_or(u32::MAX));
+    let (default_min, default_max) = default_buffers(processor_count());
     let (min, max) = options.buffer_counts();
     let min_buffers = min.unwrap_or(default_min);
     SessionConfig {
@@ -446,6 +472,19 @@ mod tests {
                 Err(Error::SessionNameRejected { .. })
             ));
         }
+    }
+
+    #[test]
+    fn enable_errors_say_what_they_mean() {
+        assert!(matches!(
+            enable_error(1450, "procexit"),
+            Error::ProviderLimit { code: 1450, .. }
+        ));
+        assert!(matches!(
+            enable_error(5, "procexit"),
+            Error::NotElevated { code: 5 }
+        ));
+        assert!(processor_count() >= 1);
     }
 
     #[test]

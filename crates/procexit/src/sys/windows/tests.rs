@@ -146,8 +146,13 @@ fn utf16z(s: &str) -> Vec<u8> {
 
 /// Kernel Process v4 End payload from a 64-bit kernel, SYSTEM user.
 fn mof_end_v4(pid: u32, code: i32) -> Vec<u8> {
+    mof_v4(pid, 0xffff_a001_0000_1000, code, "cmd /c exit 42")
+}
+
+/// A kernel Process v4 payload (any opcode) from a 64-bit kernel.
+fn mof_v4(pid: u32, key: u64, code: i32, command_line: &str) -> Vec<u8> {
     let mut p = Vec::new();
-    p.extend(0xffff_a001_0000_1000_u64.to_le_bytes()); // UniqueProcessKey
+    p.extend(key.to_le_bytes()); // UniqueProcessKey
     p.extend(pid.to_le_bytes());
     p.extend(100u32.to_le_bytes()); // ParentId
     p.extend(1u32.to_le_bytes()); // SessionId
@@ -159,7 +164,7 @@ fn mof_end_v4(pid: u32, code: i32) -> Vec<u8> {
     p.extend([1, 1, 0, 0, 0, 0, 0, 5]); // S-1-5-…
     p.extend(18u32.to_le_bytes()); // …-18
     p.extend(b"cmd.exe\0");
-    p.extend(utf16z("cmd /c exit 42"));
+    p.extend(utf16z(command_line));
     p.extend(utf16z("")); // PackageFullName
     p.extend(utf16z("")); // ApplicationId
     p
@@ -184,6 +189,29 @@ fn callback_turns_a_kernel_end_record_into_an_exit() {
     assert_eq!(exit.source, Source::EtwKernel);
     assert!(exit.exit_time.is_some());
     assert_eq!(context.events.load(Ordering::Relaxed), 1);
+    assert_eq!(shared.stats().anomalies, 0);
+}
+
+#[test]
+fn callback_reports_no_zombie_rundown_from_before_the_session() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink, Source::EtwKernel);
+    // The stop-time rundown: a v5 Defunct whose ExitTime (2020) is long
+    // before this session, and a v4 Defunct of a process never seen alive.
+    let mut old = mof_end_v4(616, 0);
+    old.extend(132_400_000_000_000_000_u64.to_le_bytes());
+    deliver(&context, PROCESS_GUID, 0, 39, 5, &old);
+    deliver(&context, PROCESS_GUID, 0, 39, 4, &mof_end_v4(988, 0));
+    assert_eq!(drain(&shared), vec![]);
+    // A process seen alive (DCStart) whose End was lost: its Defunct is
+    // its exit.
+    deliver(&context, PROCESS_GUID, 0, 3, 4, &mof_end_v4(4243, 259));
+    deliver(&context, PROCESS_GUID, 0, 39, 4, &mof_end_v4(4243, 5));
+    let events = drain(&shared);
+    let [Event::Exit(exit)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert_eq!((exit.pid, exit.status), (4243, ExitStatus::Code(5)));
     assert_eq!(shared.stats().anomalies, 0);
 }
 
@@ -241,6 +269,22 @@ fn a_panic_in_the_callback_is_caught_and_counted() {
     assert_eq!(context.panics.load(Ordering::Relaxed), 1);
     assert_eq!(shared.stats().anomalies, 1);
     assert!(matches!(drain(&shared).as_slice(), [Event::Exit(e)] if e.pid == 9));
+}
+
+#[test]
+fn long_command_lines_are_bounded_and_evictions_counted() {
+    let (shared, sink) = sink();
+    let context = Context::new(sink, Source::EtwKernel);
+    // 32 000 characters: 64 000 bytes of UTF-16 in the event, the most a
+    // Windows command line holds. 16 MiB of them as UTF-8 is 524.
+    let long = "y".repeat(32_000);
+    for i in 0..600u32 {
+        let start = mof_v4(1000 + i, 0xffff_b000_0000_0000 + u64::from(i), 259, &long);
+        assert!(start.len() < 65_536, "fits an event");
+        deliver(&context, PROCESS_GUID, 0, 3, 4, &start);
+    }
+    assert_eq!(shared.stats().evicted, 600 - 524);
+    assert_eq!(shared.stats().anomalies, 0);
 }
 
 #[test]
