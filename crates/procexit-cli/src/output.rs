@@ -25,6 +25,9 @@ pub struct Printer {
     width: Option<usize>,
     ascii: bool,
     header_done: bool,
+    /// One JSON line, built whole before it is written: serialising straight
+    /// into stdout's line writer scans every small piece for a newline.
+    line: Vec<u8>,
 }
 
 impl Printer {
@@ -43,6 +46,7 @@ impl Printer {
             width,
             ascii: ascii_only(terminal),
             header_done: false,
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -50,9 +54,11 @@ impl Printer {
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
         match self.format {
             Format::JsonLines => {
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, event)?;
+                self.line.push(b'\n');
                 let mut out = self.out.lock();
-                serde_json::to_writer(&mut out, event)?;
-                out.write_all(b"\n")?;
+                out.write_all(&self.line)?;
                 out.flush()
             }
             Format::Table => {
