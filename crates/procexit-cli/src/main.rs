@@ -145,9 +145,8 @@ fn source_note(backend: Backend) -> Option<&'static str> {
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let format = format(args.output.json);
-    let mut printer = Printer::new(format);
-    let outcome = replay::replay(&args, &mut printer, format)?;
+    let mut printer = Printer::new(format(args.output.json));
+    let outcome = replay::replay(&args, &mut printer)?;
     Ok(if outcome.files_with_errors > 0 {
         ExitCode::from(EXIT_ERROR)
     } else {

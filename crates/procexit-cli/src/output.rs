@@ -3,6 +3,8 @@
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
+use procexit::etl::LifecycleKind;
+use procexit::schema::Message;
 use procexit::{Event, ExitKind, ExitStatus, ProcessExit, Stats};
 
 use crate::escape;
@@ -52,18 +54,24 @@ impl Printer {
 
     /// Prints one event. Errors are I/O errors (a closed pipe among them).
     pub fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.message(Message::from(event))
+    }
+
+    /// Prints one message: as JSON, or as a table row or line. A `stats`
+    /// message has no table form (the summary goes to stderr).
+    pub fn message(&mut self, message: Message<'_>) -> io::Result<()> {
         match self.format {
             Format::JsonLines => {
                 self.line.clear();
-                serde_json::to_writer(&mut self.line, event)?;
+                serde_json::to_writer(&mut self.line, &message)?;
                 self.line.push(b'\n');
                 let mut out = self.out.lock();
                 out.write_all(&self.line)?;
                 out.flush()
             }
             Format::Table => {
-                let line = match event {
-                    Event::Exit(exit) => {
+                let line = match message {
+                    Message::Exit(exit) => {
                         return self.row(&Row {
                             time: exit.exit_time,
                             pid: exit.pid,
@@ -74,7 +82,30 @@ impl Printer {
                             command_line: exit.command_line.as_deref(),
                         })
                     }
-                    Event::Lost { count, reason } => {
+                    Message::Process(record) => {
+                        return self.row(&Row {
+                            time: record.time,
+                            pid: record.pid,
+                            ppid: Some(record.ppid),
+                            status: lifecycle_label(record.kind),
+                            duration: None,
+                            name: record.name,
+                            command_line: record.command_line,
+                        })
+                    }
+                    Message::Zombie(record) => {
+                        // A zombie's row shows when it ended, if the record says.
+                        return self.row(&Row {
+                            time: record.exit_time,
+                            pid: record.pid,
+                            ppid: Some(record.ppid),
+                            status: "zombie",
+                            duration: None,
+                            name: record.name,
+                            command_line: record.command_line,
+                        });
+                    }
+                    Message::Lost { count, reason } => {
                         format!("-- {count} exits lost ({}) --", reason.as_str())
                     }
                     _ => return Ok(()),
@@ -87,16 +118,8 @@ impl Printer {
         }
     }
 
-    /// Prints one pre-formatted line (JSON mode).
-    pub fn raw_line(&mut self, line: &str) -> io::Result<()> {
-        let mut out = self.out.lock();
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        out.flush()
-    }
-
     /// Prints one table row (the header first, once).
-    pub fn row(&mut self, row: &Row<'_>) -> io::Result<()> {
+    fn row(&mut self, row: &Row<'_>) -> io::Result<()> {
         if !self.header_done {
             self.header_done = true;
             let header = self.fit(table_header());
@@ -112,22 +135,7 @@ impl Printer {
     /// mode (so a log shipper sees them in-band), always on stderr.
     pub fn summary(&mut self, stats: &Stats) -> io::Result<()> {
         if self.format == Format::JsonLines {
-            let value = serde_json::json!({
-                "type": "stats",
-                "seen": stats.seen,
-                "filtered": stats.filtered,
-                "delivered": stats.delivered,
-                "dropped": stats.dropped,
-                "lost": stats.lost,
-                "overruns": stats.overruns,
-                "anomalies": stats.anomalies,
-                "session_gaps": stats.session_gaps,
-                "evicted": stats.evicted,
-            });
-            let mut out = self.out.lock();
-            serde_json::to_writer(&mut out, &value)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
+            self.message(Message::Stats(stats))?;
         }
         eprintln!("procexit: {}", summary_line(stats));
         Ok(())
@@ -184,15 +192,25 @@ fn table_header() -> String {
     )
 }
 
+/// The STATUS column of a trace's start or rundown (`replay --all`).
+fn lifecycle_label(kind: LifecycleKind) -> &'static str {
+    match kind {
+        LifecycleKind::Start | LifecycleKind::KernelProcessStart => "started",
+        LifecycleKind::DcStart => "running (rundown)",
+        LifecycleKind::DcEnd => "running at end",
+        other => other.as_str(),
+    }
+}
+
 /// One table row: an exit, or (replay --all) a start or rundown.
-pub struct Row<'a> {
-    pub time: Option<std::time::SystemTime>,
-    pub pid: u32,
-    pub ppid: Option<u32>,
-    pub status: &'a str,
-    pub duration: Option<Duration>,
-    pub name: Option<&'a str>,
-    pub command_line: Option<&'a str>,
+struct Row<'a> {
+    time: Option<std::time::SystemTime>,
+    pid: u32,
+    ppid: Option<u32>,
+    status: &'a str,
+    duration: Option<Duration>,
+    name: Option<&'a str>,
+    command_line: Option<&'a str>,
 }
 
 impl Row<'_> {

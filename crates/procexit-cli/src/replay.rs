@@ -5,12 +5,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use procexit::etl::{read_process_events, LifecycleKind, ProcessItem, ProcessSummary};
-use procexit::{format_rfc3339, system_time_from_filetime, Event, Filter};
+use procexit::etl::{read_process_events, ProcessItem, ProcessSummary};
+use procexit::schema::Message;
+use procexit::{Event, Filter};
 
 use crate::args::ReplayArgs;
 use crate::escape;
-use crate::output::{Format, Printer, Row};
+use crate::output::Printer;
 
 /// Files smaller than this get no progress bar (they take milliseconds).
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
@@ -24,11 +25,11 @@ pub struct Outcome {
     pub printed: u64,
 }
 
-pub fn replay(args: &ReplayArgs, printer: &mut Printer, format: Format) -> anyhow::Result<Outcome> {
+pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
     let filter = args.filter.to_filter();
     let mut outcome = Outcome::default();
     for path in &args.files {
-        match replay_file(path, args, &filter, printer, format, &mut outcome) {
+        match replay_file(path, args, &filter, printer, &mut outcome) {
             Ok(had_errors) => {
                 if had_errors {
                     outcome.files_with_errors += 1;
@@ -58,7 +59,6 @@ fn replay_file(
     args: &ReplayArgs,
     filter: &Filter,
     printer: &mut Printer,
-    format: Format,
     outcome: &mut Outcome,
 ) -> anyhow::Result<bool> {
     let mut events = read_process_events(path).context("cannot read the trace")?;
@@ -90,7 +90,7 @@ fn replay_file(
             }
         } else if args.all {
             progress.clear();
-            print_lifecycle(&item, filter, printer, format)?;
+            print_lifecycle(&item, filter, printer)?;
         }
     }
     progress.clear();
@@ -122,78 +122,19 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
     line
 }
 
-/// A start or rundown record (`--all`), printed in the same shape as exits:
-/// `"type":"process"` with the event kind, or `"type":"zombie"` for a
-/// Defunct record that is not an exit of the trace (a process that ended
-/// before the trace began, or whose End the trace has), with its exit time
-/// when the record carries one.
-fn print_lifecycle(
-    item: &ProcessItem,
-    filter: &Filter,
-    printer: &mut Printer,
-    format: Format,
-) -> anyhow::Result<()> {
-    let Some(payload) = &item.payload else {
+/// A start, rundown or zombie record (`--all`): a table row like an
+/// exit's, or a `process` or `zombie` JSON object.
+fn print_lifecycle(item: &ProcessItem, filter: &Filter, printer: &mut Printer) -> io::Result<()> {
+    let Some(message) = Message::from_item(item) else {
         return Ok(());
     };
-    let name = payload.image_file_name.as_deref();
-    if !filter.matches_process(payload.pid, Some(payload.ppid), name) {
+    let (Message::Process(record) | Message::Zombie(record)) = message else {
+        return Ok(());
+    };
+    if !filter.matches_process(record.pid, Some(record.ppid), record.name) {
         return Ok(());
     }
-    let time = item.filetime.and_then(system_time_from_filetime);
-    let zombie = item.kind == LifecycleKind::Defunct;
-    let exit_time = payload.exit_time.and_then(system_time_from_filetime);
-    match format {
-        Format::JsonLines => {
-            let value = if zombie {
-                serde_json::json!({
-                    "type": "zombie",
-                    "pid": payload.pid,
-                    "ppid": payload.ppid,
-                    "exit_code": payload.exit_status.map(|s| u32::from_le_bytes(s.to_le_bytes())),
-                    "name": name,
-                    "command_line": payload.command_line,
-                    "user": payload.user_sid,
-                    "exit_time": exit_time.map(format_rfc3339),
-                    "time": time.map(format_rfc3339),
-                    "process_key": payload.unique_process_key,
-                })
-            } else {
-                serde_json::json!({
-                    "type": "process",
-                    "kind": item.kind.as_str(),
-                    "pid": payload.pid,
-                    "ppid": payload.ppid,
-                    "name": name,
-                    "command_line": payload.command_line,
-                    "user": payload.user_sid,
-                    "time": time.map(format_rfc3339),
-                    "process_key": payload.unique_process_key,
-                })
-            };
-            printer.raw_line(&value.to_string())?;
-        }
-        Format::Table => {
-            let label = match item.kind {
-                LifecycleKind::Start | LifecycleKind::KernelProcessStart => "started",
-                LifecycleKind::DcStart => "running (rundown)",
-                LifecycleKind::DcEnd => "running at end",
-                LifecycleKind::Defunct => "zombie",
-                _ => item.kind.as_str(),
-            };
-            printer.row(&Row {
-                // A zombie's row shows when it ended, if the record says.
-                time: if zombie { exit_time } else { time },
-                pid: payload.pid,
-                ppid: Some(payload.ppid),
-                status: label,
-                duration: None,
-                name,
-                command_line: payload.command_line.as_deref(),
-            })?;
-        }
-    }
-    Ok(())
+    printer.message(message)
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal and

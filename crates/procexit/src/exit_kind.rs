@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::event::{signal_name, ExitStatus, ProcessExit, Source};
-use crate::ntstatus_names::NTSTATUS_NAMES;
+use crate::ntstatus_names::{NTSTATUS_NAMES, WIN32_ERROR_NAMES};
 
 /// `DBG_TERMINATE_PROCESS`: Windows' code for a process it (at shutdown or
 /// logoff) or a debugger terminated.
@@ -137,20 +137,46 @@ pub fn ntstatus_name(code: u32) -> Option<&'static str> {
         .map(|&(_, name)| name)
 }
 
+/// The name mingw-w64's `winerror.h` gives a Win32 error code
+/// (`5` → `ERROR_ACCESS_DENIED`).
+///
+/// ```
+/// assert_eq!(procexit::win32_error_name(1067), Some("ERROR_PROCESS_ABORTED"));
+/// assert_eq!(procexit::win32_error_name(70_000), None);
+/// ```
+pub fn win32_error_name(code: u32) -> Option<&'static str> {
+    let code = u16::try_from(code).ok()?;
+    WIN32_ERROR_NAMES
+        .binary_search_by_key(&code, |&(c, _)| c)
+        .ok()
+        .and_then(|i| WIN32_ERROR_NAMES.get(i))
+        .map(|&(_, name)| name)
+}
+
+/// `HRESULT_FROM_WIN32`: a Win32 error carried as an HRESULT, `0x8007xxxx`.
+const HRESULT_WIN32_PREFIX: u32 = 0x8007;
+
 /// The name of a Windows exit code, when it is a system status: an NTSTATUS
 /// of informational, warning or error severity (`0x4…`–`0xF…`) that
-/// `ntstatus.h` names. Codes below `0x40000000` are left unnamed: there
-/// programs choose their own meanings (`exit(1)` is not `STATUS_WAIT_1`).
+/// `ntstatus.h` names, or an HRESULT that wraps a Win32 error
+/// (`0x8007042B` → `ERROR_PROCESS_ABORTED`). Codes below `0x40000000` are
+/// left unnamed: there programs choose their own meanings (`exit(1)` is
+/// not `STATUS_WAIT_1`, nor `ERROR_INVALID_FUNCTION`).
 ///
 /// ```
 /// assert_eq!(procexit::windows_status_name(0xC000_0005), Some("STATUS_ACCESS_VIOLATION"));
+/// assert_eq!(procexit::windows_status_name(0x8007_0005), Some("ERROR_ACCESS_DENIED"));
 /// assert_eq!(procexit::windows_status_name(1), None);
 /// ```
 pub fn windows_status_name(code: u32) -> Option<&'static str> {
     if severity(code) == Severity::Success {
         return None;
     }
-    ntstatus_name(code)
+    ntstatus_name(code).or_else(|| {
+        (code >> 16 == HRESULT_WIN32_PREFIX)
+            .then(|| win32_error_name(code & 0xFFFF))
+            .flatten()
+    })
 }
 
 impl Source {
@@ -215,6 +241,15 @@ mod tests {
             NTSTATUS_NAMES.len()
         );
         assert!(NTSTATUS_NAMES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(
+            WIN32_ERROR_NAMES.len() > 1500,
+            "{}",
+            WIN32_ERROR_NAMES.len()
+        );
+        assert!(WIN32_ERROR_NAMES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(win32_error_name(0), Some("ERROR_SUCCESS"));
+        assert_eq!(win32_error_name(2), Some("ERROR_FILE_NOT_FOUND"));
+        assert_eq!(win32_error_name(15841), Some("ERROR_API_UNAVAILABLE"));
     }
 
     #[test]
@@ -276,6 +311,9 @@ mod tests {
             // A warning-severity code that is no NTSTATUS (an HRESULT such
             // as E_FAIL) is the program's own.
             (0x8000_4005, ExitKind::Exited, None),
+            // An HRESULT wrapping a Win32 error is named by that error.
+            (0x8007_042B, ExitKind::Exited, Some("ERROR_PROCESS_ABORTED")),
+            (0x8007_0005, ExitKind::Exited, Some("ERROR_ACCESS_DENIED")),
         ];
         for (code, kind, name) in cases {
             let exit = windows(code);

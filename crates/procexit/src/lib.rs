@@ -43,6 +43,8 @@ pub(crate) mod merge;
 mod monitor;
 mod ntstatus_names;
 mod queue;
+pub mod schema;
+mod stats;
 mod sys;
 mod wait;
 
@@ -53,12 +55,14 @@ pub use event::{
     ProcessExit, Resources, Source, User,
 };
 pub use exit_kind::{
-    ntstatus_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS, STATUS_CONTROL_C_EXIT,
+    ntstatus_name, win32_error_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS,
+    STATUS_CONTROL_C_EXIT,
 };
 pub use filter::Filter;
 pub use monitor::{
-    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stats, Stopper, DEFAULT_QUEUE_CAPACITY,
+    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stopper, DEFAULT_QUEUE_CAPACITY,
 };
+pub use stats::Stats;
 pub use wait::WaitSet;
 
 /// The README's Rust examples compile as doctests.

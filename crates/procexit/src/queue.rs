@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{Event, LossReason, ProcessExit};
 use crate::filter::Filter;
-use crate::monitor::Stats;
+use crate::stats::Stats;
 
 #[derive(Default)]
 struct State {

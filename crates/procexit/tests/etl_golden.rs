@@ -114,10 +114,12 @@ fn read_all(path: &Path) -> Pass {
     let mut process_counts = BTreeMap::new();
     while let Some(ev) = file.next_event().unwrap() {
         *header_types
-            .entry(header_type_name(ev.header_type))
+            .entry(header_type_name(ev.place.header_type))
             .or_default() += 1;
-        if ev.provider == PROCESS_GUID {
-            *process_counts.entry((ev.opcode, ev.version)).or_default() += 1;
+        if ev.header.provider == PROCESS_GUID {
+            *process_counts
+                .entry((ev.header.opcode, ev.header.version))
+                .or_default() += 1;
         }
     }
     let stats = file.stats();
@@ -325,28 +327,28 @@ fn check_exit_event(d: &mut Diff<'_>, e: &Value, item: &ProcessItem, seeds: &See
     let p = item.payload.as_ref().unwrap();
     d.eq(
         &format!("{tag} version"),
-        u64::from(item.version),
+        u64::from(item.header.version),
         e["version"].as_u64().unwrap(),
     );
     d.eq(
         &format!("{tag} raw time"),
-        item.timestamp_raw,
+        item.place.timestamp_raw,
         e["timestamp_raw"].as_i64().unwrap(),
     );
     check_time(
         d,
         &format!("{tag} time"),
-        item.filetime,
+        item.header.time,
         e["timestamp_filetime"].as_u64().unwrap(),
     );
     d.eq(
         &format!("{tag} pointer"),
-        item.pointer_size.bytes() as u64,
+        item.header.pointer_size.bytes() as u64,
         e["header_pointer_size"].as_u64().unwrap(),
     );
     d.eq(
         &format!("{tag} header pid"),
-        item.header_pid.map(u64::from),
+        item.header.pid.map(u64::from),
         e["header_process_id"].as_u64(),
     );
     d.eq(
@@ -507,7 +509,7 @@ fn check_exits(d: &mut Diff<'_>, pass: &Pass, exp: &Value) -> (usize, usize, Vec
                 seeds.insert(key, item);
             }
             LifecycleKind::End | LifecycleKind::Defunct => {
-                let pos = (item.buffer_index, p.pid, item.opcode);
+                let pos = (item.place.buffer_index, p.pid, item.code());
                 by_pos.insert(pos, item);
                 seed_at.insert(pos, seeds.clone());
                 seeds.remove(&key);
@@ -695,7 +697,7 @@ fn scan(bytes: &[u8]) -> Result<Scan, EtlError> {
     // Bounded: a reader that looped forever would fail here, not hang.
     for _ in 0..1_000_000 {
         match file.next_event() {
-            Ok(Some(ev)) => seen.push((ev.buffer_index, ev.record_index)),
+            Ok(Some(ev)) => seen.push((ev.place.buffer_index, ev.place.record_index)),
             Ok(None) => return Ok((seen, errors)),
             Err(e) => errors.push(e),
         }

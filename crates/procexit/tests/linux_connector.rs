@@ -670,6 +670,9 @@ fn wait_is_not_fooled_by_pid_reuse() {
     if !is_root() {
         return skip("forcing pid reuse through /proc/sys/kernel/ns_last_pid needs root");
     }
+    if !std::path::Path::new("/proc/sys/kernel/ns_last_pid").exists() {
+        return skip("no /proc/sys/kernel/ns_last_pid (kernel without CONFIG_CHECKPOINT_RESTORE)");
+    }
     let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let start_ticks = |pid: u32| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -20,6 +20,7 @@ pub mod mof_process;
 pub mod netlink;
 pub mod proc_connector;
 pub mod taskstats;
+pub mod view;
 
 /// A GUID as Windows lays it out: `Data1` u32, `Data2` u16, `Data3` u16 (all
 /// little-endian on disk), `Data4` 8 bytes.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::layout::{buffer, header_type as ht, logfile};
-use super::record::{self, Parsed, RecordError};
+use super::record::{self, Parsed, Record, RecordError};
 use super::xpress;
 use super::{EtlError, EtlErrorKind, RawEvent};
 use crate::decode::{Cursor, DecodeError, PointerSize};
@@ -34,7 +34,7 @@ pub struct LogfileHeader {
     /// Buffers written, per the session.
     pub buffers_written: u32,
     /// Pointer size of the logging session (4 or 8). Payload widths follow
-    /// each record's header instead; see [`RawEvent::pointer_size`].
+    /// each record's header instead; see [`EventHeader::pointer_size`](super::EventHeader::pointer_size).
     pub pointer_size: u32,
     /// Events the session lost.
     pub events_lost: u32,
@@ -341,23 +341,22 @@ impl<R: Read> EtlFile<R> {
             Ok(Parsed::Record(rec)) => rec,
             _ => return Err(not_etl(&etl)),
         };
-        if !matches!(rec.header_type, ht::SYSTEM32 | ht::SYSTEM64)
-            || rec.group != Some(0)
-            || rec.opcode != 0
+        if !matches!(rec.place.header_type, ht::SYSTEM32 | ht::SYSTEM64)
+            || rec.place.group != Some(0)
+            || rec.header.opcode != 0
         {
             return Err(not_etl(&etl));
         }
         let payload = etl.region().get(rec.payload.clone()).unwrap_or(&[]);
         etl.header =
-            LogfileHeader::parse(payload, rec.pointer_size, rec.timestamp_raw).map_err(|e| {
-                EtlError {
+            LogfileHeader::parse(payload, rec.header.pointer_size, rec.place.timestamp_raw)
+                .map_err(|e| EtlError {
                     kind: EtlErrorKind::LogfileHeader(e.kind),
                     offset: (buffer::LEN as u64)
                         .saturating_add(rec.payload.start as u64)
                         .saturating_add(e.offset as u64),
                     ..not_etl(&etl)
-                }
-            })?;
+                })?;
         etl.started = true;
         Ok(etl)
     }
@@ -548,27 +547,21 @@ impl<R: Read> EtlFile<R> {
                         self.record_index = self.record_index.saturating_add(1);
                         self.pos = self.pos.saturating_add(rec.len.max(1));
                         let region = self.region();
+                        let Record {
+                            mut header,
+                            mut place,
+                            payload,
+                            extended,
+                            ..
+                        } = rec;
+                        header.time = self.header.filetime(place.timestamp_raw);
+                        place.buffer_index = self.buffer_index;
+                        place.record_index = record_index;
                         return Ok(Some(RawEvent {
-                            kind: rec.kind,
-                            header_type: rec.header_type,
-                            provider: rec.provider,
-                            group: rec.group,
-                            opcode: rec.opcode,
-                            version: rec.version,
-                            event_id: rec.event_id,
-                            level: rec.level,
-                            task: rec.task,
-                            keyword: rec.keyword,
-                            pid: rec.pid,
-                            tid: rec.tid,
-                            timestamp_raw: rec.timestamp_raw,
-                            filetime: self.header.filetime(rec.timestamp_raw),
-                            pointer_size: rec.pointer_size,
-                            flags: rec.flags,
-                            payload: region.get(rec.payload).unwrap_or(&[]),
-                            extended: region.get(rec.extended).unwrap_or(&[]),
-                            buffer_index: self.buffer_index,
-                            record_index,
+                            header,
+                            payload: region.get(payload).unwrap_or(&[]),
+                            extended: region.get(extended).unwrap_or(&[]),
+                            place,
                         }));
                     }
                     Err(e) => {

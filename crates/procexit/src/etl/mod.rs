@@ -18,7 +18,8 @@
 //! let mut file = EtlFile::open("trace.etl")?;
 //! println!("{} CPUs, started {:?}", file.header().number_of_processors, file.header().start());
 //! while let Some(event) = file.next_event()? {
-//!     println!("{} opcode {} v{} {} bytes", event.provider, event.opcode, event.version, event.payload.len());
+//!     let h = &event.header;
+//!     println!("{} opcode {} v{} {} bytes", h.provider, h.opcode, h.version, event.payload.len());
 //! }
 //! # Ok::<(), procexit::etl::EtlError>(())
 //! ```
@@ -42,7 +43,6 @@ mod record;
 pub mod xpress;
 
 use std::fmt;
-use std::time::SystemTime;
 
 pub use file::{EtlFile, LogfileHeader, ReadStats};
 pub use process::{
@@ -50,62 +50,32 @@ pub use process::{
 };
 pub use record::HeaderKind;
 
-use crate::decode::{DecodeErrorKind, Guid, PointerSize};
+pub use crate::decode::view::{EventHeader, EventView};
+use crate::decode::DecodeErrorKind;
 
-/// One record of a trace, borrowed from the reader's buffer.
-#[derive(Debug, Clone, Copy)]
+/// One record of a trace, borrowed from the reader's buffer: the same
+/// [`EventView`] the real-time backend hands to the exit tracker, with
+/// where the record was in the file.
+pub type RawEvent<'a> = EventView<'a, RecordPlace>;
+
+/// Where a record was in its trace file, and what its stored header said
+/// beyond the [`EventHeader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct RawEvent<'a> {
+pub struct RecordPlace {
     /// The record header it was stored with.
     pub kind: HeaderKind,
     /// The raw header type byte (0x01 … 0x15).
     pub header_type: u8,
-    /// Provider or event-class GUID. Kernel system/PerfInfo records carry a
-    /// hook-id group that is mapped to its class GUID (Process, Thread …).
-    pub provider: Guid,
     /// Kernel hook-id group, for system, compact and PerfInfo headers.
     pub group: Option<u8>,
-    /// Opcode (event type of classic events).
-    pub opcode: u8,
-    /// Event or MOF class version.
-    pub version: u16,
-    /// Event id (EVENT_HEADER only; 0 otherwise).
-    pub event_id: u16,
-    /// Level (EVENT_HEADER and classic headers).
-    pub level: u8,
-    /// Task (EVENT_HEADER only).
-    pub task: u16,
-    /// Keyword (EVENT_HEADER only).
-    pub keyword: u64,
-    /// Process id of the logging context; `None` for PerfInfo headers.
-    pub pid: Option<u32>,
-    /// Thread id of the logging context; `None` for PerfInfo headers.
-    pub tid: Option<u32>,
-    /// Time stamp as stored, in the session's clock (see [`LogfileHeader::clock_type`]).
+    /// Time stamp as stored, in the session's clock (see
+    /// [`LogfileHeader::clock_type`]); [`EventHeader::time`] has it as FILETIME.
     pub timestamp_raw: i64,
-    /// The time stamp as FILETIME (100 ns since 1601, UTC), when the clock is known.
-    pub filetime: Option<u64>,
-    /// Width of pointer-sized payload fields, from this record's header.
-    pub pointer_size: PointerSize,
-    /// EVENT_HEADER flags; for other headers the classic flag (0x100) plus
-    /// the 32/64-bit flag ETW would report.
-    pub flags: u16,
-    /// The user data.
-    pub payload: &'a [u8],
-    /// Extended data items (EVENT_HEADER) or extra header words (system
-    /// headers), as stored; usually empty.
-    pub extended: &'a [u8],
     /// Index of the buffer in the file.
     pub buffer_index: u64,
     /// Index of the record in its buffer.
     pub record_index: u64,
-}
-
-impl RawEvent<'_> {
-    /// The time stamp in UTC.
-    pub fn time(&self) -> Option<SystemTime> {
-        self.filetime.and_then(crate::system_time_from_filetime)
-    }
 }
 
 /// A failure to read a trace, with where it happened.

@@ -6,15 +6,13 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use super::{EtlError, EtlFile, RawEvent};
-use crate::decode::kernel_process::{EVENT_PROCESS_START, EVENT_PROCESS_STOP};
-use crate::decode::mof_process::{
-    decode_process, ProcessPayload, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END,
-    OPCODE_START,
-};
-use crate::decode::{DecodeError, DecodeErrorKind, PointerSize, KERNEL_PROCESS_GUID, PROCESS_GUID};
+use super::{EtlError, EtlFile, EventHeader, RawEvent, RecordPlace};
+use crate::decode::mof_process::ProcessPayload;
+use crate::decode::{DecodeError, DecodeErrorKind};
 use crate::event::{ProcessExit, Source};
-use crate::merge::etw::EtwExitTracker;
+use crate::merge::etw::{
+    decode_process_event, route, EtwExitTracker, KernelProcessOp, ProcessOp, Route,
+};
 
 /// Newest kernel Process MOF version whose layout is documented.
 const MAX_KNOWN_MOF_VERSION: u16 = 5;
@@ -66,23 +64,13 @@ impl LifecycleKind {
 pub struct ProcessItem {
     /// What happened.
     pub kind: LifecycleKind,
-    /// MOF opcode or Kernel-Process event id.
-    pub opcode: u16,
-    /// Layout version.
-    pub version: u16,
-    /// Record time stamp as stored.
-    pub timestamp_raw: i64,
-    /// Record time stamp as FILETIME.
-    pub filetime: Option<u64>,
-    /// Process id in the record header (the logging context, often the
-    /// parent for a Start); `None` for PerfInfo headers.
-    pub header_pid: Option<u32>,
-    /// Payload pointer width, from the record header.
-    pub pointer_size: PointerSize,
-    /// Buffer index of the record.
-    pub buffer_index: u64,
-    /// Record index in its buffer.
-    pub record_index: u64,
+    /// The event's header: opcode (kernel class) or event id
+    /// (Kernel-Process), version, FILETIME, logging-context process id
+    /// (often the parent for a Start; `None` for PerfInfo headers), payload
+    /// pointer width.
+    pub header: EventHeader,
+    /// Where the record was in the file.
+    pub place: RecordPlace,
     /// The decoded kernel Process payload (MOF events that decode).
     pub payload: Option<ProcessPayload>,
     /// The exit record: for every End; for a Defunct of a process that
@@ -94,18 +82,26 @@ pub struct ProcessItem {
     pub exit: Option<ProcessExit>,
 }
 
+impl ProcessItem {
+    /// The kernel class opcode, or the Kernel-Process event id.
+    pub fn code(&self) -> u16 {
+        match self.kind {
+            LifecycleKind::KernelProcessStart | LifecycleKind::KernelProcessStop => {
+                self.header.event_id
+            }
+            _ => u16::from(self.header.opcode),
+        }
+    }
+}
+
 /// A payload that did not decode, with where it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PayloadError {
-    /// Buffer index of the record.
-    pub buffer_index: u64,
-    /// Record index in its buffer.
-    pub record_index: u64,
-    /// MOF opcode or Kernel-Process event id.
-    pub opcode: u16,
-    /// Layout version.
-    pub version: u16,
+    /// The event's header (opcode or event id, version).
+    pub header: EventHeader,
+    /// Where the record was in the file.
+    pub place: RecordPlace,
     /// The decoder's error; its offset is into the payload.
     pub error: DecodeError,
 }
@@ -219,12 +215,15 @@ impl<R: Read> ProcessEvents<R> {
                 }
             };
             self.summary.events = self.summary.events.saturating_add(1);
-            if event.provider == PROCESS_GUID {
-                if let Some(item) = mof_item(&mut self.tracker, &mut self.summary, &event) {
+            match route(&event.header) {
+                Route::Process(op) => {
+                    let item = process_item(&mut self.tracker, &mut self.summary, &event, op);
                     self.ready.push_back(item);
                 }
-            } else if event.provider == KERNEL_PROCESS_GUID {
-                kp_item(&mut self.tracker, &mut self.summary, &event);
+                Route::KernelProcess(op) => {
+                    kernel_process_item(&mut self.tracker, &mut self.summary, &event, op);
+                }
+                Route::Lost(_) | Route::Other => {}
             }
             // After the event's own item: the Kernel-Process items it decided.
             self.take_released();
@@ -247,103 +246,82 @@ impl<R: Read> Iterator for ProcessEvents<R> {
     }
 }
 
-fn blank_item(kind: LifecycleKind, opcode: u16, event: &RawEvent<'_>) -> ProcessItem {
+fn blank_item(kind: LifecycleKind, event: &RawEvent<'_>) -> ProcessItem {
     ProcessItem {
         kind,
-        opcode,
-        version: event.version,
-        timestamp_raw: event.timestamp_raw,
-        filetime: event.filetime,
-        header_pid: event.pid,
-        pointer_size: event.pointer_size,
-        buffer_index: event.buffer_index,
-        record_index: event.record_index,
+        header: event.header,
+        place: event.place,
         payload: None,
         exit: None,
     }
 }
 
-fn note_error(summary: &mut ProcessSummary, event: &RawEvent<'_>, opcode: u16, error: DecodeError) {
+fn note_error(summary: &mut ProcessSummary, event: &RawEvent<'_>, error: DecodeError) {
     summary.decode_errors = summary.decode_errors.saturating_add(1);
     if matches!(error.kind, DecodeErrorKind::UnknownVersion(_)) {
         summary.unknown_versions = summary.unknown_versions.saturating_add(1);
     }
     if summary.decode_error_list.len() < MAX_KEPT_ERRORS {
         summary.decode_error_list.push(PayloadError {
-            buffer_index: event.buffer_index,
-            record_index: event.record_index,
-            opcode,
-            version: event.version,
+            header: event.header,
+            place: event.place,
             error,
         });
     }
 }
 
-fn mof_item(
+/// Decodes a kernel Process payload once, for the item and the tracker.
+fn process_item(
     tracker: &mut EtwExitTracker<ProcessItem>,
     summary: &mut ProcessSummary,
     event: &RawEvent<'_>,
-) -> Option<ProcessItem> {
-    let kind = match event.opcode {
-        OPCODE_START => LifecycleKind::Start,
-        OPCODE_END => LifecycleKind::End,
-        OPCODE_DC_START => LifecycleKind::DcStart,
-        OPCODE_DC_END => LifecycleKind::DcEnd,
-        OPCODE_DEFUNCT => LifecycleKind::Defunct,
-        // Terminate, PerfCtr and the rest are not lifecycle events.
-        _ => return None,
+    op: ProcessOp,
+) -> ProcessItem {
+    let kind = match op {
+        ProcessOp::Start => LifecycleKind::Start,
+        ProcessOp::End => LifecycleKind::End,
+        ProcessOp::DcStart => LifecycleKind::DcStart,
+        ProcessOp::DcEnd => LifecycleKind::DcEnd,
+        ProcessOp::Defunct => LifecycleKind::Defunct,
     };
-    let opcode = u16::from(event.opcode);
-    if event.version > MAX_KNOWN_MOF_VERSION {
+    if event.header.version > MAX_KNOWN_MOF_VERSION {
         summary.unknown_versions = summary.unknown_versions.saturating_add(1);
     }
-    // Versions beyond a byte do not exist; saturate so the decoder reads
-    // them with the newest layout.
-    let version = u8::try_from(event.version).unwrap_or(u8::MAX);
-    let mut item = blank_item(kind, opcode, event);
-    match decode_process(event.payload, version, event.pointer_size) {
-        Ok(p) => item.payload = Some(p),
-        Err(e) => note_error(summary, event, opcode, e),
+    let mut item = blank_item(kind, event);
+    let decoded = decode_process_event(event);
+    if let Err(e) = &decoded {
+        note_error(summary, event, *e);
     }
-    match tracker.on_process_event(
-        event.opcode,
-        version,
-        event.pointer_size,
-        event.filetime,
-        event.payload,
-    ) {
+    match tracker.on_process_event(op, event.header.time, decoded.as_ref().map_err(|e| *e)) {
         Ok(exit) => item.exit = exit,
         // Already noted above when the payload itself did not decode.
-        Err(e) if item.payload.is_some() => note_error(summary, event, opcode, e),
+        Err(e) if decoded.is_ok() => note_error(summary, event, e),
         Err(_) => {}
     }
-    Some(item)
+    item.payload = decoded.ok();
+    item
 }
 
 /// Hands a Kernel-Process start/stop to the tracker, which releases its
 /// item when decided.
-fn kp_item(
+fn kernel_process_item(
     tracker: &mut EtwExitTracker<ProcessItem>,
     summary: &mut ProcessSummary,
     event: &RawEvent<'_>,
+    op: KernelProcessOp,
 ) {
-    let kind = match event.event_id {
-        EVENT_PROCESS_START => LifecycleKind::KernelProcessStart,
-        EVENT_PROCESS_STOP => LifecycleKind::KernelProcessStop,
-        _ => return,
+    let kind = match op {
+        KernelProcessOp::Start => LifecycleKind::KernelProcessStart,
+        KernelProcessOp::Stop => LifecycleKind::KernelProcessStop,
     };
-    if event.version > MAX_KNOWN_KP_VERSION {
+    if event.header.version > MAX_KNOWN_KP_VERSION {
         summary.unknown_versions = summary.unknown_versions.saturating_add(1);
     }
-    let version = u8::try_from(event.version).unwrap_or(u8::MAX);
-    let item = blank_item(kind, event.event_id, event);
-    if let Err(e) = tracker.on_kernel_process_event(
-        event.event_id,
-        version,
-        event.filetime,
-        event.payload,
-        item,
-    ) {
-        note_error(summary, event, event.event_id, e);
+    let version = u8::try_from(event.header.version).unwrap_or(u8::MAX);
+    let item = blank_item(kind, event);
+    if let Err(e) =
+        tracker.on_kernel_process_event(op, version, event.header.time, event.payload, item)
+    {
+        note_error(summary, event, e);
     }
 }

@@ -6,6 +6,8 @@
 use std::ops::Range;
 
 use super::layout::{self, classic, event, header_type as ht, marker, message, system};
+use super::RecordPlace;
+use crate::decode::view::EventHeader;
 use crate::decode::{Guid, PointerSize};
 
 /// Which record header an event was stored with.
@@ -67,24 +69,13 @@ pub(crate) enum Parsed {
     Record(Record),
 }
 
-/// A decoded record header; ranges index the records region.
+/// A decoded record header; ranges index the records region. The header's
+/// time and the place's buffer and record indexes are left for the reader
+/// to fill in.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
-    pub kind: HeaderKind,
-    pub header_type: u8,
-    pub provider: Guid,
-    pub group: Option<u8>,
-    pub opcode: u8,
-    pub version: u16,
-    pub event_id: u16,
-    pub level: u8,
-    pub task: u16,
-    pub keyword: u64,
-    pub pid: Option<u32>,
-    pub tid: Option<u32>,
-    pub timestamp_raw: i64,
-    pub flags: u16,
-    pub pointer_size: PointerSize,
+    pub header: EventHeader,
+    pub place: RecordPlace,
     pub payload: Range<usize>,
     pub extended: Range<usize>,
     /// Length including the padding to 8 bytes.
@@ -141,6 +132,24 @@ pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
         .copied()
         .flatten()
         .unwrap_or(Guid::new(0, 0, 0, [0; 8]))
+}
+
+/// A place with the header facts; the reader fills in the indexes.
+fn place(
+    kind: HeaderKind,
+    header_type: u8,
+    group: Option<u8>,
+    raw_time: Option<u64>,
+) -> RecordPlace {
+    RecordPlace {
+        kind,
+        header_type,
+        group,
+        // The stored value is a signed 64-bit clock reading.
+        timestamp_raw: raw_time.unwrap_or(0) as i64,
+        buffer_index: 0,
+        record_index: 0,
+    }
 }
 
 fn width_flag(p: PointerSize) -> u16 {
@@ -238,22 +247,18 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
                     system::TIME,
                 )
             };
-            Ok(Parsed::Record(Record {
-                kind,
-                header_type: htype,
-                provider: group_guid(group, opcode),
-                group: Some(group),
+            let mut header = EventHeader::new(
+                group_guid(group, opcode),
                 opcode,
-                version: version_word & 0x00ff,
-                event_id: 0,
-                level: 0,
-                task: 0,
-                keyword: 0,
-                pid,
-                tid,
-                timestamp_raw: u64_at(d, time_at).unwrap_or(0) as i64,
-                flags: FLAG_CLASSIC | width_flag(pointer),
-                pointer_size: pointer,
+                version_word & 0x00ff,
+                pointer,
+            );
+            header.pid = pid;
+            header.tid = tid;
+            header.flags = FLAG_CLASSIC | width_flag(pointer);
+            Ok(Parsed::Record(Record {
+                header,
+                place: place(kind, htype, Some(group), u64_at(d, time_at)),
                 payload: abs(header_len..size),
                 extended: abs(base_len..header_len),
                 len: aligned(size),
@@ -265,22 +270,19 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
                 _ => (HeaderKind::Instance, classic::INSTANCE_LEN),
             };
             let size = sized(classic::SIZE, header_len)?;
+            let mut header = EventHeader::new(
+                guid_at(d, classic::GUID).ok_or(trunc(classic::GUID + 16))?,
+                d.get(classic::OPCODE).copied().unwrap_or(0),
+                u16_at(d, classic::VERSION).unwrap_or(0),
+                pointer,
+            );
+            header.level = d.get(classic::LEVEL).copied().unwrap_or(0);
+            header.pid = u32_at(d, classic::PROCESS_ID);
+            header.tid = u32_at(d, classic::THREAD_ID);
+            header.flags = FLAG_CLASSIC | width_flag(pointer);
             Ok(Parsed::Record(Record {
-                kind,
-                header_type: htype,
-                provider: guid_at(d, classic::GUID).ok_or(trunc(classic::GUID + 16))?,
-                group: None,
-                opcode: d.get(classic::OPCODE).copied().unwrap_or(0),
-                version: u16_at(d, classic::VERSION).unwrap_or(0),
-                event_id: 0,
-                level: d.get(classic::LEVEL).copied().unwrap_or(0),
-                task: 0,
-                keyword: 0,
-                pid: u32_at(d, classic::PROCESS_ID),
-                tid: u32_at(d, classic::THREAD_ID),
-                timestamp_raw: u64_at(d, classic::TIME).unwrap_or(0) as i64,
-                flags: FLAG_CLASSIC | width_flag(pointer),
-                pointer_size: pointer,
+                header,
+                place: place(kind, htype, None, u64_at(d, classic::TIME)),
                 payload: abs(header_len..size),
                 extended: abs(header_len..header_len),
                 len: aligned(size),
@@ -295,22 +297,22 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             if flags & event::FLAG_EXTENDED_INFO != 0 {
                 data_start = extended_end(d.get(..size).unwrap_or(&[]))?;
             }
+            let mut header = EventHeader::new(
+                guid_at(d, event::PROVIDER).ok_or(trunc(event::PROVIDER + 16))?,
+                d.get(event::OPCODE).copied().unwrap_or(0),
+                u16::from(d.get(event::VERSION).copied().unwrap_or(0)),
+                pointer,
+            );
+            header.event_id = u16_at(d, event::ID).unwrap_or(0);
+            header.level = d.get(event::LEVEL).copied().unwrap_or(0);
+            header.task = u16_at(d, event::TASK).unwrap_or(0);
+            header.keyword = u64_at(d, event::KEYWORD).unwrap_or(0);
+            header.pid = u32_at(d, event::PROCESS_ID);
+            header.tid = u32_at(d, event::THREAD_ID);
+            header.flags = flags;
             Ok(Parsed::Record(Record {
-                kind: HeaderKind::Event,
-                header_type: htype,
-                provider: guid_at(d, event::PROVIDER).ok_or(trunc(event::PROVIDER + 16))?,
-                group: None,
-                opcode: d.get(event::OPCODE).copied().unwrap_or(0),
-                version: u16::from(d.get(event::VERSION).copied().unwrap_or(0)),
-                event_id: u16_at(d, event::ID).unwrap_or(0),
-                level: d.get(event::LEVEL).copied().unwrap_or(0),
-                task: u16_at(d, event::TASK).unwrap_or(0),
-                keyword: u64_at(d, event::KEYWORD).unwrap_or(0),
-                pid: u32_at(d, event::PROCESS_ID),
-                tid: u32_at(d, event::THREAD_ID),
-                timestamp_raw: u64_at(d, event::TIME).unwrap_or(0) as i64,
-                flags,
-                pointer_size: pointer,
+                header,
+                place: place(HeaderKind::Event, htype, None, u64_at(d, event::TIME)),
                 payload: abs(data_start..size),
                 extended: abs(event::LEN..data_start),
                 len: aligned(size),
@@ -370,11 +372,14 @@ mod tests {
         d[12..16].copy_from_slice(&9u32.to_le_bytes());
         d[16..24].copy_from_slice(&1234u64.to_le_bytes());
         let r = record(parse(&d, 0));
-        assert_eq!(r.kind, HeaderKind::System);
-        assert_eq!(r.provider, PROCESS_GUID);
-        assert_eq!((r.opcode, r.version), (2, 4));
-        assert_eq!((r.pid, r.tid, r.timestamp_raw), (Some(9), Some(7), 1234));
-        assert_eq!(r.pointer_size, PointerSize::Eight);
+        assert_eq!(r.place.kind, HeaderKind::System);
+        assert_eq!(r.header.provider, PROCESS_GUID);
+        assert_eq!((r.header.opcode, r.header.version), (2, 4));
+        assert_eq!(
+            (r.header.pid, r.header.tid, r.place.timestamp_raw),
+            (Some(9), Some(7), 1234)
+        );
+        assert_eq!(r.header.pointer_size, PointerSize::Eight);
         assert_eq!(r.payload, 40..50);
         assert_eq!(r.extended, 32..40);
         assert_eq!(r.len, 56);
@@ -400,8 +405,8 @@ mod tests {
         d[84..86].copy_from_slice(&1u16.to_le_bytes());
         d[96..98].copy_from_slice(&24u16.to_le_bytes());
         let r = record(parse(&d, 0));
-        assert_eq!(r.provider, KERNEL_PROCESS_GUID);
-        assert_eq!(r.event_id, 2);
+        assert_eq!(r.header.provider, KERNEL_PROCESS_GUID);
+        assert_eq!(r.header.event_id, 2);
         assert_eq!(r.extended, 80..120);
         assert_eq!(r.payload, 120..126);
 

@@ -38,10 +38,15 @@ use std::hash::Hash;
 use crate::decode::kernel_process::{
     decode_process_start, decode_process_stop, ProcessStop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
 };
+use crate::decode::lost_event::{classify_lost, LostKind};
 use crate::decode::mof_process::{
-    decode_process, ProcessPayload, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
+    decode_process, ProcessPayload, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END,
+    OPCODE_START,
 };
-use crate::decode::{DecodeError, DecodeErrorKind, PointerSize};
+use crate::decode::view::{EventHeader, EventView};
+use crate::decode::{
+    DecodeError, DecodeErrorKind, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID,
+};
 use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources, Source, User};
 
 /// Processes seen starting and not yet ended. Entries whose End was lost
@@ -155,28 +160,27 @@ impl<T> EtwExitTracker<T> {
         self.released.drain(..)
     }
 
-    /// One kernel Process-class event (provider PROCESS_GUID). `timestamp` =
-    /// event time as FILETIME if known. Returns the exit record for End (op
-    /// 2), and for a Defunct (op 39) that the module's rule makes an exit.
+    /// One kernel Process-class lifecycle event, decoded once by the
+    /// caller ([`decode_process_event`]). `timestamp` = event time as
+    /// FILETIME if known. Returns the exit record for End, and for a Defunct
+    /// that the module's rule makes an exit.
     ///
-    /// A Start/DCStart that does not decode is counted in [`anomalies`](Self::anomalies)
-    /// and yields `Ok(None)`; an End/Defunct that does not decode is an error.
-    /// Either way the tracker stays usable for later events.
+    /// A Start/DCStart that did not decode is counted in
+    /// [`anomalies`](Self::anomalies) and yields `Ok(None)`; an End/Defunct
+    /// that did not decode is an error. Either way the tracker stays usable.
     pub(crate) fn on_process_event(
         &mut self,
-        opcode: u8,
-        version: u8,
-        pointer: PointerSize,
+        op: ProcessOp,
         timestamp: Option<u64>,
-        payload: &[u8],
+        decoded: Result<&ProcessPayload, DecodeError>,
     ) -> Result<Option<ProcessExit>, DecodeError> {
         self.kernel_seen = true;
-        match opcode {
-            OPCODE_START | OPCODE_DC_START => {
-                match decode_process(payload, version, pointer) {
+        match op {
+            ProcessOp::Start | ProcessOp::DcStart => {
+                match decoded {
                     Ok(p) => {
-                        self.note(&p);
-                        let start_time = if opcode == OPCODE_START {
+                        self.note(p);
+                        let start_time = if op == ProcessOp::Start {
                             timestamp
                         } else {
                             None
@@ -187,24 +191,49 @@ impl<T> EtwExitTracker<T> {
                 }
                 Ok(None)
             }
-            OPCODE_END => {
-                let p = decode_process(payload, version, pointer)?;
-                self.note(&p);
+            ProcessOp::End => {
+                let p = decoded?;
+                self.note(p);
                 let mut exit = self.end(p, timestamp)?;
                 self.pair_with_waiting_stop(&mut exit);
                 Ok(Some(exit))
             }
-            OPCODE_DEFUNCT => {
-                let p = decode_process(payload, version, pointer)?;
-                self.note(&p);
-                if !self.defunct_is_exit(&p) {
+            ProcessOp::Defunct => {
+                let p = decoded?;
+                self.note(p);
+                if !self.defunct_is_exit(p) {
                     return Ok(None);
                 }
                 // The event time is when the rundown saw the zombie, not the exit.
-                let exit_time = p.exit_time;
-                let mut exit = self.end(p, exit_time)?;
+                let mut exit = self.end(p, p.exit_time)?;
                 self.pair_with_waiting_stop(&mut exit);
                 Ok(Some(exit))
+            }
+            ProcessOp::DcEnd => Ok(None),
+        }
+    }
+
+    /// Decodes and tracks one kernel Process event given as bytes (tests).
+    #[cfg(test)]
+    fn on_process_bytes(
+        &mut self,
+        opcode: u8,
+        version: u8,
+        pointer: crate::decode::PointerSize,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        let mut header = EventHeader::new(PROCESS_GUID, opcode, version.into(), pointer);
+        header.time = timestamp;
+        match route(&header) {
+            Route::Process(op) => {
+                let decoded = decode_process_event(&EventView {
+                    header,
+                    payload,
+                    extended: &[],
+                    place: (),
+                });
+                self.on_process_event(op, timestamp, decoded.as_ref().map_err(|e| *e))
             }
             _ => Ok(None),
         }
@@ -219,17 +248,17 @@ impl<T> EtwExitTracker<T> {
     ///
     /// A ProcessStart that does not decode is counted as an anomaly; a
     /// ProcessStop that does not decode is an error (its tag is released
-    /// without a record); other event ids are ignored.
+    /// without a record).
     pub(crate) fn on_kernel_process_event(
         &mut self,
-        event_id: u16,
+        op: KernelProcessOp,
         version: u8,
         timestamp: Option<u64>,
         payload: &[u8],
         tag: T,
     ) -> Result<(), DecodeError> {
-        match event_id {
-            EVENT_PROCESS_START => {
+        match op {
+            KernelProcessOp::Start => {
                 match decode_process_start(payload, version) {
                     Ok(s) => {
                         self.kp_live.insert(
@@ -245,7 +274,7 @@ impl<T> EtwExitTracker<T> {
                 self.released.push_back((None, tag));
                 Ok(())
             }
-            EVENT_PROCESS_STOP => match decode_process_stop(payload, version) {
+            KernelProcessOp::Stop => match decode_process_stop(payload, version) {
                 Ok(stop) => {
                     self.on_stop(stop, timestamp, tag);
                     Ok(())
@@ -255,10 +284,6 @@ impl<T> EtwExitTracker<T> {
                     Err(e)
                 }
             },
-            _ => {
-                self.released.push_back((None, tag));
-                Ok(())
-            }
         }
     }
 
@@ -320,13 +345,13 @@ impl<T> EtwExitTracker<T> {
         }
     }
 
-    fn seed(&mut self, p: ProcessPayload, start_time: Option<u64>) {
-        let key = proc_key(&p);
+    fn seed(&mut self, p: &ProcessPayload, start_time: Option<u64>) {
+        let key = proc_key(p);
         let start_time = start_time.or_else(|| {
             // Keep a start time an earlier Start already gave this process.
             self.live.get(&key).and_then(|s| s.start_time)
         });
-        let command_line = non_empty(p.command_line);
+        let command_line = non_empty(p.command_line.clone());
         self.command_line_bytes = self
             .command_line_bytes
             .saturating_add(command_line.as_ref().map_or(0, String::len));
@@ -334,9 +359,9 @@ impl<T> EtwExitTracker<T> {
             key,
             Seed {
                 start_time,
-                name: non_empty(p.image_file_name),
+                name: non_empty(p.image_file_name.clone()),
                 command_line,
-                user: p.user_sid,
+                user: p.user_sid.clone(),
             },
         );
         if evicted.is_some() {
@@ -409,7 +434,7 @@ impl<T> EtwExitTracker<T> {
     /// Builds the record for an ended process and forgets its live state.
     fn end(
         &mut self,
-        p: ProcessPayload,
+        p: &ProcessPayload,
         exit_time: Option<u64>,
     ) -> Result<ProcessExit, DecodeError> {
         // v0 has no exit status; inventing one would be wrong.
@@ -419,7 +444,7 @@ impl<T> EtwExitTracker<T> {
                 kind: DecodeErrorKind::Invalid("exit status (absent in a v0 payload)"),
             });
         };
-        let key = proc_key(&p);
+        let key = proc_key(p);
         let seed = self.live.remove(&key);
         if let Some(seed) = &seed {
             self.forget_bytes(seed);
@@ -431,9 +456,9 @@ impl<T> EtwExitTracker<T> {
         exit.process_key = key.1;
         exit.exit_time = exit_time.and_then(system_time_from_filetime);
         let (mut name, mut command_line, mut user) = (
-            non_empty(p.image_file_name),
-            non_empty(p.command_line),
-            p.user_sid,
+            non_empty(p.image_file_name.clone()),
+            non_empty(p.command_line.clone()),
+            p.user_sid.clone(),
         );
         if let Some(seed) = seed {
             exit.start_time = seed.start_time.and_then(system_time_from_filetime);
@@ -446,6 +471,79 @@ impl<T> EtwExitTracker<T> {
         exit.user = user.map(User::Sid);
         Ok(exit)
     }
+}
+
+/// A kernel Process-class lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessOp {
+    /// Opcode 1.
+    Start,
+    /// Opcode 2.
+    End,
+    /// Opcode 3: alive when the session started.
+    DcStart,
+    /// Opcode 4: alive when the session stopped.
+    DcEnd,
+    /// Opcode 39: a zombie at rundown.
+    Defunct,
+}
+
+/// A Microsoft-Windows-Kernel-Process event the tracker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KernelProcessOp {
+    /// ProcessStart (id 1).
+    Start,
+    /// ProcessStop (id 2).
+    Stop,
+}
+
+/// Where an ETW event goes: the one routing decision, by provider GUID and
+/// opcode or event id, for the real-time callback and the `.etl` reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A kernel Process lifecycle event (decode with [`decode_process_event`]).
+    Process(ProcessOp),
+    /// A Kernel-Process start or stop.
+    KernelProcess(KernelProcessOp),
+    /// A real-time loss notification; `None` for an unknown loss opcode.
+    Lost(Option<LostKind>),
+    /// Anything else (other kernel classes and Process opcodes such as
+    /// Terminate or PerfCtr, trace headers, other providers).
+    Other,
+}
+
+/// Routes one event by its header.
+pub(crate) fn route(header: &EventHeader) -> Route {
+    if header.provider == PROCESS_GUID {
+        match header.opcode {
+            OPCODE_START => Route::Process(ProcessOp::Start),
+            OPCODE_END => Route::Process(ProcessOp::End),
+            OPCODE_DC_START => Route::Process(ProcessOp::DcStart),
+            OPCODE_DC_END => Route::Process(ProcessOp::DcEnd),
+            OPCODE_DEFUNCT => Route::Process(ProcessOp::Defunct),
+            _ => Route::Other,
+        }
+    } else if header.provider == KERNEL_PROCESS_GUID {
+        match header.event_id {
+            EVENT_PROCESS_START => Route::KernelProcess(KernelProcessOp::Start),
+            EVENT_PROCESS_STOP => Route::KernelProcess(KernelProcessOp::Stop),
+            _ => Route::Other,
+        }
+    } else if header.provider == LOST_EVENT_GUID {
+        Route::Lost(classify_lost(header.opcode))
+    } else {
+        Route::Other
+    }
+}
+
+/// The one decode of a kernel Process payload, with the layout of the
+/// event's version and pointer width. Versions beyond a byte do not exist;
+/// they saturate, so the newest layout reads them.
+pub(crate) fn decode_process_event<P>(
+    view: &EventView<'_, P>,
+) -> Result<ProcessPayload, DecodeError> {
+    let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+    decode_process(view.payload, version, view.header.pointer_size)
 }
 
 /// Whether two (pid, status, exit FILETIME) describe the same exit.
@@ -562,6 +660,7 @@ mod tests {
     )]
 
     use super::*;
+    use crate::decode::PointerSize;
     use std::time::SystemTime;
 
     const P8: PointerSize = PointerSize::Eight;
@@ -616,13 +715,13 @@ mod tests {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let start = mof(4, 0xaa, 10, 259, "git.exe", "git.exe remote -v");
         assert_eq!(
-            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &start),
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &start),
             Ok(None)
         );
         // An End whose SID and strings are empty takes them from the Start.
         let end = mof(4, 0xaa, 10, 1, "", "");
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .unwrap();
         assert_eq!(exit.pid, 10);
@@ -643,11 +742,11 @@ mod tests {
     fn dcstart_then_end_has_no_start_time() {
         let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         let dc = mof(4, 0xbb, 11, 259, "svc.exe", "svc.exe -k");
-        t.on_process_event(OPCODE_DC_START, 4, P8, Some(T_START), &dc)
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, Some(T_START), &dc)
             .unwrap();
         let end = mof(4, 0xbb, 11, -1_073_741_510, "svc.exe", "");
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .unwrap();
         assert_eq!(exit.start_time, None);
@@ -661,19 +760,19 @@ mod tests {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let end = mof(4, 0xcc, 12, 0, "a.exe", "a");
         assert!(t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .is_some());
         let defunct = mof(5, 0xcc, 12, 0, "a.exe", "");
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &defunct),
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &defunct),
             Ok(None)
         );
         // A v5 Defunct of a process that ended inside the window and had
         // no End is an exit, timed by its payload's ExitTime.
         let other = mof(5, 0xdd, 13, 0, "b.exe", "");
         let exit = t
-            .on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &other)
+            .on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END + 10), &other)
             .unwrap()
             .unwrap();
         assert_eq!(exit.exit_time, ft(T_START));
@@ -681,14 +780,14 @@ mod tests {
         assert_eq!(exit.name.as_deref(), Some("b.exe"));
         // Repeated rundowns do not report it twice.
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END + 20), &other),
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END + 20), &other),
             Ok(None)
         );
         // A v4 Defunct (no ExitTime) of a process never seen alive: a zombie
         // from before the window, not an exit.
         let v4 = mof(4, 0xee, 14, 0, "c.exe", "");
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4),
+            t.on_process_bytes(OPCODE_DEFUNCT, 4, P8, Some(T_END), &v4),
             Ok(None)
         );
     }
@@ -704,12 +803,12 @@ mod tests {
     fn defunct_v4_of_a_process_seen_alive_is_an_exit() {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let dc = mof(4, 0x51, 51, 259, "held.exe", "held.exe --wait");
-        t.on_process_event(OPCODE_DC_START, 4, P8, Some(T_WINDOW), &dc)
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, Some(T_WINDOW), &dc)
             .unwrap();
         // Its End was lost; the stop-time rundown lists it as a zombie.
         let defunct = mof(4, 0x51, 51, 7, "held.exe", "");
         let exit = t
-            .on_process_event(OPCODE_DEFUNCT, 4, P8, Some(T_END), &defunct)
+            .on_process_bytes(OPCODE_DEFUNCT, 4, P8, Some(T_END), &defunct)
             .unwrap()
             .unwrap();
         assert_eq!(exit.status, ExitStatus::Code(7));
@@ -718,10 +817,10 @@ mod tests {
         assert_eq!(exit.exit_time, None);
         // A Start seeds it as well.
         let start = mof(4, 0x52, 52, 259, "new.exe", "");
-        t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &start)
+        t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &start)
             .unwrap();
         let exit = t
-            .on_process_event(
+            .on_process_bytes(
                 OPCODE_DEFUNCT,
                 4,
                 P8,
@@ -742,13 +841,13 @@ mod tests {
             T_START - 864_000_000_000,
         );
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END), &old),
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END), &old),
             Ok(None)
         );
         // ExitTime exactly at the window start counts as inside.
         let edge = exit_time_at(mof(5, 0x62, 62, 0, "edge.exe", ""), T_START);
         assert!(t
-            .on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END), &edge)
+            .on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END), &edge)
             .unwrap()
             .is_some());
         // Without a known window start, ExitTime alone proves nothing: only a
@@ -756,10 +855,10 @@ mod tests {
         let mut t = EtwExitTracker::<()>::new(Source::EtlFile, None);
         let unseen = mof(5, 0x63, 63, 0, "x.exe", "");
         assert_eq!(
-            t.on_process_event(OPCODE_DEFUNCT, 5, P8, Some(T_END), &unseen),
+            t.on_process_bytes(OPCODE_DEFUNCT, 5, P8, Some(T_END), &unseen),
             Ok(None)
         );
-        t.on_process_event(
+        t.on_process_bytes(
             OPCODE_DC_START,
             5,
             P8,
@@ -768,7 +867,7 @@ mod tests {
         )
         .unwrap();
         assert!(t
-            .on_process_event(
+            .on_process_bytes(
                 OPCODE_DEFUNCT,
                 5,
                 P8,
@@ -790,7 +889,7 @@ mod tests {
     fn kernel_end_and_process_stop_of_one_exit_give_one_record() {
         // Stop first: it waits, and the End takes its create time.
         let mut t = EtwExitTracker::<u32>::new(Source::EtlFile, Some(T_WINDOW));
-        t.on_process_event(
+        t.on_process_bytes(
             OPCODE_DC_START,
             4,
             P8,
@@ -798,7 +897,7 @@ mod tests {
             &mof(4, 9, 70, 259, "z.exe", ""),
         )
         .unwrap();
-        t.on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop_at(1, 71, T_END), 1)
+        t.on_kernel_process_event(KernelProcessOp::Stop, 1, None, &stop_at(1, 71, T_END), 1)
             .unwrap();
         assert_eq!(released(&mut t), vec![]);
         let end = mof(
@@ -810,7 +909,7 @@ mod tests {
             "crash.exe -x",
         );
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END + 20), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END + 20), &end)
             .unwrap()
             .unwrap();
         assert_eq!(exit.start_time, ft(T_START));
@@ -819,14 +918,14 @@ mod tests {
         assert_eq!(released(&mut t), vec![(None, 1)]);
         // End first: the stop that follows is the same exit.
         let end = mof(4, 0x72, 72, 0xc000_0005_u32 as i32, "b.exe", "");
-        t.on_process_event(OPCODE_END, 4, P8, Some(T_END), &end)
+        t.on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
             .unwrap()
             .unwrap();
-        t.on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop_at(1, 72, T_END), 2)
+        t.on_kernel_process_event(KernelProcessOp::Stop, 1, None, &stop_at(1, 72, T_END), 2)
             .unwrap();
         assert_eq!(released(&mut t), vec![(None, 2)]);
         // A stop no End matches is released at the end of the stream.
-        t.on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &stop_at(1, 73, T_END), 3)
+        t.on_kernel_process_event(KernelProcessOp::Stop, 1, None, &stop_at(1, 73, T_END), 3)
             .unwrap();
         assert_eq!(released(&mut t), vec![]);
         t.finish();
@@ -837,15 +936,16 @@ mod tests {
     fn process_stops_alone_are_exits_at_once() {
         // A stream without kernel Process events (the Kernel-Process backend).
         let mut t = EtwExitTracker::<u32>::new(Source::EtwKernelProcess, Some(T_WINDOW));
-        t.on_kernel_process_event(EVENT_PROCESS_STOP, 2, None, &stop_at(2, 80, T_END), 1)
+        t.on_kernel_process_event(KernelProcessOp::Stop, 2, None, &stop_at(2, 80, T_END), 1)
             .unwrap();
         assert_eq!(released(&mut t), vec![(Some(80), 1)]);
-        // Starts and other ids give their tag back without a record.
-        t.on_kernel_process_event(15, 1, None, &[], 2).unwrap();
+        // Starts give their tag back without a record.
+        t.on_kernel_process_event(KernelProcessOp::Start, 1, None, &[], 2)
+            .unwrap();
         assert_eq!(released(&mut t), vec![(None, 2)]);
         // A stop that does not decode: an error, and its tag comes back.
         assert!(t
-            .on_kernel_process_event(EVENT_PROCESS_STOP, 1, None, &[1, 2], 3)
+            .on_kernel_process_event(KernelProcessOp::Stop, 1, None, &[1, 2], 3)
             .is_err());
         assert_eq!(released(&mut t), vec![(None, 3)]);
     }
@@ -853,7 +953,7 @@ mod tests {
     #[test]
     fn pid_reuse_with_different_keys_gives_two_records() {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
-        t.on_process_event(
+        t.on_process_bytes(
             OPCODE_START,
             4,
             P8,
@@ -861,7 +961,7 @@ mod tests {
             &mof(4, 1, 20, 259, "x.exe", "x 1"),
         )
         .unwrap();
-        t.on_process_event(
+        t.on_process_bytes(
             OPCODE_START,
             4,
             P8,
@@ -870,11 +970,11 @@ mod tests {
         )
         .unwrap();
         let a = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &mof(4, 1, 20, 3, "", ""))
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &mof(4, 1, 20, 3, "", ""))
             .unwrap()
             .unwrap();
         let b = t
-            .on_process_event(OPCODE_END, 4, P8, Some(T_END), &mof(4, 2, 20, 4, "", ""))
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &mof(4, 2, 20, 4, "", ""))
             .unwrap()
             .unwrap();
         assert_eq!((a.process_key, a.name.as_deref()), (Some(1), Some("x.exe")));
@@ -883,7 +983,7 @@ mod tests {
         // A Defunct for the first key is deduplicated, not the pid as a whole.
         let d = mof(5, 3, 20, 0, "z.exe", "");
         assert!(t
-            .on_process_event(OPCODE_DEFUNCT, 5, P8, None, &d)
+            .on_process_bytes(OPCODE_DEFUNCT, 5, P8, None, &d)
             .unwrap()
             .is_some());
     }
@@ -893,13 +993,13 @@ mod tests {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         // Undecodable Start: counted, ignored.
         assert_eq!(
-            t.on_process_event(OPCODE_START, 4, P8, None, &[1, 2, 3]),
+            t.on_process_bytes(OPCODE_START, 4, P8, None, &[1, 2, 3]),
             Ok(None)
         );
         assert_eq!(t.anomalies(), 1);
         // Undecodable End: an error for that event only.
         assert!(t
-            .on_process_event(OPCODE_END, 4, P8, None, &[1, 2, 3])
+            .on_process_bytes(OPCODE_END, 4, P8, None, &[1, 2, 3])
             .is_err());
         // v0 End has no exit status: error, not a made-up code.
         let mut v0 = Vec::new();
@@ -907,14 +1007,14 @@ mod tests {
         v0.extend(4u64.to_le_bytes());
         v0.extend([0; 4]);
         v0.extend(b"old.exe\0");
-        assert!(t.on_process_event(OPCODE_END, 0, P8, None, &v0).is_err());
+        assert!(t.on_process_bytes(OPCODE_END, 0, P8, None, &v0).is_err());
         // Other opcodes (Terminate, PerfCtr, DCEnd) are ignored whatever the payload.
         for op in [4u8, 11, 32, 33] {
-            assert_eq!(t.on_process_event(op, 2, P8, None, &[9; 4]), Ok(None));
+            assert_eq!(t.on_process_bytes(op, 2, P8, None, &[9; 4]), Ok(None));
         }
         // Later events still work.
         let exit = t
-            .on_process_event(
+            .on_process_bytes(
                 OPCODE_END,
                 4,
                 P8,
@@ -931,7 +1031,7 @@ mod tests {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         for i in 0..(MAX_LIVE as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 259, "n.exe", "");
-            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &p)
                 .unwrap();
         }
         assert_eq!(t.live.len(), MAX_LIVE);
@@ -939,12 +1039,12 @@ mod tests {
         assert!(t.live.order.len() <= 2 * MAX_LIVE);
         for i in 0..(MAX_REPORTED as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 0, "n.exe", "");
-            t.on_process_event(OPCODE_END, 4, P8, None, &p).unwrap();
+            t.on_process_bytes(OPCODE_END, 4, P8, None, &p).unwrap();
         }
         assert_eq!(t.reported.len(), MAX_REPORTED);
         // Oldest live entries were evicted: their End has no start time.
         let early = t
-            .on_process_event(OPCODE_END, 4, P8, None, &mof(4, 0x1000, 0, 0, "", ""))
+            .on_process_bytes(OPCODE_END, 4, P8, None, &mof(4, 0x1000, 0, 0, "", ""))
             .unwrap()
             .unwrap();
         assert_eq!(early.start_time, None);
@@ -959,7 +1059,7 @@ mod tests {
         let long = "x".repeat(32_000);
         for i in 0..10u64 {
             let p = mof(4, 0x2000 + i, 500 + i as u32, 259, "big.exe", &long);
-            t.on_process_event(OPCODE_START, 4, P8, Some(T_START), &p)
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &p)
                 .unwrap();
             assert!(t.command_line_bytes <= 100_000);
         }
@@ -969,17 +1069,17 @@ mod tests {
         // An evicted process's End still carries its own command line.
         let end = mof(4, 0x2000, 500, 0, "big.exe", &long);
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, None, &end)
+            .on_process_bytes(OPCODE_END, 4, P8, None, &end)
             .unwrap()
             .unwrap();
         assert_eq!(exit.start_time, None);
         assert_eq!(exit.command_line.as_deref(), Some(long.as_str()));
         // Ends and restarts of a pid give their bytes back.
         let last = mof(4, 0x2009, 509, 0, "big.exe", "");
-        t.on_process_event(OPCODE_END, 4, P8, None, &last).unwrap();
+        t.on_process_bytes(OPCODE_END, 4, P8, None, &last).unwrap();
         assert_eq!(t.command_line_bytes, 2 * 32_000);
         let again = mof(4, 0x2008, 508, 259, "big.exe", "short");
-        t.on_process_event(OPCODE_DC_START, 4, P8, None, &again)
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, None, &again)
             .unwrap();
         assert_eq!(t.command_line_bytes, 32_000 + 5);
         assert_eq!(t.evicted(), 7);
@@ -993,7 +1093,12 @@ mod tests {
         timestamp: Option<u64>,
         payload: &[u8],
     ) -> Result<Option<ProcessExit>, DecodeError> {
-        let result = t.on_kernel_process_event(id, version, timestamp, payload, ());
+        let mut header = EventHeader::new(KERNEL_PROCESS_GUID, 0, version.into(), P8);
+        header.event_id = id;
+        let Route::KernelProcess(op) = route(&header) else {
+            return Ok(None);
+        };
+        let result = t.on_kernel_process_event(op, version, timestamp, payload, ());
         let mut exits: Vec<ProcessExit> = t.take_released().filter_map(|(e, ())| e).collect();
         assert!(exits.len() <= 1);
         result.map(|()| exits.pop())
@@ -1115,7 +1220,7 @@ mod tests {
             } else {
                 PointerSize::Four
             };
-            let _ = t.on_process_event(op, version, p, Some(state), &bytes);
+            let _ = t.on_process_bytes(op, version, p, Some(state), &bytes);
             let _ = kp(&mut t, (state >> 48) as u16 % 3, version, None, &bytes);
         }
     }
@@ -1139,11 +1244,11 @@ mod tests {
         ]);
         let mut t = EtwExitTracker::<()>::new(Source::EtlFile, Some(T_WINDOW));
         assert_eq!(
-            t.on_process_event(OPCODE_START, 4, P8, Some(132_445_973_974_989_595), &start),
+            t.on_process_bytes(OPCODE_START, 4, P8, Some(132_445_973_974_989_595), &start),
             Ok(None)
         );
         let exit = t
-            .on_process_event(OPCODE_END, 4, P8, Some(132_445_974_082_348_412), &end)
+            .on_process_bytes(OPCODE_END, 4, P8, Some(132_445_974_082_348_412), &end)
             .unwrap()
             .unwrap();
         assert_eq!((exit.pid, exit.ppid), (11896, Some(13540)));

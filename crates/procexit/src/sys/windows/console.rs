@@ -8,7 +8,7 @@
 //! next start reclaims it. This handler stops every running session
 //! synchronously, then lets the next handler run. Handlers run last
 //! registered first, so programs that install their own console handler
-//! do so before starting the first monitor.
+//! do so before starting the first monitor (docs/windows-sessions.md).
 
 #![allow(unsafe_code)]
 

@@ -1,5 +1,5 @@
-//! The ETW event callback: EVENT_RECORD → (provider, opcode, version,
-//! pointer size, timestamp, payload) → the exit tracker → the sink.
+//! The ETW event callback: EVENT_RECORD → the shared [`EventView`] → the
+//! one routing of `merge::etw` → the exit tracker → the sink.
 //!
 //! It runs on the ProcessTrace thread for every event, so it does the
 //! minimum, never blocks (the tracker lock is only ever taken by that one
@@ -14,9 +14,10 @@ use std::sync::{Mutex, PoisonError};
 use windows_sys::core::GUID;
 use windows_sys::Win32::System::Diagnostics::Etw::EVENT_RECORD;
 
-use crate::decode::{Guid, PointerSize, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID};
+use crate::decode::view::{EventHeader, EventView};
+use crate::decode::{Guid, PointerSize};
 use crate::event::Source;
-use crate::merge::etw::{filetime_of, EtwExitTracker};
+use crate::merge::etw::{decode_process_event, filetime_of, route, EtwExitTracker, Route};
 use crate::queue::Sink;
 
 #[cfg(test)]
@@ -40,19 +41,6 @@ struct TrackerState {
     evicted_reported: u64,
 }
 
-/// One event, copied out of the EVENT_RECORD.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Record<'a> {
-    pub(crate) provider: Guid,
-    pub(crate) id: u16,
-    pub(crate) opcode: u8,
-    pub(crate) version: u8,
-    pub(crate) header_flags: u16,
-    /// FILETIME (no PROCESS_TRACE_MODE_RAW_TIMESTAMP is set).
-    pub(crate) timestamp: i64,
-    pub(crate) payload: &'a [u8],
-}
-
 impl Context {
     pub(crate) fn new(sink: Sink, source: Source) -> Context {
         // The observed window starts now, before the session does: a Defunct
@@ -71,43 +59,40 @@ impl Context {
     }
 
     /// Routes one event. Decode errors are counted, never fatal.
-    pub(crate) fn dispatch(&self, record: &Record<'_>) {
+    pub(crate) fn dispatch(&self, view: &EventView<'_>) {
         self.events.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]
-        if record.provider == tests::PANIC_PROVIDER {
+        if view.header.provider == tests::PANIC_PROVIDER {
             panic!("test: a panicking callback");
         }
-        let timestamp = u64::try_from(record.timestamp).ok().filter(|&t| t > 0);
-        if record.provider == PROCESS_GUID {
-            let pointer =
-                PointerSize::from_header_flags(record.header_flags).unwrap_or_else(|| {
-                    // Kernel events always carry a width flag; without one,
-                    // assume the OS's width and say so.
+        let time = view.header.time;
+        match route(&view.header) {
+            Route::Process(op) => {
+                if PointerSize::from_header_flags(view.header.flags).is_none() {
+                    // Kernel events always carry a width flag; without one
+                    // the view assumed the OS's width: say so.
                     self.sink.anomaly();
-                    native_pointer_size()
+                }
+                let decoded = decode_process_event(view);
+                self.with_tracker(|t| {
+                    t.on_process_event(op, time, decoded.as_ref().map_err(|e| *e))
                 });
-            self.with_tracker(|t| {
-                t.on_process_event(
-                    record.opcode,
-                    record.version,
-                    pointer,
-                    timestamp,
-                    record.payload,
-                )
-            });
-        } else if record.provider == KERNEL_PROCESS_GUID {
-            self.with_tracker(|t| {
-                t.on_kernel_process_event(record.id, record.version, timestamp, record.payload, ())
-                    .map(|()| None)
-            });
-        } else if record.provider == LOST_EVENT_GUID {
+            }
+            Route::KernelProcess(op) => {
+                let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+                self.with_tracker(|t| {
+                    t.on_kernel_process_event(op, version, time, view.payload, ())
+                        .map(|()| None)
+                });
+            }
             // Where a gap is, never how big: the polled session counters
             // are the one count of loss (see `supervise::report_loss`), so
             // a marker can neither double-count nor hide later loss.
             // Any kind (events 32, buffers 33, file 34) is a gap.
-            self.sink.gap();
+            Route::Lost(_) => self.sink.gap(),
+            // Anything else (EventTrace header, config events) is skipped.
+            Route::Other => {}
         }
-        // Anything else (EventTrace header, config events) is skipped.
     }
 
     fn with_tracker<F>(&self, f: F)
@@ -144,8 +129,6 @@ impl Context {
 }
 
 fn native_pointer_size() -> PointerSize {
-    // A 32-bit consumer may run on a 64-bit kernel; the flags decide when
-    // present, this is only the last resort.
     if cfg!(target_pointer_width = "64") {
         PointerSize::Eight
     } else {
@@ -157,14 +140,15 @@ fn guid(g: &GUID) -> Guid {
     Guid::new(g.data1, g.data2, g.data3, g.data4)
 }
 
-/// Reads the fields the tracker needs out of an EVENT_RECORD.
+/// Borrows an EVENT_RECORD as the shared [`EventView`]: header fields by
+/// value, the user data in place.
 ///
 /// # Safety
 /// `record.UserData` must point to `record.UserDataLength` readable bytes
 /// (or be null), valid for `'a`, as ETW guarantees during the callback.
-pub(crate) unsafe fn record_view<'a>(record: &'a EVENT_RECORD) -> Record<'a> {
-    let header = &record.EventHeader;
-    let d = &header.EventDescriptor;
+pub(crate) unsafe fn record_view<'a>(record: &'a EVENT_RECORD) -> EventView<'a> {
+    let h = &record.EventHeader;
+    let d = &h.EventDescriptor;
     let len = usize::from(record.UserDataLength);
     let payload = if record.UserData.is_null() || len == 0 {
         &[][..]
@@ -173,14 +157,24 @@ pub(crate) unsafe fn record_view<'a>(record: &'a EVENT_RECORD) -> Record<'a> {
         // readable memory for 'a; u8 has no alignment requirement.
         unsafe { std::slice::from_raw_parts(record.UserData.cast::<u8>(), len) }
     };
-    Record {
-        provider: guid(&header.ProviderId),
-        id: d.Id,
-        opcode: d.Opcode,
-        version: d.Version,
-        header_flags: header.Flags,
-        timestamp: header.TimeStamp,
+    // A 32-bit consumer may run on a 64-bit kernel: the flags decide; the
+    // OS's width is only the last resort (`dispatch` counts it).
+    let pointer = PointerSize::from_header_flags(h.Flags).unwrap_or_else(native_pointer_size);
+    let mut header = EventHeader::new(guid(&h.ProviderId), d.Opcode, d.Version.into(), pointer);
+    header.event_id = d.Id;
+    header.level = d.Level;
+    header.task = d.Task;
+    header.keyword = d.Keyword;
+    header.pid = Some(h.ProcessId);
+    header.tid = Some(h.ThreadId);
+    // FILETIME: no PROCESS_TRACE_MODE_RAW_TIMESTAMP is set.
+    header.time = u64::try_from(h.TimeStamp).ok().filter(|&t| t > 0);
+    header.flags = h.Flags;
+    EventView {
+        header,
         payload,
+        extended: &[],
+        place: (),
     }
 }
 

@@ -5,7 +5,8 @@
 //! to a thread, and the thread that starts a monitor may end before it):
 //! the first CreateMutexW creates it, every later one while any handle is
 //! open gets ERROR_ALREADY_EXISTS. Windows closes our handle when the
-//! process dies, so a killed monitor never leaves the lock taken.
+//! process dies, so a killed monitor never leaves the lock taken
+//! (docs/windows-sessions.md).
 
 #![allow(unsafe_code)]
 

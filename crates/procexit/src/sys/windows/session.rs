@@ -1,7 +1,8 @@
 //! The controller side: start (or reclaim) the session, flush, query loss
 //! counters, stop. Never stops a session that is not ours: names must carry
 //! the `procexit` prefix, and a leftover session is stopped only when ETW
-//! does not report a GUID other than the one derived from its name.
+//! does not report a GUID other than the one derived from its name
+//! (docs/windows-sessions.md).
 
 #![allow(unsafe_code)]
 

@@ -1,7 +1,8 @@
 //! The control loop of a running monitor, apart from the Win32 calls so
 //! that every path is unit-tested with a fake: flush, poll the loss
 //! counters (the one authority for how much was lost), notice a session
-//! stopped from outside and restart it, and finally stop.
+//! stopped from outside and restart it, and finally stop
+//! (docs/windows-sessions.md).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, PoisonError};
