@@ -46,6 +46,8 @@ mod queue;
 pub mod schema;
 mod stats;
 mod sys;
+#[cfg(test)]
+mod test_rng;
 mod wait;
 
 pub use config::{LinuxOptions, Taskstats, WindowsOptions};

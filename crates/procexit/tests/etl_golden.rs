@@ -30,6 +30,10 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
+#[path = "../src/test_rng.rs"]
+mod test_rng;
+use test_rng::xorshift;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -808,9 +812,7 @@ fn random_corruption_never_panics() {
     let dir = etl_dir();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
+        state = xorshift(state);
         state
     };
     for name in [

@@ -237,6 +237,7 @@ mod tests {
     )]
 
     use super::*;
+    use crate::test_rng::xorshift;
 
     const CREATE: u64 = 132_404_547_797_984_230;
     const EXIT: u64 = 132_404_547_910_855_393;
@@ -390,9 +391,7 @@ mod tests {
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..5000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            state = xorshift(state);
             let len = (state % 120) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|i| (state.rotate_left(i as u32 % 64) ^ i as u64) as u8)

@@ -346,6 +346,7 @@ mod tests {
 
     use super::*;
     use crate::decode::DecodeErrorKind;
+    use crate::test_rng::xorshift;
 
     /// The SID cases every layout is tested with.
     #[derive(Clone, Copy, Debug)]
@@ -631,9 +632,7 @@ mod tests {
     fn garbage_never_panics() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            state = xorshift(state);
             state
         };
         let mut seeds: Vec<Vec<u8>> = Vec::new();

@@ -236,6 +236,7 @@ pub fn listen_request(op: u32, sender_pid: u32) -> [u8; NLMSG_HDR_LEN + CN_MSG_L
 )]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     fn message(what: u32, ts: u64, data: &[u32]) -> Vec<u8> {
         let payload_len = 16 + 4 * data.len();
@@ -301,9 +302,7 @@ mod tests {
         for _ in 0..5000 {
             let mut buf = exit.clone();
             for _ in 0..4 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                seed = xorshift(seed);
                 let i = (seed as usize) % buf.len();
                 buf[i] = (seed >> 32) as u8;
             }

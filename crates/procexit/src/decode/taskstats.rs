@@ -309,6 +309,7 @@ pub fn parse_family_id(message: &[u8]) -> Result<Option<u16>, DecodeError> {
 )]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
 
     fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut a = Vec::new();
@@ -428,9 +429,7 @@ mod tests {
         for _ in 0..5000 {
             let mut b = m.clone();
             for _ in 0..3 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                seed = xorshift(seed);
                 let i = (seed as usize) % b.len();
                 b[i] = (seed >> 24) as u8;
             }

@@ -661,6 +661,7 @@ mod tests {
 
     use super::*;
     use crate::decode::PointerSize;
+    use crate::test_rng::xorshift;
     use std::time::SystemTime;
 
     const P8: PointerSize = PointerSize::Eight;
@@ -1204,9 +1205,7 @@ mod tests {
         let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
         let mut state = 0xdead_beef_cafe_f00du64;
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            state = xorshift(state);
             let len = (state % 160) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|i| {

@@ -7,6 +7,7 @@ mod ffi;
 mod procfs;
 mod taskstats;
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ use crate::config::Taskstats as TaskstatsMode;
 use crate::merge::linux::ProcessTable;
 
 /// `NETLINK_CONNECTOR`.
-const NETLINK_CONNECTOR: i32 = 11;
+const NETLINK_CONNECTOR: u32 = 11;
 /// Large enough for any connector datagram (they are < 100 bytes; the
 /// kernel never batches more than a page).
 const RECV_BUFFER: usize = 64 * 1024;
@@ -97,7 +98,7 @@ impl Connector {
                 return Ok(early);
             }
             let timeout = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
-            let [readable] = ffi::poll_readable([self.socket.raw_fd()], timeout)
+            let [readable] = ffi::poll_readable([Some(self.socket.as_fd())], timeout)
                 .map_err(|code| Error::Os { call: "poll", code })?;
             if !readable {
                 continue;
@@ -152,8 +153,8 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
         call: "eventfd",
         code,
     })?;
-    let waker_fd = waker.raw_fd();
     let stop = Arc::new(Stop(waker));
+    let wake = stop.clone();
     // The table is seeded after LISTEN, so no process can slip between the
     // snapshot and the first event.
     let mut table = ProcessTable::new(ProcFs, taskstats.is_some());
@@ -166,7 +167,7 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
         let result = run(
             &connector,
             taskstats.as_ref(),
-            waker_fd,
+            &wake.0,
             &mut table,
             &mut buf,
             sink,
@@ -190,20 +191,24 @@ fn apply_datagram(table: &mut ProcessTable<ProcFs>, datagram: &[u8], sink: &Sink
 fn run(
     connector: &Connector,
     taskstats: Option<&Taskstats>,
-    waker_fd: i32,
+    waker: &Waker,
     table: &mut ProcessTable<ProcFs>,
     buf: &mut [u8],
     sink: &Sink,
 ) -> Result<()> {
-    let socket_fd = connector.socket.raw_fd();
-    // poll() ignores negative fds.
-    let taskstats_fd = taskstats.map_or(-1, |t| t.socket.raw_fd());
     let mut needs_resync = false;
     let mut last_housekeeping = Instant::now();
     loop {
         let timeout = if table.has_awaiting() { 20 } else { TICK_MS };
-        let [data, stats, stop] = ffi::poll_readable([socket_fd, taskstats_fd, waker_fd], timeout)
-            .map_err(|code| Error::Os { call: "poll", code })?;
+        let [data, stats, stop] = ffi::poll_readable(
+            [
+                Some(connector.socket.as_fd()),
+                taskstats.map(|t| t.socket.as_fd()),
+                Some(waker.as_fd()),
+            ],
+            timeout,
+        )
+        .map_err(|code| Error::Os { call: "poll", code })?;
         if let (Some(taskstats), true) = (taskstats, stats || stop) {
             let outcome = taskstats.drain(buf, |record| table.apply_taskstats(record, sink));
             // A lost taskstats record costs only enrichment (the connector

@@ -36,14 +36,14 @@ impl Host for ProcFs {
     }
     fn clocks(&self) -> ClockReading {
         ClockReading {
-            monotonic_ns: ffi::clock_ns(libc::CLOCK_MONOTONIC),
-            realtime_ns: ffi::clock_ns(libc::CLOCK_REALTIME),
-            boottime_ns: ffi::clock_ns(libc::CLOCK_BOOTTIME),
+            monotonic_ns: ffi::clock_ns(ffi::ClockId::Monotonic),
+            realtime_ns: ffi::clock_ns(ffi::ClockId::Realtime),
+            boottime_ns: ffi::clock_ns(ffi::ClockId::Boottime),
             ticks_per_second: ffi::clock_ticks_per_second(),
         }
     }
     fn monotonic_ns(&self) -> u64 {
-        ffi::clock_ns(libc::CLOCK_MONOTONIC)
+        ffi::clock_ns(ffi::ClockId::Monotonic)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Taskstats listener: one record per exiting task, registered for every
 //! CPU. Needs CAP_NET_ADMIN in the initial user, pid and net namespaces.
 
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::ffi::{self, NetlinkSocket, Received};
@@ -11,7 +12,7 @@ use crate::decode::taskstats::{
 };
 
 /// `NETLINK_GENERIC`.
-const NETLINK_GENERIC: i32 = 16;
+const NETLINK_GENERIC: u32 = 16;
 const REPLY_WAIT: Duration = Duration::from_millis(500);
 
 pub(crate) struct Taskstats {
@@ -102,7 +103,7 @@ fn read_replies(
     while Instant::now() < deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
-        let [ready] = ffi::poll_readable([socket.raw_fd()], ms)?;
+        let [ready] = ffi::poll_readable([Some(socket.as_fd())], ms)?;
         if !ready {
             continue;
         }
