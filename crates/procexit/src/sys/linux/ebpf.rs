@@ -41,6 +41,9 @@ const TICK_MS: i32 = 100;
 /// tick. This batches a burst into few wake-ups.
 const WAKEUP_BYTES: u64 = 128 * 1024;
 
+/// errno of a missing privilege.
+const EPERM: i32 = 1;
+
 /// Capability numbers (linux/capability.h).
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -119,7 +122,7 @@ fn os_code(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
 fn load_error(step: &'static str, error: &(dyn std::error::Error + 'static)) -> Error {
     let code = os_code(error).unwrap_or(0);
     // EACCES is also the verifier's "rejected": only EPERM means privileges.
-    if code == libc::EPERM {
+    if code == EPERM {
         return Error::EbpfPermission {
             missing: permission()
                 .err()
@@ -188,7 +191,7 @@ fn load(options: &MonitorBuilder) -> Result<Loaded> {
     if let Err(missing) = permission() {
         return Err(Error::EbpfPermission {
             missing,
-            code: libc::EPERM,
+            code: EPERM,
         });
     }
     let btf = Btf::from_sys_fs().map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
@@ -264,15 +267,12 @@ fn load(options: &MonitorBuilder) -> Result<Loaded> {
 
 /// CLOCK_REALTIME − CLOCK_BOOTTIME, ns: the boot instant in wall time.
 fn boot_wall_ns() -> i128 {
-    i128::from(ffi::clock_ns(libc::CLOCK_REALTIME))
-        - i128::from(ffi::clock_ns(libc::CLOCK_BOOTTIME))
+    i128::from(ffi::clock_ns(ffi::ClockId::Realtime))
+        - i128::from(ffi::clock_ns(ffi::ClockId::Boottime))
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf only reads a constant of the C library.
-    #[allow(unsafe_code)]
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    u64::try_from(rustix::param::page_size()).unwrap_or(4096)
 }
 
 /// Starts the eBPF source.
@@ -282,10 +282,10 @@ pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
         call: "eventfd",
         code,
     })?;
-    let waker_fd = waker.raw_fd();
     let stop = Arc::new(Stop(waker));
+    let wake = stop.clone();
     let thread = spawn_backend("procexit-ebpf", sink, move |sink| {
-        run(loaded, waker_fd, sink)
+        run(loaded, &wake.0, sink)
     })?;
     Ok(Running { stop, thread })
 }
@@ -298,15 +298,15 @@ fn counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn run(mut loaded: Loaded, waker_fd: i32, sink: &Sink) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let ring_fd = loaded.ring.as_raw_fd();
+fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
+    use std::os::fd::AsFd;
     let mut reported_lost = 0u64;
     let mut reported_filtered = 0u64;
     let mut last_tick = Instant::now();
     loop {
-        let [_, stop] = ffi::poll_readable([ring_fd, waker_fd], TICK_MS)
-            .map_err(|code| Error::Os { call: "poll", code })?;
+        let [_, stop] =
+            ffi::poll_readable([Some(loaded.ring.as_fd()), Some(waker.as_fd())], TICK_MS)
+                .map_err(|code| Error::Os { call: "poll", code })?;
         // Drain everything submitted so far (also the final drain on stop).
         while let Some(item) = loaded.ring.next() {
             match item.get(..RECORD_SIZE).map(EbpfExit::parse) {
