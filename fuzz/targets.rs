@@ -6,9 +6,12 @@
 //! workspace test `crates/procexit/tests/fuzz_smoke.rs`, which replays seeds
 //! and random inputs through them on the stable toolchain (CI's smoke run).
 
-use procexit::decode::{kernel_process, lost_event, mof_process, netlink, proc_connector};
-use procexit::decode::{taskstats, PointerSize};
-use procexit::etl::{xpress, EtlFile, ProcessEvents};
+use procexit::etl::{EtlFile, ProcessEvents};
+use procexit::unstable::decode::{
+    kernel_process, lost_event, mof_process, netlink, proc_connector,
+};
+use procexit::unstable::decode::{taskstats, PointerSize};
+use procexit::unstable::xpress;
 
 /// A target: any bytes in, returns normally.
 pub type Target = fn(&[u8]);

@@ -17,6 +17,10 @@ command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v clang >/dev/null || need_apt+=(clang)
 command -v llvm-strip >/dev/null || need_apt+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
+# The journald sink's tests start a real systemd-journald and read it back.
+[ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null || need_apt+=(systemd)
+# The syslog sink's tests start a real rsyslogd with a configuration of their own.
+[ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 # The NTSTATUS names are generated from mingw-w64's ntstatus.h.
 [ -r /usr/share/mingw-w64/include/ntstatus.h ] || need_apt+=(mingw-w64-common)
 if ((${#need_apt[@]})); then
@@ -27,6 +31,11 @@ if ((${#need_apt[@]})); then
     echo "test.sh: missing ${need_apt[*]}; install them (sudo apt-get install ${need_apt[*]})" >&2
     exit 1
   fi
+fi
+
+# journald refuses to start without a machine id (container images have none).
+if [ "$(id -u)" = 0 ] && [ ! -s /etc/machine-id ] && command -v systemd-machine-id-setup >/dev/null; then
+  systemd-machine-id-setup >/dev/null
 fi
 
 echo "== toolchain: $(cargo --version), $(rustc --version)"

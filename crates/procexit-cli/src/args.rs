@@ -70,6 +70,70 @@ Examples:
   procexit replay --failed --json *.etl
   procexit replay --all --name 'cmd*' trace.etl")]
     Replay(ReplayArgs),
+    /// Run watch as a Windows service: install, uninstall, start, stop.
+    #[command(after_help = "\
+The service runs as LocalSystem, starts with Windows, and runs `procexit watch`
+with the options given to install (which must include --output or --syslog: a
+service has no console). Stopping it stops the ETW session and writes what is
+buffered plus the closing stats record. Run these from an elevated console.
+
+Examples:
+  procexit service install --output C:\\ProgramData\\procexit\\exits.jsonl --rotate-size 100M
+  procexit service start
+  procexit service stop
+  procexit service uninstall
+
+On Linux use the systemd unit packaging/procexit.service instead.")]
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Register the service to run `watch` with the options that follow.
+    Install {
+        /// Service name (several can be installed under different names).
+        #[arg(long, default_value = "procexit")]
+        name: String,
+        /// `procexit watch` options, e.g. --output FILE --failed.
+        #[arg(
+            value_name = "WATCH OPTIONS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        options: Vec<std::ffi::OsString>,
+    },
+    /// Stop (if running) and remove the service.
+    Uninstall {
+        /// Service name.
+        #[arg(long, default_value = "procexit")]
+        name: String,
+    },
+    /// Start the service and wait until it runs.
+    Start {
+        /// Service name.
+        #[arg(long, default_value = "procexit")]
+        name: String,
+    },
+    /// Stop the service and wait until it stopped.
+    Stop {
+        /// Service name.
+        #[arg(long, default_value = "procexit")]
+        name: String,
+    },
+    /// What the service manager runs (not for use from a console).
+    #[command(hide = true)]
+    Run {
+        #[arg(long)]
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +233,50 @@ pub struct WatchArgs {
     pub session_name: String,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub sinks: SinkArgs,
+}
+
+/// Where `watch` ships records besides stdout. With any of these, stdout
+/// stays quiet unless `--json` is given.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Shipping records")]
+pub struct SinkArgs {
+    /// Append JSON Lines to FILE (created mode 0640 if missing; reopened on
+    /// SIGHUP). Stdout then stays quiet unless --json is given.
+    #[arg(long = "output", value_name = "FILE")]
+    pub output_file: Option<std::path::PathBuf>,
+    /// Rotate FILE before it grows past SIZE (bytes, or with k, M, G:
+    /// 1024-based): FILE becomes FILE.1, FILE.1 becomes FILE.2, …
+    #[arg(long, value_name = "SIZE", requires = "output_file", value_parser = parse_size)]
+    pub rotate_size: Option<u64>,
+    /// Rotated files to keep (FILE.1 … FILE.N); older ones are deleted.
+    #[arg(long, value_name = "N", requires = "rotate_size", default_value_t = 5)]
+    pub rotate_keep: u32,
+    /// Send every record to the systemd journal as a structured entry:
+    /// MESSAGE, PRIORITY (4 for failures and losses, else 6) and one
+    /// PROCEXIT_KEY field per JSON key (PROCEXIT_PID, …) (Linux).
+    #[arg(long)]
+    pub journald: bool,
+    /// Send to this journal namespace instead of the default journal
+    /// (systemd LogNamespace=, journalctl --namespace); implies --journald.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub journald_namespace: Option<String>,
+    /// Send every record to a syslog server as an RFC 5424 message whose MSG
+    /// is the JSON record: unix:PATH (datagram), udp:HOST:PORT or
+    /// tcp:HOST:PORT (octet-counted framing). Repeatable.
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Vec<crate::sink::syslog::Target>,
+}
+
+impl SinkArgs {
+    /// Whether any sink was asked for.
+    pub fn any(&self) -> bool {
+        self.output_file.is_some()
+            || self.journald
+            || self.journald_namespace.is_some()
+            || !self.syslog.is_empty()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +312,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// `1048576`, `512k`, `10M`, `1G` (1024-based; a trailing `B`/`iB` is allowed).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 10M, 512k, 1G)"))?;
+    let unit = unit.trim().trim_end_matches("iB").trim_end_matches('B');
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {text:?} (use k, M or G)")),
+    };
+    match value.checked_mul(factor) {
+        Some(0) => Err("the size must be more than 0".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?} is too large")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +355,52 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn service_install_takes_watch_options() {
+        let cli = Cli::try_parse_from([
+            "procexit", "service", "install", "--name", "px", "--output", "x.jsonl", "--failed",
+        ])
+        .unwrap();
+        let Command::Service(ServiceArgs {
+            action: ServiceAction::Install { name, options },
+        }) = cli.command
+        else {
+            panic!("not service install")
+        };
+        assert_eq!(name, "px");
+        assert_eq!(options, ["--output", "x.jsonl", "--failed"]);
+        let watch = crate::service::parse_watch_options(&options).unwrap();
+        assert!(watch.filter.failed && crate::service::has_sink(&watch));
+        assert!(crate::service::parse_watch_options(&["--bogus".into()]).is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn rotation_needs_an_output_file() {
+        assert!(Cli::try_parse_from(["procexit", "watch", "--rotate-size", "1M"]).is_err());
+        assert!(
+            Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-keep", "3"])
+                .is_err()
+        );
+        let cli =
+            Cli::try_parse_from(["procexit", "watch", "--output", "x", "--rotate-size", "1M"])
+                .unwrap();
+        let Command::Watch(args) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(args.sinks.rotate_size, Some(1 << 20));
+        assert_eq!(args.sinks.rotate_keep, 5);
     }
 
     #[test]

@@ -4,18 +4,22 @@ mod args;
 mod escape;
 mod output;
 mod replay;
+mod service;
+mod signals;
+mod sink;
 
 use std::io;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use procexit::{Backend, Event, LinuxOptions, Monitor, Stopper, WaitSet, WindowsOptions};
+use procexit::schema::Message;
+use procexit::{Backend, Event, LinuxOptions, Monitor, RecvError, WaitSet, WindowsOptions};
 
-use crate::args::{Cli, Command, ReplayArgs, WaitArgs, WatchArgs};
+use crate::args::{Cli, Command, ReplayArgs, SinkArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
 
 /// Exit status for errors (like grep/ripgrep).
@@ -52,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch(args),
         Command::Wait(args) => wait(args),
         Command::Replay(args) => replay(args),
+        Command::Service(args) => service::run(args),
     }
 }
 
@@ -64,22 +69,29 @@ fn format(json: bool) -> Format {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    // The Ctrl-C handler goes in before the monitor starts: Windows calls
-    // console handlers last-installed first, and the library's own handler
-    // (which stops the session when the console closes) must come first.
-    let stopper: Arc<Mutex<Option<Stopper>>> = Arc::default();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    ctrlc::set_handler({
-        let stopper = stopper.clone();
-        let interrupted = interrupted.clone();
-        move || {
-            interrupted.store(true, Ordering::SeqCst);
-            if let Some(stopper) = stopper.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                stopper.stop();
-            }
-        }
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    let slot = signals::StopSlot::default();
+    let reopen = Arc::new(AtomicBool::new(false));
+    let reopen_on_hangup = args.sinks.output_file.is_some().then(|| reopen.clone());
+    // The handlers go in before the monitor starts: Windows calls console
+    // handlers last-installed first, and the library's own handler (which
+    // stops the session when the console closes) must come first.
+    signals::install(slot.clone(), reopen_on_hangup)?;
+    watch_with(args, false, slot, reopen, || {})
+}
+
+/// `watch`. Stop requests (signals, a service's control handler) reach the
+/// monitor through `slot`; `reopen` asks the file sink to reopen its path;
+/// `on_running` is called once the monitor runs. `quiet` keeps stdout silent
+/// (a service has none).
+pub fn watch_with(
+    args: WatchArgs,
+    quiet: bool,
+    slot: signals::StopSlot,
+    reopen: Arc<AtomicBool>,
+    on_running: impl FnOnce(),
+) -> anyhow::Result<ExitCode> {
+    // Sinks first: a path that cannot be written is an error before anything runs.
+    let mut sinks = open_sinks(&args.sinks, &reopen)?;
     let mut linux = LinuxOptions::new();
     if let Some(bytes) = args.socket_buffer {
         linux = linux.socket_buffer(bytes);
@@ -96,16 +108,27 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if let Some(note) = source_note(backend) {
         eprintln!("procexit: {note}");
     }
-    *stopper.lock().unwrap_or_else(|p| p.into_inner()) = Some(monitor.stopper());
-    if interrupted.load(Ordering::SeqCst) {
-        monitor.stopper().stop();
-    }
+    slot.attach(monitor.stopper());
+    on_running();
 
+    // With a sink, stdout stays quiet unless --json asks for the stream too.
+    let to_stdout = !quiet && (!args.sinks.any() || args.output.json);
     let mut printer = Printer::new(format(args.output.json));
     let mut printed = 0u64;
     let result: anyhow::Result<()> = (|| {
-        for event in &monitor {
-            printer.event(&event)?;
+        loop {
+            let event = match monitor.recv_timeout(sinks.idle_after()) {
+                Ok(event) => event,
+                Err(RecvError::Timeout) => {
+                    sinks.idle();
+                    continue;
+                }
+                Err(_) => break,
+            };
+            if to_stdout {
+                printer.event(&event)?;
+            }
+            sinks.send(&Message::from(&event))?;
             if matches!(event, Event::Exit(_)) {
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
@@ -115,11 +138,20 @@ fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })();
-    let stats = monitor
-        .stop()
-        .context("the monitor stopped with an error")?;
+    let stopped = monitor.stop();
+    if let Ok(stats) = &stopped {
+        sinks.send(&Message::Stats(stats))?;
+    }
+    sinks.finish();
+    let stats = stopped.context("the monitor stopped with an error")?;
     result?;
     printer.summary(&stats)?;
+    for line in sinks.summary() {
+        eprintln!("procexit: {line}");
+    }
+    if sinks.unwritten() > 0 {
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
     if args.strict && stats.has_loss() {
         eprintln!("procexit: --strict: exits were lost, dropped or overrun (see the summary)");
         return Ok(ExitCode::from(EXIT_INCOMPLETE));
@@ -142,6 +174,38 @@ fn source_note(backend: Backend) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+/// The sinks `watch` was asked for, opened (so errors show before watching).
+fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink::Sinks> {
+    let mut sinks = sink::Sinks::default();
+    if let Some(path) = &args.output_file {
+        let rotation = args.rotate_size.map(|max_bytes| sink::file::Rotation {
+            max_bytes,
+            keep: args.rotate_keep,
+        });
+        sinks.push(Box::new(sink::file::FileSink::open(
+            path,
+            rotation,
+            reopen.clone(),
+        )?));
+    }
+    if args.journald || args.journald_namespace.is_some() {
+        #[cfg(target_os = "linux")]
+        {
+            let path = match &args.journald_namespace {
+                Some(namespace) => sink::journald::namespace_socket(namespace),
+                None => sink::journald::DEFAULT_SOCKET.into(),
+            };
+            sinks.push(Box::new(sink::journald::JournaldSink::connect(&path)?));
+        }
+        #[cfg(not(target_os = "linux"))]
+        anyhow::bail!("--journald needs Linux (systemd-journald)");
+    }
+    for target in &args.syslog {
+        sinks.push(Box::new(sink::syslog::SyslogSink::connect(target.clone())?));
+    }
+    Ok(sinks)
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

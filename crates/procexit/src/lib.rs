@@ -26,14 +26,15 @@
 //! ```
 //!
 //! Layout: `decode` and `etl` are pure parsers of `&[u8]` (no OS calls, no
-//! `unsafe`, never panic on input); `sys` holds the OS backends and every
-//! `unsafe` block of the crate.
+//! `unsafe`, never panic on input); `merge` decides what is an exit, for
+//! every source; `sys` holds the OS backends and every `unsafe` block of the
+//! crate; [`schema`] is what the JSON output prints.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod decode;
+pub(crate) mod decode;
 mod error;
 pub mod etl;
 mod event;
@@ -48,9 +49,12 @@ mod stats;
 mod sys;
 #[cfg(test)]
 mod test_rng;
+#[doc(hidden)]
+pub mod unstable;
 mod wait;
 
 pub use config::{LinuxOptions, Taskstats, WindowsOptions};
+pub use decode::cgroup;
 pub use error::{Error, Result};
 pub use event::{
     format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, Killer, LossReason,

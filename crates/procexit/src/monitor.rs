@@ -87,7 +87,7 @@ impl MonitorBuilder {
     /// resolved for this process's privileges; elsewhere the choice is
     /// returned as set.
     pub fn resolved_backend(&self) -> Backend {
-        sys::resolve_backend(self)
+        sys::resolve_backend(&self.sys_config())
     }
 
     /// Linux-specific options (ignored elsewhere).
@@ -102,11 +102,21 @@ impl MonitorBuilder {
         self
     }
 
+    /// What the OS backend is given.
+    fn sys_config(&self) -> sys::Config<'_> {
+        sys::Config {
+            backend: self.backend,
+            filter: &self.filter,
+            linux: &self.linux,
+            windows: &self.windows,
+        }
+    }
+
     /// Starts the monitor; exits are received from the returned [`Monitor`]
     /// (`recv`, `recv_timeout`, `iter`).
     pub fn start(self) -> Result<Monitor> {
         let shared = Arc::new(Shared::new(self.queue_capacity, self.filter.clone()));
-        let running = sys::start(&self, Sink::new(shared.clone()))?;
+        let running = sys::start(&self.sys_config(), Sink::new(shared.clone()))?;
         Ok(Monitor {
             shared,
             running: Some(running),

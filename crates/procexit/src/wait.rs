@@ -23,7 +23,7 @@ use crate::sys;
 /// # Ok::<(), procexit::Error>(())
 /// ```
 pub struct WaitSet {
-    inner: sys::WaitSet,
+    inner: sys::Waiter,
     remaining: Vec<u32>,
 }
 
@@ -43,7 +43,7 @@ impl WaitSet {
         remaining.sort_unstable();
         remaining.dedup();
         Ok(WaitSet {
-            inner: sys::WaitSet::new(&remaining)?,
+            inner: sys::Waiter::new(&remaining)?,
             remaining,
         })
     }

@@ -37,10 +37,10 @@ use test_rng::xorshift;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use procexit::decode::{PointerSize, PROCESS_GUID};
 use procexit::etl::{
     EtlError, EtlErrorKind, EtlFile, LifecycleKind, ProcessEvents, ProcessItem, ProcessSummary,
 };
+use procexit::etl::{PointerSize, PROCESS_GUID};
 use procexit::{ExitStatus, User};
 use serde_json::Value;
 

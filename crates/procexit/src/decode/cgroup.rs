@@ -32,7 +32,7 @@
 /// when no line fits.
 ///
 /// ```
-/// use procexit::decode::cgroup::cgroup_path;
+/// use procexit::cgroup::cgroup_path;
 ///
 /// assert_eq!(cgroup_path("0::/system.slice/cron.service\n").as_deref(), Some("/system.slice/cron.service"));
 /// let v1 = "12:pids:/user.slice\n4:memory:/docker/abc\n1:name=systemd:/init.scope\n";
@@ -77,7 +77,7 @@ pub fn cgroup_path(text: &str) -> Option<String> {
 /// documentation for the recognised layouts).
 ///
 /// ```
-/// use procexit::decode::cgroup::container_id;
+/// use procexit::cgroup::container_id;
 ///
 /// let id = "3f4e2cbd9a1c5d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012345678abcd";
 /// assert_eq!(container_id(&format!("/system.slice/docker-{id}.scope")).as_deref(), Some(id));

@@ -208,7 +208,8 @@ pub fn parse_message(message: &[u8]) -> Result<Option<ProcMessage>, DecodeError>
 
 /// Builds the LISTEN (or IGNORE) request: nlmsghdr + cn_msg + u32 op.
 /// `sender_pid` goes in `nlmsg_pid` (0 lets the kernel fill it).
-pub fn listen_request(op: u32, sender_pid: u32) -> [u8; NLMSG_HDR_LEN + CN_MSG_LEN + 4] {
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only the Linux backend sends
+pub(crate) fn listen_request(op: u32, sender_pid: u32) -> [u8; NLMSG_HDR_LEN + CN_MSG_LEN + 4] {
     const LEN: usize = NLMSG_HDR_LEN + CN_MSG_LEN + 4;
     let mut out = [0u8; LEN];
     let mut fields: Vec<u8> = Vec::with_capacity(LEN);

@@ -270,7 +270,8 @@ pub fn parse_message(message: &[u8]) -> Result<Option<TaskExit>, DecodeError> {
 /// whose payload is `value`.
 /// The request asks for an ACK (`NLM_F_ACK`), so errors such as EPERM come
 /// back as an `NLMSG_ERROR` reply.
-pub fn request(family: u16, cmd: u8, attr_type: u16, value: &[u8], sender: u32) -> Vec<u8> {
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only the Linux backend sends
+pub(crate) fn request(family: u16, cmd: u8, attr_type: u16, value: &[u8], sender: u32) -> Vec<u8> {
     let attr_len = 4usize.saturating_add(value.len());
     let padded = attr_len.saturating_add(3) & !3;
     let total = 20usize.saturating_add(padded);

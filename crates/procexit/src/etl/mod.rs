@@ -37,10 +37,10 @@
 )]
 
 mod file;
-pub mod layout;
+pub(crate) mod layout;
 mod process;
 mod record;
-pub mod xpress;
+pub(crate) mod xpress;
 
 use std::fmt;
 
@@ -50,8 +50,11 @@ pub use process::{
 };
 pub use record::HeaderKind;
 
+pub use crate::decode::mof_process::{Anomaly, ProcessPayload};
 pub use crate::decode::view::{EventHeader, EventView};
-use crate::decode::DecodeErrorKind;
+pub use crate::decode::{
+    DecodeError, DecodeErrorKind, Guid, PointerSize, KERNEL_PROCESS_GUID, PROCESS_GUID,
+};
 
 /// One record of a trace, borrowed from the reader's buffer: the same
 /// [`EventView`] the real-time backend hands to the exit tracker, with

@@ -1,14 +1,14 @@
 //! OS backends. Private: the public API wraps them.
 //!
 //! Each OS module provides, with these exact names:
-//! - `fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running>`:
+//! - `fn start(config: &Config, sink: Sink) -> Result<Running>`:
 //!   open the OS facility, spawn the backend thread with
 //!   [`spawn_backend`](crate::monitor::spawn_backend), and return at once.
 //!   The thread puts exits and losses into the `Sink` (never blocking) and,
 //!   once stopped, drains what the OS already delivered and returns.
-//! - `struct WaitSet` with `fn new(pids: &[u32]) -> Result<WaitSet>` and
+//! - `struct Waiter` with `fn new(pids: &[u32]) -> Result<Waiter>` and
 //!   `fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>>`,
-//!   used by [`crate::wait::WaitSet`].
+//!   the per-OS waiter behind [`crate::wait::WaitSet`].
 //!
 //! All `unsafe` code of the crate lives below this module, each block with a
 //! `// SAFETY:` comment.
@@ -20,7 +20,7 @@ pub(crate) use linux::*;
 
 /// Elsewhere than Linux, `Auto` is decided inside the backend.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn resolve_backend(options: &crate::monitor::MonitorBuilder) -> crate::monitor::Backend {
+pub(crate) fn resolve_backend(options: &Config<'_>) -> Backend {
     options.backend
 }
 
@@ -33,3 +33,24 @@ pub(crate) use self::windows::*;
 mod unsupported;
 #[cfg(not(any(target_os = "linux", windows)))]
 pub(crate) use unsupported::*;
+
+use crate::config::{LinuxOptions, WindowsOptions};
+use crate::monitor::Backend;
+
+/// What a backend needs to start: the OS-facing options of a monitor. The
+/// consumer-side settings (filter, queue) stay with the monitor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config<'a> {
+    /// Which OS facility.
+    pub(crate) backend: Backend,
+    /// The monitor's filter: the Linux eBPF source applies what it can of
+    /// it in the kernel.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) filter: &'a crate::filter::Filter,
+    /// Linux options (read by the Linux backend only).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) linux: &'a LinuxOptions,
+    /// Windows options (read by the Windows backend only).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) windows: &'a WindowsOptions,
+}

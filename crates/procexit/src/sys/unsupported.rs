@@ -5,19 +5,20 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::event::ProcessExit;
-use crate::monitor::{MonitorBuilder, Running};
+use crate::monitor::Running;
 use crate::queue::Sink;
+use crate::sys::Config;
 
-pub(crate) fn start(_options: &MonitorBuilder, _sink: Sink) -> Result<Running> {
+pub(crate) fn start(_options: &Config<'_>, _sink: Sink) -> Result<Running> {
     Err(Error::Unsupported {
         what: "live process-exit monitoring",
     })
 }
 
-pub(crate) struct WaitSet;
+pub(crate) struct Waiter;
 
-impl WaitSet {
-    pub(crate) fn new(_pids: &[u32]) -> Result<WaitSet> {
+impl Waiter {
+    pub(crate) fn new(_pids: &[u32]) -> Result<Waiter> {
         Err(Error::Unsupported {
             what: "waiting for processes",
         })

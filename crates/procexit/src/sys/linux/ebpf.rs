@@ -22,8 +22,9 @@ use super::ffi::{self, Waker};
 use crate::decode::ebpf_exit::{EbpfExit, RECORD_SIZE};
 use crate::error::{Error, Result};
 use crate::merge::ebpf::{exit_from_record, Machine};
-use crate::monitor::{spawn_backend, Backend, MonitorBuilder, Running, StopSignal};
+use crate::monitor::{spawn_backend, Backend, Running, StopSignal};
 use crate::queue::Sink;
+use crate::sys::Config;
 
 /// The committed CO-RE object (8-byte aligned, as ELF parsing wants).
 static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/procexit.bpf.o");
@@ -89,7 +90,7 @@ pub(crate) fn permission() -> std::result::Result<(), &'static str> {
 /// The backend `Backend::Auto` means here: the eBPF source when this
 /// process may load BPF and the kernel has BTF, else the connector. A cgroup
 /// filter needs the connector (the eBPF source reports no cgroup).
-pub(crate) fn resolve_backend(options: &MonitorBuilder) -> Backend {
+pub(crate) fn resolve_backend(options: &Config<'_>) -> Backend {
     match options.backend {
         Backend::Auto
             if permission().is_ok()
@@ -182,7 +183,7 @@ fn take_map(bpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map> {
     })
 }
 
-fn load(options: &MonitorBuilder) -> Result<Loaded> {
+fn load(options: &Config<'_>) -> Result<Loaded> {
     if options.filter.has_cgroup_condition() {
         return Err(Error::Unsupported {
             what: "a cgroup filter with the eBPF source (it reports no cgroup; use the connector)",
@@ -201,7 +202,7 @@ fn load(options: &MonitorBuilder) -> Result<Loaded> {
         .map_err(|e| load_error("load object", &e))?;
 
     // Filters and config go in before the exit hook is attached.
-    let filter = &options.filter;
+    let filter = options.filter;
     let pids = filter.pid_list();
     let ppids = filter.ppid_list();
     let config = BpfConfig {
@@ -276,7 +277,7 @@ fn page_size() -> u64 {
 }
 
 /// Starts the eBPF source.
-pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     let loaded = load(options)?;
     let waker = Waker::new().map_err(|code| Error::Os {
         call: "eventfd",

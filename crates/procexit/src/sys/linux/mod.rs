@@ -18,10 +18,9 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::event::ProcessExit;
 use crate::filter::Filter;
-use crate::monitor::{
-    spawn_backend, Backend, Monitor, MonitorBuilder, RecvError, Running, StopSignal,
-};
+use crate::monitor::{spawn_backend, Backend, Monitor, RecvError, Running, StopSignal};
 use crate::queue::Sink;
+use crate::sys::Config;
 
 pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};
@@ -130,7 +129,7 @@ impl Connector {
     }
 }
 
-pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     match resolve_backend(options) {
         Backend::LinuxEbpf => return ebpf::start(options, sink),
         Backend::LinuxConnector => {}
@@ -270,7 +269,7 @@ fn run(
 /// time is another process's and is never reported for it. A process that
 /// ends before the connector listens is `NoSuchProcess` (its status is
 /// gone), never a later holder of its pid.
-pub(crate) struct WaitSet {
+pub(crate) struct Waiter {
     /// A monitor filtered on the pids; `None` once it has ended.
     monitor: Option<Monitor>,
     /// Who each pid was when waiting started.
@@ -297,8 +296,8 @@ impl Identity {
     }
 }
 
-impl WaitSet {
-    pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
+impl Waiter {
+    pub(crate) fn new(pids: &[u32]) -> Result<Waiter> {
         // Who each pid names now, when waiting starts.
         let identities = pids
             .iter()
@@ -320,7 +319,7 @@ impl WaitSet {
                 return Err(Error::NoSuchProcess { pid: id.pid });
             }
         }
-        Ok(WaitSet {
+        Ok(Waiter {
             monitor: Some(monitor),
             identities,
         })
@@ -410,7 +409,7 @@ mod tests {
 
     #[test]
     fn only_the_identified_process_is_waited_for() {
-        let set = WaitSet {
+        let set = Waiter {
             monitor: None,
             identities: vec![Identity {
                 pid: 40,

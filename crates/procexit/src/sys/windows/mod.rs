@@ -40,10 +40,11 @@ use trace::TraceReader;
 use crate::config::WindowsOptions;
 use crate::error::{Error, Result};
 use crate::event::Source;
-use crate::monitor::{spawn_backend, Backend, MonitorBuilder, Running};
+use crate::monitor::{spawn_backend, Backend, Running};
 use crate::queue::Sink;
+use crate::sys::Config;
 
-pub(crate) use wait::WaitSet;
+pub(crate) use wait::Waiter;
 
 /// How often the loss counters are polled.
 const QUERY_EVERY: Duration = Duration::from_secs(1);
@@ -58,7 +59,7 @@ const TIMEOUT: u32 = 1460;
 /// nothing leaks).
 pub(crate) static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-pub(crate) fn start(options: &MonitorBuilder, sink: Sink) -> Result<Running> {
+pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     let win = options.windows.clone();
     let plan = Plan::choose(options.backend)?;
     session::check_name(win.session_name_str())?;

@@ -30,17 +30,17 @@ struct Waited {
 }
 
 /// Processes waited for through their handles.
-pub(crate) struct WaitSet {
+pub(crate) struct Waiter {
     procs: Vec<Waited>,
 }
 
-impl WaitSet {
-    pub(crate) fn new(pids: &[u32]) -> Result<WaitSet> {
+impl Waiter {
+    pub(crate) fn new(pids: &[u32]) -> Result<Waiter> {
         let procs = pids
             .iter()
             .map(|&pid| open(pid))
             .collect::<Result<Vec<_>>>()?;
-        Ok(WaitSet { procs })
+        Ok(Waiter { procs })
     }
 
     pub(crate) fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
@@ -206,7 +206,7 @@ mod tests {
         // is only in the second.
         let mut pids = vec![a.id(); MAX_WAIT];
         pids.push(b.id());
-        let mut set = WaitSet::new(&pids).expect("open the children");
+        let mut set = Waiter::new(&pids).expect("open the children");
         let start = Instant::now();
         let deadline = start + Duration::from_millis(120);
         assert!(set.next_exit(Some(deadline)).unwrap().is_none());

@@ -1,0 +1,340 @@
+//! `--syslog unix:PATH|udp:HOST:PORT|tcp:HOST:PORT`: RFC 5424 messages.
+//!
+//! One message per record:
+//!
+//! ```text
+//! <PRI>1 TIMESTAMP HOSTNAME procexit PROCID MSGID - MSG
+//! ```
+//!
+//! - PRI: facility daemon (3), severity warning (4) for failures and losses,
+//!   informational (6) otherwise;
+//! - TIMESTAMP: the exit time of an exit record, the send time otherwise;
+//! - MSGID: the record's `type` (`exit`, `lost`, `stats`);
+//! - no structured data (`-`): MSG is the JSON record itself, the same line
+//!   `--json` and `--output` write, so every pipeline parses one format and
+//!   keys added later need no new SD-PARAM (structured data would also need
+//!   a registered enterprise number in its SD-ID).
+//!
+//! Framing: one datagram per message on `unix:` and `udp:` (RFC 5426),
+//! octet counting (`LEN SP MSG`, RFC 6587 3.4.1) on `tcp:`.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::{Health, Record, Sink};
+
+/// Facility `daemon`.
+const FACILITY: u8 = 3;
+/// How long a TCP connect or write may block before it counts as failed.
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where syslog messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A local datagram socket (`/dev/log`, an rsyslog imuxsock socket).
+    Unix(PathBuf),
+    /// A syslog server over UDP.
+    Udp(String),
+    /// A syslog server over TCP, octet-counted.
+    Tcp(String),
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Target, String> {
+        let usage = || format!("{text:?}: use unix:PATH, udp:HOST:PORT or tcp:HOST:PORT");
+        let (scheme, rest) = text.split_once(':').ok_or_else(usage)?;
+        if rest.is_empty() {
+            return Err(usage());
+        }
+        let host_port = |rest: &str| -> Result<String, String> {
+            let (host, port) = rest.rsplit_once(':').ok_or_else(usage)?;
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(usage());
+            }
+            Ok(rest.to_string())
+        };
+        match scheme {
+            "unix" => Ok(Target::Unix(PathBuf::from(rest))),
+            "udp" => Ok(Target::Udp(host_port(rest)?)),
+            "tcp" => Ok(Target::Tcp(host_port(rest)?)),
+            _ => Err(usage()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            Target::Udp(address) => write!(f, "udp:{address}"),
+            Target::Tcp(address) => write!(f, "tcp:{address}"),
+        }
+    }
+}
+
+enum Connection {
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixDatagram),
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+/// Sends records to a syslog server.
+pub struct SyslogSink {
+    target: Target,
+    describe: String,
+    hostname: String,
+    connection: Option<Connection>,
+    health: Health,
+}
+
+impl SyslogSink {
+    /// Connects to `target` (fails at once if it cannot be reached).
+    pub fn connect(target: Target) -> anyhow::Result<SyslogSink> {
+        let connection = connect(&target)
+            .map_err(|error| anyhow::anyhow!("cannot reach the syslog server {target}: {error}"))?;
+        Ok(SyslogSink {
+            describe: format!("syslog {target}"),
+            target,
+            hostname: hostname(),
+            connection: Some(connection),
+            health: Health::default(),
+        })
+    }
+
+    fn deliver(&mut self, message: &[u8]) -> io::Result<()> {
+        // A dropped TCP connection or a restarted local server fails once:
+        // connect again and retry.
+        for attempt in 0..2 {
+            let connection = match &mut self.connection {
+                Some(connection) => connection,
+                None => self.connection.insert(connect(&self.target)?),
+            };
+            let result = match connection {
+                #[cfg(unix)]
+                Connection::Unix(socket) => socket.send(message).map(drop),
+                Connection::Udp(socket) => socket.send(message).map(drop),
+                Connection::Tcp(stream) => {
+                    let mut framed = format!("{} ", message.len()).into_bytes();
+                    framed.extend_from_slice(message);
+                    stream.write_all(&framed)
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt == 0 => {
+                    self.connection = None;
+                    let _ = error;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+}
+
+impl Sink for SyslogSink {
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn send(&mut self, record: &Record) {
+        let message = message(record, &self.hostname, SystemTime::now());
+        match self.deliver(message.as_bytes()) {
+            Ok(()) => self.health.delivered(&self.describe, 1),
+            Err(error) => {
+                self.connection = None;
+                self.health.failed(&self.describe, 1, &error);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(Connection::Tcp(stream)) = &mut self.connection {
+            let _ = stream.flush();
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
+}
+
+fn connect(target: &Target) -> io::Result<Connection> {
+    match target {
+        #[cfg(unix)]
+        Target::Unix(path) => {
+            let socket = std::os::unix::net::UnixDatagram::unbound()?;
+            socket.connect(path)?;
+            Ok(Connection::Unix(socket))
+        }
+        #[cfg(not(unix))]
+        Target::Unix(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "unix: sockets are for Unix; use udp: or tcp:",
+        )),
+        Target::Udp(address) => {
+            let address = resolve(address)?;
+            let local: SocketAddr = if address.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = UdpSocket::bind(local)?;
+            socket.connect(address)?;
+            Ok(Connection::Udp(socket))
+        }
+        Target::Tcp(address) => {
+            let stream = TcpStream::connect_timeout(&resolve(address)?, TCP_TIMEOUT)?;
+            stream.set_write_timeout(Some(TCP_TIMEOUT))?;
+            stream.set_nodelay(true)?;
+            Ok(Connection::Tcp(stream))
+        }
+    }
+}
+
+fn resolve(address: &str) -> io::Result<SocketAddr> {
+    address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{address} has no address")))
+}
+
+/// The RFC 5424 message of one record.
+pub fn message(record: &Record, hostname: &str, now: SystemTime) -> String {
+    let severity = if record.is_warning() { 4 } else { 6 };
+    let timestamp = match record.fields().get("exit_time") {
+        Some(Value::String(time)) if is_timestamp(time) => time.clone(),
+        _ => rfc3339(now),
+    };
+    format!(
+        "<{}>1 {timestamp} {hostname} procexit {} {} - {}",
+        FACILITY * 8 + severity,
+        std::process::id(),
+        header_field(record.record_type(), 32),
+        record.json()
+    )
+}
+
+/// RFC 5424 header fields are printable US-ASCII without spaces.
+fn header_field(text: &str, max: usize) -> String {
+    let field: String = text
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
+    if field.is_empty() {
+        "-".into()
+    } else {
+        field
+    }
+}
+
+fn is_timestamp(text: &str) -> bool {
+    text.len() <= 32 && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn hostname() -> String {
+    #[cfg(unix)]
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    #[cfg(not(unix))]
+    let name = std::env::var("COMPUTERNAME").unwrap_or_default();
+    header_field(&name, 255)
+}
+
+/// `2026-11-24T20:10:25.158123Z`.
+fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        of_day / 3600,
+        (of_day % 3600) / 60,
+        of_day % 60,
+        since.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!("unix:/dev/log".parse(), Ok(Target::Unix("/dev/log".into())));
+        assert_eq!(
+            "udp:127.0.0.1:514".parse(),
+            Ok(Target::Udp("127.0.0.1:514".into()))
+        );
+        assert_eq!(
+            "tcp:[::1]:6514".parse(),
+            Ok(Target::Tcp("[::1]:6514".into()))
+        );
+        assert!("tcp:localhost".parse::<Target>().is_err());
+        assert!("udp:host:99999".parse::<Target>().is_err());
+        assert!("http://x".parse::<Target>().is_err());
+        assert!("unix:".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn messages_are_rfc5424_with_the_json_record() {
+        let json = r#"{"type":"exit","pid":7,"exit_code":3,"signal":null,"exit_time":"2026-11-24T20:10:25.158123Z"}"#;
+        let record = Record::from_json(json.into());
+        let text = message(&record, "host1", UNIX_EPOCH);
+        assert_eq!(
+            text,
+            format!(
+                "<28>1 2026-11-24T20:10:25.158123Z host1 procexit {} exit - {json}",
+                std::process::id()
+            )
+        );
+        let stats = Record::from_json(r#"{"type":"stats","seen":1}"#.into());
+        let text = message(
+            &stats,
+            "host1",
+            UNIX_EPOCH + Duration::from_micros(1_500_000),
+        );
+        assert!(
+            text.starts_with("<30>1 1970-01-01T00:00:01.500000Z host1 procexit "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_003_267);
+        assert_eq!(&rfc3339(t)[..19], "2026-11-30T01:47:47");
+    }
+}
