@@ -5,28 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
-
-fn strict() -> bool {
-    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
-}
-
-/// Whether the process connector works here (any user ≥ 6.6, root before).
-fn connector_usable() -> bool {
-    let out = procexit()
-        .args(["wait", &std::process::id().to_string(), "--timeout", "10ms"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("process connector") {
-        assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {stderr}");
-        eprintln!("SKIPPED: {stderr}");
-        return false;
-    }
-    true
-}
+mod common;
+use common::{connector_usable, procexit, strict};
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
 /// the processes of one test even when tests run in parallel.

@@ -2,11 +2,8 @@
 //! (or wrote the .etl file). The table must show them escaped, one row per
 //! exit; JSON must carry them exactly.
 
-use std::process::Command;
-
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
+mod common;
+use common::procexit;
 
 /// Checks that table output can act on no terminal: no control character
 /// but the line ends, no C1 control, no bidi control.
@@ -244,27 +241,12 @@ mod linux {
     use std::io::{BufRead, BufReader};
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     use std::path::PathBuf;
+    use std::process::Command;
     use std::process::{Output, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    fn strict() -> bool {
-        std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
-    }
-
-    fn connector_usable() -> bool {
-        let out = procexit()
-            .args(["wait", &std::process::id().to_string(), "--timeout", "10ms"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("process connector") {
-            assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {stderr}");
-            eprintln!("SKIPPED: {stderr}");
-            return false;
-        }
-        true
-    }
+    use crate::common::connector_usable;
 
     /// A copy of /bin/sh whose file name (and so process name) is `name`.
     fn shell_named(dir: &std::path::Path, name: &[u8]) -> PathBuf {

@@ -1,11 +1,10 @@
 //! `procexit replay` on the real traces in testdata/etl (any OS).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
+mod common;
+use common::procexit;
 
 /// A trace in the repository's `testdata/etl`; a missing one fails the test.
 fn trace(name: &str) -> PathBuf {

@@ -17,9 +17,8 @@ use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_E
 /// can be sent to alone.
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
+mod common;
+use common::procexit;
 
 #[test]
 fn wait_exits_with_the_full_32_bit_code() {
@@ -48,6 +47,56 @@ fn wait_exits_with_the_full_32_bit_code() {
         String::from_utf8_lossy(&out.stdout).contains(&target.id().to_string()),
         "the exit is printed"
     );
+}
+
+#[test]
+fn help_has_examples_and_the_session_name_flag() {
+    let out = procexit().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+    let out = procexit().args(["watch", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Examples:") && text.contains("--session-name"));
+}
+
+#[test]
+fn wait_on_missing_pid_is_a_clear_error() {
+    // Windows pids are multiples of 4 below 2^32; this one is not in use.
+    let out = procexit().args(["wait", "4000000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no process with pid 4000000"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn wait_times_out_with_124() {
+    let mut target = Command::new("cmd")
+        .args(["/c", "pause >nul"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cmd.exe");
+    let started = Instant::now();
+    let out = procexit()
+        .args(["wait", "--timeout", "300ms", &target.id().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
+
+#[test]
+fn watch_refuses_another_tools_session_name_before_any_etw_call() {
+    let out = procexit()
+        .args(["watch", "--session-name", "EventLog-System"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must start with \"procexit\""), "{stderr}");
 }
 
 fn logman_query(name: &str) -> bool {

@@ -1,0 +1,30 @@
+//! Helpers shared by the CLI's test files (each uses a part of them).
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// The `procexit` binary under test.
+pub fn procexit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_procexit"))
+}
+
+/// Whether a skip must fail (`PROCEXIT_STRICT_SKIPS=1`, set by CI).
+pub fn strict() -> bool {
+    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
+}
+
+/// Whether the process connector works here (any user ≥ 6.6, root before);
+/// says why not, and fails under `PROCEXIT_STRICT_SKIPS=1`.
+pub fn connector_usable() -> bool {
+    let out = procexit()
+        .args(["wait", &std::process::id().to_string(), "--timeout", "10ms"])
+        .output()
+        .expect("run procexit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("process connector") {
+        assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {stderr}");
+        eprintln!("SKIPPED: {stderr}");
+        return false;
+    }
+    true
+}
