@@ -250,6 +250,49 @@ impl<'a> Cursor<'a> {
         self.bytes(n).map(|_| ())
     }
 
+    /// Takes the next `len` bytes as a cursor of their own, so what is read
+    /// through it cannot run into the bytes after them (the next record).
+    pub fn split(&mut self, len: usize) -> Result<Cursor<'a>, DecodeError> {
+        self.bytes(len).map(Cursor::new)
+    }
+
+    fn array_at<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        let slice = self.data.get(at..at.checked_add(N)?)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(slice);
+        Some(out)
+    }
+
+    /// The u8 at offset `at` from the start, without moving; `None` past the end.
+    pub fn u8_at(&self, at: usize) -> Option<u8> {
+        self.data.get(at).copied()
+    }
+
+    /// The little-endian u16 at offset `at`, without moving.
+    pub fn u16_at(&self, at: usize) -> Option<u16> {
+        self.array_at(at).map(u16::from_le_bytes)
+    }
+
+    /// The little-endian u32 at offset `at`, without moving.
+    pub fn u32_at(&self, at: usize) -> Option<u32> {
+        self.array_at(at).map(u32::from_le_bytes)
+    }
+
+    /// The little-endian u64 at offset `at`, without moving.
+    pub fn u64_at(&self, at: usize) -> Option<u64> {
+        self.array_at(at).map(u64::from_le_bytes)
+    }
+
+    /// The GUID (on-disk layout) at offset `at`, without moving.
+    pub fn guid_at(&self, at: usize) -> Option<Guid> {
+        self.array_at(at).map(Guid::from_le_bytes)
+    }
+
+    /// All bytes of the cursor, read or not.
+    pub fn all(&self) -> &'a [u8] {
+        self.data
+    }
+
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let slice = self.bytes(N)?;
         let mut out = [0u8; N];
@@ -344,6 +387,28 @@ pub(crate) fn test_hex(parts: &[&str]) -> Vec<u8> {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_confines_reads_to_its_bytes() {
+        let bytes = [1u8, 0, 2, 0, 0, 0, 9, 9, 9, 9];
+        let mut c = Cursor::new(&bytes);
+        let mut first = c.split(6).unwrap();
+        assert_eq!(first.u16().unwrap(), 1);
+        assert_eq!(first.u32().unwrap(), 2);
+        // The split part ends where it was cut, though bytes follow.
+        assert!(first.u8().is_err());
+        assert_eq!(first.u32_at(4), None);
+        assert_eq!(first.u16_at(4), Some(0));
+        assert_eq!(c.position(), 6);
+        assert_eq!(c.u32_at(6), Some(0x0909_0909));
+        assert!(c.split(5).is_err());
+        assert_eq!(c.position(), 6);
+        // Peeks never move and never read past the end.
+        assert_eq!(c.u8_at(9), Some(9));
+        assert_eq!(c.u8_at(10), None);
+        assert_eq!(c.u64_at(usize::MAX), None);
+        assert_eq!(c.guid_at(0), None);
+    }
 
     #[test]
     fn guid_round_trips_its_text_form() {

@@ -1,180 +1,16 @@
-//! The streaming reader: buffer chain, decompression, logfile header.
+//! The streaming reader: record iteration over the buffer chain
+//! (`buffers.rs`), after the logfile header (`logfile.rs`).
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
-use std::time::SystemTime;
 
-use super::layout::{buffer, header_type as ht, logfile};
+use super::buffers::io_error;
+use super::layout::{buffer, header_type as ht};
+use super::logfile::LogfileHeader;
 use super::record::{self, Parsed, Record, RecordError};
-use super::xpress;
 use super::{EtlError, EtlErrorKind, RawEvent};
-use crate::decode::{Cursor, DecodeError, PointerSize};
-
-/// The session facts from the logfile header record (TRACE_LOGFILE_HEADER).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogfileHeader {
-    /// Session buffer size in bytes (uncompressed).
-    pub buffer_size: u32,
-    /// OS major version (6 for Windows 7/8, 10 for Windows 10/11).
-    pub os_major: u8,
-    /// OS minor version.
-    pub os_minor: u8,
-    /// OS build number.
-    pub os_build: u32,
-    /// Processors on the traced machine.
-    pub number_of_processors: u32,
-    /// FILETIME the session ended.
-    pub end_time: u64,
-    /// Clock resolution in 100 ns units.
-    pub timer_resolution: u32,
-    /// EVENT_TRACE_*_MODE flags of the session.
-    pub log_file_mode: u32,
-    /// Buffers written, per the session.
-    pub buffers_written: u32,
-    /// Pointer size of the logging session (4 or 8). Payload widths follow
-    /// each record's header instead; see [`EventHeader::pointer_size`](super::EventHeader::pointer_size).
-    pub pointer_size: u32,
-    /// Events the session lost.
-    pub events_lost: u32,
-    /// CPU clock in MHz (used by the cycle-counter clock).
-    pub cpu_speed_mhz: u32,
-    /// FILETIME of the last boot.
-    pub boot_time: u64,
-    /// QPC frequency in Hz.
-    pub perf_freq: u64,
-    /// FILETIME the session started.
-    pub start_time: u64,
-    /// Clock type ("ReservedFlags"): 1 QPC, 2 system time, 3 CPU cycles.
-    pub clock_type: u32,
-    /// Buffers the session lost.
-    pub buffers_lost: u32,
-    /// Session name.
-    pub logger_name: String,
-    /// Log file name as recorded.
-    pub log_file_name: String,
-    /// Raw time stamp of the logfile header record: the clock's value at
-    /// `start_time`.
-    pub header_timestamp: i64,
-    /// Width of the logfile header record's own header.
-    pub header_pointer_size: PointerSize,
-}
-
-impl LogfileHeader {
-    /// Whether buffers are LZ77-compressed (`EVENT_TRACE_COMPRESSED_MODE`).
-    pub fn compressed(&self) -> bool {
-        self.log_file_mode & logfile::MODE_COMPRESSED != 0
-    }
-
-    /// The session start in UTC.
-    pub fn start(&self) -> Option<SystemTime> {
-        crate::system_time_from_filetime(self.start_time)
-    }
-
-    /// The session end in UTC.
-    pub fn end(&self) -> Option<SystemTime> {
-        crate::system_time_from_filetime(self.end_time)
-    }
-
-    /// The last boot in UTC.
-    pub fn boot(&self) -> Option<SystemTime> {
-        crate::system_time_from_filetime(self.boot_time)
-    }
-
-    /// Converts a raw record time stamp to FILETIME:
-    /// `StartTime + (raw − raw of the header record) · 10⁷ / frequency`,
-    /// in integer arithmetic. `None` for an unknown clock or zero frequency.
-    pub fn filetime(&self, raw: i64) -> Option<u64> {
-        let ticks_per_sec: i128 = match self.clock_type {
-            1 => i128::from(self.perf_freq),
-            2 => 10_000_000,
-            3 => i128::from(self.cpu_speed_mhz).checked_mul(1_000_000)?,
-            _ => return None,
-        };
-        if ticks_per_sec <= 0 {
-            return None;
-        }
-        let delta = i128::from(raw).checked_sub(i128::from(self.header_timestamp))?;
-        let offset = if ticks_per_sec == 10_000_000 {
-            delta
-        } else {
-            // 64-bit arithmetic when it cannot overflow (every realistic
-            // delta): i128 division is several times slower per event.
-            match i64::try_from(delta)
-                .ok()
-                .and_then(|d| d.checked_mul(10_000_000))
-            {
-                Some(scaled) => i128::from(scaled.checked_div(i64::try_from(ticks_per_sec).ok()?)?),
-                None => delta.checked_mul(10_000_000)?.checked_div(ticks_per_sec)?,
-            }
-        };
-        let ft = i128::from(self.start_time).checked_add(offset)?;
-        u64::try_from(ft).ok()
-    }
-
-    fn parse(payload: &[u8], pointer: PointerSize, raw_time: i64) -> Result<Self, DecodeError> {
-        let mut c = Cursor::new(payload);
-        let buffer_size = c.u32()?;
-        let [os_major, os_minor, _, _] = c.u32()?.to_le_bytes();
-        let os_build = c.u32()?;
-        let number_of_processors = c.u32()?;
-        let end_time = c.u64()?;
-        let timer_resolution = c.u32()?;
-        let _maximum_file_size = c.u32()?;
-        let log_file_mode = c.u32()?;
-        let buffers_written = c.u32()?;
-        let _start_buffers = c.u32()?;
-        let pointer_size = c.u32()?;
-        let events_lost = c.u32()?;
-        let cpu_speed_mhz = c.u32()?;
-        debug_assert_eq!(c.position(), logfile::POINTERS);
-        c.skip(pointer.bytes().saturating_mul(2))?;
-        c.skip(logfile::TIME_ZONE_AND_PAD)?;
-        let boot_time = c.u64()?;
-        let perf_freq = c.u64()?;
-        let start_time = c.u64()?;
-        let clock_type = c.u32()?;
-        let buffers_lost = c.u32()?;
-        let logger_name = utf16z(&mut c);
-        let log_file_name = utf16z(&mut c);
-        Ok(LogfileHeader {
-            buffer_size,
-            os_major,
-            os_minor,
-            os_build,
-            number_of_processors,
-            end_time,
-            timer_resolution,
-            log_file_mode,
-            buffers_written,
-            pointer_size,
-            events_lost,
-            cpu_speed_mhz,
-            boot_time,
-            perf_freq,
-            start_time,
-            clock_type,
-            buffers_lost,
-            logger_name,
-            log_file_name,
-            header_timestamp: raw_time,
-            header_pointer_size: pointer,
-        })
-    }
-}
-
-/// A NUL-terminated UTF-16LE string; what is there if the NUL is missing.
-fn utf16z(c: &mut Cursor<'_>) -> String {
-    let mut units = Vec::new();
-    while let Ok(u) = c.u16() {
-        if u == 0 {
-            break;
-        }
-        units.push(u);
-    }
-    String::from_utf16_lossy(&units)
-}
+use crate::decode::PointerSize;
 
 /// Counters of what the reader has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -199,28 +35,28 @@ pub struct ReadStats {
 /// lends each record from it.
 #[derive(Debug)]
 pub struct EtlFile<R> {
-    reader: R,
-    header: LogfileHeader,
+    pub(super) reader: R,
+    pub(super) header: LogfileHeader,
     /// The current buffer as stored on disk, header included. Only grows:
     /// `disk_len` bytes of it are the current buffer.
-    disk: Vec<u8>,
-    disk_len: usize,
+    pub(super) disk: Vec<u8>,
+    pub(super) disk_len: usize,
     /// The current buffer's records after decompression.
-    inflated: Vec<u8>,
-    use_inflated: bool,
+    pub(super) inflated: Vec<u8>,
+    pub(super) use_inflated: bool,
     /// Next record, as an offset into the records region.
-    pos: usize,
+    pub(super) pos: usize,
     /// End of the records region.
-    end: usize,
-    buffer_index: u64,
-    record_index: u64,
-    buffer_offset: u64,
-    next_offset: u64,
-    pending: Option<EtlError>,
-    done: bool,
-    started: bool,
-    stats: ReadStats,
-    total_bytes: Option<u64>,
+    pub(super) end: usize,
+    pub(super) buffer_index: u64,
+    pub(super) record_index: u64,
+    pub(super) buffer_offset: u64,
+    pub(super) next_offset: u64,
+    pub(super) pending: Option<EtlError>,
+    pub(super) done: bool,
+    pub(super) started: bool,
+    pub(super) stats: ReadStats,
+    pub(super) total_bytes: Option<u64>,
 }
 
 impl EtlFile<BufReader<File>> {
@@ -233,47 +69,6 @@ impl EtlFile<BufReader<File>> {
         etl.total_bytes = total;
         Ok(etl)
     }
-}
-
-fn io_error(e: &io::Error, offset: u64, buffer: u64) -> EtlError {
-    EtlError {
-        kind: EtlErrorKind::Io(e.kind()),
-        offset,
-        buffer,
-        record: None,
-        in_buffer: None,
-    }
-}
-
-/// Reads until `out` is full or EOF; returns the bytes read.
-fn read_full<R: Read>(r: &mut R, out: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0usize;
-    while let Some(rest) = out.get_mut(got..) {
-        if rest.is_empty() {
-            break;
-        }
-        match r.read(rest) {
-            Ok(0) => break,
-            Ok(n) => got = got.saturating_add(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-fn le_u32(d: &[u8], at: usize) -> u32 {
-    d.get(at..at.saturating_add(4))
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes)
-        .unwrap_or(0)
-}
-
-fn le_u16(d: &[u8], at: usize) -> u16 {
-    d.get(at..at.saturating_add(2))
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_le_bytes)
-        .unwrap_or(0)
 }
 
 impl<R: Read> EtlFile<R> {
@@ -379,147 +174,6 @@ impl<R: Read> EtlFile<R> {
     /// The file's size, when known (files opened with [`EtlFile::open`]).
     pub fn total_bytes(&self) -> Option<u64> {
         self.total_bytes
-    }
-
-    /// The records region of the current buffer.
-    fn region(&self) -> &[u8] {
-        if self.use_inflated {
-            self.inflated.get(..self.end).unwrap_or(&[])
-        } else {
-            self.disk
-                .get(buffer::LEN..buffer::LEN.saturating_add(self.end))
-                .unwrap_or(&[])
-        }
-    }
-
-    fn buffer_error(&self, kind: EtlErrorKind) -> EtlError {
-        EtlError {
-            kind,
-            offset: self.buffer_offset,
-            buffer: self.buffer_index,
-            record: None,
-            in_buffer: None,
-        }
-    }
-
-    /// Reads the next buffer. `Ok(false)` at a clean end of file. A fatal
-    /// error (I/O, truncation, impossible size) ends the stream; a bad
-    /// compressed body leaves an empty region and the chain continues.
-    fn load_buffer(&mut self) -> Result<bool, EtlError> {
-        if self.started {
-            self.buffer_index = self.buffer_index.saturating_add(1);
-        }
-        self.buffer_offset = self.next_offset;
-        self.record_index = 0;
-        self.pos = 0;
-        self.end = 0;
-        self.use_inflated = false;
-
-        self.disk_len = 0;
-        if self.disk.len() < buffer::LEN {
-            self.disk.resize(buffer::LEN, 0);
-        }
-        let head = self.disk.get_mut(..buffer::LEN).unwrap_or(&mut []);
-        let got = read_full(&mut self.reader, head)
-            .map_err(|e| io_error(&e, self.buffer_offset, self.buffer_index))?;
-        if got == 0 {
-            return Ok(false);
-        }
-        self.stats.buffers = self.stats.buffers.saturating_add(1);
-        if got < buffer::LEN {
-            self.next_offset = self.next_offset.saturating_add(got as u64);
-            return Err(self.buffer_error(EtlErrorKind::Truncated {
-                need: buffer::LEN as u64,
-                have: got as u64,
-            }));
-        }
-        let size_field = le_u32(&self.disk, buffer::BUFFER_SIZE);
-        let size = size_field as usize;
-        if !(buffer::LEN..=buffer::MAX_SIZE).contains(&size) {
-            return Err(self.buffer_error(EtlErrorKind::BadBufferSize(size_field)));
-        }
-        let filled_field = le_u32(&self.disk, buffer::FILLED);
-        let filled = filled_field as usize;
-        let flags = le_u16(&self.disk, buffer::FLAGS);
-
-        // Grown once to the largest buffer seen, never shrunk or re-zeroed:
-        // stale bytes past `disk_len` are never read.
-        if self.disk.len() < size {
-            self.disk.resize(size, 0);
-        }
-        let body = self.disk.get_mut(buffer::LEN..size).unwrap_or(&mut []);
-        let body_len = body.len();
-        let got = read_full(&mut self.reader, body)
-            .map_err(|e| io_error(&e, self.buffer_offset, self.buffer_index))?;
-        self.next_offset = self
-            .next_offset
-            .saturating_add(buffer::LEN as u64)
-            .saturating_add(got as u64);
-        self.disk_len = buffer::LEN.saturating_add(got);
-        let truncated = got < body_len;
-        if truncated {
-            self.pending = Some(self.buffer_error(EtlErrorKind::Truncated {
-                need: size as u64,
-                have: (buffer::LEN.saturating_add(got)) as u64,
-            }));
-        }
-
-        if flags & buffer::FLAG_COMPRESSED != 0 {
-            self.stats.compressed_buffers = self.stats.compressed_buffers.saturating_add(1);
-            if truncated {
-                // A cut compressed stream decodes to nothing reliable.
-                return Ok(true);
-            }
-            let Some(expected) = filled
-                .checked_sub(buffer::LEN)
-                .filter(|_| filled <= buffer::MAX_SIZE)
-            else {
-                self.pending_buffer_damage(EtlErrorKind::BadFilled(filled_field));
-                return Ok(true);
-            };
-            self.inflated.resize(expected, 0);
-            let input = self.disk.get(buffer::LEN..self.disk_len).unwrap_or(&[]);
-            match xpress::decompress(input, &mut self.inflated) {
-                Ok(n) if n == expected => {
-                    self.use_inflated = true;
-                    self.end = n;
-                }
-                Ok(n) => self.pending_buffer_damage(EtlErrorKind::ShortBuffer { expected, got: n }),
-                Err(e) => {
-                    let mut err = self.buffer_error(EtlErrorKind::Decompress(e.kind));
-                    err.offset = self
-                        .buffer_offset
-                        .saturating_add(buffer::LEN as u64)
-                        .saturating_add(e.input as u64);
-                    self.damage(err);
-                }
-            }
-        } else {
-            // "Filled" is right in every real file; SavedOffset is not. A
-            // fill outside the buffer is not trusted: scan to the padding.
-            let avail = self.disk_len.saturating_sub(buffer::LEN);
-            let declared = if (buffer::LEN..=size).contains(&filled) {
-                filled.saturating_sub(buffer::LEN)
-            } else {
-                avail
-            };
-            self.end = declared.min(avail);
-        }
-        Ok(true)
-    }
-
-    /// Records a damaged buffer whose error is reported by the next call.
-    fn pending_buffer_damage(&mut self, kind: EtlErrorKind) {
-        let err = self.buffer_error(kind);
-        self.damage(err);
-    }
-
-    fn damage(&mut self, err: EtlError) {
-        self.stats.damaged_buffers = self.stats.damaged_buffers.saturating_add(1);
-        // A truncation already pending is fatal and wins.
-        if self.pending.is_none() {
-            self.pending = Some(err);
-        }
     }
 
     /// The next event, or `Ok(None)` at the end of the file.

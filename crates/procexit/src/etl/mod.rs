@@ -36,15 +36,18 @@
     clippy::arithmetic_side_effects
 )]
 
+mod buffers;
 mod file;
 pub(crate) mod layout;
+mod logfile;
 mod process;
 mod record;
 pub(crate) mod xpress;
 
 use std::fmt;
 
-pub use file::{EtlFile, LogfileHeader, ReadStats};
+pub use file::{EtlFile, ReadStats};
+pub use logfile::LogfileHeader;
 pub use process::{
     read_process_events, LifecycleKind, PayloadError, ProcessEvents, ProcessItem, ProcessSummary,
 };

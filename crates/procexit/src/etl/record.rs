@@ -8,7 +8,7 @@ use std::ops::Range;
 use super::layout::{self, classic, event, header_type as ht, marker, message, system};
 use super::RecordPlace;
 use crate::decode::view::EventHeader;
-use crate::decode::{Guid, PointerSize};
+use crate::decode::{Cursor, Guid, PointerSize};
 
 /// Which record header an event was stored with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,26 +86,6 @@ pub(crate) struct Record {
 /// when it hands such events to a consumer.
 const FLAG_CLASSIC: u16 = 0x0100;
 
-fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    let b = d.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([*b.first()?, *b.get(1)?]))
-}
-
-fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(b))
-}
-
-fn u64_at(d: &[u8], at: usize) -> Option<u64> {
-    let b: [u8; 8] = d.get(at..at.checked_add(8)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(b))
-}
-
-fn guid_at(d: &[u8], at: usize) -> Option<Guid> {
-    let b: [u8; 16] = d.get(at..at.checked_add(16)?)?.try_into().ok()?;
-    Some(Guid::from_le_bytes(b))
-}
-
 /// [`layout::GROUP_GUIDS`] indexed by group, built at compile time (a bad
 /// index fails the build, never a run).
 #[allow(clippy::indexing_slicing)]
@@ -161,8 +141,8 @@ fn width_flag(p: PointerSize) -> u16 {
 
 /// Parses the record at `pos` of `region` (the records of one buffer).
 pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
-    let d = region.get(pos..).unwrap_or(&[]);
-    let Some(mark) = u32_at(d, 0) else {
+    let rest = Cursor::new(region.get(pos..).unwrap_or(&[]));
+    let Some(mark) = rest.u32_at(0) else {
         // Fewer than 4 bytes left: only padding can be that short.
         return Ok(Parsed::End);
     };
@@ -179,29 +159,29 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
         return Err(RecordError::BadMarker(mark));
     };
 
-    let trunc = |need: usize| RecordError::Truncated {
-        need,
-        have: d.len(),
-    };
-    let sized = |size_at: usize, min: usize| -> Result<usize, RecordError> {
-        let size = usize::from(u16_at(d, size_at).ok_or(trunc(size_at.saturating_add(2)))?);
+    let left = rest.remaining();
+    let trunc = |need: usize| RecordError::Truncated { need, have: left };
+    // The record's own bytes: every read below stays inside them.
+    let sized = |size_at: usize, min: usize| -> Result<(usize, Cursor<'_>), RecordError> {
+        let size = usize::from(
+            rest.u16_at(size_at)
+                .ok_or(trunc(size_at.saturating_add(2)))?,
+        );
         if size < min {
             return Err(RecordError::BadSize { size, min });
         }
-        if size > d.len() {
-            return Err(trunc(size));
-        }
-        Ok(size)
+        let record = { rest }.split(size).map_err(|_| trunc(size))?;
+        Ok((size, record))
     };
     let aligned = |size: usize| {
         size.checked_next_multiple_of(marker::ALIGN)
             .unwrap_or(size)
-            .min(d.len())
+            .min(left)
     };
     let abs = |r: Range<usize>| pos.saturating_add(r.start)..pos.saturating_add(r.end);
 
     if is_message {
-        let size = sized(message::SIZE, message::LEN)?;
+        let (size, _) = sized(message::SIZE, message::LEN)?;
         return Ok(Parsed::Skipped { len: aligned(size) });
     }
 
@@ -227,7 +207,7 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
                 ht::COMPACT32 | ht::COMPACT64 => (HeaderKind::Compact, system::COMPACT_LEN),
                 _ => (HeaderKind::PerfInfo, system::PERFINFO_LEN),
             };
-            let version_word = u16_at(d, system::VERSION).unwrap_or(0);
+            let version_word = rest.u16_at(system::VERSION).unwrap_or(0);
             let mut extra = 0usize;
             if version_word & system::EXTRA_WORD != 0 {
                 extra = 8;
@@ -235,15 +215,15 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             let words = usize::from((version_word & system::EXTRA_WORDS_MASK) >> 8);
             extra = extra.saturating_add(words.saturating_mul(8));
             let header_len = base_len.saturating_add(extra);
-            let size = sized(system::SIZE, header_len)?;
-            let opcode = d.get(system::OPCODE).copied().unwrap_or(0);
-            let group = d.get(system::GROUP).copied().unwrap_or(0);
+            let (size, d) = sized(system::SIZE, header_len)?;
+            let opcode = d.u8_at(system::OPCODE).unwrap_or(0);
+            let group = d.u8_at(system::GROUP).unwrap_or(0);
             let (pid, tid, time_at) = if kind == HeaderKind::PerfInfo {
                 (None, None, system::PERFINFO_TIME)
             } else {
                 (
-                    u32_at(d, system::PROCESS_ID),
-                    u32_at(d, system::THREAD_ID),
+                    d.u32_at(system::PROCESS_ID),
+                    d.u32_at(system::THREAD_ID),
                     system::TIME,
                 )
             };
@@ -258,7 +238,7 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             header.flags = FLAG_CLASSIC | width_flag(pointer);
             Ok(Parsed::Record(Record {
                 header,
-                place: place(kind, htype, Some(group), u64_at(d, time_at)),
+                place: place(kind, htype, Some(group), d.u64_at(time_at)),
                 payload: abs(header_len..size),
                 extended: abs(base_len..header_len),
                 len: aligned(size),
@@ -269,50 +249,51 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
                 ht::FULL32 | ht::FULL64 => (HeaderKind::Classic, classic::LEN),
                 _ => (HeaderKind::Instance, classic::INSTANCE_LEN),
             };
-            let size = sized(classic::SIZE, header_len)?;
+            let (size, d) = sized(classic::SIZE, header_len)?;
             let mut header = EventHeader::new(
-                guid_at(d, classic::GUID).ok_or(trunc(classic::GUID + 16))?,
-                d.get(classic::OPCODE).copied().unwrap_or(0),
-                u16_at(d, classic::VERSION).unwrap_or(0),
+                d.guid_at(classic::GUID).ok_or(trunc(classic::GUID + 16))?,
+                d.u8_at(classic::OPCODE).unwrap_or(0),
+                d.u16_at(classic::VERSION).unwrap_or(0),
                 pointer,
             );
-            header.level = d.get(classic::LEVEL).copied().unwrap_or(0);
-            header.pid = u32_at(d, classic::PROCESS_ID);
-            header.tid = u32_at(d, classic::THREAD_ID);
+            header.level = d.u8_at(classic::LEVEL).unwrap_or(0);
+            header.pid = d.u32_at(classic::PROCESS_ID);
+            header.tid = d.u32_at(classic::THREAD_ID);
             header.flags = FLAG_CLASSIC | width_flag(pointer);
             Ok(Parsed::Record(Record {
                 header,
-                place: place(kind, htype, None, u64_at(d, classic::TIME)),
+                place: place(kind, htype, None, d.u64_at(classic::TIME)),
                 payload: abs(header_len..size),
                 extended: abs(header_len..header_len),
                 len: aligned(size),
             }))
         }
         ht::EVENT32 | ht::EVENT64 => {
-            let size = sized(event::SIZE, event::LEN)?;
-            let flags = u16_at(d, event::FLAGS).unwrap_or(0);
+            let (size, d) = sized(event::SIZE, event::LEN)?;
+            let flags = d.u16_at(event::FLAGS).unwrap_or(0);
             // The header's own width flags win over the header type.
             let pointer = PointerSize::from_header_flags(flags).unwrap_or(pointer);
             let mut data_start = event::LEN;
             if flags & event::FLAG_EXTENDED_INFO != 0 {
-                data_start = extended_end(d.get(..size).unwrap_or(&[]))?;
+                data_start = extended_end(&d)?;
             }
             let mut header = EventHeader::new(
-                guid_at(d, event::PROVIDER).ok_or(trunc(event::PROVIDER + 16))?,
-                d.get(event::OPCODE).copied().unwrap_or(0),
-                u16::from(d.get(event::VERSION).copied().unwrap_or(0)),
+                d.guid_at(event::PROVIDER)
+                    .ok_or(trunc(event::PROVIDER + 16))?,
+                d.u8_at(event::OPCODE).unwrap_or(0),
+                u16::from(d.u8_at(event::VERSION).unwrap_or(0)),
                 pointer,
             );
-            header.event_id = u16_at(d, event::ID).unwrap_or(0);
-            header.level = d.get(event::LEVEL).copied().unwrap_or(0);
-            header.task = u16_at(d, event::TASK).unwrap_or(0);
-            header.keyword = u64_at(d, event::KEYWORD).unwrap_or(0);
-            header.pid = u32_at(d, event::PROCESS_ID);
-            header.tid = u32_at(d, event::THREAD_ID);
+            header.event_id = d.u16_at(event::ID).unwrap_or(0);
+            header.level = d.u8_at(event::LEVEL).unwrap_or(0);
+            header.task = d.u16_at(event::TASK).unwrap_or(0);
+            header.keyword = d.u64_at(event::KEYWORD).unwrap_or(0);
+            header.pid = d.u32_at(event::PROCESS_ID);
+            header.tid = d.u32_at(event::THREAD_ID);
             header.flags = flags;
             Ok(Parsed::Record(Record {
                 header,
-                place: place(HeaderKind::Event, htype, None, u64_at(d, event::TIME)),
+                place: place(HeaderKind::Event, htype, None, d.u64_at(event::TIME)),
                 payload: abs(data_start..size),
                 extended: abs(event::LEN..data_start),
                 len: aligned(size),
@@ -320,7 +301,7 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
         }
         _ => {
             // Timed, error, WNODE and unknown types: all start with their size.
-            let size = sized(0, 8)?;
+            let (size, _) = sized(0, 8)?;
             Ok(Parsed::Skipped { len: aligned(size) })
         }
     }
@@ -328,18 +309,19 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
 
 /// Walks the extended data items after an EVENT_HEADER (`rec` is the whole
 /// record) and returns where the user data starts.
-fn extended_end(rec: &[u8]) -> Result<usize, RecordError> {
+fn extended_end(rec: &Cursor<'_>) -> Result<usize, RecordError> {
     let mut at = event::LEN;
     loop {
-        let item_size = usize::from(u16_at(rec, at).ok_or(RecordError::BadExtendedData)?);
-        let linkage = u16_at(rec, at.saturating_add(event::EXT_LINKAGE))
+        let item_size = usize::from(rec.u16_at(at).ok_or(RecordError::BadExtendedData)?);
+        let linkage = rec
+            .u16_at(at.saturating_add(event::EXT_LINKAGE))
             .ok_or(RecordError::BadExtendedData)?;
         if item_size < event::EXT_ITEM_LEN {
             return Err(RecordError::BadExtendedData);
         }
         at = at
             .checked_add(item_size)
-            .filter(|&end| end <= rec.len())
+            .filter(|&end| end <= rec.all().len())
             .ok_or(RecordError::BadExtendedData)?;
         if linkage & event::EXT_LINKAGE_MORE == 0 {
             return Ok(at);
@@ -413,6 +395,23 @@ mod tests {
         // An item that runs past the record is an error, not a panic.
         d[96..98].copy_from_slice(&400u16.to_le_bytes());
         assert_eq!(parse(&d, 0).unwrap_err(), RecordError::BadExtendedData);
+    }
+
+    #[test]
+    fn a_record_cannot_read_into_the_next() {
+        // An EVENT_HEADER record of 88 bytes whose one extended item claims
+        // 16 bytes: 8 of them would be the next record's. The walk sees only
+        // the record's own bytes.
+        let mut d = vec![0u8; 88 + 16];
+        d[0..2].copy_from_slice(&88u16.to_le_bytes());
+        d[2..4].copy_from_slice(&0xc013u16.to_le_bytes());
+        d[4..6].copy_from_slice(&0x0041u16.to_le_bytes());
+        d[80..82].copy_from_slice(&16u16.to_le_bytes());
+        assert_eq!(parse(&d, 0).unwrap_err(), RecordError::BadExtendedData);
+        // With the item inside the record, the same bytes parse.
+        d[80..82].copy_from_slice(&8u16.to_le_bytes());
+        let r = record(parse(&d, 0));
+        assert_eq!((r.extended, r.payload), (80..88, 88..88));
     }
 
     #[test]
