@@ -13,6 +13,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# The committed BPF object is rebuilt from its C source and compared.
+command -v clang >/dev/null || need_apt+=(clang)
+command -v llvm-strip >/dev/null || need_apt+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 # The journald sink's tests start a real systemd-journald and read it back.
 [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null || need_apt+=(systemd)
 # The syslog sink's tests start a real rsyslogd with a configuration of their own.
@@ -35,6 +39,8 @@ if [ "$(id -u)" = 0 ] && [ ! -s /etc/machine-id ] && command -v systemd-machine-
 fi
 
 echo "== toolchain: $(cargo --version), $(rustc --version)"
+echo "== BPF object matches its source"
+bash scripts/build-bpf.sh --check
 echo "== generated tables are what their headers give"
 bash scripts/gen-ntstatus.sh --check
 echo "== cargo fmt --check"

@@ -41,8 +41,10 @@ Examples:
 Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
 (the summary says how many); 2 on an error.
 
-On Linux any user can watch on kernels 6.6 and later (root before). On Windows run
-as Administrator. The command line is shown when the OS still had it: programs that
+On Linux any user can watch on kernels 6.6 and later (root before) through the
+process connector; root (or CAP_BPF + CAP_PERFMON) gets the eBPF source, which adds
+the command line of every process, CPU time, peak RSS, the killer and OOM kills
+(--source forces one). On Windows run as Administrator. The command line is shown when the OS still had it: programs that
 exit at once often have none (shown as '-', null in JSON).")]
     Watch(WatchArgs),
     /// Wait until the given processes end (any process, not only children).
@@ -209,10 +211,34 @@ impl FilterArgs {
     }
 }
 
+/// Which Linux source `watch` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceChoice {
+    /// eBPF when permitted (root, or CAP_BPF + CAP_PERFMON), else the connector.
+    Auto,
+    /// The eBPF source (fails with the reason when not permitted).
+    Ebpf,
+    /// The netlink process connector (any user on kernels 6.6 and later).
+    Connector,
+}
+
+impl SourceChoice {
+    pub fn backend(self) -> procexit::Backend {
+        match self {
+            SourceChoice::Auto => procexit::Backend::Auto,
+            SourceChoice::Ebpf => procexit::Backend::LinuxEbpf,
+            SourceChoice::Connector => procexit::Backend::LinuxConnector,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Linux: the source of exits (auto: eBPF when permitted, else the connector)
+    #[arg(long, value_enum, default_value_t = SourceChoice::Auto, value_name = "SOURCE")]
+    pub source: SourceChoice,
     /// Stop after printing N exits.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,

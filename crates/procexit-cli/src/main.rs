@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use procexit::schema::Message;
-use procexit::{Event, LinuxOptions, Monitor, RecvError, WaitSet, WindowsOptions};
+use procexit::{Backend, Event, LinuxOptions, Monitor, RecvError, WaitSet, WindowsOptions};
 
 use crate::args::{Cli, Command, ReplayArgs, SinkArgs, WaitArgs, WatchArgs};
 use crate::output::{Format, Printer};
@@ -102,12 +102,18 @@ pub fn watch_with(
     if let Some(bytes) = args.socket_buffer {
         linux = linux.socket_buffer(bytes);
     }
-    let monitor = Monitor::builder()
+    let builder = Monitor::builder()
         .filter(args.filter.to_filter())
+        .backend(args.source.backend())
         .linux(linux)
-        .windows(WindowsOptions::new().session_name(args.session_name.clone()))
+        .windows(WindowsOptions::new().session_name(args.session_name.clone()));
+    let backend = builder.resolved_backend();
+    let monitor = builder
         .start()
         .context("cannot start watching process exits")?;
+    if let Some(note) = source_note(backend) {
+        eprintln!("procexit: {note}");
+    }
     slot.attach(monitor.stopper());
     on_running();
 
@@ -157,6 +163,23 @@ pub fn watch_with(
         return Ok(ExitCode::from(EXIT_INCOMPLETE));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `watch` says once on stderr about its Linux source: which one, and
+/// which JSON keys it leaves null.
+fn source_note(backend: Backend) -> Option<&'static str> {
+    match backend {
+        Backend::LinuxEbpf => Some(
+            "source linux-ebpf (eBPF); always null: cgroup, container_id, and the resource keys \
+             other than cpu_user_ms, cpu_system_ms and peak_rss_bytes",
+        ),
+        Backend::LinuxConnector => Some(
+            "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \
+             always null: killer_pid, killer_name, oom_killed; resource \
+             keys only with taskstats (root); command_line often null for processes that exit at once",
+        ),
+        _ => None,
+    }
 }
 
 /// The sinks `watch` was asked for, opened (so errors show before watching).

@@ -27,6 +27,9 @@ pub struct Printer {
     width: Option<usize>,
     ascii: bool,
     header_done: bool,
+    /// One JSON line, built whole before it is written: serialising straight
+    /// into stdout's line writer scans every small piece for a newline.
+    line: Vec<u8>,
 }
 
 impl Printer {
@@ -45,6 +48,7 @@ impl Printer {
             width,
             ascii: ascii_only(terminal),
             header_done: false,
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -58,9 +62,11 @@ impl Printer {
     pub fn message(&mut self, message: Message<'_>) -> io::Result<()> {
         match self.format {
             Format::JsonLines => {
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, &message)?;
+                self.line.push(b'\n');
                 let mut out = self.out.lock();
-                serde_json::to_writer(&mut out, &message)?;
-                out.write_all(b"\n")?;
+                out.write_all(&self.line)?;
                 out.flush()
             }
             Format::Table => {

@@ -99,21 +99,49 @@ fn wait_times_out_with_124() {
     target.wait().unwrap();
 }
 
-#[test]
-fn watch_json_lines_carry_the_documented_keys() {
-    if !connector_usable() {
-        return;
+/// Whether the eBPF source can be forced here (root, or CAP_BPF + CAP_PERFMON).
+fn ebpf_usable() -> bool {
+    let out = procexit()
+        .args([
+            "watch", "--source", "ebpf", "--pid", "4000000", "--count", "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &out.id().to_string()])
+        .status();
+    let out = out.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {stderr}");
+        eprintln!("SKIPPED: eBPF source not usable here: {stderr}");
+        return false;
     }
-    let shell = renamed_shell("pxjsontest");
+    true
+}
+
+#[test]
+fn watch_json_lines_carry_the_documented_keys_connector() {
+    if connector_usable() {
+        watch_json_lines_carry_the_documented_keys("connector", "pxjsonconn");
+    }
+}
+
+#[test]
+fn watch_json_lines_carry_the_documented_keys_ebpf() {
+    if ebpf_usable() {
+        watch_json_lines_carry_the_documented_keys("ebpf", "pxjsonebpf");
+    }
+}
+
+fn watch_json_lines_carry_the_documented_keys(source: &str, name: &str) {
+    let shell = renamed_shell(name);
     let mut watch = procexit()
         .args([
-            "watch",
-            "--json",
-            "--failed",
-            "--name",
-            "pxjsontest",
-            "--count",
-            "1",
+            "watch", "--source", source, "--json", "--failed", "--name", name, "--count", "1",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -145,6 +173,12 @@ fn watch_json_lines_carry_the_documented_keys() {
         "duration_ms",
         "process_key",
         "source",
+        "killer_pid",
+        "killer_name",
+        "oom_killed",
+        "cpu_user_ms",
+        "cpu_system_ms",
+        "peak_rss_bytes",
         "kind",
         "status_name",
     ] {
@@ -154,22 +188,60 @@ fn watch_json_lines_carry_the_documented_keys() {
     assert_eq!(v["exit_code"], 9, "{first}");
     assert_eq!(v["kind"], "exited", "{first}");
     assert_eq!(v["status_name"], serde_json::Value::Null, "{first}");
-    assert_eq!(v["name"], "pxjsontest", "{first}");
+    assert_eq!(v["name"], name, "{first}");
+    if source == "ebpf" {
+        assert_eq!(v["source"], "linux-ebpf", "{first}");
+        assert_eq!(
+            v["command_line"],
+            format!("{} -c sleep 0.05; exit 9", shell_path(name))
+        );
+        assert_eq!(v["oom_killed"], false, "{first}");
+        assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0, "{first}");
+    } else {
+        assert!(
+            v["source"].as_str().unwrap().starts_with("linux-"),
+            "{first}"
+        );
+        assert_eq!(v["oom_killed"], serde_json::Value::Null, "{first}");
+    }
     assert!(v["exit_time"].as_str().unwrap().ends_with('Z'));
     let stats: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(stats["type"], "stats");
-    let status = watch.wait().unwrap();
-    assert!(status.success());
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success());
+    // Said once, on stderr: which source, which keys stay null.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = if source == "ebpf" {
+        "source linux-ebpf"
+    } else {
+        "source linux-connector"
+    };
+    assert_eq!(stderr.matches(expected).count(), 1, "{stderr}");
+    assert!(stderr.contains("always null:"), "{stderr}");
     producer.join().unwrap();
 }
 
+fn shell_path(name: &str) -> String {
+    renamed_shell(name).display().to_string()
+}
+
 #[test]
-fn watch_stops_on_sigterm_with_a_summary() {
-    if !connector_usable() {
-        return;
+fn watch_stops_on_sigterm_with_a_summary_connector() {
+    if connector_usable() {
+        watch_stops_on_sigterm_with_a_summary("connector");
     }
+}
+
+#[test]
+fn watch_stops_on_sigterm_with_a_summary_ebpf() {
+    if ebpf_usable() {
+        watch_stops_on_sigterm_with_a_summary("ebpf");
+    }
+}
+
+fn watch_stops_on_sigterm_with_a_summary(source: &str) {
     let watch = procexit()
-        .arg("watch")
+        .args(["watch", "--source", source])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -255,10 +327,26 @@ fn watch_works_unprivileged_on_this_kernel() {
     };
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["exit_code"], 12);
-    // Without root there is no taskstats: the connector alone.
+    // Without root there is no taskstats and no eBPF: the connector alone.
     assert_eq!(v["source"], "linux-connector");
-    assert!(watch.wait().unwrap().success());
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("source linux-connector"));
     producer.join().unwrap();
+
+    // Forcing eBPF without the right: one line saying what is missing.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["watch", "--source", "ebpf"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("eBPF source needs root") && stderr.contains("CAP_BPF and CAP_PERFMON"),
+        "{stderr}"
+    );
 }
 
 /// Reads `watch --json` lines on a thread; `lost` says when a loss marker
@@ -300,6 +388,8 @@ fn watch_strict_fails_a_lossy_run() {
     let mut watch = procexit()
         .args([
             "watch",
+            "--source",
+            "connector",
             "--strict",
             "--json",
             "--socket-buffer",

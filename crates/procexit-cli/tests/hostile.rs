@@ -322,8 +322,11 @@ mod linux {
     /// starting the hostile processes again and again meanwhile (the first
     /// ones may come before the watcher is ready).
     fn watch_hostile(extra: &[&str], cases: &[Case], count: usize) -> Output {
+        // The connector source: it reads whole command lines from /proc, where
+        // the eBPF source keeps 2 KiB (the 100 000-byte case would be cut).
         let watch = procexit()
-            .args(["watch", "--name", "hx*", "--count", &count.to_string()])
+            .args(["watch", "--source", "connector", "--name", "hx*"])
+            .args(["--count", &count.to_string()])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -145,7 +145,10 @@ fn watch_writes_structured_entries_to_a_real_journald() {
     let name = &format!("pxjou{}", std::process::id());
     let shell = renamed_shell(name);
     let watch = procexit()
-        .args(["watch", "--name", name, "--journald-namespace", &namespace])
+        // The connector keeps whole command lines (the eBPF source 2 KiB):
+        // the large-entry case below needs 300 KB of them.
+        .args(["watch", "--source", "connector", "--name", name])
+        .args(["--journald-namespace", &namespace])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

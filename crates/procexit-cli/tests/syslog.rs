@@ -166,7 +166,9 @@ fn watch_sends_rfc5424_to_a_real_rsyslog_over_unix_udp_and_tcp() {
     std::fs::copy("/bin/sh", &shell).unwrap();
     settle_executable(&shell);
     let watch = procexit()
-        .args(["watch", "--name", name])
+        // The connector keeps whole command lines (the eBPF source 2 KiB):
+        // the large-message case needs them.
+        .args(["watch", "--source", "connector", "--name", name])
         .arg("--syslog")
         .arg(format!("unix:{}", socket.display()))
         .arg("--syslog")

@@ -139,11 +139,28 @@ fn the_units_capabilities_are_enough_for_taskstats_and_needed() {
         }
         set
     };
-    // With the unit's set: the full source, taskstats included.
-    assert_eq!(source_with_bounding_set(&set(&caps)), "linux-taskstats");
-    // Without CAP_NET_ADMIN taskstats is refused: the capability is needed.
-    let without: Vec<String> = caps.iter().filter(|c| *c != "net_admin").cloned().collect();
-    assert_eq!(source_with_bounding_set(&set(&without)), "linux-connector");
+    let without = |gone: &[&str]| -> Vec<String> {
+        caps.iter()
+            .filter(|c| !gone.contains(&c.as_str()))
+            .cloned()
+            .collect()
+    };
+    // With the unit's set: the eBPF source (CAP_BPF + CAP_PERFMON).
+    assert_eq!(source_with_bounding_set(&set(&caps)), "linux-ebpf");
+    // Without either of those the connector with taskstats (CAP_NET_ADMIN).
+    assert_eq!(
+        source_with_bounding_set(&set(&without(&["bpf"]))),
+        "linux-taskstats"
+    );
+    assert_eq!(
+        source_with_bounding_set(&set(&without(&["perfmon"]))),
+        "linux-taskstats"
+    );
+    // Without CAP_NET_ADMIN too, taskstats is refused: the connector alone.
+    assert_eq!(
+        source_with_bounding_set(&set(&without(&["bpf", "net_admin"]))),
+        "linux-connector"
+    );
 }
 
 /// Runs a freshly copied executable once: a thread of this test binary may

@@ -21,6 +21,7 @@ pub enum Taskstats {
 pub struct LinuxOptions {
     taskstats: Taskstats,
     socket_buffer: usize,
+    ebpf_args_at_exec: bool,
 }
 
 /// 16 MiB effective: measured to lose nothing at 100 000 exits at ~30k/s,
@@ -32,6 +33,7 @@ impl Default for LinuxOptions {
         LinuxOptions {
             taskstats: Taskstats::Auto,
             socket_buffer: DEFAULT_SOCKET_BUFFER,
+            ebpf_args_at_exec: false,
         }
     }
 }
@@ -54,6 +56,21 @@ impl LinuxOptions {
     pub fn socket_buffer(mut self, bytes: usize) -> Self {
         self.socket_buffer = bytes;
         self
+    }
+
+    /// eBPF source: copy each command line when the program is executed
+    /// rather than when it exits (default `false`). The source switches to
+    /// this by itself on kernels that free the address space before the exit
+    /// hook runs; forcing it costs a copy per exec and misses processes that
+    /// were already running when the monitor started.
+    pub fn ebpf_args_at_exec(mut self, yes: bool) -> Self {
+        self.ebpf_args_at_exec = yes;
+        self
+    }
+
+    /// Whether command lines are copied at exec (eBPF source).
+    pub fn ebpf_args_at_exec_enabled(&self) -> bool {
+        self.ebpf_args_at_exec
     }
 
     /// The taskstats mode.

@@ -39,6 +39,37 @@ pub enum Error {
         code: i32,
     },
 
+    /// Linux: the eBPF source was asked for, but this process may not load
+    /// BPF programs.
+    #[error(
+        "the eBPF source needs root, or CAP_BPF and CAP_PERFMON; this process lacks {missing} \
+         (os error {code}): run with sudo, grant the capabilities (setcap \
+         cap_bpf,cap_perfmon+ep), or use the connector source"
+    )]
+    EbpfPermission {
+        /// The capabilities missing, e.g. `"CAP_PERFMON"`.
+        missing: &'static str,
+        /// errno (EPERM = 1).
+        code: i32,
+    },
+
+    /// Linux: the eBPF source could not be loaded for another reason than
+    /// privileges (no kernel BTF, a kernel too old for BPF ring buffers, a
+    /// program the verifier rejected).
+    #[error(
+        "the eBPF source could not start: {step} failed: {detail} (os error {code}); it needs \
+         a kernel with BTF (/sys/kernel/btf/vmlinux) and BPF ring buffers (5.8 or later): \
+         use the connector source"
+    )]
+    EbpfUnavailable {
+        /// What was being done.
+        step: &'static str,
+        /// The loader's message.
+        detail: String,
+        /// errno, 0 when the failure was not a system call's.
+        code: i32,
+    },
+
     /// Windows: ETW needs an elevated process.
     #[error("starting a kernel trace session was denied (os error {code}): run as Administrator")]
     NotElevated {
@@ -199,6 +230,8 @@ impl Error {
         match *self {
             Error::ConnectorPermission { code }
             | Error::ConnectorUnavailable { code }
+            | Error::EbpfPermission { code, .. }
+            | Error::EbpfUnavailable { code, .. }
             | Error::TaskstatsUnavailable { code }
             | Error::ProcessAccessDenied { code, .. }
             | Error::Os { code, .. } => Some(i64::from(code)),

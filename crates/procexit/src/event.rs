@@ -171,6 +171,9 @@ pub enum Source {
     LinuxConnector,
     /// Linux process connector merged with a taskstats record.
     LinuxTaskstats,
+    /// Linux eBPF program on the exit of a process's last thread (root, or
+    /// CAP_BPF + CAP_PERFMON).
+    LinuxEbpf,
     /// Windows kernel "Process" MOF events from a real-time ETW session.
     EtwKernel,
     /// Windows `Microsoft-Windows-Kernel-Process` manifest events (real-time).
@@ -187,6 +190,7 @@ impl Source {
         match self {
             Source::LinuxConnector => "linux-connector",
             Source::LinuxTaskstats => "linux-taskstats",
+            Source::LinuxEbpf => "linux-ebpf",
             Source::EtwKernel => "etw-kernel",
             Source::EtwKernelProcess => "etw-kernel-process",
             Source::EtlFile => "etl-file",

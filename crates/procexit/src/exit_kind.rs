@@ -185,7 +185,7 @@ impl Source {
     /// read on Linux too).
     pub fn is_windows(self) -> bool {
         match self {
-            Source::LinuxConnector | Source::LinuxTaskstats => false,
+            Source::LinuxConnector | Source::LinuxTaskstats | Source::LinuxEbpf => false,
             Source::EtwKernel | Source::EtwKernelProcess | Source::EtlFile => true,
             // Only the Windows backend waits on process handles.
             Source::Handle => true,

@@ -15,12 +15,19 @@ use crate::sys;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The best one for this OS: the process connector (plus taskstats when
-    /// permitted) on Linux, the ETW kernel session on Windows.
+    /// The best one for this OS and privileges. Linux: the eBPF source when
+    /// the process may load BPF programs (root, or CAP_BPF + CAP_PERFMON) and
+    /// the kernel has BTF and no cgroup filter is set, else the process
+    /// connector (plus taskstats when permitted). Windows: the ETW kernel
+    /// session.
     #[default]
     Auto,
     /// Linux netlink process connector (taskstats added when permitted).
     LinuxConnector,
+    /// Linux eBPF program on each process's last thread exit: the complete
+    /// record (command line, CPU time, peak RSS, killer, OOM kill). Needs
+    /// root, or CAP_BPF + CAP_PERFMON, and a kernel with BTF.
+    LinuxEbpf,
     /// Windows: a private kernel system-logger session (Process MOF events).
     EtwKernel,
     /// Windows: Microsoft-Windows-Kernel-Process on an ordinary session
@@ -76,6 +83,13 @@ impl MonitorBuilder {
         self
     }
 
+    /// The backend [`start`](Self::start) will use: on Linux `Auto` is
+    /// resolved for this process's privileges; elsewhere the choice is
+    /// returned as set.
+    pub fn resolved_backend(&self) -> Backend {
+        sys::resolve_backend(&self.sys_config())
+    }
+
     /// Linux-specific options (ignored elsewhere).
     pub fn linux(mut self, options: crate::config::LinuxOptions) -> Self {
         self.linux = options;
@@ -88,16 +102,21 @@ impl MonitorBuilder {
         self
     }
 
+    /// What the OS backend is given.
+    fn sys_config(&self) -> sys::Config<'_> {
+        sys::Config {
+            backend: self.backend,
+            filter: &self.filter,
+            linux: &self.linux,
+            windows: &self.windows,
+        }
+    }
+
     /// Starts the monitor; exits are received from the returned [`Monitor`]
     /// (`recv`, `recv_timeout`, `iter`).
     pub fn start(self) -> Result<Monitor> {
         let shared = Arc::new(Shared::new(self.queue_capacity, self.filter.clone()));
-        let config = sys::Config {
-            backend: self.backend,
-            linux: &self.linux,
-            windows: &self.windows,
-        };
-        let running = sys::start(&config, Sink::new(shared.clone()))?;
+        let running = sys::start(&self.sys_config(), Sink::new(shared.clone()))?;
         Ok(Monitor {
             shared,
             running: Some(running),

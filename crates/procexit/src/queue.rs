@@ -336,6 +336,16 @@ impl Sink {
         self.shared.close();
     }
 
+    /// Exits a source filtered out before they reached us (the eBPF
+    /// program's in-kernel filter): seen and filtered.
+    // Used by the Linux eBPF source only.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn filtered_upstream(&self, count: u64) {
+        let c = &self.shared.counters;
+        c.seen.fetch_add(count, Ordering::Relaxed);
+        c.filtered.fetch_add(count, Ordering::Relaxed);
+    }
+
     /// A record that could not be decoded exactly (counted, never fatal).
     pub(crate) fn anomaly(&self) {
         self.shared

@@ -1,6 +1,7 @@
-//! End-to-end tests of the Linux backend with real processes of known
-//! outcome. They need the process connector (any user on kernels ≥ 6.6,
-//! root before): without it they print why and skip, unless
+//! End-to-end tests of the Linux sources with real processes of known
+//! outcome; each scenario runs against the process connector (any user on
+//! kernels ≥ 6.6, root before) and the eBPF source (root, or CAP_BPF +
+//! CAP_PERFMON). Without them they print why and skip, unless
 //! PROCEXIT_STRICT_SKIPS=1 (set by .ci/run), which turns a skip into a failure.
 #![cfg(target_os = "linux")]
 
@@ -8,7 +9,9 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procexit::{Error, Event, ExitKind, ExitStatus, Filter, Monitor, ProcessExit, Source, User};
+use procexit::{
+    Backend, Error, Event, ExitKind, ExitStatus, Filter, Monitor, ProcessExit, Source, User,
+};
 
 /// Burst tests load both cores; run them one at a time so that one's
 /// overruns cannot starve the other's reader.
@@ -23,12 +26,16 @@ fn skip(reason: &str) {
     eprintln!("SKIPPED: {reason}");
 }
 
-/// Starts a monitor, or explains why it cannot run here.
-fn start_monitor(filter: Filter) -> Option<Monitor> {
-    match Monitor::builder().filter(filter).start() {
+/// Starts a monitor on one source, or explains why it cannot run here.
+fn start_monitor(backend: Backend, filter: Filter) -> Option<Monitor> {
+    match Monitor::builder().backend(backend).filter(filter).start() {
         Ok(m) => Some(m),
         Err(e @ (Error::ConnectorPermission { .. } | Error::ConnectorUnavailable { .. })) => {
             skip(&format!("process connector not usable here: {e}"));
+            None
+        }
+        Err(e @ (Error::EbpfPermission { .. } | Error::EbpfUnavailable { .. })) => {
+            skip(&format!("eBPF source not usable here: {e}"));
             None
         }
         Err(e) => panic!("monitor failed to start: {e}"),
@@ -69,9 +76,8 @@ fn me() -> u32 {
     std::process::id()
 }
 
-#[test]
-fn exit_codes_are_exact() {
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+fn exit_codes_are_exact(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
     let mut expected = Vec::new();
@@ -90,10 +96,13 @@ fn exit_codes_are_exact() {
         assert_eq!(exit.ppid, Some(me()));
         assert_eq!(exit.name.as_deref(), Some("sh"));
         assert_eq!(exit.command_line.as_deref(), Some(command_line.as_str()));
-        assert!(matches!(
-            exit.source,
-            Source::LinuxConnector | Source::LinuxTaskstats
-        ));
+        match backend {
+            Backend::LinuxEbpf => assert_eq!(exit.source, Source::LinuxEbpf),
+            _ => assert!(matches!(
+                exit.source,
+                Source::LinuxConnector | Source::LinuxTaskstats
+            )),
+        }
         let uid = std::fs::metadata("/proc/self")
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
             .unwrap();
@@ -104,9 +113,8 @@ fn exit_codes_are_exact() {
     }
 }
 
-#[test]
-fn signals_are_reported_as_signals() {
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+fn signals_are_reported_as_signals(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
     let mut sleeper = Command::new("sleep").arg("10").spawn().unwrap();
@@ -129,13 +137,12 @@ fn signals_are_reported_as_signals() {
     assert_eq!(s.ppid, Some(me()));
 }
 
-/// One live process per kind the connector can tell: a plain exit, a kill
-/// and a core dump (the connector cannot see the OOM killer's choice, so
-/// `oom_killed` stays unknown and no exit is classed `oom_killed`).
-#[test]
-fn kinds_and_names_of_live_exits() {
+/// One live process per kind: a plain exit, a kill and a core dump (the
+/// connector cannot see the OOM killer's choice, so there `oom_killed` stays
+/// unknown; the eBPF source says false).
+fn kinds_and_names_of_live_exits(backend: Backend) {
     use std::os::unix::process::ExitStatusExt;
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
     // The default core_pattern ("core") writes into the working directory.
@@ -161,7 +168,10 @@ fn kinds_and_names_of_live_exits() {
         let exit = seen
             .get(&pid)
             .unwrap_or_else(|| panic!("no exit for {pid}"));
-        assert_eq!(exit.oom_killed, None, "the connector cannot tell");
+        match backend {
+            Backend::LinuxEbpf => assert_eq!(exit.oom_killed, Some(false)),
+            _ => assert_eq!(exit.oom_killed, None, "the connector cannot tell"),
+        }
         (exit.kind(), exit.status_name())
     };
     assert_eq!(kind_and_name(exited), (ExitKind::Exited, None));
@@ -185,9 +195,8 @@ fn kinds_and_names_of_live_exits() {
     );
 }
 
-#[test]
-fn grandchild_is_reported_with_its_own_parent() {
-    let Some(monitor) = start_monitor(Filter::new()) else {
+fn grandchild_is_reported_with_its_own_parent(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new()) else {
         return;
     };
     let out = Command::new("sh")
@@ -209,9 +218,8 @@ fn grandchild_is_reported_with_its_own_parent() {
     assert_eq!(g.command_line.as_deref(), Some("sh -c sleep 0.2; exit 7"));
 }
 
-#[test]
-fn process_that_execs_twice_has_its_last_identity() {
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+fn process_that_execs_twice_has_its_last_identity(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
     // sh → env → sleep, all in the same process.
@@ -224,9 +232,8 @@ fn process_that_execs_twice_has_its_last_identity() {
     assert_eq!(exit.ppid, Some(me()));
 }
 
-#[test]
-fn one_millisecond_process_is_never_misnamed() {
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+fn one_millisecond_process_is_never_misnamed(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
     let pids: Vec<u32> = (0..20).map(|_| run("sleep", &["0.001"])).collect();
@@ -246,12 +253,16 @@ fn one_millisecond_process_is_never_misnamed() {
             exit.command_line.as_deref(),
             None | Some("sleep 0.001")
         ));
+        if backend == Backend::LinuxEbpf {
+            // Read on the exiting task itself: never too late.
+            assert_eq!(exit.name.as_deref(), Some("sleep"));
+            assert_eq!(exit.command_line.as_deref(), Some("sleep 0.001"));
+        }
     }
 }
 
-#[test]
-fn leader_first_exit_reports_the_process_status() {
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+fn leader_first_exit_reports_the_process_status(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("procexit-test-{}", me()));
@@ -274,10 +285,9 @@ fn leader_first_exit_reports_the_process_status() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn burst_of_short_processes_loses_nothing() {
+fn burst_of_short_processes_loses_nothing(backend: Backend) {
     let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(monitor) = start_monitor(Filter::new()) else {
+    let Some(monitor) = start_monitor(backend, Filter::new()) else {
         return;
     };
     const PER_LOOP: usize = 1500;
@@ -319,16 +329,15 @@ fn burst_of_short_processes_loses_nothing() {
     assert_eq!(total, PER_LOOP * LOOPS);
 }
 
-#[test]
-fn stop_is_prompt_and_drop_does_not_hang() {
-    let Some(monitor) = start_monitor(Filter::new()) else {
+fn stop_is_prompt_and_drop_does_not_hang(backend: Backend) {
+    let Some(monitor) = start_monitor(backend, Filter::new()) else {
         return;
     };
     let started = Instant::now();
     let stats = monitor.stop().unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
     let _ = stats;
-    let Some(monitor) = start_monitor(Filter::new()) else {
+    let Some(monitor) = start_monitor(backend, Filter::new()) else {
         return;
     };
     let stopper = monitor.stopper();
@@ -366,10 +375,11 @@ fn callback_receives_exits() {
 #[test]
 fn wait_set_reports_non_child_and_rejects_missing_pids() {
     let mut child = Command::new("sh")
-        .args(["-c", "sleep 0.3; exit 4"])
+        .args(["-c", "sleep 1; exit 4"])
         .spawn()
         .unwrap();
     let pid = child.id();
+    // It lives long enough for either source to start on a loaded machine.
     // Reaped on another thread: the waiter is not the parent.
     let reaper = std::thread::spawn(move || child.wait());
     let mut set = match procexit::WaitSet::new(&[pid]) {
@@ -412,6 +422,7 @@ fn taskstats_merges_into_the_record_as_root() {
     }
     let options = procexit::LinuxOptions::new().taskstats(procexit::Taskstats::Required);
     let monitor = match Monitor::builder()
+        .backend(Backend::LinuxConnector)
         .filter(Filter::new().ppid(me()))
         .linux(options)
         .start()
@@ -438,6 +449,7 @@ fn taskstats_fills_resources_as_root() {
     }
     let options = procexit::LinuxOptions::new().taskstats(procexit::Taskstats::Required);
     let monitor = match Monitor::builder()
+        .backend(Backend::LinuxConnector)
         .filter(Filter::new().ppid(me()))
         .linux(options)
         .start()
@@ -517,7 +529,11 @@ fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
     let options = procexit::LinuxOptions::new()
         .socket_buffer(1)
         .taskstats(procexit::Taskstats::Off);
-    let monitor = match Monitor::builder().linux(options).start() {
+    let monitor = match Monitor::builder()
+        .backend(Backend::LinuxConnector)
+        .linux(options)
+        .start()
+    {
         Ok(m) => m,
         Err(e) => return skip(&format!("process connector not usable here: {e}")),
     };
@@ -574,12 +590,11 @@ fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
     }
 }
 
-#[test]
-fn process_alive_before_the_monitor_gets_a_full_record() {
+fn process_alive_before_the_monitor_gets_a_full_record(backend: Backend) {
     let mut child = Command::new("sleep").arg("0.6").spawn().unwrap();
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(150));
-    let Some(monitor) = start_monitor(Filter::new().pid(pid)) else {
+    let Some(monitor) = start_monitor(backend, Filter::new().pid(pid)) else {
         let _ = child.wait();
         return;
     };
@@ -627,7 +642,7 @@ fn cgroup_of_a_process_started_inside_a_cgroup() {
     for dir in &dirs {
         std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     }
-    let Some(monitor) = start_monitor(Filter::new().ppid(me())) else {
+    let Some(monitor) = start_monitor(Backend::LinuxConnector, Filter::new().ppid(me())) else {
         return;
     };
     let moves: String = dirs
@@ -737,3 +752,35 @@ fn wait_is_not_fooled_by_pid_reuse() {
         Err(Error::NoSuchProcess { .. })
     ));
 }
+
+/// Every scenario above runs once per Linux source: `connector::name` and
+/// `ebpf::name`.
+macro_rules! on_both_sources {
+    ($($name:ident),* $(,)?) => {
+        mod connector {
+            $(#[test]
+            fn $name() {
+                super::$name(procexit::Backend::LinuxConnector)
+            })*
+        }
+        mod ebpf {
+            $(#[test]
+            fn $name() {
+                super::$name(procexit::Backend::LinuxEbpf)
+            })*
+        }
+    };
+}
+
+on_both_sources!(
+    exit_codes_are_exact,
+    kinds_and_names_of_live_exits,
+    signals_are_reported_as_signals,
+    grandchild_is_reported_with_its_own_parent,
+    process_that_execs_twice_has_its_last_identity,
+    one_millisecond_process_is_never_misnamed,
+    leader_first_exit_reports_the_process_status,
+    burst_of_short_processes_loses_nothing,
+    stop_is_prompt_and_drop_does_not_hang,
+    process_alive_before_the_monitor_gets_a_full_record
+);

@@ -13,6 +13,7 @@
 use std::fmt;
 
 pub mod cgroup;
+pub mod ebpf_exit;
 pub mod kernel_process;
 pub mod lost_event;
 pub mod mof_process;

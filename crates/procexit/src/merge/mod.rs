@@ -14,6 +14,8 @@
     clippy::arithmetic_side_effects
 )]
 
+#[cfg(target_os = "linux")]
+pub(crate) mod ebpf;
 pub(crate) mod etw;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;

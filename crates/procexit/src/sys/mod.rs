@@ -18,6 +18,12 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
+/// Elsewhere than Linux, `Auto` is decided inside the backend.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn resolve_backend(options: &Config<'_>) -> Backend {
+    options.backend
+}
+
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
@@ -37,6 +43,10 @@ use crate::monitor::Backend;
 pub(crate) struct Config<'a> {
     /// Which OS facility.
     pub(crate) backend: Backend,
+    /// The monitor's filter: the Linux eBPF source applies what it can of
+    /// it in the kernel.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) filter: &'a crate::filter::Filter,
     /// Linux options (read by the Linux backend only).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) linux: &'a LinuxOptions,

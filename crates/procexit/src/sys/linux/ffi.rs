@@ -209,3 +209,61 @@ pub(crate) fn pidfd_open(pid_: u32) -> Result<Option<OwnedFd>, i32> {
 pub(crate) fn pidfd_exited(pidfd: &OwnedFd) -> bool {
     poll_readable([Some(pidfd.as_fd())], 0).is_ok_and(|[ready]| ready)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_sees_a_woken_eventfd_and_never_an_absent_slot() {
+        let waker = Waker::new().expect("eventfd");
+        assert_eq!(
+            poll_readable([None, Some(waker.as_fd())], 0),
+            Ok([false, false])
+        );
+        waker.wake();
+        waker.wake();
+        assert_eq!(
+            poll_readable([None, Some(waker.as_fd())], 0),
+            Ok([false, true])
+        );
+    }
+
+    #[test]
+    fn processes_and_pidfds() {
+        let me = std::process::id();
+        assert!(process_exists(me));
+        assert!(!process_exists(0));
+        assert!(process_exists(1), "init exists (EPERM counts as existing)");
+        match pidfd_open(me) {
+            Ok(Some(fd)) => assert!(!pidfd_exited(&fd)),
+            Ok(None) => {} // a kernel before 5.3
+            Err(code) => panic!("pidfd_open(self): errno {code}"),
+        }
+        assert_eq!(pidfd_open(0).err(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn clocks_run_and_ticks_are_positive() {
+        let a = clock_ns(ClockId::Monotonic);
+        let b = clock_ns(ClockId::Monotonic);
+        assert!(a > 0 && b >= a);
+        assert!(clock_ns(ClockId::Boottime) >= a);
+        assert!(clock_ns(ClockId::Realtime) > 1_600_000_000 * 1_000_000_000);
+        assert!(clock_ticks_per_second() > 0);
+    }
+
+    #[test]
+    fn a_netlink_socket_gets_a_port_and_a_receive_buffer() {
+        let socket = NetlinkSocket::open(16).expect("NETLINK_GENERIC socket");
+        socket.bind(0).expect("bind");
+        assert_ne!(socket.port_id(), 0);
+        // The kernel doubles the request (and may cap it without privilege).
+        assert!(socket.set_receive_buffer(64 * 1024) >= 64 * 1024);
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            socket.recv_nonblocking(&mut buf),
+            Ok(Received::WouldBlock)
+        ));
+    }
+}

@@ -2,6 +2,7 @@
 //! CAP_NET_ADMIN before), with a process table that turns per-thread events
 //! into one record per process.
 
+mod ebpf;
 mod ffi;
 mod procfs;
 mod taskstats;
@@ -21,6 +22,7 @@ use crate::monitor::{spawn_backend, Backend, Monitor, RecvError, Running, StopSi
 use crate::queue::Sink;
 use crate::sys::Config;
 
+pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::procfs::ProcFs;
 use self::taskstats::Taskstats;
@@ -128,8 +130,9 @@ impl Connector {
 }
 
 pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
-    match options.backend {
-        Backend::Auto | Backend::LinuxConnector => {}
+    match resolve_backend(options) {
+        Backend::LinuxEbpf => return ebpf::start(options, sink),
+        Backend::LinuxConnector => {}
         _ => {
             return Err(Error::Unsupported {
                 what: "this backend (Windows ETW)",
@@ -301,7 +304,11 @@ impl Waiter {
             .map(|&pid| identify(pid).ok_or(Error::NoSuchProcess { pid }))
             .collect::<Result<Vec<_>>>()?;
         let filter = pids.iter().fold(Filter::new(), |f, &pid| f.pid(pid));
+        // The connector starts in milliseconds; the eBPF source needs a BTF
+        // parse and program verification first (0.1–0.3 s on a busy
+        // machine), a window in which a waited-for process could end.
         let monitor = Monitor::builder()
+            .backend(Backend::LinuxConnector)
             .filter(filter)
             .queue_capacity(1024)
             .start()?;

@@ -31,6 +31,9 @@ impl Plan {
             Backend::LinuxConnector => Err(Error::Unsupported {
                 what: "the Linux process connector",
             }),
+            Backend::LinuxEbpf => Err(Error::Unsupported {
+                what: "the Linux eBPF source",
+            }),
             _ => Ok(Plan::PrivateKernel { independent: true }),
         }
     }
@@ -72,10 +75,12 @@ mod tests {
             Plan::choose(Backend::EtwKernelProcess).unwrap(),
             Plan::KernelProcess
         );
-        assert!(matches!(
-            Plan::choose(Backend::LinuxConnector),
-            Err(Error::Unsupported { .. })
-        ));
+        for linux in [Backend::LinuxConnector, Backend::LinuxEbpf] {
+            assert!(matches!(
+                Plan::choose(linux),
+                Err(Error::Unsupported { .. })
+            ));
+        }
     }
 
     #[test]

@@ -1,0 +1,176 @@
+//! The exit record procexit's own BPF program (Linux eBPF source) writes to
+//! its ring buffer, one per ended process.
+//!
+//! The layout is fixed by `struct exit_record` in
+//! `sys/linux/bpf/procexit.bpf.c` (native byte order, little-endian on every
+//! architecture the object is built for):
+//!
+//! | field             | type      | offset |
+//! |-------------------|-----------|--------|
+//! | start_boottime_ns | u64       | 0      |
+//! | exit_boottime_ns  | u64       | 8      |
+//! | utime_ns          | u64       | 16     |
+//! | stime_ns          | u64       | 24     |
+//! | maxrss_pages      | u64       | 32     |
+//! | pid, ppid, uid    | u32 × 3   | 40     |
+//! | wait_status       | u32       | 52     |
+//! | flags             | u32       | 56     |
+//! | killer_pid        | u32       | 60     |
+//! | killer_signal     | u32       | 64     |
+//! | args_len          | u32       | 68     |
+//! | comm              | [u8; 16]  | 72     |
+//! | killer_comm       | [u8; 16]  | 88     |
+//! | args              | [u8; 2048]| 104    |
+
+use super::{Cursor, DecodeError, DecodeErrorKind};
+
+/// Bytes of command line the BPF program keeps (`ARGS_MAX`).
+pub const ARGS_MAX: usize = 2048;
+/// Size of one record.
+pub const RECORD_SIZE: usize = 104 + ARGS_MAX;
+
+/// The command line was longer than [`ARGS_MAX`] and was cut.
+pub const FLAG_ARGS_TRUNCATED: u32 = 1;
+/// The address space was gone and no copy from exec was kept.
+pub const FLAG_ARGS_UNKNOWN: u32 = 2;
+/// Another process sent a signal to this one (`killer_*` are set).
+pub const FLAG_KILLER: u32 = 4;
+/// The OOM killer chose this process.
+pub const FLAG_OOM_KILLED: u32 = 8;
+/// The command line was copied at exec, not at exit.
+pub const FLAG_ARGS_FROM_EXEC: u32 = 16;
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EbpfExit {
+    /// Start of the thread-group leader, ns of CLOCK_BOOTTIME.
+    pub start_boottime_ns: u64,
+    /// When the last thread exited, ns of CLOCK_BOOTTIME.
+    pub exit_boottime_ns: u64,
+    /// User CPU time of the whole process, ns.
+    pub utime_ns: u64,
+    /// System CPU time of the whole process, ns.
+    pub stime_ns: u64,
+    /// High-water resident set size, in pages.
+    pub maxrss_pages: u64,
+    /// Thread-group id.
+    pub pid: u32,
+    /// The real parent's thread-group id at exit.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// The wait status of the process.
+    pub wait_status: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// The last process that sent this one a signal (valid with [`FLAG_KILLER`]).
+    pub killer_pid: u32,
+    /// The signal it sent.
+    pub killer_signal: u32,
+    /// `comm` of the exiting task.
+    pub comm: String,
+    /// `comm` of the sender.
+    pub killer_comm: String,
+    /// Raw argv bytes (NUL-separated), at most [`ARGS_MAX`].
+    pub args: Vec<u8>,
+}
+
+fn comm(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(raw.get(..end).unwrap_or(&[])).into_owned()
+}
+
+impl EbpfExit {
+    /// Decodes one ring-buffer record.
+    pub fn parse(data: &[u8]) -> Result<EbpfExit, DecodeError> {
+        let mut c = Cursor::new(data);
+        let start_boottime_ns = c.u64()?;
+        let exit_boottime_ns = c.u64()?;
+        let utime_ns = c.u64()?;
+        let stime_ns = c.u64()?;
+        let maxrss_pages = c.u64()?;
+        let pid = c.u32()?;
+        let ppid = c.u32()?;
+        let uid = c.u32()?;
+        let wait_status = c.u32()?;
+        let flags = c.u32()?;
+        let killer_pid = c.u32()?;
+        let killer_signal = c.u32()?;
+        let args_len = c.u32()?;
+        let comm_raw = c.bytes(16)?;
+        let killer_raw = c.bytes(16)?;
+        let args_len = usize::try_from(args_len).unwrap_or(usize::MAX);
+        if args_len > ARGS_MAX {
+            return Err(c.error(DecodeErrorKind::Invalid("command line length")));
+        }
+        let args = c.bytes(ARGS_MAX)?.get(..args_len).unwrap_or(&[]).to_vec();
+        Ok(EbpfExit {
+            start_boottime_ns,
+            exit_boottime_ns,
+            utime_ns,
+            stime_ns,
+            maxrss_pages,
+            pid,
+            ppid,
+            uid,
+            wait_status,
+            flags,
+            killer_pid,
+            killer_signal,
+            comm: comm(comm_raw),
+            killer_comm: comm(killer_raw),
+            args,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn record() -> Vec<u8> {
+        let mut r = Vec::new();
+        for v in [10u64, 20, 30, 40, 50] {
+            r.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [4242u32, 1, 1000, 0x2a00, FLAG_KILLER, 77, 9, 11] {
+            r.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"true");
+        r.extend_from_slice(&comm);
+        let mut killer = [0u8; 16];
+        killer[..4].copy_from_slice(b"kill");
+        r.extend_from_slice(&killer);
+        let mut args = vec![0u8; ARGS_MAX];
+        args[..11].copy_from_slice(b"/bin/true\0x");
+        r.extend_from_slice(&args);
+        assert_eq!(r.len(), RECORD_SIZE);
+        r
+    }
+
+    #[test]
+    fn decodes_every_field() {
+        let exit = EbpfExit::parse(&record()).unwrap();
+        assert_eq!(exit.start_boottime_ns, 10);
+        assert_eq!(exit.maxrss_pages, 50);
+        assert_eq!((exit.pid, exit.ppid, exit.uid), (4242, 1, 1000));
+        assert_eq!(exit.wait_status, 0x2a00);
+        assert_eq!((exit.killer_pid, exit.killer_signal), (77, 9));
+        assert_eq!(exit.comm, "true");
+        assert_eq!(exit.killer_comm, "kill");
+        assert_eq!(exit.args, b"/bin/true\0x");
+    }
+
+    #[test]
+    fn rejects_short_and_bad_lengths() {
+        let r = record();
+        for cut in [0, 39, 103, RECORD_SIZE - 1] {
+            assert!(EbpfExit::parse(&r[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = r.clone();
+        bad[68..72].copy_from_slice(&(ARGS_MAX as u32 + 1).to_le_bytes());
+        assert!(EbpfExit::parse(&bad).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! Linux eBPF source: the BPF program already emits one record per process
+//! (on the last thread's exit, with the group's wait status), so an exit is
+//! exactly one record; this turns it into a [`ProcessExit`].
+
+use std::time::{Duration, SystemTime};
+
+use crate::decode::ebpf_exit::{
+    EbpfExit, FLAG_ARGS_TRUNCATED, FLAG_ARGS_UNKNOWN, FLAG_KILLER, FLAG_OOM_KILLED,
+};
+use crate::event::{ExitStatus, Killer, ProcessExit, Resources, Source, User};
+
+/// What the conversion needs to know about the machine.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Machine {
+    /// CLOCK_REALTIME − CLOCK_BOOTTIME, ns (the boot instant in wall time).
+    pub(crate) boot_wall_ns: i128,
+    /// `sysconf(_SC_CLK_TCK)`: /proc's unit for start times.
+    pub(crate) ticks_per_second: u64,
+    /// Bytes per page.
+    pub(crate) page_size: u64,
+    /// Whether the OOM-victim hook is attached (else `oom_killed` is unknown).
+    pub(crate) sees_oom: bool,
+    /// Whether the signal-sender hook is attached.
+    pub(crate) sees_killer: bool,
+}
+
+/// Marks a command line that was cut at the BPF program's bound.
+pub(crate) const TRUNCATED_MARK: &str = "…";
+
+impl Machine {
+    fn wall(&self, boot_ns: u64) -> Option<SystemTime> {
+        let real = u64::try_from(i128::from(boot_ns).checked_add(self.boot_wall_ns)?).ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(real))
+    }
+
+    /// The process key of the connector source: /proc's start time, in
+    /// clock ticks since boot (`nsec_to_clock_t(start_boottime)`).
+    fn ticks(&self, boot_ns: u64) -> Option<u64> {
+        let ns_per_tick = 1_000_000_000u64.checked_div(self.ticks_per_second)?;
+        boot_ns.checked_div(ns_per_tick)
+    }
+}
+
+/// The exit record of one BPF record.
+pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessExit {
+    let status = ExitStatus::from_wait_status(record.wait_status);
+    let mut exit = ProcessExit::new(record.pid, status, Source::LinuxEbpf);
+    exit.ppid = Some(record.ppid);
+    exit.name = Some(record.comm.clone()).filter(|c| !c.is_empty());
+    exit.command_line = command_line(record);
+    exit.user = Some(User::Uid(record.uid));
+    exit.start_time = machine.wall(record.start_boottime_ns);
+    exit.exit_time = machine.wall(record.exit_boottime_ns);
+    exit.process_key = machine.ticks(record.start_boottime_ns);
+    // A sender counts as the killer only when its signal is the one that
+    // ended the process.
+    let killed_by = status.signal().and_then(|s| u32::try_from(s).ok());
+    exit.killer = (record.flags & FLAG_KILLER != 0 && killed_by == Some(record.killer_signal))
+        .then(|| Killer {
+            pid: record.killer_pid,
+            name: Some(record.killer_comm.clone()).filter(|c| !c.is_empty()),
+        });
+    if !machine.sees_killer {
+        exit.killer = None;
+    }
+    exit.oom_killed = machine
+        .sees_oom
+        .then_some(record.flags & FLAG_OOM_KILLED != 0);
+    exit.resources = Resources {
+        cpu_user: Some(Duration::from_nanos(record.utime_ns)),
+        cpu_system: Some(Duration::from_nanos(record.stime_ns)),
+        peak_rss_bytes: record
+            .maxrss_pages
+            .checked_mul(machine.page_size)
+            .filter(|&b| b > 0),
+        ..Resources::default()
+    };
+    exit
+}
+
+/// argv joined with spaces; a cut one ends with [`TRUNCATED_MARK`].
+fn command_line(record: &EbpfExit) -> Option<String> {
+    if record.flags & FLAG_ARGS_UNKNOWN != 0 {
+        return None;
+    }
+    // Programs may rewrite their argv area and leave NUL padding at its end.
+    let end = record
+        .args
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i.saturating_add(1));
+    let trimmed = record.args.get(..end).unwrap_or(&[]);
+    if trimmed.is_empty() {
+        return None;
+    }
+    let joined: Vec<u8> = trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    let mut line = String::from_utf8_lossy(&joined).into_owned();
+    if record.flags & FLAG_ARGS_TRUNCATED != 0 {
+        line.push_str(TRUNCATED_MARK);
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn machine() -> Machine {
+        Machine {
+            boot_wall_ns: 1_700_000_000_000_000_000,
+            ticks_per_second: 100,
+            page_size: 4096,
+            sees_oom: true,
+            sees_killer: true,
+        }
+    }
+
+    fn record() -> EbpfExit {
+        EbpfExit {
+            start_boottime_ns: 12_345_678_901,
+            exit_boottime_ns: 13_345_678_901,
+            utime_ns: 2_000_000,
+            stime_ns: 1_000_000,
+            maxrss_pages: 100,
+            pid: 4242,
+            ppid: 1,
+            uid: 1000,
+            wait_status: 0x9,
+            flags: FLAG_KILLER,
+            killer_pid: 77,
+            killer_signal: 9,
+            comm: "sleep".into(),
+            killer_comm: "kill".into(),
+            args: b"sleep\x0010\x00".to_vec(),
+        }
+    }
+
+    #[test]
+    fn converts_a_killed_process() {
+        let exit = exit_from_record(&record(), &machine());
+        assert_eq!(exit.pid, 4242);
+        assert_eq!(exit.ppid, Some(1));
+        assert_eq!(exit.status.signal(), Some(9));
+        assert_eq!(exit.command_line.as_deref(), Some("sleep 10"));
+        assert_eq!(exit.process_key, Some(1234));
+        assert_eq!(exit.duration(), Some(Duration::from_secs(1)));
+        let killer = exit.killer.unwrap();
+        assert_eq!((killer.pid, killer.name.as_deref()), (77, Some("kill")));
+        assert_eq!(exit.oom_killed, Some(false));
+        assert_eq!(exit.resources.peak_rss_bytes, Some(409_600));
+        assert_eq!(exit.resources.cpu_user, Some(Duration::from_millis(2)));
+        assert_eq!(exit.source, Source::LinuxEbpf);
+    }
+
+    #[test]
+    fn a_sender_of_another_signal_is_not_the_killer() {
+        let mut r = record();
+        r.killer_signal = 15;
+        assert_eq!(exit_from_record(&r, &machine()).killer, None);
+        r.wait_status = 0;
+        r.killer_signal = 9;
+        assert_eq!(exit_from_record(&r, &machine()).killer, None);
+    }
+
+    #[test]
+    fn cut_and_unknown_command_lines() {
+        let mut r = record();
+        r.flags |= FLAG_ARGS_TRUNCATED;
+        let line = exit_from_record(&r, &machine()).command_line.unwrap();
+        assert!(line.ends_with(TRUNCATED_MARK));
+        r.flags = FLAG_ARGS_UNKNOWN;
+        assert_eq!(exit_from_record(&r, &machine()).command_line, None);
+        let blind = Machine {
+            sees_oom: false,
+            ..machine()
+        };
+        assert_eq!(exit_from_record(&r, &blind).oom_killed, None);
+    }
+}

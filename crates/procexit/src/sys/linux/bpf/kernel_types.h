@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The few kernel types the exit program reads, declared by hand instead of a
+ * multi-megabyte vmlinux.h. Every struct carries preserve_access_index, so
+ * each field access becomes a CO-RE relocation: the loader finds the field by
+ * name in the running kernel's BTF (/sys/kernel/btf/vmlinux) and patches the
+ * offset. Only names and types matter here, never order or size.
+ * Anonymous members mirror the kernel's layout, where a field sits inside an
+ * unnamed struct, so that the access path matches the kernel's BTF.
+ */
+#ifndef PROCEXIT_KERNEL_TYPES_H
+#define PROCEXIT_KERNEL_TYPES_H
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+	BPF_RB_AVAIL_DATA = 0,
+};
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+typedef struct {
+	__u32 val;
+} kuid_t;
+
+struct cred {
+	kuid_t uid;
+};
+
+struct signal_struct {
+	atomic_t live;
+	unsigned int flags;
+	int group_exit_code;
+	__u64 utime;
+	__u64 stime;
+};
+
+/* Since 6.2 the RSS counters are per-CPU counters; `count` is their
+ * folded value (off by at most a batch of pages per CPU). */
+struct percpu_counter {
+	__s64 count;
+};
+
+struct mm_struct {
+	struct {
+		unsigned long hiwater_rss;
+		unsigned long arg_start;
+		unsigned long arg_end;
+		struct percpu_counter rss_stat[4];
+	};
+};
+
+struct task_struct {
+	unsigned int flags;
+	struct mm_struct *mm;
+	int exit_code;
+	int pid;
+	int tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	__u64 utime;
+	__u64 stime;
+	__u64 start_boottime;
+	const struct cred *real_cred;
+	char comm[16];
+	struct signal_struct *signal;
+};
+
+struct kernel_siginfo {
+	struct {
+		int si_signo;
+		int si_errno;
+		int si_code;
+	};
+};
+
+#pragma clang attribute pop
+
+#endif

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/*
+ * procexit's in-kernel half: one record per ended process, taken on the
+ * exiting task itself when its process's last thread leaves, and sent to
+ * user space through a BPF ring buffer.
+ *
+ * Rebuild with scripts/build-bpf.sh (clang); the object next to this file
+ * is committed so that building procexit needs only Rust. The record layout
+ * below is mirrored in ../ebpf.rs (RawExit); change both together.
+ *
+ * Hooks (all BTF-typed raw tracepoints: no tracefs mount, no kprobes):
+ * - sched_process_exit: the record, when the thread group is dead;
+ * - signal_generate: who sent a signal to whom (kept until the target ends);
+ * - mark_victim: the OOM killer chose this process;
+ * - sched_process_exec: argv copy, only on kernels that free the address
+ *   space before the exit hook (switched on by the exit hook itself).
+ */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#define COMM_LEN 16
+/* Command-line bytes kept per process (a power of two: used as a mask). */
+#define ARGS_MAX 2048
+
+#define PF_KTHREAD 0x00200000
+#define SIGNAL_GROUP_EXIT 0x00000004
+/* si_code > 0 means the kernel generated the signal (SI_KERNEL, faults,
+ * SIGCHLD); <= 0 means a process sent it (kill, tkill, sigqueue). */
+#define SEND_SIG_PRIV ((struct kernel_siginfo *)1)
+
+/* ExitRecord.flags */
+#define EXIT_ARGS_TRUNCATED 1u
+#define EXIT_ARGS_UNKNOWN 2u
+#define EXIT_KILLER 4u
+#define EXIT_OOM_KILLED 8u
+#define EXIT_ARGS_FROM_EXEC 16u
+
+/* Per-CPU counters (index). */
+#define COUNT_RINGBUF_FULL 0
+#define COUNT_FILTERED 1
+#define COUNT_EXIT_WITHOUT_MM 2
+#define COUNT_SLOTS 4
+
+struct exit_record {
+	__u64 start_boottime_ns;
+	__u64 exit_boottime_ns;
+	__u64 utime_ns;
+	__u64 stime_ns;
+	__u64 maxrss_pages;
+	__u32 pid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 wait_status;
+	__u32 flags;
+	__u32 killer_pid;
+	__u32 killer_signal;
+	__u32 args_len;
+	char comm[COMM_LEN];
+	char killer_comm[COMM_LEN];
+	char args[ARGS_MAX];
+};
+
+struct config {
+	__u32 failed_only;
+	__u32 filter_pids;
+	__u32 filter_ppids;
+	/* Copy argv at exec (set by user space, or by the exit hook when it
+	 * finds the address space already gone). */
+	__u32 args_at_exec;
+	/* Wake the reader only once this many bytes wait (0: every record). */
+	__u64 wakeup_bytes;
+};
+
+struct sender {
+	__u32 pid;
+	__u32 signal;
+	char comm[COMM_LEN];
+};
+
+struct exec_args {
+	__u32 len;
+	__u32 truncated;
+	char args[ARGS_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} EXITS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} COUNTERS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} CONFIG SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} PIDS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} PPIDS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct sender);
+} SENDERS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} OOM_VICTIMS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct exec_args);
+} EXEC_ARGS SEC(".maps");
+
+/* Scratch space for the exec copy (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_args);
+} EXEC_SCRATCH SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *value = bpf_map_lookup_elem(&COUNTERS, &slot);
+	if (value)
+		*value += 1;
+}
+
+/* The status wait() reports: the group's when a group exit (exit_group, a
+ * fatal signal) ended it, else the leader's own exit code. */
+static __always_inline __u32 wait_status(struct task_struct *task)
+{
+	struct signal_struct *signal = BPF_CORE_READ(task, signal);
+	if (BPF_CORE_READ(signal, flags) & SIGNAL_GROUP_EXIT)
+		return BPF_CORE_READ(signal, group_exit_code);
+	return BPF_CORE_READ(task, group_leader, exit_code);
+}
+
+/* The high-water RSS of the address space, in pages, as the kernel's
+ * get_mm_hiwater_rss() computes it: the recorded mark or, if higher, the
+ * current file + anon + shmem pages (MM_SWAPENTS, index 2, is not RSS).
+ * signal->maxrss is not used: after fork+exec it holds the parent's size. */
+static __always_inline __u64 peak_rss_pages(struct mm_struct *mm)
+{
+	__s64 rss = BPF_CORE_READ(mm, rss_stat[0].count) + BPF_CORE_READ(mm, rss_stat[1].count) +
+		    BPF_CORE_READ(mm, rss_stat[3].count);
+	__u64 hiwater = BPF_CORE_READ(mm, hiwater_rss);
+	if (rss > 0 && (__u64)rss > hiwater)
+		return rss;
+	return hiwater;
+}
+
+/* len in [1, ARGS_MAX] in a form the verifier can follow (clang may test
+ * a copy of the register, leaving the one passed as size unbounded). */
+static __always_inline __u32 bounded(__u32 len)
+{
+	return ((len - 1) & (ARGS_MAX - 1)) + 1;
+}
+
+/* Copies [start, end) of user memory into dst; returns the length kept and
+ * sets *truncated when the range was longer than ARGS_MAX. */
+static __always_inline __u32 copy_args(char *dst, unsigned long start, unsigned long end,
+				       __u32 *truncated)
+{
+	unsigned long len;
+	if (!start || end <= start)
+		return 0;
+	len = end - start;
+	if (len > ARGS_MAX) {
+		len = ARGS_MAX;
+		*truncated = 1;
+	}
+	if (bpf_probe_read_user(dst, bounded(len), (const void *)start))
+		return 0;
+	return len;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&CONFIG, &zero);
+	struct exit_record *record;
+	struct signal_struct *signal;
+	struct mm_struct *mm;
+	struct sender *sender;
+	__u32 tgid, ppid, status, truncated = 0;
+	__u64 wakeup;
+
+	if (!cfg)
+		return 0;
+	signal = BPF_CORE_READ(task, signal);
+	/* signal->live reaches 0 when the last thread of the group exits,
+	 * before this hook runs (whatever the hook's own arguments are). */
+	if (BPF_CORE_READ(signal, live.counter) != 0)
+		return 0;
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	ppid = BPF_CORE_READ(task, real_parent, tgid);
+	status = wait_status(task);
+
+	if ((cfg->failed_only && status == 0) ||
+	    (cfg->filter_pids && !bpf_map_lookup_elem(&PIDS, &tgid)) ||
+	    (cfg->filter_ppids && !bpf_map_lookup_elem(&PPIDS, &ppid))) {
+		count(COUNT_FILTERED);
+		goto forget;
+	}
+
+	record = bpf_ringbuf_reserve(&EXITS, sizeof(*record), 0);
+	if (!record) {
+		count(COUNT_RINGBUF_FULL);
+		goto forget;
+	}
+	record->pid = tgid;
+	record->ppid = ppid;
+	record->wait_status = status;
+	record->uid = BPF_CORE_READ(task, real_cred, uid.val);
+	record->start_boottime_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	record->exit_boottime_ns = bpf_ktime_get_boot_ns();
+	/* Threads that already ended added their times to the signal struct;
+	 * this last one still holds its own. */
+	record->utime_ns = BPF_CORE_READ(signal, utime) + BPF_CORE_READ(task, utime);
+	record->stime_ns = BPF_CORE_READ(signal, stime) + BPF_CORE_READ(task, stime);
+	BPF_CORE_READ_STR_INTO(&record->comm, task, comm);
+	record->flags = 0;
+	record->killer_pid = 0;
+	record->killer_signal = 0;
+	record->killer_comm[0] = 0;
+	record->args_len = 0;
+
+	mm = BPF_CORE_READ(task, mm);
+	record->maxrss_pages = mm ? peak_rss_pages(mm) : 0;
+	if (mm && !cfg->args_at_exec) {
+		record->args_len = copy_args(record->args, BPF_CORE_READ(mm, arg_start),
+					     BPF_CORE_READ(mm, arg_end), &truncated);
+		if (truncated)
+			record->flags |= EXIT_ARGS_TRUNCATED;
+	} else {
+		struct exec_args *saved = bpf_map_lookup_elem(&EXEC_ARGS, &tgid);
+		if (!mm) {
+			count(COUNT_EXIT_WITHOUT_MM);
+			cfg->args_at_exec = 1;
+		}
+		if (saved) {
+			__u32 len = saved->len;
+			if (len > 0 && len <= ARGS_MAX &&
+			    !bpf_probe_read_kernel(record->args, bounded(len), saved->args))
+				record->args_len = len;
+			if (saved->truncated)
+				record->flags |= EXIT_ARGS_TRUNCATED;
+			record->flags |= EXIT_ARGS_FROM_EXEC;
+		} else {
+			record->flags |= EXIT_ARGS_UNKNOWN;
+		}
+	}
+
+	sender = bpf_map_lookup_elem(&SENDERS, &tgid);
+	if (sender) {
+		record->flags |= EXIT_KILLER;
+		record->killer_pid = sender->pid;
+		record->killer_signal = sender->signal;
+		__builtin_memcpy(record->killer_comm, sender->comm, COMM_LEN);
+	}
+	if (bpf_map_lookup_elem(&OOM_VICTIMS, &tgid))
+		record->flags |= EXIT_OOM_KILLED;
+
+	wakeup = cfg->wakeup_bytes;
+	if (wakeup && bpf_ringbuf_query(&EXITS, BPF_RB_AVAIL_DATA) < wakeup)
+		bpf_ringbuf_submit(record, BPF_RB_NO_WAKEUP);
+	else
+		bpf_ringbuf_submit(record, 0);
+
+forget:
+	bpf_map_delete_elem(&SENDERS, &tgid);
+	bpf_map_delete_elem(&OOM_VICTIMS, &tgid);
+	bpf_map_delete_elem(&EXEC_ARGS, &tgid);
+	return 0;
+}
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(handle_signal, int sig, struct kernel_siginfo *info, struct task_struct *target,
+	     int group, int result)
+{
+	struct task_struct *current;
+	struct sender sender = {};
+	__u32 target_tgid;
+
+	/* result 0 is TRACE_SIGNAL_DELIVERED: the signal was queued. */
+	if (result != 0)
+		return 0;
+	if (info == SEND_SIG_PRIV)
+		return 0;
+	if (info && BPF_CORE_READ(info, si_code) > 0)
+		return 0;
+	current = (struct task_struct *)bpf_get_current_task_btf();
+	sender.pid = BPF_CORE_READ(current, tgid);
+	target_tgid = BPF_CORE_READ(target, tgid);
+	if (sender.pid == target_tgid)
+		return 0;
+	sender.signal = sig;
+	bpf_get_current_comm(&sender.comm, sizeof(sender.comm));
+	bpf_map_update_elem(&SENDERS, &target_tgid, &sender, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(handle_oom_victim, struct task_struct *victim)
+{
+	__u32 tgid = BPF_CORE_READ(victim, tgid);
+	__u8 yes = 1;
+
+	bpf_map_update_elem(&OOM_VICTIMS, &tgid, &yes, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec, struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&CONFIG, &zero);
+	struct exec_args *scratch;
+	struct mm_struct *mm;
+	__u32 tgid;
+
+	if (!cfg || !cfg->args_at_exec)
+		return 0;
+	scratch = bpf_map_lookup_elem(&EXEC_SCRATCH, &zero);
+	if (!scratch)
+		return 0;
+	mm = BPF_CORE_READ(task, mm);
+	if (!mm)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	scratch->truncated = 0;
+	scratch->len = copy_args(scratch->args, BPF_CORE_READ(mm, arg_start),
+				 BPF_CORE_READ(mm, arg_end), &scratch->truncated);
+	bpf_map_update_elem(&EXEC_ARGS, &tgid, scratch, BPF_ANY);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
