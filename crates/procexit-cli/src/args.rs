@@ -85,6 +85,29 @@ Examples:
 
 On Linux use the systemd unit packaging/procexit.service instead.")]
     Service(ServiceArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "\
+Examples:
+  procexit completions bash > /etc/bash_completion.d/procexit
+  procexit completions zsh > /usr/local/share/zsh/site-functions/_procexit
+  procexit completions fish > ~/.config/fish/completions/procexit.fish
+  procexit completions powershell >> $PROFILE")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): procexit(1), or procexit-COMMAND(1).
+    #[command(after_help = "\
+Examples:
+  procexit man > /usr/local/share/man/man1/procexit.1
+  procexit man watch > /usr/local/share/man/man1/procexit-watch.1
+  procexit man | man -l -")]
+    Man {
+        /// The command whose page to print (watch, wait, replay, service, …).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

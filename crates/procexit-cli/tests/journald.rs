@@ -141,7 +141,8 @@ fn watch_writes_structured_entries_to_a_real_journald() {
     }
     let namespace = format!("procexittest{}", std::process::id());
     let journald = Journald::start(&namespace);
-    let name = "pxjournalsh";
+    // With this process's pid: another run of these tests must not match.
+    let name = &format!("pxjou{}", std::process::id());
     let shell = renamed_shell(name);
     let watch = procexit()
         // The connector keeps whole command lines (the eBPF source 2 KiB):
@@ -157,7 +158,7 @@ fn watch_writes_structured_entries_to_a_real_journald() {
     let failed = run_until_logged(&journald, &shell, "sleep 0.1; exit 3", &[]);
     assert_eq!(failed["PROCEXIT_TYPE"], "exit", "{failed}");
     assert_eq!(failed["PROCEXIT_EXIT_CODE"], "3", "{failed}");
-    assert_eq!(failed["PROCEXIT_NAME"], name, "{failed}");
+    assert_eq!(failed["PROCEXIT_NAME"], name.as_str(), "{failed}");
     assert_eq!(failed["PRIORITY"], "4", "{failed}");
     assert_eq!(failed["SYSLOG_IDENTIFIER"], "procexit", "{failed}");
     assert!(

@@ -47,6 +47,12 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `prefix` and this test process's pid: a process name (at most 15
+/// characters) no other run of these tests on the machine uses.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id())
+}
+
 /// A copy of /bin/sh under a unique name (`--name` then matches only it).
 fn renamed_shell(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
@@ -111,18 +117,21 @@ fn rotation_under_a_flood_loses_and_duplicates_nothing() {
     const FLOOD: usize = 3000;
     let dir = temp_dir("flood");
     let file = dir.join("exits.jsonl");
-    let probe = renamed_shell(&dir, "pxrotprobe");
-    let flood = renamed_shell(&dir, "pxrotflood");
+    let (probe_name, flood_name) = (unique("pxrp"), unique("pxrf"));
+    let probe = renamed_shell(&dir, &probe_name);
+    let flood = renamed_shell(&dir, &flood_name);
     let watch = procexit()
         .arg("watch")
-        .args(["--name", "pxrot*", "--output"])
+        .args(["--name", &probe_name, "--name", &flood_name, "--output"])
         .arg(&file)
-        .args(["--rotate-size", "64k", "--rotate-keep", "1000"])
-        .stdout(Stdio::piped())
+        .args(["--rotate-size", "64k", "--rotate-keep", "1000", "--json"])
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.join("stdout.jsonl")).unwrap(),
+        ))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    probe_until_written(&probe, &file, "pxrotprobe");
+    probe_until_written(&probe, &file, &probe_name);
 
     // The known set: every pid of the flood, 32 processes at a time.
     let mut expected: HashMap<u64, usize> = HashMap::new();
@@ -164,35 +173,48 @@ fn rotation_under_a_flood_loses_and_duplicates_nothing() {
         files.iter().flat_map(|f| records(f)).collect()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while exits_named(&written(&dir), "pxrotflood").len() < FLOOD && Instant::now() < deadline {
+    while exits_named(&written(&dir), &flood_name).len() < FLOOD && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
     let out = stop(watch);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(out.stdout.is_empty(), "stdout stays quiet with --output");
 
     let all = written(&dir);
-    let rotated = std::fs::read_dir(&dir).unwrap().count() - 3; // shells, FILE
+    let rotated = std::fs::read_dir(&dir).unwrap().count() - 4; // shells, FILE, stdout
     assert!(rotated >= 5, "only {rotated} rotations: {stderr}");
-    let lost: Vec<_> = all.iter().filter(|r| r["type"] == "lost").collect();
-    assert!(
-        lost.is_empty(),
-        "the monitor lost exits, not the file: {lost:?}"
-    );
-    let mut found: HashMap<u64, usize> = HashMap::new();
-    for pid in exits_named(&all, "pxrotflood") {
-        *found.entry(pid).or_default() += 1;
-    }
+    // The file sink lost and repeated nothing: the rotated files hold
+    // exactly the records the same stream printed on stdout.
+    let printed = records(&dir.join("stdout.jsonl"));
+    let count = |records: &[serde_json::Value]| {
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        for pid in exits_named(records, &flood_name) {
+            *counts.entry(pid).or_default() += 1;
+        }
+        counts
+    };
+    let found = count(&all);
+    assert_eq!(found, count(&printed), "the files differ from the stream");
+    assert_eq!(all.len(), printed.len());
+    // And the stream holds the flood: every pid once, none unknown; pids
+    // may be missing only as far as the monitor reported loss (a loaded
+    // machine can overrun the kernel's buffer).
+    let reported_loss: u64 = all
+        .iter()
+        .filter(|r| r["type"] == "lost")
+        .map(|r| r["count"].as_u64().unwrap_or(0).max(1))
+        .sum();
     let missing: Vec<_> = expected.keys().filter(|p| !found.contains_key(p)).collect();
     let extra: Vec<_> = found.keys().filter(|p| !expected.contains_key(p)).collect();
-    let twice: Vec<_> = found
-        .iter()
-        .filter(|(p, n)| expected.get(p) != Some(n))
-        .collect();
+    let twice: Vec<_> = found.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
-        missing.is_empty() && extra.is_empty() && twice.is_empty(),
-        "missing {missing:?}, unexpected {extra:?}, wrong counts {twice:?}"
+        extra.is_empty() && twice.is_empty(),
+        "unexpected {extra:?}, repeated {twice:?}"
+    );
+    assert!(
+        missing.len() as u64 <= reported_loss,
+        "{} flood exits missing, {reported_loss} reported lost",
+        missing.len()
     );
     // The stats record closes the stream, in the newest file.
     assert_eq!(all.last().unwrap()["type"], "stats");
@@ -208,16 +230,17 @@ fn sighup_reopens_the_file() {
     let dir = temp_dir("hup");
     let file = dir.join("exits.jsonl");
     let old = dir.join("exits.jsonl.old");
-    let shell = renamed_shell(&dir, "pxhupshell");
+    let name = unique("pxhup");
+    let shell = renamed_shell(&dir, &name);
     let watch = procexit()
         .arg("watch")
-        .args(["--name", "pxhupshell", "--output"])
+        .args(["--name", &name, "--output"])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    probe_until_written(&shell, &file, "pxhupshell");
+    probe_until_written(&shell, &file, &name);
     // logrotate without copytruncate: rename, then SIGHUP.
     std::fs::rename(&file, &old).unwrap();
     let pid = watch.id().to_string();
@@ -228,9 +251,9 @@ fn sighup_reopens_the_file() {
         .success());
     std::thread::sleep(Duration::from_millis(500));
     assert!(file.exists(), "not reopened after SIGHUP");
-    probe_until_written(&shell, &file, "pxhupshell");
-    let before = exits_named(&records(&old), "pxhupshell");
-    let after = exits_named(&records(&file), "pxhupshell");
+    probe_until_written(&shell, &file, &name);
+    let before = exits_named(&records(&old), &name);
+    let after = exits_named(&records(&file), &name);
     let out = stop(watch);
     assert!(out.status.success(), "SIGHUP must not stop it: {out:?}");
     assert!(!before.is_empty() && !after.is_empty());
@@ -293,16 +316,17 @@ fn full_disk_is_counted_and_leaves_whole_lines() {
     let _unmount = Unmount(mount.clone());
 
     let file = mount.join("exits.jsonl");
-    let shell = renamed_shell(&dir, "pxfullshell");
+    let name = unique("pxfull");
+    let shell = renamed_shell(&dir, &name);
     let watch = procexit()
         .arg("watch")
-        .args(["--name", "pxfullshell", "--output"])
+        .args(["--name", &name, "--output"])
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    probe_until_written(&shell, &file, "pxfullshell");
+    probe_until_written(&shell, &file, &name);
     // Fill the file system to the last byte.
     let filler = mount.join("filler");
     let mut fill = std::fs::File::create(&filler).unwrap();

@@ -160,7 +160,8 @@ fn watch_sends_rfc5424_to_a_real_rsyslog_over_unix_udp_and_tcp() {
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
     let rsyslog = Rsyslog::start(&binary, &dir, &socket, udp, tcp);
 
-    let name = "pxsyslogsh";
+    // With this process's pid: another run of these tests must not match.
+    let name = &format!("pxsys{}", std::process::id());
     let shell = dir.join(name);
     std::fs::copy("/bin/sh", &shell).unwrap();
     settle_executable(&shell);
@@ -333,7 +334,8 @@ fn readme_rsyslog_recipes_work() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let name = "pxrecipesh";
+    // With this process's pid: another run of these tests must not match.
+    let name = &format!("pxrec{}", std::process::id());
     let shell = dir.join(name);
     std::fs::copy("/bin/sh", &shell).unwrap();
     settle_executable(&shell);

@@ -85,14 +85,15 @@ fn systemd_analyze_verifies_the_unit() {
 /// privileges, as the unit says) and returns the `source` of one exit.
 fn source_with_bounding_set(caps: &str) -> String {
     let dir = temp_dir(&caps.replace([',', '+', '-'], "_"));
-    let shell = dir.join("pxunitcaps");
+    let name = format!("pxcap{}", std::process::id());
+    let shell = dir.join(&name);
     std::fs::copy("/bin/sh", &shell).unwrap();
     settle_executable(&shell);
     let mut watch = Command::new("setpriv")
         .arg(format!("--bounding-set={caps}"))
         .arg("--no-new-privs")
         .arg(env!("CARGO_BIN_EXE_procexit"))
-        .args(["watch", "--json", "--count", "1", "--name", "pxunitcaps"])
+        .args(["watch", "--json", "--count", "1", "--name", &name])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -22,6 +22,7 @@ pub struct LinuxOptions {
     taskstats: Taskstats,
     socket_buffer: usize,
     ebpf_args_at_exec: bool,
+    ebpf_ring_buffer: usize,
 }
 
 /// 16 MiB effective: measured to lose nothing at 100 000 exits at ~30k/s,
@@ -34,6 +35,7 @@ impl Default for LinuxOptions {
             taskstats: Taskstats::Auto,
             socket_buffer: DEFAULT_SOCKET_BUFFER,
             ebpf_args_at_exec: false,
+            ebpf_ring_buffer: DEFAULT_EBPF_RING_BUFFER,
         }
     }
 }
@@ -68,6 +70,20 @@ impl LinuxOptions {
         self
     }
 
+    /// eBPF source: size of the ring buffer between the kernel and procexit,
+    /// in bytes, rounded up to a power of two of at least one page (default
+    /// [`DEFAULT_EBPF_RING_BUFFER`]). When it is full, records are lost and
+    /// counted.
+    pub fn ebpf_ring_buffer(mut self, bytes: usize) -> Self {
+        self.ebpf_ring_buffer = bytes;
+        self
+    }
+
+    /// The eBPF ring buffer size asked for.
+    pub fn ebpf_ring_buffer_bytes(&self) -> usize {
+        self.ebpf_ring_buffer
+    }
+
     /// Whether command lines are copied at exec (eBPF source).
     pub fn ebpf_args_at_exec_enabled(&self) -> bool {
         self.ebpf_args_at_exec
@@ -83,6 +99,9 @@ impl LinuxOptions {
         self.socket_buffer
     }
 }
+
+/// 16 MiB: about 7 800 exit records of the eBPF source.
+pub const DEFAULT_EBPF_RING_BUFFER: usize = 16 << 20;
 
 /// The default ETW session name; a stale session of this name left by a
 /// crash is reclaimed at start.

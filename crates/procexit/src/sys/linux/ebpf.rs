@@ -196,8 +196,17 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         });
     }
     let btf = Btf::from_sys_fs().map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
+    // The kernel wants a power-of-two multiple of the page size.
+    let ring_bytes = options
+        .linux
+        .ebpf_ring_buffer_bytes()
+        .max(usize::try_from(page_size()).unwrap_or(4096))
+        .checked_next_power_of_two()
+        .and_then(|b| u32::try_from(b).ok())
+        .unwrap_or(1 << 30);
     let mut bpf = EbpfLoader::new()
         .btf(Some(&btf))
+        .map_max_entries("EXITS", ring_bytes)
         .load(OBJECT)
         .map_err(|e| load_error("load object", &e))?;
 
@@ -210,7 +219,8 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         filter_pids: u32::from(!pids.is_empty() && pids.len() <= FILTER_MAP_ENTRIES),
         filter_ppids: u32::from(!ppids.is_empty() && ppids.len() <= FILTER_MAP_ENTRIES),
         args_at_exec: u32::from(options.linux.ebpf_args_at_exec_enabled()),
-        wakeup_bytes: WAKEUP_BYTES,
+        // A quarter of a small ring, so a wake-up comes before it is full.
+        wakeup_bytes: WAKEUP_BYTES.min(u64::from(ring_bytes / 4)),
     };
     for (map, list, on) in [
         ("PIDS", pids, config.filter_pids),

@@ -1,0 +1,74 @@
+//! `procexit completions SHELL` and `procexit man`: generated from the
+//! command-line definition, so they know every flag.
+
+use std::process::Command;
+
+fn procexit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_procexit"))
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = procexit().args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn completions_know_every_command_and_new_flags() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = stdout_of(&["completions", shell]);
+        for word in [
+            "watch",
+            "replay",
+            "service",
+            "rotate-size",
+            "journald",
+            "syslog",
+        ] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = procexit().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn bash_completion_loads_and_completes() {
+    let script = stdout_of(&["completions", "bash"]);
+    let dir = std::env::temp_dir().join(format!("procexit-completion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("procexit.bash");
+    std::fs::write(&file, script).unwrap();
+    // Load it and ask for the completions of `procexit watch --rot`.
+    let probe = format!(
+        "source {}; COMP_WORDS=(procexit watch --rot); COMP_CWORD=2; \
+         _procexit procexit --rot watch; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.lines().any(|l| l == "--rotate-size"), "{text}");
+    assert!(text.lines().any(|l| l == "--rotate-keep"), "{text}");
+}
+
+#[test]
+fn man_pages_cover_the_commands() {
+    let page = stdout_of(&["man"]);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH procexit 1"),
+        "{page}"
+    );
+    assert!(page.contains(".TH procexit 1"));
+    for command in ["watch", "wait", "replay", "service", "completions"] {
+        assert!(page.contains(command), "procexit(1) lacks {command}");
+    }
+    let watch = stdout_of(&["man", "watch"]);
+    assert!(watch.contains(".TH procexit-watch 1"), "{watch}");
+    for flag in ["rotate\\-size", "journald", "syslog", "output"] {
+        assert!(watch.contains(flag), "procexit-watch(1) lacks {flag}");
+    }
+    let out = procexit().args(["man", "bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
