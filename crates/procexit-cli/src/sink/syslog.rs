@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -214,7 +214,7 @@ pub fn message(record: &Record, hostname: &str, now: SystemTime) -> String {
     let severity = if record.is_warning() { 4 } else { 6 };
     let timestamp = match record.fields().get("exit_time") {
         Some(Value::String(time)) if is_timestamp(time) => time.clone(),
-        _ => rfc3339(now),
+        _ => procexit::format_rfc3339(now),
     };
     format!(
         "<{}>1 {timestamp} {hostname} procexit {} {} - {}",
@@ -254,39 +254,10 @@ fn hostname() -> String {
     header_field(&name, 255)
 }
 
-/// `2026-11-24T20:10:25.158123Z`.
-fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let of_day = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        (of_day % 3600) / 60,
-        of_day % 60,
-        since.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn targets_parse() {
@@ -327,14 +298,5 @@ mod tests {
             text.starts_with("<30>1 1970-01-01T00:00:01.500000Z host1 procexit "),
             "{text}"
         );
-    }
-
-    #[test]
-    fn calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        let t = UNIX_EPOCH + Duration::from_secs(1_796_003_267);
-        assert_eq!(&rfc3339(t)[..19], "2026-11-30T01:47:47");
     }
 }
