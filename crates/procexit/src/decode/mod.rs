@@ -370,6 +370,21 @@ impl<'a> Cursor<'a> {
 }
 
 /// Bytes from hex text split into parts (tests with real payloads).
+/// A NUL-separated argv area as one line: arguments joined with spaces,
+/// invalid UTF-8 replaced; `None` when there is nothing. Callers trim the
+/// terminator(s) their source leaves at the end.
+#[cfg(target_os = "linux")]
+pub(crate) fn argv_line(args: &[u8]) -> Option<String> {
+    if args.is_empty() {
+        return None;
+    }
+    let joined: Vec<u8> = args
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    Some(String::from_utf8_lossy(&joined).into_owned())
+}
+
 #[cfg(test)]
 #[allow(
     clippy::indexing_slicing,

@@ -89,15 +89,7 @@ fn command_line(record: &EbpfExit) -> Option<String> {
         .iter()
         .rposition(|&b| b != 0)
         .map_or(0, |i| i.saturating_add(1));
-    let trimmed = record.args.get(..end).unwrap_or(&[]);
-    if trimmed.is_empty() {
-        return None;
-    }
-    let joined: Vec<u8> = trimmed
-        .iter()
-        .map(|&b| if b == 0 { b' ' } else { b })
-        .collect();
-    let mut line = String::from_utf8_lossy(&joined).into_owned();
+    let mut line = crate::decode::argv_line(record.args.get(..end).unwrap_or(&[]))?;
     if record.flags & FLAG_ARGS_TRUNCATED != 0 {
         line.push_str(TRUNCATED_MARK);
     }

@@ -98,15 +98,7 @@ pub(crate) fn cmdline(pid: u32) -> Option<String> {
 }
 
 pub(crate) fn parse_cmdline(raw: &[u8]) -> Option<String> {
-    let trimmed = raw.strip_suffix(&[0]).unwrap_or(raw);
-    if trimmed.is_empty() {
-        return None;
-    }
-    let joined: Vec<u8> = trimmed
-        .iter()
-        .map(|&b| if b == 0 { b' ' } else { b })
-        .collect();
-    Some(String::from_utf8_lossy(&joined).into_owned())
+    crate::decode::argv_line(raw.strip_suffix(&[0]).unwrap_or(raw))
 }
 
 /// The short name (`comm`), without the trailing newline.
