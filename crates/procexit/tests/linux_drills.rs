@@ -143,8 +143,15 @@ fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// Threads of this process that the library started (all are named
+/// `procexit-…`). The test harness's own threads come and go as the other
+/// tests of this binary end, so they are not counted.
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("procexit-"))
+        .count()
 }
 
 /// Resident memory after handing freed memory back to the OS: glibc keeps
@@ -173,6 +180,8 @@ fn a_thousand_start_stop_cycles_leak_no_fds_threads_or_memory() {
     let Some(first) = start(Monitor::builder()) else {
         return;
     };
+    // The count sees a running monitor's threads, so a leaked one would show.
+    assert!(thread_count() >= 1, "no procexit-… thread while running");
     first.stop().unwrap();
     let (fds, threads) = (fd_count(), thread_count());
     let cycle = |i: usize| {
