@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
+mod common;
+use common::procexit;
 
 fn stdout_of(args: &[&str]) -> String {
     let out = procexit().args(args).output().unwrap();

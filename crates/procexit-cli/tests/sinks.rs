@@ -6,25 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
-
-fn strict() -> bool {
-    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
-}
-
-fn skip(reason: &str) {
-    assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {reason}");
-    eprintln!("SKIPPED: {reason}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
+mod common;
+use common::{is_root, procexit, skip};
 
 /// Whether the process connector works here (any user ≥ 6.6, root before).
 fn connector_usable() -> bool {

@@ -7,18 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
-
-fn strict() -> bool {
-    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
-}
-
-fn skip(reason: &str) {
-    assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {reason}");
-    eprintln!("SKIPPED: {reason}");
-}
+mod common;
+use common::{procexit, skip};
 
 fn rsyslogd() -> Option<PathBuf> {
     ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]

@@ -7,21 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn strict() -> bool {
-    std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
-}
-
-fn skip(reason: &str) {
-    assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {reason}");
-    eprintln!("SKIPPED: {reason}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
+mod common;
+use common::{is_root, skip};
 
 fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/procexit.service")

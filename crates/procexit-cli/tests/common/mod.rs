@@ -13,6 +13,20 @@ pub fn strict() -> bool {
     std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
 }
 
+/// Reports a skipped test, or fails it under `PROCEXIT_STRICT_SKIPS=1`.
+pub fn skip(reason: &str) {
+    assert!(!strict(), "PROCEXIT_STRICT_SKIPS=1 but: {reason}");
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
 /// Whether the process connector works here (any user ≥ 6.6, root before);
 /// says why not, and fails under `PROCEXIT_STRICT_SKIPS=1`.
 pub fn connector_usable() -> bool {
