@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
-mod common;
-use common::procexit;
+fn procexit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_procexit"))
+}
 
 fn stdout_of(args: &[&str]) -> String {
     let out = procexit().args(args).output().unwrap();
