@@ -78,8 +78,46 @@ struct mm_struct {
 	};
 };
 
+/* A cgroup directory. Since 6.15 the parent pointer is RCU-protected and
+ * named __parent; the ___pre615 flavor below names the older field (CO-RE
+ * ignores the ___suffix when matching against the kernel's BTF). */
+struct kernfs_node {
+	struct kernfs_node *__parent;
+	const char *name;
+};
+
+struct kernfs_node___pre615 {
+	struct kernfs_node *parent;
+};
+
+struct cgroup_root;
+
+struct cgroup {
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+};
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+};
+
+/* subsys[] is indexed by enum cgroup_subsys_id, whose values depend on the
+ * kernel's configuration: the program takes them from the kernel's BTF
+ * (bpf_core_enum_value) and the array's offset by relocation, never a
+ * compiled-in index. */
+struct css_set {
+	struct cgroup_subsys_state *subsys[1];
+	struct cgroup *dfl_cgrp;
+};
+
+enum cgroup_subsys_id {
+	memory_cgrp_id = 0,
+	pids_cgrp_id = 1,
+};
+
 struct task_struct {
 	unsigned int flags;
+	struct css_set *cgroups;
 	struct mm_struct *mm;
 	int exit_code;
 	int pid;

@@ -14,6 +14,11 @@
  * - mark_victim: the OOM killer chose this process;
  * - sched_process_exec: argv copy, only on kernels that free the address
  *   space before the exit hook (switched on by the exit hook itself).
+ *
+ * The record also carries the process's cgroup path, written here from the
+ * task's css_set (its kernfs directory names up to the hierarchy root), so
+ * that it is right even for a process that exited at once in a cgroup that
+ * is removed just after.
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -23,6 +28,14 @@
 #define COMM_LEN 16
 /* Command-line bytes kept per process (a power of two: used as a mask). */
 #define ARGS_MAX 2048
+/* Cgroup path: a component starts only below CGROUP_PATH_MAX (a power of
+ * two: used as a mask) and a kernfs name is at most NAME_MAX (255) bytes,
+ * so the field has room for the last one's full length. */
+#define CGROUP_PATH_MAX 512
+#define CGROUP_NAME_MAX 256
+#define CGROUP_FIELD (CGROUP_PATH_MAX + CGROUP_NAME_MAX)
+/* Directory levels below the hierarchy root that are followed. */
+#define CGROUP_DEPTH_MAX 16
 
 #define PF_KTHREAD 0x00200000
 #define SIGNAL_GROUP_EXIT 0x00000004
@@ -36,6 +49,7 @@
 #define EXIT_KILLER 4u
 #define EXIT_OOM_KILLED 8u
 #define EXIT_ARGS_FROM_EXEC 16u
+#define EXIT_CGROUP_UNKNOWN 32u
 
 /* Per-CPU counters (index). */
 #define COUNT_RINGBUF_FULL 0
@@ -60,6 +74,8 @@ struct exit_record {
 	char comm[COMM_LEN];
 	char killer_comm[COMM_LEN];
 	char args[ARGS_MAX];
+	__u32 cgroup_len;
+	char cgroup[CGROUP_FIELD];
 };
 
 struct config {
@@ -203,6 +219,113 @@ static __always_inline __u32 copy_args(char *dst, unsigned long start, unsigned 
 	return len;
 }
 
+/* A kernfs node's parent (NULL at the hierarchy root). */
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
+}
+
+/* The cgroup of a css_set in a cgroup v1 hierarchy through one controller,
+ * or NULL when that controller sits on the unified hierarchy (or is not
+ * built in). */
+static __always_inline struct cgroup *v1_cgroup(struct css_set *cset, __u64 ssid,
+						struct cgroup_root *unified)
+{
+	struct cgroup_subsys_state *css = NULL;
+	struct cgroup *cgrp;
+	void *slot = (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+		     ssid * sizeof(css);
+
+	if (bpf_probe_read_kernel(&css, sizeof(css), slot) || !css)
+		return NULL;
+	cgrp = BPF_CORE_READ(css, cgroup);
+	if (!cgrp || BPF_CORE_READ(cgrp, root) == unified)
+		return NULL;
+	return cgrp;
+}
+
+/* The cgroup whose path /proc/PID/cgroup shows and procexit reports (the
+ * choice of decode/cgroup.rs): the unified (v2) one unless it is the root
+ * while a v1 hierarchy is mounted, then the v1 memory controller's, else
+ * the pids controller's. */
+static __always_inline struct cgroup *reported_cgroup(struct task_struct *task)
+{
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup *unified, *v1 = NULL;
+	struct cgroup_root *unified_root;
+
+	if (!cset)
+		return NULL;
+	unified = BPF_CORE_READ(cset, dfl_cgrp);
+	if (!unified || kn_parent(BPF_CORE_READ(unified, kn)))
+		return unified;
+	unified_root = BPF_CORE_READ(unified, root);
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		v1 = v1_cgroup(cset, bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id),
+			       unified_root);
+	if (!v1 && bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id))
+		v1 = v1_cgroup(cset, bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id),
+			       unified_root);
+	return v1 ? v1 : unified;
+}
+
+/* Writes the path of cgrp ("/", "/a/b") into record->cgroup; returns its
+ * length, or 0 when it is deeper or longer than kept, or unreadable. */
+static __always_inline __u32 write_cgroup_path(struct exit_record *record, struct cgroup *cgrp)
+{
+	struct kernfs_node *nodes[CGROUP_DEPTH_MAX];
+	struct kernfs_node *kn = BPF_CORE_READ(cgrp, kn);
+	__u32 depth = 0, len = 0;
+	int i;
+
+	if (!kn)
+		return 0;
+	/* Leaf to root: the root's own name is not part of the path. */
+#pragma unroll
+	for (i = 0; i < CGROUP_DEPTH_MAX; i++) {
+		struct kernfs_node *parent = kn_parent(kn);
+		if (!parent)
+			break;
+		nodes[i] = kn;
+		depth = i + 1;
+		kn = parent;
+	}
+	if (depth == CGROUP_DEPTH_MAX && kn_parent(kn))
+		return 0;
+	if (depth == 0) {
+		record->cgroup[0] = '/';
+		return 1;
+	}
+	/* Root to leaf, each name after a '/'. */
+#pragma unroll
+	for (i = CGROUP_DEPTH_MAX - 1; i >= 0; i--) {
+		long copied;
+		__u32 at;
+		if (i >= depth)
+			continue;
+		if (len >= CGROUP_PATH_MAX - 1)
+			return 0;
+		/* The masks are no-ops after the test above, but clang would drop
+		 * them and the verifier could not bound the offset: the barrier
+		 * keeps them. */
+		at = len;
+		barrier_var(at);
+		record->cgroup[at & (CGROUP_PATH_MAX - 1)] = '/';
+		at = len + 1;
+		barrier_var(at);
+		copied = bpf_probe_read_kernel_str(&record->cgroup[at & (CGROUP_PATH_MAX - 1)],
+						   CGROUP_NAME_MAX, BPF_CORE_READ(nodes[i], name));
+		len++;
+		/* copied counts the NUL; an empty or unreadable name is not a path. */
+		if (copied <= 1)
+			return 0;
+		len += copied - 1;
+	}
+	return len;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
@@ -256,6 +379,12 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	record->killer_signal = 0;
 	record->killer_comm[0] = 0;
 	record->args_len = 0;
+	{
+		struct cgroup *cgrp = reported_cgroup(task);
+		record->cgroup_len = cgrp ? write_cgroup_path(record, cgrp) : 0;
+		if (!record->cgroup_len)
+			record->flags |= EXIT_CGROUP_UNKNOWN;
+	}
 
 	mm = BPF_CORE_READ(task, mm);
 	record->maxrss_pages = mm ? peak_rss_pages(mm) : 0;
