@@ -187,9 +187,10 @@ impl Map {
     pub(crate) fn create(def: &MapDef) -> Result<Map, LoadError> {
         let value_size = usize::try_from(def.value_size).unwrap_or(usize::MAX);
         let value_len = if matches!(def.map_type, PERCPU_HASH | PERCPU_ARRAY | LRU_PERCPU_HASH) {
+            let cpus = possible_cpus()?;
             value_size
                 .checked_next_multiple_of(8)
-                .and_then(|v| v.checked_mul(possible_cpus().ok()?))
+                .and_then(|v| v.checked_mul(cpus))
                 .ok_or(LoadError::Unsupported(format!(
                     "per-CPU value size of map {}",
                     def.name
