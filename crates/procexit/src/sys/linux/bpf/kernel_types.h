@@ -78,41 +78,37 @@ struct mm_struct {
 	};
 };
 
-/* A cgroup directory. Since 6.15 the parent pointer is RCU-protected and
- * named __parent; the ___pre615 flavor below names the older field (CO-RE
- * ignores the ___suffix when matching against the kernel's BTF). */
+/* Cgroups. A cgroup is a kernfs directory (kn); its parent is the cgroup
+ * of its own css's parent (self.parent, NULL at a hierarchy root), which
+ * avoids kernfs_node's parent pointer (renamed __parent in 6.15). */
 struct kernfs_node {
-	struct kernfs_node *__parent;
 	const char *name;
 };
 
-struct kernfs_node___pre615 {
-	struct kernfs_node *parent;
+struct cgroup_subsys {
+	const char *name;
 };
 
 struct cgroup_root;
 
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys *ss;
+	struct cgroup_subsys_state *parent;
+};
+
 struct cgroup {
+	struct cgroup_subsys_state self;
 	struct kernfs_node *kn;
 	struct cgroup_root *root;
 };
 
-struct cgroup_subsys_state {
-	struct cgroup *cgroup;
-};
-
-/* subsys[] is indexed by enum cgroup_subsys_id, whose values depend on the
- * kernel's configuration: the program takes them from the kernel's BTF
- * (bpf_core_enum_value) and the array's offset by relocation, never a
- * compiled-in index. */
+/* subsys[] has one slot per controller built into the kernel, in an order
+ * that depends on its configuration: the program finds the slots it needs
+ * by controller name, and the array's offset and size by relocation. */
 struct css_set {
-	struct cgroup_subsys_state *subsys[1];
+	struct cgroup_subsys_state *subsys[16];
 	struct cgroup *dfl_cgrp;
-};
-
-enum cgroup_subsys_id {
-	memory_cgrp_id = 0,
-	pids_cgrp_id = 1,
 };
 
 struct task_struct {

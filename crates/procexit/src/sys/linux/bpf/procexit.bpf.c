@@ -155,6 +155,24 @@ struct {
 	__type(value, struct exec_args);
 } EXEC_ARGS SEC(".maps");
 
+/* subsys[] slot + 1 of the memory (index SSID_MEMORY) and pids
+ * (SSID_PIDS) controllers once found; SSID_ABSENT when the kernel has none. */
+#define SSID_MEMORY 0
+#define SSID_PIDS 1
+#define SSID_ABSENT 0xffffffffu
+/* Controller names as the 8 bytes a string read of them gives. */
+#define NAME_MEMORY 0x79726f6d656dull /* "memory" */
+#define NAME_PIDS 0x73646970ull	      /* "pids" */
+/* Slots looked at (kernels define 16 controllers so far). */
+#define SUBSYS_SLOTS_MAX 16
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} CGROUP_SSIDS SEC(".maps");
+
 /* Scratch space for the exec copy (too big for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -219,24 +237,15 @@ static __always_inline __u32 copy_args(char *dst, unsigned long start, unsigned 
 	return len;
 }
 
-/* A kernfs node's parent (NULL at the hierarchy root). */
-static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
-{
-	if (bpf_core_field_exists(kn->__parent))
-		return BPF_CORE_READ(kn, __parent);
-	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
-}
-
-/* The cgroup of a css_set in a cgroup v1 hierarchy through one controller,
- * or NULL when that controller sits on the unified hierarchy (or is not
- * built in). */
-static __always_inline struct cgroup *v1_cgroup(struct css_set *cset, __u64 ssid,
+/* The cgroup a css_set has in the hierarchy of the controller in subsys[]
+ * slot ssid, or NULL when that controller sits on the unified hierarchy. */
+static __always_inline struct cgroup *v1_cgroup(struct css_set *cset, __u32 ssid,
 						struct cgroup_root *unified)
 {
 	struct cgroup_subsys_state *css = NULL;
 	struct cgroup *cgrp;
 	void *slot = (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
-		     ssid * sizeof(css);
+		     (__u64)ssid * sizeof(css);
 
 	if (bpf_probe_read_kernel(&css, sizeof(css), slot) || !css)
 		return NULL;
@@ -246,28 +255,65 @@ static __always_inline struct cgroup *v1_cgroup(struct css_set *cset, __u64 ssid
 	return cgrp;
 }
 
+/* The subsys[] slot of a controller (its enum cgroup_subsys_id, fixed for
+ * the kernel's life), found once by name and then kept in CGROUP_SSIDS;
+ * -1 when the kernel has no such controller. */
+static __always_inline int controller_ssid(struct css_set *cset, __u32 which, __u64 name)
+{
+	__u32 *kept = bpf_map_lookup_elem(&CGROUP_SSIDS, &which);
+	__u32 slots = bpf_core_field_size(struct css_set, subsys) / sizeof(void *);
+	int i;
+
+	if (!kept || *kept == SSID_ABSENT)
+		return -1;
+	if (*kept)
+		return *kept - 1;
+#pragma unroll
+	for (i = 0; i < SUBSYS_SLOTS_MAX; i++) {
+		struct cgroup_subsys_state *css = NULL;
+		__u64 found = 0;
+		if (i >= slots)
+			break;
+		bpf_probe_read_kernel(&css, sizeof(css),
+				      (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+					      i * sizeof(css));
+		if (!css)
+			continue;
+		bpf_probe_read_kernel_str(&found, sizeof(found), BPF_CORE_READ(css, ss, name));
+		if (found == name) {
+			*kept = i + 1;
+			return i;
+		}
+	}
+	*kept = SSID_ABSENT;
+	return -1;
+}
+
 /* The cgroup whose path /proc/PID/cgroup shows and procexit reports (the
  * choice of decode/cgroup.rs): the unified (v2) one unless it is the root
- * while a v1 hierarchy is mounted, then the v1 memory controller's, else
- * the pids controller's. */
+ * while the memory controller, else the pids controller, is bound to a v1
+ * hierarchy; then that one. */
 static __always_inline struct cgroup *reported_cgroup(struct task_struct *task)
 {
 	struct css_set *cset = BPF_CORE_READ(task, cgroups);
 	struct cgroup *unified, *v1 = NULL;
 	struct cgroup_root *unified_root;
+	int ssid;
 
 	if (!cset)
 		return NULL;
 	unified = BPF_CORE_READ(cset, dfl_cgrp);
-	if (!unified || kn_parent(BPF_CORE_READ(unified, kn)))
+	if (!unified || BPF_CORE_READ(unified, self.parent))
 		return unified;
 	unified_root = BPF_CORE_READ(unified, root);
-	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
-		v1 = v1_cgroup(cset, bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id),
-			       unified_root);
-	if (!v1 && bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id))
-		v1 = v1_cgroup(cset, bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id),
-			       unified_root);
+	ssid = controller_ssid(cset, SSID_MEMORY, NAME_MEMORY);
+	if (ssid >= 0)
+		v1 = v1_cgroup(cset, ssid, unified_root);
+	if (!v1) {
+		ssid = controller_ssid(cset, SSID_PIDS, NAME_PIDS);
+		if (ssid >= 0)
+			v1 = v1_cgroup(cset, ssid, unified_root);
+	}
 	return v1 ? v1 : unified;
 }
 
@@ -276,23 +322,22 @@ static __always_inline struct cgroup *reported_cgroup(struct task_struct *task)
 static __always_inline __u32 write_cgroup_path(struct exit_record *record, struct cgroup *cgrp)
 {
 	struct kernfs_node *nodes[CGROUP_DEPTH_MAX];
-	struct kernfs_node *kn = BPF_CORE_READ(cgrp, kn);
 	__u32 depth = 0, len = 0;
 	int i;
 
-	if (!kn)
-		return 0;
 	/* Leaf to root: the root's own name is not part of the path. */
 #pragma unroll
 	for (i = 0; i < CGROUP_DEPTH_MAX; i++) {
-		struct kernfs_node *parent = kn_parent(kn);
+		struct cgroup_subsys_state *parent = BPF_CORE_READ(cgrp, self.parent);
 		if (!parent)
 			break;
-		nodes[i] = kn;
+		nodes[i] = BPF_CORE_READ(cgrp, kn);
 		depth = i + 1;
-		kn = parent;
+		cgrp = BPF_CORE_READ(parent, cgroup);
+		if (!cgrp)
+			return 0;
 	}
-	if (depth == CGROUP_DEPTH_MAX && kn_parent(kn))
+	if (depth == CGROUP_DEPTH_MAX && BPF_CORE_READ(cgrp, self.parent))
 		return 0;
 	if (depth == 0) {
 		record->cgroup[0] = '/';
