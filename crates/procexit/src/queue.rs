@@ -514,7 +514,12 @@ mod tests {
         sink.exit(exit(1));
         // A batch: nothing is woken until it ends, then both arrive.
         let batch = sink.batch();
-        while shared.lock().waiting == 0 && !consumer.is_finished() {
+        // Until the consumer took the first exit and waits again.
+        let waits_again = || {
+            let state = shared.lock();
+            state.items.is_empty() && state.waiting > 0
+        };
+        while !waits_again() {
             std::thread::yield_now();
         }
         sink.exit(exit(2));
