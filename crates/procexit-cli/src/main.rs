@@ -2,6 +2,7 @@
 
 mod args;
 mod escape;
+mod json;
 mod output;
 mod replay;
 mod service;
