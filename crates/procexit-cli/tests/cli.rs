@@ -88,6 +88,17 @@ fn wait_reports_the_original_process_when_its_pid_is_reused() {
     if !is_root() {
         return skip("a new pid namespace and ns_last_pid need root");
     }
+    // Inside a pid namespace the status can only come from the pidfd.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    if (version.next(), version.next()) < (Some(6), Some(15)) {
+        return skip(&format!(
+            "wait inside a pid namespace needs Linux 6.15+ (pidfd exit status); this is {}",
+            release.trim()
+        ));
+    }
     let unshare_works = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .status()
