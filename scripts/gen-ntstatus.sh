@@ -3,9 +3,10 @@
 # Windows exit codes, from mingw-w64's public headers (Debian package
 # mingw-w64-common): NTSTATUS names from ntstatus.h, and Win32 error names
 # (ERROR_*, for HRESULTs of FACILITY_WIN32 such as 0x8007042B) from
-# winerror.h. The output is pure data: one (code, name) pair per code,
-# sorted by code for binary search; where a header gives one code several
-# names (STATUS_SUCCESS and STATUS_WAIT_0) the first one defined wins.
+# winerror.h. The output is pure data: per table an index of (code, end
+# offset) pairs sorted by code for binary search, and one text of all names;
+# where a header gives one code several names (STATUS_SUCCESS and
+# STATUS_WAIT_0) the first one defined wins.
 #
 #   scripts/gen-ntstatus.sh           rewrite the table
 #   scripts/gen-ntstatus.sh --check   fail if the committed table differs from
@@ -25,6 +26,31 @@ for h in "$header" "$winerror"; do
   fi
 done
 
+# Reads "CODE NAME" lines sorted by code; prints one table as two statics:
+# PREFIX_INDEX, (code, end) pairs where end is the byte offset in PREFIX_TEXT
+# just past the name (the name starts where the previous one ends), and
+# PREFIX_TEXT, every name back to back. Plain integers and one string hold
+# no pointers: a PIE needs no relocation for them at load, where an array of
+# &str needs a 16-byte pointer and a 24-byte relocation per name.
+#   $1 prefix   $2 code type   $3 "0x" for hex codes, "" for decimal
+emit_table() {
+  awk -v prefix="$1" -v type="$2" -v radix="$3" '
+    { code[NR] = $1; name[NR] = $2 }
+    END {
+      printf "#[rustfmt::skip]\npub(crate) static %s_INDEX: &[(%s, u32)] = &[\n", prefix, type
+      end = 0
+      for (i = 1; i <= NR; i++) {
+        end += length(name[i])
+        printf "    (%s%s, %d), // %s\n", radix, code[i], end, name[i]
+      }
+      print "];"
+      printf "#[rustfmt::skip]\npub(crate) static %s_TEXT: &str = concat!(\n", prefix
+      for (i = 1; i <= NR; i++) printf "    \"%s\",\n", name[i]
+      print ");"
+    }
+  '
+}
+
 generate() {
   local sha sha_winerror
   sha=$(sha256sum "$header" | cut -d' ' -f1)
@@ -38,11 +64,13 @@ generate() {
 //! Every NTSTATUS code defined in mingw-w64's \`ntstatus.h\` and every Win32
 //! error code (\`ERROR_*\`) in its \`winerror.h\`, with their names, sorted by
 //! code (binary-searched by [\`crate::ntstatus_name\`] and
-//! [\`crate::win32_error_name\`]).
+//! [\`crate::win32_error_name\`]). Each table is an index of \`(code, end)\`
+//! pairs and one text of all names back to back: name \`i\` is
+//! \`TEXT[INDEX[i - 1].1..INDEX[i].1]\` (from 0 for the first). Being free
+//! of pointers, the tables need no relocation when the program loads.
 
-/// \`(code, name)\`, sorted by code, one name per code.
-#[rustfmt::skip]
-pub(crate) static NTSTATUS_NAMES: &[(u32, &str)] = &[
+/// NTSTATUS codes: \`(code, end of its name in NTSTATUS_TEXT)\`, sorted by
+/// code, one name per code.
 HEADER
   # Lines look like: #define STATUS_ACCESS_VIOLATION ((NTSTATUS)0xC0000005)
   awk '
@@ -55,13 +83,11 @@ HEADER
       while (length(code) < 8) code = "0" code
       if (!(code in seen)) { seen[code] = 1; print code, name }
     }
-  ' "$header" | LC_ALL=C sort -k1,1 | awk '{ printf "    (0x%s, \"%s\"),\n", $1, $2 }'
-  echo "];"
+  ' "$header" | LC_ALL=C sort -k1,1 | emit_table NTSTATUS u32 0x
   cat <<HEADER
 
-/// \`(code, name)\` of Win32 errors, sorted by code, one name per code.
-#[rustfmt::skip]
-pub(crate) static WIN32_ERROR_NAMES: &[(u16, &str)] = &[
+/// Win32 errors: \`(code, end of its name in WIN32_ERROR_TEXT)\`, sorted by
+/// code, one name per code.
 HEADER
   # Lines look like: #define ERROR_ACCESS_DENIED __MSABI_LONG(5)
   awk '
@@ -71,8 +97,7 @@ HEADER
       sub(/[)].*$/, "", code)
       if (code + 0 <= 65535 && !(code in seen)) { seen[code] = 1; print code, $2 }
     }
-  ' "$winerror" | LC_ALL=C sort -n -k1,1 | awk '{ printf "    (%s, \"%s\"),\n", $1, $2 }'
-  echo "];"
+  ' "$winerror" | LC_ALL=C sort -n -k1,1 | emit_table WIN32_ERROR u16 ""
 }
 
 if [ "${1:-}" = --check ]; then

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::event::{signal_name, ExitStatus, ProcessExit, Source};
-use crate::ntstatus_names::{NTSTATUS_NAMES, WIN32_ERROR_NAMES};
+use crate::ntstatus_names::{NTSTATUS_INDEX, NTSTATUS_TEXT, WIN32_ERROR_INDEX, WIN32_ERROR_TEXT};
 
 /// `DBG_TERMINATE_PROCESS`: Windows' code for a process it (at shutdown or
 /// logoff) or a debugger terminated.
@@ -130,11 +130,7 @@ fn severity(code: u32) -> Severity {
 /// assert_eq!(procexit::ntstatus_name(0x1234_5678), None);
 /// ```
 pub fn ntstatus_name(code: u32) -> Option<&'static str> {
-    NTSTATUS_NAMES
-        .binary_search_by_key(&code, |&(c, _)| c)
-        .ok()
-        .and_then(|i| NTSTATUS_NAMES.get(i))
-        .map(|&(_, name)| name)
+    table_name(NTSTATUS_INDEX, NTSTATUS_TEXT, code)
 }
 
 /// The name mingw-w64's `winerror.h` gives a Win32 error code
@@ -146,11 +142,24 @@ pub fn ntstatus_name(code: u32) -> Option<&'static str> {
 /// ```
 pub fn win32_error_name(code: u32) -> Option<&'static str> {
     let code = u16::try_from(code).ok()?;
-    WIN32_ERROR_NAMES
-        .binary_search_by_key(&code, |&(c, _)| c)
-        .ok()
-        .and_then(|i| WIN32_ERROR_NAMES.get(i))
-        .map(|&(_, name)| name)
+    table_name(WIN32_ERROR_INDEX, WIN32_ERROR_TEXT, code)
+}
+
+/// The name of `code` in a generated table (`ntstatus_names.rs`): `index`
+/// holds `(code, end)` sorted by code, and the name is the part of `text`
+/// from the previous entry's end (0 for the first) to `end`.
+fn table_name<C: Ord + Copy>(
+    index: &[(C, u32)],
+    text: &'static str,
+    code: C,
+) -> Option<&'static str> {
+    let i = index.binary_search_by_key(&code, |&(c, _)| c).ok()?;
+    let start = match i.checked_sub(1) {
+        Some(previous) => index.get(previous)?.1,
+        None => 0,
+    };
+    let end = index.get(i)?.1;
+    text.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
 }
 
 /// `HRESULT_FROM_WIN32`: a Win32 error carried as an HRESULT, `0x8007xxxx`.
@@ -236,20 +245,52 @@ mod tests {
     #[test]
     fn table_is_sorted_with_one_name_per_code() {
         assert!(
-            NTSTATUS_NAMES.len() > 1500,
+            NTSTATUS_INDEX.len() > 1500,
             "{} names",
-            NTSTATUS_NAMES.len()
+            NTSTATUS_INDEX.len()
         );
-        assert!(NTSTATUS_NAMES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(NTSTATUS_INDEX.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(
-            WIN32_ERROR_NAMES.len() > 1500,
+            WIN32_ERROR_INDEX.len() > 1500,
             "{}",
-            WIN32_ERROR_NAMES.len()
+            WIN32_ERROR_INDEX.len()
         );
-        assert!(WIN32_ERROR_NAMES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(WIN32_ERROR_INDEX.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(win32_error_name(0), Some("ERROR_SUCCESS"));
         assert_eq!(win32_error_name(2), Some("ERROR_FILE_NOT_FOUND"));
         assert_eq!(win32_error_name(15841), Some("ERROR_API_UNAVAILABLE"));
+    }
+
+    /// Every entry's slice of the text is a whole name: the ends rise, the
+    /// last one closes the text, and each name is one identifier with its
+    /// table's usual prefix (a wrong offset would cut names apart).
+    #[test]
+    fn every_name_is_a_whole_identifier() {
+        fn check<C: Ord + Copy + fmt::Debug>(
+            index: &[(C, u32)],
+            text: &'static str,
+            prefixes: &[&str],
+        ) {
+            assert!(index.windows(2).all(|w| w[0].1 < w[1].1));
+            assert_eq!(index.last().map(|&(_, end)| end as usize), Some(text.len()));
+            for &(code, _) in index {
+                let name = table_name(index, text, code).unwrap();
+                assert!(
+                    prefixes.iter().any(|p| name.starts_with(p))
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        && !name.ends_with('_'),
+                    "{code:?} → {name:?}"
+                );
+            }
+        }
+        check(
+            NTSTATUS_INDEX,
+            NTSTATUS_TEXT,
+            &["STATUS_", "DBG_", "RPC_NT_", "EPT_NT_"],
+        );
+        check(WIN32_ERROR_INDEX, WIN32_ERROR_TEXT, &["ERROR_"]);
+        assert_eq!(win32_error_name(1067), Some("ERROR_PROCESS_ABORTED"));
+        assert_eq!(ntstatus_name(1), Some("STATUS_WAIT_1"));
     }
 
     #[test]
