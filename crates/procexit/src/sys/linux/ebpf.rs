@@ -20,7 +20,7 @@ use super::bpf_loader::ringbuf::RingBuffer;
 use super::bpf_loader::syscall::Map;
 use super::bpf_loader::{self, Collection, Link, LoadError};
 use super::ffi::{self, Waker};
-use crate::decode::ebpf_exit::{EbpfExit, RECORD_SIZE};
+use crate::decode::ebpf_exit::EbpfExit;
 use crate::error::{Error, Result};
 use crate::merge::ebpf::{exit_from_record, Machine};
 use crate::monitor::{spawn_backend, Backend, Running, StopSignal};
@@ -282,15 +282,13 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
         let batch = sink.batch();
         let mut read = 0usize;
         let machine = &loaded.machine;
-        loaded
-            .ring
-            .drain(|item| match item.get(..RECORD_SIZE).map(EbpfExit::parse) {
-                Some(Ok(record)) => {
-                    read += 1;
-                    sink.exit(exit_from_record(&record, machine))
-                }
-                _ => sink.anomaly(),
-            });
+        loaded.ring.drain(|item| match EbpfExit::parse(item) {
+            Ok(record) => {
+                read += 1;
+                sink.exit(exit_from_record(&record, machine))
+            }
+            Err(_) => sink.anomaly(),
+        });
         // Loss is reported where it is noticed: after the records that made
         // it, at most one tick late.
         let lost = counter(&loaded.counters, COUNT_RINGBUF_FULL);
