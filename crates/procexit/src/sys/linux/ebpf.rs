@@ -150,6 +150,22 @@ struct Loaded {
     machine: Machine,
 }
 
+/// Before 5.11 BPF maps and programs count against RLIMIT_MEMLOCK, whose
+/// usual default (64 KiB to 8 MiB) is smaller than the ring buffer, and
+/// creating them fails with EPERM even as root. Lifting the limit (what
+/// libbpf does too) is harmless on later kernels, which charge the memory
+/// cgroup instead; best effort, since the program may still load.
+fn lift_memlock_limit() {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let _ = setrlimit(
+        Resource::Memlock,
+        Rlimit {
+            current: None,
+            maximum: None,
+        },
+    );
+}
+
 fn load(options: &Config<'_>) -> Result<Loaded> {
     if let Err(missing) = permission() {
         return Err(Error::EbpfPermission {
@@ -157,6 +173,7 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
             code: EPERM,
         });
     }
+    lift_memlock_limit();
     let kernel_btf = bpf_loader::read_kernel_btf()
         .map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
     // The kernel wants a power-of-two multiple of the page size.
@@ -259,7 +276,11 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     let thread = spawn_backend("procexit-ebpf", sink, move |sink| {
         run(loaded, &wake.0, sink)
     })?;
-    Ok(Running { stop, thread })
+    Ok(Running {
+        stop,
+        thread,
+        fallback: None,
+    })
 }
 
 /// Sum over CPUs of one counter slot.

@@ -214,9 +214,17 @@ static __always_inline __u32 wait_status(struct task_struct *task)
  * signal->maxrss is not used: after fork+exec it holds the parent's size. */
 static __always_inline __u64 peak_rss_pages(struct mm_struct *mm)
 {
-	__s64 rss = BPF_CORE_READ(mm, rss_stat[0].count) + BPF_CORE_READ(mm, rss_stat[1].count) +
-		    BPF_CORE_READ(mm, rss_stat[3].count);
+	struct mm_struct___pre62 *old = (void *)mm;
 	__u64 hiwater = BPF_CORE_READ(mm, hiwater_rss);
+	__s64 rss;
+
+	if (bpf_core_field_exists(old->rss_stat))
+		rss = BPF_CORE_READ(old, rss_stat.count[0].counter) +
+		      BPF_CORE_READ(old, rss_stat.count[1].counter) +
+		      BPF_CORE_READ(old, rss_stat.count[3].counter);
+	else
+		rss = BPF_CORE_READ(mm, rss_stat[0].count) + BPF_CORE_READ(mm, rss_stat[1].count) +
+		      BPF_CORE_READ(mm, rss_stat[3].count);
 	if (rss > 0 && (__u64)rss > hiwater)
 		return rss;
 	return hiwater;
