@@ -72,6 +72,15 @@ pub(crate) struct Object<'a> {
     pub(crate) btf: Btf<'a>,
 }
 
+impl Object<'_> {
+    /// The `.BTF` section of `data` (for tests that use the object's BTF as
+    /// a stand-in kernel BTF).
+    #[cfg(test)]
+    pub(crate) fn btf_bytes<'d>(&self, data: &'d [u8]) -> Option<&'d [u8]> {
+        Elf::parse(data).ok()?.section(".BTF").map(|s| s.data)
+    }
+}
+
 fn bad(detail: &'static str) -> LoadError {
     LoadError::Malformed {
         what: "ELF object",
@@ -309,7 +318,7 @@ mod tests {
         let maps = object().maps;
         let get = |name: &str| maps.iter().find(|m| m.name == name).cloned().expect(name);
         let exits = get("EXITS");
-        assert_eq!((exits.map_type, exits.max_entries), (27, 16 << 20));
+        assert_eq!((exits.map_type, exits.max_entries), (27, 8 << 20));
         let counters = get("COUNTERS");
         assert_eq!(
             (
@@ -319,6 +328,14 @@ mod tests {
                 counters.max_entries
             ),
             (6, 4, 8, 4)
+        );
+        // The exit record is built here: its C size (the command line at
+        // full length, the struct padded to its 8-byte alignment).
+        let scratch = get("EXIT_SCRATCH");
+        let full = crate::decode::ebpf_exit::RECORD_MIN + crate::decode::ebpf_exit::ARGS_MAX;
+        assert_eq!(
+            (scratch.map_type, scratch.value_size, scratch.max_entries),
+            (6, full.next_multiple_of(8) as u32, 1)
         );
         let config = get("CONFIG");
         assert_eq!(
