@@ -151,11 +151,12 @@ pub fn lost_event(data: &[u8]) {
 pub fn ebpf_exit(data: &[u8]) {
     match ebpf_exit::EbpfExit::parse(data) {
         Ok(exit) => {
-            assert!(data.len() >= ebpf_exit::RECORD_SIZE);
+            let size = ebpf_exit::RECORD_MIN + exit.args.len();
+            assert!(data.len() >= size);
             assert!(exit.args.len() <= ebpf_exit::ARGS_MAX);
             assert!(exit.cgroup.len() <= ebpf_exit::CGROUP_FIELD);
             assert!(exit.comm.len() <= 16 * 3 && exit.killer_comm.len() <= 16 * 3);
-            let exact = data.get(..ebpf_exit::RECORD_SIZE).unwrap_or(data);
+            let exact = data.get(..size).unwrap_or(data);
             assert_eq!(ebpf_exit::EbpfExit::parse(exact).as_ref(), Ok(&exit));
             if let Ok(path) = std::str::from_utf8(&exit.cgroup) {
                 if let Some(id) = procexit::cgroup::container_id(path) {
