@@ -4,8 +4,9 @@
 //! The program is C (`bpf/procexit.bpf.c`), compiled by clang to a CO-RE
 //! object that is committed (`bpf/procexit.bpf.o`, rebuilt and compared by
 //! `scripts/build-bpf.sh --check`), so building procexit needs only Rust.
-//! aya, a pure-Rust loader, applies the CO-RE relocations against the
-//! running kernel's BTF (`/sys/kernel/btf/vmlinux`), loads and attaches it.
+//! The in-house loader (`bpf_loader`) applies the CO-RE relocations against
+//! the running kernel's BTF (`/sys/kernel/btf/vmlinux`), loads and attaches
+//! it, and reads the ring buffer.
 //! All hooks are BTF-typed raw tracepoints: no tracefs mount, no kprobes.
 //!
 //! Loading needs root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN stands in
@@ -14,10 +15,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
-use aya::{Btf, Ebpf, EbpfLoader};
-
+use super::bpf_loader::object::OBJECT;
+use super::bpf_loader::ringbuf::RingBuffer;
+use super::bpf_loader::syscall::Map;
+use super::bpf_loader::{self, Collection, Link, LoadError};
 use super::ffi::{self, Waker};
 use crate::decode::ebpf_exit::{EbpfExit, RECORD_SIZE};
 use crate::error::{Error, Result};
@@ -25,9 +26,6 @@ use crate::merge::ebpf::{exit_from_record, Machine};
 use crate::monitor::{spawn_backend, Backend, Running, StopSignal};
 use crate::queue::Sink;
 use crate::sys::Config;
-
-/// The committed CO-RE object (8-byte aligned, as ELF parsing wants).
-static OBJECT: &[u8] = aya::include_bytes_aligned!("bpf/procexit.bpf.o");
 
 /// Per-CPU counter slots (`COUNT_*` in the C source).
 const COUNT_RINGBUF_FULL: u32 = 0;
@@ -51,7 +49,6 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// `struct config` of the C source.
-#[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 struct BpfConfig {
     failed_only: u32,
@@ -61,10 +58,28 @@ struct BpfConfig {
     wakeup_bytes: u64,
 }
 
-// SAFETY: plain integers in a repr(C) struct without padding (4 × u32 then
-// a u64 at offset 16): every bit pattern is a valid value.
-#[allow(unsafe_code)]
-unsafe impl aya::Pod for BpfConfig {}
+/// Size of `struct config` (4 × u32, then a u64 at offset 16).
+const CONFIG_SIZE: usize = 24;
+
+impl BpfConfig {
+    /// The C layout, native byte order.
+    fn to_bytes(self) -> [u8; CONFIG_SIZE] {
+        let mut out = [0u8; CONFIG_SIZE];
+        let fields = [
+            self.failed_only,
+            self.filter_pids,
+            self.filter_ppids,
+            self.args_at_exec,
+        ];
+        for (chunk, value) in out.chunks_exact_mut(4).zip(fields) {
+            chunk.copy_from_slice(&value.to_ne_bytes());
+        }
+        if let Some(tail) = out.get_mut(16..) {
+            tail.copy_from_slice(&self.wakeup_bytes.to_ne_bytes());
+        }
+        out
+    }
+}
 
 /// What this process may do with BPF, from its effective capabilities.
 /// `Err` names what is missing.
@@ -104,24 +119,9 @@ pub(crate) fn resolve_backend(options: &Config<'_>) -> Backend {
     }
 }
 
-/// The errno somewhere in an aya error chain.
-fn os_code(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(code) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.raw_os_error())
-        {
-            return Some(code);
-        }
-        current = e.source();
-    }
-    None
-}
-
-/// A typed error for a failed load step: EPERM/EACCES say what is missing.
-fn load_error(step: &'static str, error: &(dyn std::error::Error + 'static)) -> Error {
-    let code = os_code(error).unwrap_or(0);
+/// A typed error for a failed load step: EPERM says what is missing.
+fn load_error(step: &'static str, error: &LoadError) -> Error {
+    let code = error.code();
     // EACCES is also the verifier's "rejected": only EPERM means privileges.
     if code == EPERM {
         return Error::EbpfPermission {
@@ -131,14 +131,11 @@ fn load_error(step: &'static str, error: &(dyn std::error::Error + 'static)) -> 
             code,
         };
     }
-    let mut detail = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        detail.push_str(": ");
-        detail.push_str(&e.to_string());
-        source = e.source();
+    Error::EbpfUnavailable {
+        step,
+        detail: error.to_string(),
+        code,
     }
-    Error::EbpfUnavailable { step, detail, code }
 }
 
 struct Stop(Waker);
@@ -152,35 +149,10 @@ impl StopSignal for Stop {
 /// The loaded, attached program and the maps the reader uses. Dropping it
 /// detaches every hook.
 struct Loaded {
-    /// Owns the programs and their links.
-    _bpf: Ebpf,
-    ring: RingBuf<MapData>,
-    counters: PerCpuArray<MapData, u64>,
+    _links: Vec<Link>,
+    ring: RingBuffer,
+    counters: Map,
     machine: Machine,
-}
-
-fn attach(bpf: &mut Ebpf, btf: &Btf, program: &'static str, hook: &str) -> Result<()> {
-    let prog: &mut BtfTracePoint = bpf
-        .program_mut(program)
-        .ok_or(Error::EbpfUnavailable {
-            step: "find program",
-            detail: format!("{program} is missing from the object"),
-            code: 0,
-        })?
-        .try_into()
-        .map_err(|e| load_error("program type", &e))?;
-    prog.load(hook, btf)
-        .map_err(|e| load_error("load program", &e))?;
-    prog.attach().map_err(|e| load_error("attach", &e))?;
-    Ok(())
-}
-
-fn take_map(bpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map> {
-    bpf.take_map(name).ok_or(Error::EbpfUnavailable {
-        step: "find map",
-        detail: format!("{name} is missing from the object"),
-        code: 0,
-    })
 }
 
 fn load(options: &Config<'_>) -> Result<Loaded> {
@@ -195,7 +167,8 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
             code: EPERM,
         });
     }
-    let btf = Btf::from_sys_fs().map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
+    let kernel_btf = bpf_loader::read_kernel_btf()
+        .map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
     // The kernel wants a power-of-two multiple of the page size.
     let ring_bytes = options
         .linux
@@ -204,10 +177,7 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .checked_next_power_of_two()
         .and_then(|b| u32::try_from(b).ok())
         .unwrap_or(1 << 30);
-    let mut bpf = EbpfLoader::new()
-        .btf(Some(&btf))
-        .map_max_entries("EXITS", ring_bytes)
-        .load(OBJECT)
+    let mut bpf = Collection::open(OBJECT, &kernel_btf, &[("EXITS", ring_bytes)])
         .map_err(|e| load_error("load object", &e))?;
 
     // Filters and config go in before the exit hook is attached.
@@ -229,41 +199,40 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         if on == 0 {
             continue;
         }
-        let mut table: BpfHashMap<&mut MapData, u32, u8> = bpf
-            .map_mut(map)
-            .ok_or(Error::EbpfUnavailable {
-                step: "find map",
-                detail: format!("{map} is missing from the object"),
-                code: 0,
-            })?
-            .try_into()
-            .map_err(|e| load_error("filter map", &e))?;
+        let table = bpf.map(map).map_err(|e| load_error("filter map", &e))?;
         for &pid in list {
             table
-                .insert(pid, 1, 0)
+                .update(&pid.to_ne_bytes(), &[1])
                 .map_err(|e| load_error("fill filter map", &e))?;
         }
     }
-    let mut config_map: Array<MapData, BpfConfig> = take_map(&mut bpf, "CONFIG")?
-        .try_into()
-        .map_err(|e| load_error("config map", &e))?;
-    config_map
-        .set(0, config, 0)
+    bpf.map("CONFIG")
+        .and_then(|m| m.update(&0u32.to_ne_bytes(), &config.to_bytes()))
         .map_err(|e| load_error("write config", &e))?;
 
+    let mut links = Vec::new();
     // Optional hooks first: a kernel without one loses only that field.
-    let sees_killer = attach(&mut bpf, &btf, "handle_signal", "signal_generate").is_ok();
-    let sees_oom = attach(&mut bpf, &btf, "handle_oom_victim", "mark_victim").is_ok();
+    let signal = bpf.attach("handle_signal").ok();
+    let sees_killer = signal.is_some();
+    let oom = bpf.attach("handle_oom_victim").ok();
+    let sees_oom = oom.is_some();
     // Needed only where the address space is gone at exit; harmless elsewhere.
-    let _ = attach(&mut bpf, &btf, "handle_exec", "sched_process_exec");
-    attach(&mut bpf, &btf, "handle_exit", "sched_process_exit")?;
+    let exec = bpf.attach("handle_exec").ok();
+    links.extend([signal, oom, exec].into_iter().flatten());
+    links.push(
+        bpf.attach("handle_exit")
+            .map_err(|e| load_error("load and attach the exit program", &e))?,
+    );
 
-    let ring = RingBuf::try_from(take_map(&mut bpf, "EXITS")?)
+    let ring = bpf
+        .take_map("EXITS")
+        .and_then(RingBuffer::new)
         .map_err(|e| load_error("ring buffer", &e))?;
-    let counters = PerCpuArray::try_from(take_map(&mut bpf, "COUNTERS")?)
+    let counters = bpf
+        .take_map("COUNTERS")
         .map_err(|e| load_error("counters map", &e))?;
     Ok(Loaded {
-        _bpf: bpf,
+        _links: links,
         ring,
         counters,
         machine: Machine {
@@ -302,11 +271,8 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
 }
 
 /// Sum over CPUs of one counter slot.
-fn counter(counters: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
-    counters
-        .get(&slot, 0)
-        .map(|values| values.iter().fold(0u64, |a, &v| a.saturating_add(v)))
-        .unwrap_or(0)
+fn counter(counters: &Map, slot: u32) -> u64 {
+    counters.per_cpu_u64_sum(slot).unwrap_or(0)
 }
 
 fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
@@ -319,12 +285,13 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
             ffi::poll_readable([Some(loaded.ring.as_fd()), Some(waker.as_fd())], TICK_MS)
                 .map_err(|code| Error::Os { call: "poll", code })?;
         // Drain everything submitted so far (also the final drain on stop).
-        while let Some(item) = loaded.ring.next() {
-            match item.get(..RECORD_SIZE).map(EbpfExit::parse) {
-                Some(Ok(record)) => sink.exit(exit_from_record(&record, &loaded.machine)),
+        let machine = &loaded.machine;
+        loaded
+            .ring
+            .drain(|item| match item.get(..RECORD_SIZE).map(EbpfExit::parse) {
+                Some(Ok(record)) => sink.exit(exit_from_record(&record, machine)),
                 _ => sink.anomaly(),
-            }
-        }
+            });
         // Loss is reported where it is noticed: after the records that made
         // it, at most one tick late.
         let lost = counter(&loaded.counters, COUNT_RINGBUF_FULL);
@@ -352,32 +319,45 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
 mod tests {
     use super::*;
 
+    use crate::sys::linux::bpf_loader::object::Object;
+
     #[test]
     fn config_matches_the_c_layout() {
-        assert_eq!(std::mem::size_of::<BpfConfig>(), 24);
+        let object = Object::parse(OBJECT).expect("object");
+        let config = object
+            .maps
+            .iter()
+            .find(|m| m.name == "CONFIG")
+            .expect("CONFIG");
+        assert_eq!(usize::try_from(config.value_size), Ok(CONFIG_SIZE));
+        let bytes = BpfConfig {
+            failed_only: 1,
+            filter_pids: 2,
+            filter_ppids: 3,
+            args_at_exec: 4,
+            wakeup_bytes: 5,
+        }
+        .to_bytes();
+        assert_eq!(bytes[12..16], 4u32.to_ne_bytes());
+        assert_eq!(bytes[16..], 5u64.to_ne_bytes());
     }
 
     #[test]
     fn the_object_has_every_program_and_map() {
-        let object = aya_obj_names();
+        let object = Object::parse(OBJECT).expect("object");
         for name in [
             "handle_exit",
             "handle_signal",
             "handle_oom_victim",
             "handle_exec",
-            "EXITS",
-            "COUNTERS",
-            "CONFIG",
-            "PIDS",
-            "PPIDS",
         ] {
-            assert!(object.contains(name), "{name} missing");
+            assert!(
+                object.programs.iter().any(|p| p.name == name),
+                "{name} missing"
+            );
         }
-    }
-
-    /// Symbol names in the object's string tables (enough to catch a stale
-    /// or wrong object without loading it).
-    fn aya_obj_names() -> String {
-        String::from_utf8_lossy(OBJECT).into_owned()
+        for name in ["EXITS", "COUNTERS", "CONFIG", "PIDS", "PPIDS"] {
+            assert!(object.maps.iter().any(|m| m.name == name), "{name} missing");
+        }
     }
 }

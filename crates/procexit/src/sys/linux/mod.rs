@@ -2,6 +2,7 @@
 //! CAP_NET_ADMIN before), with a process table that turns per-thread events
 //! into one record per process.
 
+mod bpf_loader;
 mod ebpf;
 mod ffi;
 mod procfs;

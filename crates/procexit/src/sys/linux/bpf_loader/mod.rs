@@ -1,0 +1,343 @@
+//! A small loader for procexit's own BPF object: just what that object
+//! needs, in place of a general-purpose BPF library.
+//!
+//! - [`elf`]: sections, symbols and relocations of the ELF64 object;
+//! - [`btf`]: BTF types and strings (the object's and the kernel's), and the
+//!   CO-RE relocation records of `.BTF.ext`;
+//! - [`object`]: programs, map definitions (BTF-defined `.maps`) and the
+//!   license, read from the object;
+//! - [`core`]: CO-RE field relocations against the running kernel's BTF;
+//! - [`syscall`]: map creation, program load, attach and map access through
+//!   the `bpf(2)` system call;
+//! - [`ringbuf`]: the consumer side of a BPF ring buffer.
+//!
+//! Every parser works on `&[u8]` with bounds-checked reads and returns a
+//! typed [`LoadError`]; nothing here panics on input.
+
+pub(crate) mod btf;
+pub(crate) mod core;
+pub(crate) mod elf;
+pub(crate) mod object;
+pub(crate) mod ringbuf;
+pub(crate) mod syscall;
+
+/// Why the BPF object could not be read, relocated, loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// The object or a BTF blob is not what the parser expects.
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// Which input: "ELF object", "BTF", "BTF.ext", "kernel BTF".
+        what: &'static str,
+        /// What is wrong with it.
+        detail: &'static str,
+    },
+    /// The object uses something this loader does not implement.
+    #[error("unsupported by the loader: {0}")]
+    Unsupported(String),
+    /// A CO-RE relocation found no matching field in the kernel's BTF.
+    #[error("program {program}: cannot relocate {field} against the kernel's BTF: {reason}")]
+    Relocation {
+        /// The BPF program (function) holding the access.
+        program: String,
+        /// The access as written in C, e.g. `task_struct.signal`.
+        field: String,
+        /// Why it failed.
+        reason: &'static str,
+    },
+    /// A named item the object or the kernel should have is missing.
+    #[error("{what} {name} not found")]
+    Missing {
+        /// Kind of item ("map", "program", "kernel BTF type").
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path} (os error {code})")]
+    Read {
+        /// The file.
+        path: &'static str,
+        /// errno.
+        code: i32,
+    },
+    /// A `bpf(2)` or other system call failed.
+    #[error("{call} for {name} failed (os error {code}){log}")]
+    Os {
+        /// The operation, e.g. "BPF_MAP_CREATE".
+        call: &'static str,
+        /// The map or program it was for.
+        name: String,
+        /// errno.
+        code: i32,
+        /// The verifier's log (empty, or starting with ": ").
+        log: String,
+    },
+}
+
+impl LoadError {
+    /// The errno behind the error, 0 when no system call failed.
+    pub(crate) fn code(&self) -> i32 {
+        match self {
+            LoadError::Read { code, .. } | LoadError::Os { code, .. } => *code,
+            _ => 0,
+        }
+    }
+}
+
+/// Bounds-checked little-endian reads (BPF objects here are always
+/// little-endian: `bpfel`, checked in the ELF header).
+pub(crate) mod bytes {
+    use super::LoadError;
+
+    /// `len` bytes at `offset`, or `Malformed { what, detail }`.
+    pub(crate) fn slice<'a>(
+        data: &'a [u8],
+        offset: usize,
+        len: usize,
+        what: &'static str,
+        detail: &'static str,
+    ) -> Result<&'a [u8], LoadError> {
+        offset
+            .checked_add(len)
+            .and_then(|end| data.get(offset..end))
+            .ok_or(LoadError::Malformed { what, detail })
+    }
+
+    fn array<const N: usize>(
+        data: &[u8],
+        offset: usize,
+        what: &'static str,
+        detail: &'static str,
+    ) -> Result<[u8; N], LoadError> {
+        let s = slice(data, offset, N, what, detail)?;
+        <[u8; N]>::try_from(s).map_err(|_| LoadError::Malformed { what, detail })
+    }
+
+    pub(crate) fn u16_at(
+        data: &[u8],
+        offset: usize,
+        what: &'static str,
+        detail: &'static str,
+    ) -> Result<u16, LoadError> {
+        array(data, offset, what, detail).map(u16::from_le_bytes)
+    }
+
+    pub(crate) fn u32_at(
+        data: &[u8],
+        offset: usize,
+        what: &'static str,
+        detail: &'static str,
+    ) -> Result<u32, LoadError> {
+        array(data, offset, what, detail).map(u32::from_le_bytes)
+    }
+
+    pub(crate) fn u64_at(
+        data: &[u8],
+        offset: usize,
+        what: &'static str,
+        detail: &'static str,
+    ) -> Result<u64, LoadError> {
+        array(data, offset, what, detail).map(u64::from_le_bytes)
+    }
+
+    /// A `u32`/`u64` file field as `usize` (fails on 32-bit overflow).
+    pub(crate) fn to_usize(
+        v: impl TryInto<usize>,
+        what: &'static str,
+        detail: &'static str,
+    ) -> Result<usize, LoadError> {
+        v.try_into()
+            .map_err(|_| LoadError::Malformed { what, detail })
+    }
+
+    /// The NUL-terminated UTF-8 string at `offset` of a string table.
+    pub(crate) fn c_str<'a>(
+        table: &'a [u8],
+        offset: usize,
+        what: &'static str,
+    ) -> Result<&'a str, LoadError> {
+        let rest = table.get(offset..).ok_or(LoadError::Malformed {
+            what,
+            detail: "string offset outside the string table",
+        })?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(LoadError::Malformed {
+                what,
+                detail: "unterminated string",
+            })?;
+        let raw = rest.get(..end).unwrap_or_default();
+        std::str::from_utf8(raw).map_err(|_| LoadError::Malformed {
+            what,
+            detail: "string is not UTF-8",
+        })
+    }
+}
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use self::btf::{kind, Btf};
+use self::core::Target;
+use self::object::Object;
+use self::syscall::Map;
+
+/// Where the running kernel describes its types.
+pub(crate) const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Reads the kernel's BTF (a few MB).
+pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, LoadError> {
+    std::fs::read(KERNEL_BTF).map_err(|e| LoadError::Read {
+        path: KERNEL_BTF,
+        code: e.raw_os_error().unwrap_or(0),
+    })
+}
+
+/// An attached program. Dropping it detaches the program.
+#[derive(Debug)]
+pub(crate) struct Link {
+    _link: OwnedFd,
+    _program: OwnedFd,
+}
+
+/// The object with its maps created, ready to load programs from.
+pub(crate) struct Collection<'o, 'k> {
+    object: Object<'o>,
+    kernel: Target<'k>,
+    maps: Vec<Map>,
+}
+
+impl<'o, 'k> Collection<'o, 'k> {
+    /// Parses `object`, indexes `kernel_btf` for it and creates every map
+    /// (with `max_entries` replaced for the maps named in `sizes`).
+    pub(crate) fn open(
+        object: &'o [u8],
+        kernel_btf: &'k [u8],
+        sizes: &[(&str, u32)],
+    ) -> Result<Collection<'o, 'k>, LoadError> {
+        let object = Object::parse(object)?;
+        let mut names = core::root_names(&object.btf, &object.programs)?;
+        let hooks: Vec<String> = object
+            .programs
+            .iter()
+            .map(|p| format!("btf_trace_{}", p.tracepoint))
+            .collect();
+        names.extend(hooks.iter().map(String::as_str));
+        let kernel = Target::new(Btf::parse(kernel_btf, "kernel BTF")?, &names)?;
+        let mut maps = Vec::with_capacity(object.maps.len());
+        for def in &object.maps {
+            let mut def = def.clone();
+            if let Some((_, size)) = sizes.iter().find(|(name, _)| *name == def.name) {
+                def.max_entries = *size;
+            }
+            maps.push(Map::create(&def)?);
+        }
+        Ok(Collection {
+            object,
+            kernel,
+            maps,
+        })
+    }
+
+    /// The map called `name`.
+    pub(crate) fn map(&self, name: &str) -> Result<&Map, LoadError> {
+        self.maps
+            .iter()
+            .find(|m| m.def.name == name)
+            .ok_or_else(|| LoadError::Missing {
+                what: "map",
+                name: name.to_owned(),
+            })
+    }
+
+    /// Takes the map called `name` out (programs loaded earlier keep
+    /// their own reference to it).
+    pub(crate) fn take_map(&mut self, name: &str) -> Result<Map, LoadError> {
+        let index = self
+            .maps
+            .iter()
+            .position(|m| m.def.name == name)
+            .ok_or_else(|| LoadError::Missing {
+                what: "map",
+                name: name.to_owned(),
+            })?;
+        Ok(self.maps.remove(index))
+    }
+
+    /// Relocates, loads and attaches the program (C function) `name`.
+    pub(crate) fn attach(&self, name: &str) -> Result<Link, LoadError> {
+        let mut program = self
+            .object
+            .programs
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| LoadError::Missing {
+                what: "program",
+                name: name.to_owned(),
+            })?;
+        core::relocate(&mut program, &self.object.btf, &self.kernel)?;
+        for (index, map_name) in &program.map_refs {
+            let map = self.map(map_name)?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&map.as_fd());
+            if let Some(insn) = program.insns.get_mut(*index) {
+                // src_reg = BPF_PSEUDO_MAP_FD: the immediate is a map fd.
+                insn.regs = (insn.regs & 0x0f) | (1 << 4);
+                insn.imm = fd;
+            }
+            if let Some(next) = program.insns.get_mut(index + 1) {
+                next.imm = 0;
+            }
+        }
+        let hook = format!("btf_trace_{}", program.tracepoint);
+        let attach_btf_id = self
+            .kernel
+            .find(&hook, kind::TYPEDEF)?
+            .ok_or(LoadError::Missing {
+                what: "kernel tracepoint",
+                name: program.tracepoint.clone(),
+            })?;
+        let fd = syscall::load_tracing_program(
+            &program.name,
+            &program.insns,
+            &self.object.license,
+            attach_btf_id,
+        )?;
+        let link = syscall::attach_tracing(&program.name, fd.as_fd())?;
+        Ok(Link {
+            _link: link,
+            _program: fd,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads the whole object against this kernel as `ebpf.rs` does, when
+    /// allowed (the end-to-end tests in tests/linux_ebpf.rs cover records).
+    #[test]
+    fn every_program_relocates_against_this_kernel() {
+        let Ok(kernel) = read_kernel_btf() else {
+            if std::env::var_os("PROCEXIT_STRICT_SKIPS").is_some() {
+                panic!("no {KERNEL_BTF}");
+            }
+            eprintln!("skipped: no {KERNEL_BTF}");
+            return;
+        };
+        let object = Object::parse(object::OBJECT).expect("object");
+        let names = core::root_names(&object.btf, &object.programs).expect("names");
+        let target = Target::new(
+            Btf::parse(&kernel, "kernel BTF").expect("kernel BTF"),
+            &names,
+        )
+        .expect("index");
+        for program in &object.programs {
+            let mut patched = program.clone();
+            core::relocate(&mut patched, &object.btf, &target).expect(&program.name);
+            assert_ne!(patched.insns, program.insns, "{} unchanged", program.name);
+        }
+    }
+}
