@@ -167,8 +167,8 @@ pub fn watch_with(
 fn source_note(backend: Backend) -> Option<&'static str> {
     match backend {
         Backend::LinuxEbpf => Some(
-            "source linux-ebpf (eBPF); always null: cgroup, container_id, and the resource keys \
-             other than cpu_user_ms, cpu_system_ms and peak_rss_bytes",
+            "source linux-ebpf (eBPF); always null: the resource keys other than cpu_user_ms, \
+             cpu_system_ms and peak_rss_bytes",
         ),
         Backend::LinuxConnector => Some(
             "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \

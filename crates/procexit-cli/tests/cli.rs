@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{connector_usable, procexit, strict};
+use common::{connector_usable, is_root, procexit, skip, strict};
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
 /// the processes of one test even when tests run in parallel.
@@ -197,6 +197,10 @@ fn watch_json_lines_carry_the_documented_keys(source: &str, name: &str) {
         );
         assert_eq!(v["oom_killed"], false, "{first}");
         assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0, "{first}");
+        assert!(
+            v["cgroup"].as_str().is_some_and(|c| c.starts_with('/')),
+            "{first}"
+        );
     } else {
         assert!(
             v["source"].as_str().unwrap().starts_with("linux-"),
@@ -488,22 +492,25 @@ fn watch_strict_passes_a_clean_run() {
     assert_eq!(status.code(), Some(expected), "{stats}");
 }
 
+#[test]
+fn watch_cgroup_filters_on_the_cgroup_path_connector() {
+    if connector_usable() {
+        watch_cgroup_filters_on_the_cgroup_path("connector");
+    }
+}
+
+#[test]
+fn watch_cgroup_filters_on_the_cgroup_path_ebpf() {
+    if ebpf_usable() {
+        watch_cgroup_filters_on_the_cgroup_path("ebpf");
+    }
+}
+
 /// `watch --cgroup GLOB` prints only exits from matching cgroups: a shell
 /// moved into a fresh cgroup is printed, the same shell outside is not.
-#[test]
-fn watch_cgroup_filters_on_the_cgroup_path() {
-    if !connector_usable() {
-        return;
-    }
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
-    if !is_root {
-        assert!(
-            !strict(),
-            "PROCEXIT_STRICT_SKIPS=1 but creating a cgroup needs root"
-        );
-        eprintln!("SKIPPED: creating a cgroup needs root");
-        return;
+fn watch_cgroup_filters_on_the_cgroup_path(source: &str) {
+    if !is_root() {
+        return skip("creating a cgroup needs root");
     }
     let roots: Vec<std::path::PathBuf> = [
         "/sys/fs/cgroup",
@@ -515,13 +522,15 @@ fn watch_cgroup_filters_on_the_cgroup_path() {
     .filter(|root| root.join("cgroup.procs").exists())
     .collect();
     assert!(!roots.is_empty(), "no cgroup hierarchy at /sys/fs/cgroup");
-    let name = format!("procexit-cli-test-{}", std::process::id());
+    let name = format!("procexit-cli-test-{source}-{}", std::process::id());
     let dirs: Vec<_> = roots.iter().map(|root| root.join(&name)).collect();
     for dir in &dirs {
         std::fs::create_dir(dir).unwrap();
     }
     let mut watch = procexit()
-        .args(["watch", "--json", "--count", "1", "--cgroup"])
+        .args([
+            "watch", "--source", source, "--json", "--count", "1", "--cgroup",
+        ])
         .arg(format!("*/{name}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -552,5 +561,6 @@ fn watch_cgroup_filters_on_the_cgroup_path() {
     assert_eq!(first["exit_code"], 6, "{first}");
     assert_eq!(first["cgroup"], format!("/{name}"), "{first}");
     assert_eq!(first["container_id"], serde_json::Value::Null);
+    assert_eq!(first["source"] == "linux-ebpf", source == "ebpf", "{first}");
     assert!(status.success());
 }

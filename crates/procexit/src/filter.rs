@@ -92,14 +92,6 @@ impl Filter {
         self.failed_only
     }
 
-    /// Whether a cgroup condition is set (the eBPF source does not report
-    /// cgroups, so such a filter needs the connector).
-    // Used by the Linux eBPF source only.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn has_cgroup_condition(&self) -> bool {
-        !self.cgroups.is_empty()
-    }
-
     /// Keep exits whose cgroup path (Linux) matches this glob (`*` also
     /// crosses `/`): `/system.slice/docker-*`, `*kubepods*`. Exits whose
     /// cgroup is unknown are dropped when this is set. May be given several

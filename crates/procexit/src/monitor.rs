@@ -17,7 +17,7 @@ use crate::sys;
 pub enum Backend {
     /// The best one for this OS and privileges. Linux: the eBPF source when
     /// the process may load BPF programs (root, or CAP_BPF + CAP_PERFMON) and
-    /// the kernel has BTF and no cgroup filter is set, else the process
+    /// the kernel has BTF, else the process
     /// connector (plus taskstats when permitted). Windows: the ETW kernel
     /// session.
     #[default]

@@ -613,52 +613,91 @@ fn process_alive_before_the_monitor_gets_a_full_record(backend: Backend) {
     assert!(exit.process_key.is_some());
 }
 
-/// A process that moves itself into a new cgroup and then execs is reported
-/// with that cgroup, and with the container id its docker-style name holds.
-#[test]
-fn cgroup_of_a_process_started_inside_a_cgroup() {
+/// The hierarchies a cgroup path may be read from here: the unified one (at
+/// /sys/fs/cgroup on cgroup v2, /sys/fs/cgroup/unified on hybrid systems)
+/// and the v1 memory controller.
+fn cgroup_roots() -> (Option<std::path::PathBuf>, Option<std::path::PathBuf>) {
+    let unified = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|root| root.join("cgroup.controllers").exists());
+    let memory = Some(std::path::PathBuf::from("/sys/fs/cgroup/memory"))
+        .filter(|root| root.join("memory.limit_in_bytes").exists());
+    (unified, memory)
+}
+
+/// This process's path in the unified hierarchy (the `0::` line).
+fn own_unified_path() -> Option<String> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+/// A process that moves itself into new cgroups and then execs is reported
+/// with the cgroup `/proc/PID/cgroup` names by the rule of
+/// `procexit::cgroup::cgroup_path`, and with the container id its
+/// docker-style name holds: moved in the unified hierarchy only, in the v1
+/// memory hierarchy only (its unified path stays `/`), and in both (the
+/// unified one wins), as far as this machine has those hierarchies.
+fn cgroup_of_a_process_started_inside_a_cgroup(backend: Backend) {
     if !is_root() {
         return skip("creating a cgroup needs root");
     }
-    // Every hierarchy the cgroup path may be read from: the unified one
-    // (at /sys/fs/cgroup on cgroup v2, /sys/fs/cgroup/unified on hybrid
-    // systems) and the v1 memory controller.
-    let roots: Vec<std::path::PathBuf> = [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup/memory",
-    ]
-    .iter()
-    .map(std::path::PathBuf::from)
-    .filter(|root| root.join("cgroup.procs").exists())
-    .collect();
-    if roots.is_empty() {
-        return skip("no writable cgroup hierarchy at /sys/fs/cgroup");
+    let (unified, memory) = cgroup_roots();
+    let seed = u64::from(me()) << 20 ^ 0x5eed_cafe ^ u64::from(backend == Backend::LinuxEbpf) << 8;
+    let scope = |n: u64| {
+        let id = format!("{:016x}", seed + n).repeat(4);
+        (format!("docker-{id}.scope"), id)
+    };
+    // (directories to join, the name expected as /NAME)
+    let mut cases: Vec<(Vec<std::path::PathBuf>, String, String)> = Vec::new();
+    if let Some(root) = &unified {
+        let (name, id) = scope(1);
+        cases.push((vec![root.join(&name)], name, id));
     }
-    let seed = u64::from(me()) << 20 ^ 0x5eed_cafe;
-    let id = format!("{seed:016x}").repeat(4);
-    let name = format!("docker-{id}.scope");
-    let dirs: Vec<_> = roots.iter().map(|root| root.join(&name)).collect();
-    for dir in &dirs {
-        std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    // Memory alone decides only while the unified path is the root.
+    if let Some(root) = memory
+        .as_ref()
+        .filter(|_| matches!(own_unified_path().as_deref(), None | Some("/")))
+    {
+        let (name, id) = scope(2);
+        cases.push((vec![root.join(&name)], name, id));
     }
-    let Some(monitor) = start_monitor(Backend::LinuxConnector, Filter::new().ppid(me())) else {
+    if let (Some(u), Some(m)) = (&unified, &memory) {
+        let (name, id) = scope(3);
+        let (other, _) = scope(4);
+        cases.push((vec![m.join(&other), u.join(&name)], name, id));
+    }
+    if cases.is_empty() {
+        return skip("no unified or v1 memory cgroup hierarchy at /sys/fs/cgroup");
+    }
+    let Some(monitor) = start_monitor(backend, Filter::new().ppid(me())) else {
         return;
     };
-    let moves: String = dirs
-        .iter()
-        .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
-        .collect();
-    let script = format!("{moves}exec sh -c 'sleep 0.1; exit 4'");
-    let pid = run("sh", &["-c", &script]);
-    let seen = collect(&monitor, |s| s.contains_key(&pid));
-    for dir in &dirs {
-        let _ = std::fs::remove_dir(dir);
+    for (dirs, name, id) in cases {
+        for dir in &dirs {
+            std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        }
+        let moves: String = dirs
+            .iter()
+            .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
+            .collect();
+        let script = format!("{moves}exec sh -c 'sleep 0.1; exit 4'");
+        let pid = run("sh", &["-c", &script]);
+        let seen = collect(&monitor, |s| s.contains_key(&pid));
+        for dir in &dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+        let exit = seen.get(&pid).expect("the exit");
+        assert_eq!(exit.status, ExitStatus::Code(4), "the moves failed");
+        assert_eq!(
+            exit.cgroup.as_deref(),
+            Some(format!("/{name}").as_str()),
+            "joined {dirs:?}"
+        );
+        assert_eq!(exit.container_id.as_deref(), Some(id.as_str()));
     }
-    let exit = seen.get(&pid).expect("the exit");
-    assert_eq!(exit.status, ExitStatus::Code(4), "the moves failed");
-    assert_eq!(exit.cgroup.as_deref(), Some(format!("/{name}").as_str()));
-    assert_eq!(exit.container_id.as_deref(), Some(id.as_str()));
 }
 
 /// `WaitSet` on a pid whose process ends and whose pid is then given to a
@@ -782,5 +821,6 @@ on_both_sources!(
     leader_first_exit_reports_the_process_status,
     burst_of_short_processes_loses_nothing,
     stop_is_prompt_and_drop_does_not_hang,
-    process_alive_before_the_monitor_gets_a_full_record
+    process_alive_before_the_monitor_gets_a_full_record,
+    cgroup_of_a_process_started_inside_a_cgroup
 );

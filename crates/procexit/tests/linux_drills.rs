@@ -181,6 +181,12 @@ fn a_thousand_start_stop_cycles_leak_no_fds_threads_or_memory() {
         return;
     };
     // The count sees a running monitor's threads, so a leaked one would show.
+    // A new thread names itself once it runs, which may be just after
+    // `start` returns: wait for the name.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while thread_count() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(thread_count() >= 1, "no procexit-… thread while running");
     first.stop().unwrap();
     let (fds, threads) = (fd_count(), thread_count());

@@ -200,6 +200,89 @@ fn a_process_the_oom_killer_chose_is_marked() {
     drop(group);
 }
 
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+}
+
+/// Runs `sh -c "echo $$ > DIR/cgroup.procs; exit 9"` for each directory
+/// (created first, nested ones included) and removes them at once after
+/// the shell was reaped; returns the shell's pid.
+fn exit_at_once_in(dirs: &[std::path::PathBuf]) -> u32 {
+    for dir in dirs {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
+    let moves: String = dirs
+        .iter()
+        .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
+        .collect();
+    let pid = run("sh", &["-c", &format!("{moves}exit 9")]);
+    for dir in dirs {
+        // Innermost first: a cgroup with children cannot be removed.
+        for gone in dir
+            .ancestors()
+            .take_while(|d| d.to_string_lossy().contains("procexit-"))
+        {
+            let _ = std::fs::remove_dir(gone);
+        }
+    }
+    pid
+}
+
+/// A process that joins a new cgroup without exec and exits at once, its
+/// cgroup removed right after, still has that cgroup: the BPF program reads
+/// it on the exiting task. 16 levels below the root are kept, 17 are not.
+#[test]
+fn a_process_that_exits_at_once_has_the_cgroup_it_exited_in() {
+    if !is_root() {
+        return skip("creating a cgroup needs root");
+    }
+    let roots: Vec<std::path::PathBuf> = [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/memory",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .filter(|root| root.join("cgroup.procs").exists())
+    .collect();
+    if roots.is_empty() {
+        return skip("no cgroup hierarchy at /sys/fs/cgroup");
+    }
+    let Some(monitor) = start(Filter::new().ppid(me()), LinuxOptions::new()) else {
+        return;
+    };
+    let top = format!("procexit-ebpf-{}", me());
+    let nested = |levels: usize| {
+        let mut path = format!("/{top}");
+        for level in 1..levels {
+            path.push_str(&format!("/l{level}"));
+        }
+        path
+    };
+    for (levels, kept) in [(2, true), (16, true), (17, false)] {
+        let path = nested(levels);
+        let dirs: Vec<_> = roots
+            .iter()
+            .map(|root| root.join(path.trim_start_matches('/')))
+            .collect();
+        let pid = exit_at_once_in(&dirs);
+        let seen = collect(&monitor, |s| s.contains_key(&pid));
+        let exit = &seen[&pid];
+        assert_eq!(exit.status, ExitStatus::Code(9), "the moves failed");
+        let expected = kept.then_some(path.as_str());
+        assert_eq!(exit.cgroup.as_deref(), expected, "{levels} levels");
+        assert_eq!(exit.container_id, None);
+    }
+    for root in &roots {
+        assert!(
+            !root.join(&top).exists(),
+            "left {top} in {}",
+            root.display()
+        );
+    }
+}
+
 #[test]
 fn a_segfault_with_a_core_dump_is_marked() {
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();

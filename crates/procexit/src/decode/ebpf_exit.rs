@@ -21,13 +21,21 @@
 //! | comm              | [u8; 16]  | 72     |
 //! | killer_comm       | [u8; 16]  | 88     |
 //! | args              | [u8; 2048]| 104    |
+//! | cgroup_len        | u32       | 2152   |
+//! | cgroup            | [u8; 768] | 2156   |
+//!
+//! `cgroup` holds the process's cgroup path (`/`, `/a/b`), `cgroup_len`
+//! bytes of it, no NUL; the C struct ends with 4 bytes of padding that are
+//! not part of the record.
 
 use super::{Cursor, DecodeError, DecodeErrorKind};
 
 /// Bytes of command line the BPF program keeps (`ARGS_MAX`).
 pub const ARGS_MAX: usize = 2048;
+/// Bytes of the record's cgroup field (`CGROUP_FIELD`).
+pub const CGROUP_FIELD: usize = 768;
 /// Size of one record.
-pub const RECORD_SIZE: usize = 104 + ARGS_MAX;
+pub const RECORD_SIZE: usize = 104 + ARGS_MAX + 4 + CGROUP_FIELD;
 
 /// The command line was longer than [`ARGS_MAX`] and was cut.
 pub const FLAG_ARGS_TRUNCATED: u32 = 1;
@@ -39,6 +47,9 @@ pub const FLAG_KILLER: u32 = 4;
 pub const FLAG_OOM_KILLED: u32 = 8;
 /// The command line was copied at exec, not at exit.
 pub const FLAG_ARGS_FROM_EXEC: u32 = 16;
+/// The cgroup path was not kept (deeper than 16 levels, longer than 512
+/// bytes, or unreadable); `cgroup` is empty.
+pub const FLAG_CGROUP_UNKNOWN: u32 = 32;
 
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +84,9 @@ pub struct EbpfExit {
     pub killer_comm: String,
     /// Raw argv bytes (NUL-separated), at most [`ARGS_MAX`].
     pub args: Vec<u8>,
+    /// The cgroup path's bytes (kernfs names need not be UTF-8), empty
+    /// with [`FLAG_CGROUP_UNKNOWN`].
+    pub cgroup: Vec<u8>,
 }
 
 fn comm(raw: &[u8]) -> String {
@@ -104,6 +118,15 @@ impl EbpfExit {
             return Err(c.error(DecodeErrorKind::Invalid("command line length")));
         }
         let args = c.bytes(ARGS_MAX)?.get(..args_len).unwrap_or(&[]).to_vec();
+        let cgroup_len = usize::try_from(c.u32()?).unwrap_or(usize::MAX);
+        if cgroup_len > CGROUP_FIELD {
+            return Err(c.error(DecodeErrorKind::Invalid("cgroup path length")));
+        }
+        let cgroup = c
+            .bytes(CGROUP_FIELD)?
+            .get(..cgroup_len)
+            .unwrap_or(&[])
+            .to_vec();
         Ok(EbpfExit {
             start_boottime_ns,
             exit_boottime_ns,
@@ -120,6 +143,7 @@ impl EbpfExit {
             comm: comm(comm_raw),
             killer_comm: comm(killer_raw),
             args,
+            cgroup,
         })
     }
 }
@@ -146,6 +170,10 @@ mod tests {
         let mut args = vec![0u8; ARGS_MAX];
         args[..11].copy_from_slice(b"/bin/true\0x");
         r.extend_from_slice(&args);
+        r.extend_from_slice(&4u32.to_le_bytes());
+        let mut cgroup = vec![0u8; CGROUP_FIELD];
+        cgroup[..7].copy_from_slice(b"/a/b\0zz");
+        r.extend_from_slice(&cgroup);
         assert_eq!(r.len(), RECORD_SIZE);
         r
     }
@@ -161,16 +189,23 @@ mod tests {
         assert_eq!(exit.comm, "true");
         assert_eq!(exit.killer_comm, "kill");
         assert_eq!(exit.args, b"/bin/true\0x");
+        assert_eq!(exit.cgroup, b"/a/b");
     }
 
     #[test]
     fn rejects_short_and_bad_lengths() {
         let r = record();
-        for cut in [0, 39, 103, RECORD_SIZE - 1] {
+        for cut in [0, 39, 103, 2152, 2155, RECORD_SIZE - 1] {
             assert!(EbpfExit::parse(&r[..cut]).is_err(), "cut at {cut}");
         }
         let mut bad = r.clone();
         bad[68..72].copy_from_slice(&(ARGS_MAX as u32 + 1).to_le_bytes());
         assert!(EbpfExit::parse(&bad).is_err());
+        let mut bad = r.clone();
+        bad[2152..2156].copy_from_slice(&(CGROUP_FIELD as u32 + 1).to_le_bytes());
+        assert!(EbpfExit::parse(&bad).is_err());
+        let mut full = r;
+        full[2152..2156].copy_from_slice(&(CGROUP_FIELD as u32).to_le_bytes());
+        assert_eq!(EbpfExit::parse(&full).unwrap().cgroup.len(), CGROUP_FIELD);
     }
 }

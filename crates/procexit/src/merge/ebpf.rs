@@ -4,8 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::decode::cgroup::container_id;
 use crate::decode::ebpf_exit::{
-    EbpfExit, FLAG_ARGS_TRUNCATED, FLAG_ARGS_UNKNOWN, FLAG_KILLER, FLAG_OOM_KILLED,
+    EbpfExit, FLAG_ARGS_TRUNCATED, FLAG_ARGS_UNKNOWN, FLAG_CGROUP_UNKNOWN, FLAG_KILLER,
+    FLAG_OOM_KILLED,
 };
 use crate::event::{ExitStatus, Killer, ProcessExit, Resources, Source, User};
 
@@ -52,6 +54,8 @@ pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessE
     exit.start_time = machine.wall(record.start_boottime_ns);
     exit.exit_time = machine.wall(record.exit_boottime_ns);
     exit.process_key = machine.ticks(record.start_boottime_ns);
+    exit.cgroup = cgroup(record);
+    exit.container_id = exit.cgroup.as_deref().and_then(container_id);
     // A sender counts as the killer only when its signal is the one that
     // ended the process.
     let killed_by = status.signal().and_then(|s| u32::try_from(s).ok());
@@ -76,6 +80,16 @@ pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessE
         ..Resources::default()
     };
     exit
+}
+
+/// The cgroup path the program wrote (already the hierarchy
+/// `decode::cgroup::cgroup_path` would choose); a path that is not UTF-8 is
+/// unknown, as it is to the connector source, which reads it as text.
+fn cgroup(record: &EbpfExit) -> Option<String> {
+    if record.flags & FLAG_CGROUP_UNKNOWN != 0 || !record.cgroup.starts_with(b"/") {
+        return None;
+    }
+    String::from_utf8(record.cgroup.clone()).ok()
 }
 
 /// argv joined with spaces; a cut one ends with [`TRUNCATED_MARK`].
@@ -128,6 +142,7 @@ mod tests {
             comm: "sleep".into(),
             killer_comm: "kill".into(),
             args: b"sleep\x0010\x00".to_vec(),
+            cgroup: b"/".to_vec(),
         }
     }
 
@@ -156,6 +171,31 @@ mod tests {
         r.wait_status = 0;
         r.killer_signal = 9;
         assert_eq!(exit_from_record(&r, &machine()).killer, None);
+    }
+
+    #[test]
+    fn cgroup_and_container() {
+        let id = "9c1d2e3f4a5b6c7d8e9f00112233445566778899aabbccddeeff001122334455";
+        let mut r = record();
+        assert_eq!(
+            exit_from_record(&r, &machine()).cgroup.as_deref(),
+            Some("/")
+        );
+        r.cgroup = format!("/system.slice/docker-{id}.scope").into_bytes();
+        let exit = exit_from_record(&r, &machine());
+        assert_eq!(exit.container_id.as_deref(), Some(id));
+        assert_eq!(
+            exit.cgroup,
+            Some(format!("/system.slice/docker-{id}.scope"))
+        );
+        r.flags |= FLAG_CGROUP_UNKNOWN;
+        let exit = exit_from_record(&r, &machine());
+        assert_eq!((exit.cgroup, exit.container_id), (None, None));
+        for bad in [&b""[..], b"a/b", b"/\xff"] {
+            r.flags = 0;
+            r.cgroup = bad.to_vec();
+            assert_eq!(exit_from_record(&r, &machine()).cgroup, None);
+        }
     }
 
     #[test]

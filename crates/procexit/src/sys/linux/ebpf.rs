@@ -103,14 +103,11 @@ pub(crate) fn permission() -> std::result::Result<(), &'static str> {
 }
 
 /// The backend `Backend::Auto` means here: the eBPF source when this
-/// process may load BPF and the kernel has BTF, else the connector. A cgroup
-/// filter needs the connector (the eBPF source reports no cgroup).
+/// process may load BPF and the kernel has BTF, else the connector.
 pub(crate) fn resolve_backend(options: &Config<'_>) -> Backend {
     match options.backend {
         Backend::Auto
-            if permission().is_ok()
-                && !options.filter.has_cgroup_condition()
-                && std::path::Path::new("/sys/kernel/btf/vmlinux").exists() =>
+            if permission().is_ok() && std::path::Path::new("/sys/kernel/btf/vmlinux").exists() =>
         {
             Backend::LinuxEbpf
         }
@@ -156,11 +153,6 @@ struct Loaded {
 }
 
 fn load(options: &Config<'_>) -> Result<Loaded> {
-    if options.filter.has_cgroup_condition() {
-        return Err(Error::Unsupported {
-            what: "a cgroup filter with the eBPF source (it reports no cgroup; use the connector)",
-        });
-    }
     if let Err(missing) = permission() {
         return Err(Error::EbpfPermission {
             missing,

@@ -78,8 +78,42 @@ struct mm_struct {
 	};
 };
 
+/* Cgroups. A cgroup is a kernfs directory (kn); its parent is the cgroup
+ * of its own css's parent (self.parent, NULL at a hierarchy root), which
+ * avoids kernfs_node's parent pointer (renamed __parent in 6.15). */
+struct kernfs_node {
+	const char *name;
+};
+
+struct cgroup_subsys {
+	const char *name;
+};
+
+struct cgroup_root;
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys *ss;
+	struct cgroup_subsys_state *parent;
+};
+
+struct cgroup {
+	struct cgroup_subsys_state self;
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+};
+
+/* subsys[] has one slot per controller built into the kernel, in an order
+ * that depends on its configuration: the program finds the slots it needs
+ * by controller name, and the array's offset and size by relocation. */
+struct css_set {
+	struct cgroup_subsys_state *subsys[16];
+	struct cgroup *dfl_cgrp;
+};
+
 struct task_struct {
 	unsigned int flags;
+	struct css_set *cgroups;
 	struct mm_struct *mm;
 	int exit_code;
 	int pid;

@@ -14,6 +14,11 @@
  * - mark_victim: the OOM killer chose this process;
  * - sched_process_exec: argv copy, only on kernels that free the address
  *   space before the exit hook (switched on by the exit hook itself).
+ *
+ * The record also carries the process's cgroup path, written here from the
+ * task's css_set (its kernfs directory names up to the hierarchy root), so
+ * that it is right even for a process that exited at once in a cgroup that
+ * is removed just after.
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -23,6 +28,14 @@
 #define COMM_LEN 16
 /* Command-line bytes kept per process (a power of two: used as a mask). */
 #define ARGS_MAX 2048
+/* Cgroup path: a component starts only below CGROUP_PATH_MAX (a power of
+ * two: used as a mask) and a kernfs name is at most NAME_MAX (255) bytes,
+ * so the field has room for the last one's full length. */
+#define CGROUP_PATH_MAX 512
+#define CGROUP_NAME_MAX 256
+#define CGROUP_FIELD (CGROUP_PATH_MAX + CGROUP_NAME_MAX)
+/* Directory levels below the hierarchy root that are followed. */
+#define CGROUP_DEPTH_MAX 16
 
 #define PF_KTHREAD 0x00200000
 #define SIGNAL_GROUP_EXIT 0x00000004
@@ -36,6 +49,7 @@
 #define EXIT_KILLER 4u
 #define EXIT_OOM_KILLED 8u
 #define EXIT_ARGS_FROM_EXEC 16u
+#define EXIT_CGROUP_UNKNOWN 32u
 
 /* Per-CPU counters (index). */
 #define COUNT_RINGBUF_FULL 0
@@ -60,6 +74,8 @@ struct exit_record {
 	char comm[COMM_LEN];
 	char killer_comm[COMM_LEN];
 	char args[ARGS_MAX];
+	__u32 cgroup_len;
+	char cgroup[CGROUP_FIELD];
 };
 
 struct config {
@@ -139,6 +155,24 @@ struct {
 	__type(value, struct exec_args);
 } EXEC_ARGS SEC(".maps");
 
+/* subsys[] slot + 1 of the memory (index SSID_MEMORY) and pids
+ * (SSID_PIDS) controllers once found; SSID_ABSENT when the kernel has none. */
+#define SSID_MEMORY 0
+#define SSID_PIDS 1
+#define SSID_ABSENT 0xffffffffu
+/* Controller names as the 8 bytes a string read of them gives. */
+#define NAME_MEMORY 0x79726f6d656dull /* "memory" */
+#define NAME_PIDS 0x73646970ull	      /* "pids" */
+/* Slots looked at (kernels define 16 controllers so far). */
+#define SUBSYS_SLOTS_MAX 16
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} CGROUP_SSIDS SEC(".maps");
+
 /* Scratch space for the exec copy (too big for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -203,6 +237,140 @@ static __always_inline __u32 copy_args(char *dst, unsigned long start, unsigned 
 	return len;
 }
 
+/* The cgroup a css_set has in the hierarchy of the controller in subsys[]
+ * slot ssid, or NULL when that controller sits on the unified hierarchy. */
+static __always_inline struct cgroup *v1_cgroup(struct css_set *cset, __u32 ssid,
+						struct cgroup_root *unified)
+{
+	struct cgroup_subsys_state *css = NULL;
+	struct cgroup *cgrp;
+	void *slot = (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+		     (__u64)ssid * sizeof(css);
+
+	if (bpf_probe_read_kernel(&css, sizeof(css), slot) || !css)
+		return NULL;
+	cgrp = BPF_CORE_READ(css, cgroup);
+	if (!cgrp || BPF_CORE_READ(cgrp, root) == unified)
+		return NULL;
+	return cgrp;
+}
+
+/* The subsys[] slot of a controller (its enum cgroup_subsys_id, fixed for
+ * the kernel's life), found once by name and then kept in CGROUP_SSIDS;
+ * -1 when the kernel has no such controller. */
+static __always_inline int controller_ssid(struct css_set *cset, __u32 which, __u64 name)
+{
+	__u32 *kept = bpf_map_lookup_elem(&CGROUP_SSIDS, &which);
+	__u32 slots = bpf_core_field_size(struct css_set, subsys) / sizeof(void *);
+	int i;
+
+	if (!kept || *kept == SSID_ABSENT)
+		return -1;
+	if (*kept)
+		return *kept - 1;
+#pragma unroll
+	for (i = 0; i < SUBSYS_SLOTS_MAX; i++) {
+		struct cgroup_subsys_state *css = NULL;
+		__u64 found = 0;
+		if (i >= slots)
+			break;
+		bpf_probe_read_kernel(&css, sizeof(css),
+				      (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+					      i * sizeof(css));
+		if (!css)
+			continue;
+		bpf_probe_read_kernel_str(&found, sizeof(found), BPF_CORE_READ(css, ss, name));
+		if (found == name) {
+			*kept = i + 1;
+			return i;
+		}
+	}
+	*kept = SSID_ABSENT;
+	return -1;
+}
+
+/* The cgroup whose path /proc/PID/cgroup shows and procexit reports (the
+ * choice of decode/cgroup.rs): the unified (v2) one unless it is the root
+ * while the memory controller, else the pids controller, is bound to a v1
+ * hierarchy; then that one. */
+static __always_inline struct cgroup *reported_cgroup(struct task_struct *task)
+{
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup *unified, *v1 = NULL;
+	struct cgroup_root *unified_root;
+	int ssid;
+
+	if (!cset)
+		return NULL;
+	unified = BPF_CORE_READ(cset, dfl_cgrp);
+	if (!unified || BPF_CORE_READ(unified, self.parent))
+		return unified;
+	unified_root = BPF_CORE_READ(unified, root);
+	ssid = controller_ssid(cset, SSID_MEMORY, NAME_MEMORY);
+	if (ssid >= 0)
+		v1 = v1_cgroup(cset, ssid, unified_root);
+	if (!v1) {
+		ssid = controller_ssid(cset, SSID_PIDS, NAME_PIDS);
+		if (ssid >= 0)
+			v1 = v1_cgroup(cset, ssid, unified_root);
+	}
+	return v1 ? v1 : unified;
+}
+
+/* Writes the path of cgrp ("/", "/a/b") into record->cgroup; returns its
+ * length, or 0 when it is deeper or longer than kept, or unreadable. */
+static __always_inline __u32 write_cgroup_path(struct exit_record *record, struct cgroup *cgrp)
+{
+	struct kernfs_node *nodes[CGROUP_DEPTH_MAX];
+	__u32 depth = 0, len = 0;
+	int i;
+
+	/* Leaf to root: the root's own name is not part of the path. */
+#pragma unroll
+	for (i = 0; i < CGROUP_DEPTH_MAX; i++) {
+		struct cgroup_subsys_state *parent = BPF_CORE_READ(cgrp, self.parent);
+		if (!parent)
+			break;
+		nodes[i] = BPF_CORE_READ(cgrp, kn);
+		depth = i + 1;
+		cgrp = BPF_CORE_READ(parent, cgroup);
+		if (!cgrp)
+			return 0;
+	}
+	if (depth == CGROUP_DEPTH_MAX && BPF_CORE_READ(cgrp, self.parent))
+		return 0;
+	if (depth == 0) {
+		record->cgroup[0] = '/';
+		return 1;
+	}
+	/* Root to leaf, each name after a '/'. */
+#pragma unroll
+	for (i = CGROUP_DEPTH_MAX - 1; i >= 0; i--) {
+		long copied;
+		__u32 at;
+		if (i >= depth)
+			continue;
+		if (len >= CGROUP_PATH_MAX - 1)
+			return 0;
+		/* The masks are no-ops after the test above, but clang would drop
+		 * them and the verifier could not bound the offset: the barrier
+		 * keeps them. */
+		at = len;
+		barrier_var(at);
+		record->cgroup[at & (CGROUP_PATH_MAX - 1)] = '/';
+		at = len + 1;
+		barrier_var(at);
+		copied = bpf_probe_read_kernel_str(&record->cgroup[at & (CGROUP_PATH_MAX - 1)],
+						   CGROUP_NAME_MAX, BPF_CORE_READ(nodes[i], name));
+		len++;
+		/* copied counts the NUL; an empty or unreadable name is not a path. */
+		if (copied <= 1)
+			return 0;
+		len += copied - 1;
+	}
+	return len;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
@@ -256,6 +424,12 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	record->killer_signal = 0;
 	record->killer_comm[0] = 0;
 	record->args_len = 0;
+	{
+		struct cgroup *cgrp = reported_cgroup(task);
+		record->cgroup_len = cgrp ? write_cgroup_path(record, cgrp) : 0;
+		if (!record->cgroup_len)
+			record->flags |= EXIT_CGROUP_UNKNOWN;
+	}
 
 	mm = BPF_CORE_READ(task, mm);
 	record->maxrss_pages = mm ? peak_rss_pages(mm) : 0;

@@ -144,6 +144,33 @@ impl<'a> Type<'a> {
         })
     }
 
+    /// Enumerator `index` of an ENUM or ENUM64: its name offset and value
+    /// (an ENUM's 32-bit value sign-extended, as libbpf reads it).
+    pub(crate) fn enumerator(&self, index: usize) -> Option<(u32, u64)> {
+        let word = |o: usize| {
+            self.extra
+                .get(o..o.checked_add(4)?)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_le_bytes)
+        };
+        if index >= usize::from(self.vlen) {
+            return None;
+        }
+        match self.kind {
+            kind::ENUM => {
+                let at = index.checked_mul(8)?;
+                let value = i64::from(word(at + 4)? as i32) as u64;
+                Some((word(at)?, value))
+            }
+            kind::ENUM64 => {
+                let at = index.checked_mul(12)?;
+                let value = (u64::from(word(at + 8)?) << 32) | u64::from(word(at + 4)?);
+                Some((word(at)?, value))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_composite(&self) -> bool {
         matches!(self.kind, kind::STRUCT | kind::UNION)
     }

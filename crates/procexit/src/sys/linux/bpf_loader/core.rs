@@ -13,7 +13,12 @@
 //! - every candidate that matches must give the same value.
 //!
 //! Implemented kinds: field byte offset, byte size, existence and
-//! signedness. Others, and bit-fields, are refused with a typed error.
+//! signedness; enumerator existence and value (enumerators matched by
+//! name, also without `___flavor`). Others, and bit-fields, are refused
+//! with a typed error. A relocation that finds nothing in the kernel is
+//! answered 0 by the existence kinds; for the others the instruction is
+//! poisoned as libbpf does, and the field is named if the verifier then
+//! rejects the program.
 
 use std::collections::HashMap;
 
@@ -26,6 +31,13 @@ pub(crate) const FIELD_BYTE_OFFSET: u32 = 0;
 pub(crate) const FIELD_BYTE_SIZE: u32 = 1;
 pub(crate) const FIELD_EXISTS: u32 = 2;
 pub(crate) const FIELD_SIGNED: u32 = 3;
+pub(crate) const ENUMVAL_EXISTS: u32 = 10;
+pub(crate) const ENUMVAL_VALUE: u32 = 11;
+
+/// What libbpf writes over an instruction whose relocation found nothing
+/// (`call 0xbad2310`): the verifier refuses it only where it is reachable,
+/// so code behind a failed existence check still loads.
+pub(crate) const POISON_IMM: i32 = 0x0bad_2310;
 
 /// Longest access path libbpf accepts.
 const MAX_SPEC_LEN: usize = 64;
@@ -484,62 +496,159 @@ fn relocate_one(
 ) -> Result<(), LoadError> {
     let access = local.name(relo.access_str_off)?;
     let program_name = program.name.clone();
-    let fail = |spec: Option<&Spec<'_>>, reason: &'static str| LoadError::Relocation {
+    let fail = |field: String, reason: &'static str| LoadError::Relocation {
         program: program_name.clone(),
-        field: describe(local, relo.type_id, spec, access),
+        field,
         reason,
     };
-    if !matches!(
-        relo.kind,
-        FIELD_BYTE_OFFSET | FIELD_BYTE_SIZE | FIELD_EXISTS | FIELD_SIGNED
-    ) {
-        return Err(LoadError::Unsupported(format!(
-            "CO-RE relocation kind {} ({}) in {}",
-            relo.kind,
-            kind_name(relo.kind),
-            program.name
-        )));
-    }
-    let local_spec = parse_spec(local, relo.type_id, access).map_err(|r| fail(None, r))?;
-    let (local_value, local_size) =
-        field_value(local, &local_spec, relo.kind).map_err(|r| fail(Some(&local_spec), r))?;
+    let (field, local_value, local_size, found) = match relo.kind {
+        FIELD_BYTE_OFFSET | FIELD_BYTE_SIZE | FIELD_EXISTS | FIELD_SIGNED => {
+            field_relocation(local, target, relo, access).map_err(|(f, r)| fail(f, r))?
+        }
+        ENUMVAL_EXISTS | ENUMVAL_VALUE => {
+            enum_relocation(local, target, relo, access).map_err(|(f, r)| fail(f, r))?
+        }
+        _ => {
+            return Err(LoadError::Unsupported(format!(
+                "CO-RE relocation kind {} ({}) in {}",
+                relo.kind,
+                kind_name(relo.kind),
+                program.name
+            )))
+        }
+    };
+    let (value, size) = match found {
+        Some(found) => found,
+        None if matches!(relo.kind, FIELD_EXISTS | ENUMVAL_EXISTS) => (0, None),
+        None => {
+            poison(program, relo).map_err(|r| fail(field.clone(), r))?;
+            program.poisoned.push(field);
+            return Ok(());
+        }
+    };
+    patch(program, relo, local_value, value, local_size, size).map_err(|r| fail(field, r))
+}
 
-    let root = local.ty(relo.type_id)?;
-    let root_name = essential_name(local.name(root.name_off)?);
+/// The local value, and the kernel's value if a candidate matched, of a
+/// relocation, with the field named for errors.
+type Resolved = (String, u64, Option<u64>, Option<(u64, Option<u64>)>);
+
+fn field_relocation(
+    local: &Btf<'_>,
+    target: &Target<'_>,
+    relo: &CoreRelo,
+    access: &str,
+) -> Result<Resolved, (String, &'static str)> {
+    let local_spec = parse_spec(local, relo.type_id, access)
+        .map_err(|r| (describe(local, relo.type_id, None, access), r))?;
+    let field = describe(local, relo.type_id, Some(&local_spec), access);
+    let lost = |_| (field.clone(), "unreadable BTF");
+    let (local_value, local_size) =
+        field_value(local, &local_spec, relo.kind).map_err(|r| (field.clone(), r))?;
+    let root = local.ty(relo.type_id).map_err(lost)?;
+    let root_name = essential_name(local.name(root.name_off).map_err(lost)?);
     let mut result: Option<(u64, Option<u64>)> = None;
     for &candidate in target.candidates.get(root_name).into_iter().flatten() {
-        let t = target.btf.ty(candidate)?;
+        let t = target.btf.ty(candidate).map_err(lost)?;
         if !kinds_compatible(root.kind, t.kind) {
             continue;
         }
-        let Some(spec) = match_spec(local, &local_spec, &target.btf, candidate)? else {
+        let Some(spec) = match_spec(local, &local_spec, &target.btf, candidate).map_err(lost)?
+        else {
             continue;
         };
-        let value =
-            field_value(&target.btf, &spec, relo.kind).map_err(|r| fail(Some(&local_spec), r))?;
+        let value = field_value(&target.btf, &spec, relo.kind).map_err(|r| (field.clone(), r))?;
         match result {
             None => result = Some(value),
             Some(previous) if previous.0 != value.0 => {
-                return Err(fail(
-                    Some(&local_spec),
-                    "kernel types with this name disagree on it",
-                ))
+                return Err((field, "kernel types with this name disagree on it"))
             }
             Some(_) => {}
         }
     }
-    let (value, size) = match result {
-        Some(found) => found,
-        None if relo.kind == FIELD_EXISTS => (0, None),
-        None => {
-            return Err(fail(
-                Some(&local_spec),
-                "no such field in the running kernel",
-            ))
+    Ok((field, local_value, local_size, result))
+}
+
+/// Enumerator relocations: the access string is the enumerator's index in
+/// the local enum; the kernel's enumerator is found by name.
+fn enum_relocation(
+    local: &Btf<'_>,
+    target: &Target<'_>,
+    relo: &CoreRelo,
+    access: &str,
+) -> Result<Resolved, (String, &'static str)> {
+    let unknown = || (format!("enum (access {access})"), "unreadable BTF");
+    let root = local.ty(relo.type_id).map_err(|_| unknown())?;
+    let root_name = local.name(root.name_off).map_err(|_| unknown())?;
+    let (_, local_enum) = local
+        .skip_mods_and_typedefs(relo.type_id)
+        .map_err(|_| unknown())?;
+    let index: usize = access.parse().map_err(|_| unknown())?;
+    let (name_off, local_enum_value) = local_enum.enumerator(index).ok_or((
+        format!("enum {root_name} (access {access})"),
+        "not an enumerator",
+    ))?;
+    let name = local.name(name_off).map_err(|_| unknown())?;
+    let field = format!("enum {root_name}::{name}");
+    let lost = |_| (field.clone(), "unreadable BTF");
+    let exists = relo.kind == ENUMVAL_EXISTS;
+    let local_value = if exists { 1 } else { local_enum_value };
+    let mut result: Option<u64> = None;
+    for &candidate in target
+        .candidates
+        .get(essential_name(root_name))
+        .into_iter()
+        .flatten()
+    {
+        let t = target.btf.ty(candidate).map_err(lost)?;
+        if !kinds_compatible(root.kind, t.kind) {
+            continue;
         }
+        let (_, t) = target.btf.skip_mods_and_typedefs(candidate).map_err(lost)?;
+        let mut matched = None;
+        for i in 0..usize::from(t.vlen) {
+            let Some((off, value)) = t.enumerator(i) else {
+                break;
+            };
+            if essential_name(target.btf.name(off).map_err(lost)?) == essential_name(name) {
+                matched = Some(value);
+                break;
+            }
+        }
+        let Some(value) = matched else { continue };
+        let value = if exists { 1 } else { value };
+        match result {
+            None => result = Some(value),
+            Some(previous) if previous != value => {
+                return Err((field, "kernel enums with this name disagree on it"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok((field, local_value, None, result.map(|v| (v, None))))
+}
+
+/// Overwrites the relocated instruction (both halves of an `ld_imm64`)
+/// with libbpf's poison call.
+fn poison(program: &mut Program, relo: &CoreRelo) -> Result<(), &'static str> {
+    let index = usize::try_from(relo.insn_off / 8).map_err(|_| "instruction offset")?;
+    let first = program
+        .insns
+        .get(index)
+        .copied()
+        .ok_or("relocation past the program's end")?;
+    let poisoned = Insn {
+        // BPF_JMP | BPF_CALL
+        code: 0x85,
+        regs: 0,
+        off: 0,
+        imm: POISON_IMM,
     };
-    patch(program, relo, local_value, value, local_size, size)
-        .map_err(|r| fail(Some(&local_spec), r))
+    let count = if first.code == LD_IMM64 { 2 } else { 1 };
+    for slot in program.insns.iter_mut().skip(index).take(count) {
+        *slot = poisoned;
+    }
+    Ok(())
 }
 
 /// Writes `value` into the instruction, after checking that it holds
@@ -567,10 +676,13 @@ fn patch(
             if insn.code & 0x08 != 0 {
                 return Err("relocated ALU instruction has no immediate operand");
             }
-            if i64::from(insn.imm) != i64::try_from(local_value).unwrap_or(-1) {
+            // The immediate is sign-extended to 64 bits, as libbpf compares.
+            if i64::from(insn.imm) as u64 != local_value {
                 return Err("instruction does not hold the value the object recorded");
             }
-            let imm = i32::try_from(value).map_err(|_| "value does not fit an immediate")?;
+            let imm = i32::try_from(value)
+                .or_else(|_| i32::try_from(value as i64))
+                .map_err(|_| "value does not fit an immediate")?;
             if let Some(slot) = program.insns.get_mut(index) {
                 slot.imm = imm;
             }
@@ -648,14 +760,21 @@ mod tests {
                 assert!(
                     matches!(
                         relo.kind,
-                        FIELD_BYTE_OFFSET | FIELD_BYTE_SIZE | FIELD_EXISTS | FIELD_SIGNED
+                        FIELD_BYTE_OFFSET
+                            | FIELD_BYTE_SIZE
+                            | FIELD_EXISTS
+                            | FIELD_SIGNED
+                            | ENUMVAL_EXISTS
+                            | ENUMVAL_VALUE
                     ),
                     "{}: kind {}",
                     program.name,
                     relo.kind
                 );
                 let access = object.btf.name(relo.access_str_off).expect("access");
-                parse_spec(&object.btf, relo.type_id, access).expect("local spec");
+                if relo.kind <= FIELD_SIGNED {
+                    parse_spec(&object.btf, relo.type_id, access).expect("local spec");
+                }
                 total += 1;
             }
         }
@@ -708,6 +827,7 @@ mod tests {
                 access_str_off,
                 kind,
             }],
+            poisoned: Vec::new(),
         }
     }
 
@@ -771,20 +891,71 @@ mod tests {
         let mut program = program_with(5, 21, FIELD_BYTE_OFFSET);
         assert!(relocate(&mut program, &local, &target).is_err());
 
-        // A kernel without `s` at all: typed error naming the field, or
-        // "does not exist" for an existence check.
+        // A kernel without `s` at all: the instruction is poisoned and the
+        // field named (the loader reports it if the verifier refuses the
+        // program), or "does not exist" for an existence check.
         let mut int_only = header(1, kind::INT, 0, 4);
         int_only.extend(words(&[32]));
         let int_only = blob(&int_only, b"\0int\0");
         let empty =
             Target::new(Btf::parse(&int_only, "kernel BTF").expect("btf"), &["s"]).expect("target");
         let mut program = program_with(4, 21, FIELD_BYTE_OFFSET);
-        match relocate(&mut program, &local, &empty) {
-            Err(LoadError::Relocation { field, .. }) => assert_eq!(field, "s.b"),
-            other => panic!("{other:?}"),
-        }
+        relocate(&mut program, &local, &empty).expect("poisoned");
+        assert_eq!(program.poisoned, ["s.b"]);
+        assert_eq!(
+            (program.insns[0].code, program.insns[0].imm),
+            (0x85, POISON_IMM)
+        );
         let mut program = program_with(1, 21, FIELD_EXISTS);
         relocate(&mut program, &local, &empty).expect("exists");
         assert_eq!(program.insns[0].imm, 0);
+        assert!(program.poisoned.is_empty());
+    }
+
+    #[test]
+    fn enumerators_are_found_by_name() {
+        // "\0e\0x\0y\0z___new\00\01\02\0": e@1 x@3 y@5 z___new@7 "0"@15 "1"@17 "2"@19
+        let strings = b"\0e\0x\0y\0z___new\x000\x001\x002\0";
+        // Local: enum e { x = 0, y = 1, z___new = 2 } (id 1).
+        let mut local = header(1, kind::ENUM, 3, 4);
+        local.extend(words(&[3, 0, 5, 1, 7, 2]));
+        // Kernel: enum e { y = 7, x = -1 } (no z).
+        let mut kernel = header(1, kind::ENUM, 2, 4);
+        kernel.extend(words(&[5, 7, 3, u32::MAX]));
+        let (local, kernel) = (blob(&local, strings), blob(&kernel, strings));
+        let local = Btf::parse(&local, "BTF").expect("local");
+        let kernel = Target::new(Btf::parse(&kernel, "kernel BTF").expect("kernel"), &["e"])
+            .expect("target");
+        let run = |imm: i32, access_str_off: u32, kind: u32| {
+            let mut program = Program {
+                name: "p".into(),
+                tracepoint: "t".into(),
+                // r1 = imm (BPF_ALU64 | BPF_MOV | BPF_K)
+                insns: vec![Insn {
+                    code: 0xb7,
+                    regs: 1,
+                    off: 0,
+                    imm,
+                }],
+                map_refs: Vec::new(),
+                core_relos: vec![CoreRelo {
+                    insn_off: 0,
+                    type_id: 1,
+                    access_str_off,
+                    kind,
+                }],
+                poisoned: Vec::new(),
+            };
+            relocate(&mut program, &local, &kernel).expect("relocate");
+            (program.insns[0].imm, program.poisoned)
+        };
+        assert_eq!(run(1, 17, ENUMVAL_VALUE), (7, vec![]));
+        assert_eq!(run(0, 15, ENUMVAL_VALUE), (-1, vec![]));
+        assert_eq!(run(1, 17, ENUMVAL_EXISTS), (1, vec![]));
+        assert_eq!(run(1, 19, ENUMVAL_EXISTS), (0, vec![]));
+        assert_eq!(
+            run(2, 19, ENUMVAL_VALUE),
+            (POISON_IMM, vec!["enum e::z___new".to_owned()])
+        );
     }
 }

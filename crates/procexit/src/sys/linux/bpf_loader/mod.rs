@@ -303,7 +303,20 @@ impl<'o, 'k> Collection<'o, 'k> {
             &program.insns,
             &self.object.license,
             attach_btf_id,
-        )?;
+        )
+        .map_err(|e| match e {
+            // The verifier reached an access the kernel has no field for.
+            LoadError::Os { ref log, .. }
+                if !program.poisoned.is_empty() && log.contains(&core::POISON_IMM.to_string()) =>
+            {
+                LoadError::Relocation {
+                    program: program.name.clone(),
+                    field: program.poisoned.join(", "),
+                    reason: "no such field in the running kernel",
+                }
+            }
+            other => other,
+        })?;
         let link = syscall::attach_tracing(&program.name, fd.as_fd())?;
         Ok(Link {
             _link: link,
