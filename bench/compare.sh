@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # procexit beside the tools one would pick instead, on the same bursts of
 # short-lived processes: the load generator alone (the machine's limit),
-# procexit with each Linux source it has, forkstat (netlink connector, C)
+# procexit with each Linux source it has (the connector also as the user
+# nobody, which gets no taskstats), forkstat (netlink connector, C)
 # and libbpf-tools' exitsnoop (eBPF, C).
 #
 #   bench/compare.sh [BURST...]        default: 10000 100000
@@ -59,7 +60,7 @@ clk=$(getconf CLK_TCK)
 
 sources=(default)
 if "$bin" watch --help | grep -q -- '--source'; then
-    sources=(connector ebpf)
+    sources=(connector connector-nobody ebpf)
 fi
 
 # cpu_ticks PID: utime + stime of the whole process.
@@ -78,6 +79,8 @@ settle() {
 }
 
 results="$work/results.tsv"
+# Other work on the machine inflates every figure: say how much there was.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$results"
 
 # run TOOL LABEL N [RATE]: starts TOOL's monitor, runs the generator, records
@@ -89,9 +92,14 @@ run() {
     case $tool in
         none) mon= ;;
         procexit)
-            local args=(watch --json)
-            [ "$label" = procexit-default ] || args+=(--source "${label#procexit-}")
-            "$bin" "${args[@]}" > >("$gen_bin" stamp >"$out") 2>"$out.err" &
+            local args=(watch --json) source=${label#procexit-} as_user=()
+            if [ "$source" = connector-nobody ]; then
+                # What an unprivileged user gets: the connector without taskstats.
+                source=connector
+                as_user=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+            fi
+            [ "$label" = procexit-default ] || args+=(--source "$source")
+            "${as_user[@]}" "$bin" "${args[@]}" > >("$gen_bin" stamp >"$out") 2>"$out.err" &
             mon=$!
             ;;
         forkstat)
@@ -255,7 +263,7 @@ echo "$table"
     echo
     echo "### compare.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r), pid_max $(cat /proc/sys/kernel/pid_max); procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); forkstat $(dpkg-query -W -f='${Version}' forkstat), libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools)."
+    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r), pid_max $(cat /proc/sys/kernel/pid_max); load average before the run $load_before; procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); forkstat $(dpkg-query -W -f='${Version}' forkstat), libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools)."
     echo "Command: \`bench/compare.sh$([ $# -gt 0 ] && printf ' %s' "$@")\`$([ "${COMPARE_1M:-0}" = 1 ] && echo ' with COMPARE_1M=1'); $K children outstanding."
     echo
     echo "$table"

@@ -3,6 +3,7 @@
 mod args;
 mod docs;
 mod escape;
+mod json;
 mod output;
 mod replay;
 mod service;
@@ -13,7 +14,7 @@ use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -116,15 +117,25 @@ pub fn watch_with(
 
     // With a sink, stdout stays quiet unless --json asks for the stream too.
     let to_stdout = !quiet && (!args.sinks.any() || args.output.json);
-    let mut printer = Printer::new(format(args.output.json));
+    // Lines wait in memory while events keep coming and are written once
+    // the queue is empty: a burst costs a write per batch, a lone exit is
+    // written at once.
+    let mut printer = Printer::buffered(format(args.output.json));
     let mut printed = 0u64;
     let result: anyhow::Result<()> = (|| {
         loop {
-            let event = match monitor.recv_timeout(sinks.idle_after()) {
+            let event = match monitor.recv_timeout(Duration::ZERO) {
                 Ok(event) => event,
                 Err(RecvError::Timeout) => {
-                    sinks.idle();
-                    continue;
+                    printer.flush()?;
+                    match monitor.recv_timeout(sinks.idle_after()) {
+                        Ok(event) => event,
+                        Err(RecvError::Timeout) => {
+                            sinks.idle();
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
                 }
                 Err(_) => break,
             };

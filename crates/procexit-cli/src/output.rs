@@ -16,23 +16,33 @@ pub enum Format {
     /// [`escape::for_table`]); cut to the terminal's width when stdout is
     /// a terminal.
     Table,
-    /// One JSON object per line, flushed per line.
+    /// One JSON object per line.
     JsonLines,
 }
 
 /// Writes events to stdout in one format.
+///
+/// Lines are built in memory and written whole. A printer made with
+/// [`Printer::new`] writes each line at once; one made with
+/// [`Printer::buffered`] keeps them until [`flush`](Printer::flush) (the
+/// caller flushes when its stream goes idle) or until 64 KiB wait, so a
+/// burst costs one write instead of one per exit.
 pub struct Printer {
     format: Format,
     out: io::Stdout,
     width: Option<usize>,
     ascii: bool,
     header_done: bool,
-    /// One JSON line, built whole before it is written: serialising straight
-    /// into stdout's line writer scans every small piece for a newline.
-    line: Vec<u8>,
+    /// Lines not yet written.
+    pending: Vec<u8>,
+    buffered: bool,
 }
 
+/// Written out at once when this much waits, idle or not.
+const FLUSH_AT: usize = 64 * 1024;
+
 impl Printer {
+    /// A printer that writes every line as soon as it is printed.
     pub fn new(format: Format) -> Printer {
         let out = io::stdout();
         let terminal = out.is_terminal();
@@ -48,8 +58,36 @@ impl Printer {
             width,
             ascii: ascii_only(terminal),
             header_done: false,
-            line: Vec::with_capacity(1024),
+            pending: Vec::with_capacity(4096),
+            buffered: false,
         }
+    }
+
+    /// A printer that keeps lines until [`flush`](Self::flush) or until
+    /// 64 KiB wait.
+    pub fn buffered(format: Format) -> Printer {
+        let mut printer = Printer::new(format);
+        printer.buffered = true;
+        printer
+    }
+
+    /// Writes what waits. Errors are I/O errors (a closed pipe among them).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut out = self.out.lock();
+        let written = out.write_all(&self.pending).and_then(|()| out.flush());
+        self.pending.clear();
+        written
+    }
+
+    /// A line was added to `pending`: written now unless buffering.
+    fn added(&mut self) -> io::Result<()> {
+        if !self.buffered || self.pending.len() >= FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Prints one event. Errors are I/O errors (a closed pipe among them).
@@ -62,12 +100,9 @@ impl Printer {
     pub fn message(&mut self, message: Message<'_>) -> io::Result<()> {
         match self.format {
             Format::JsonLines => {
-                self.line.clear();
-                serde_json::to_writer(&mut self.line, &message)?;
-                self.line.push(b'\n');
-                let mut out = self.out.lock();
-                out.write_all(&self.line)?;
-                out.flush()
+                crate::json::write_message(&mut self.pending, &message)?;
+                self.pending.push(b'\n');
+                self.added()
             }
             Format::Table => {
                 let line = match message {
@@ -111,9 +146,8 @@ impl Printer {
                     _ => return Ok(()),
                 };
                 let line = self.fit(line);
-                let mut out = self.out.lock();
-                writeln!(out, "{line}")?;
-                out.flush()
+                writeln!(self.pending, "{line}")?;
+                self.added()
             }
         }
     }
@@ -123,12 +157,11 @@ impl Printer {
         if !self.header_done {
             self.header_done = true;
             let header = self.fit(table_header());
-            writeln!(self.out.lock(), "{header}")?;
+            writeln!(self.pending, "{header}")?;
         }
         let line = self.fit(row.format(self.ascii));
-        let mut out = self.out.lock();
-        writeln!(out, "{line}")?;
-        out.flush()
+        writeln!(self.pending, "{line}")?;
+        self.added()
     }
 
     /// Prints the closing counters: on stdout as a `stats` object in JSON
@@ -137,6 +170,7 @@ impl Printer {
         if self.format == Format::JsonLines {
             self.message(Message::Stats(stats))?;
         }
+        self.flush()?;
         eprintln!("procexit: {}", summary_line(stats));
         Ok(())
     }
@@ -152,6 +186,13 @@ impl Printer {
             }
             _ => line,
         }
+    }
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        // Best effort on early returns; the normal paths flush and see errors.
+        let _ = self.flush();
     }
 }
 

@@ -403,12 +403,33 @@ pub fn format_rfc3339(time: SystemTime) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        );
+    }
+    // The common case without the formatting machinery: it runs twice per
+    // JSON exit line.
+    let mut out = String::with_capacity(27);
+    let mut digits = |value: u64, width: u32, after: char| {
+        for place in (0..width).rev() {
+            let digit = (value / 10u64.pow(place)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push(after);
+    };
+    let rem = rem as u64;
+    digits(y as u64, 4, '-');
+    digits(u64::from(m), 2, '-');
+    digits(u64::from(d), 2, 'T');
+    digits(rem / 3600, 2, ':');
+    digits((rem % 3600) / 60, 2, ':');
+    digits(rem % 60, 2, '.');
+    digits(u64::from(micros), 6, 'Z');
+    out
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -465,6 +486,9 @@ mod tests {
         // 2020-07-14T12:04:31.1387363Z from a real .etl logfile header.
         let t = system_time_from_filetime(132_392_018_711_387_363).unwrap();
         assert_eq!(format_rfc3339(t), "2020-07-14T12:04:31.138736Z");
+        // Outside years 0..=9999 the general formatter takes over.
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(format_rfc3339(far), "14645-06-30T15:06:40.000000Z");
         assert_eq!(system_time_from_filetime(0), None);
     }
 

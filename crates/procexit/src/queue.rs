@@ -4,6 +4,11 @@
 //! The producer never blocks: when the queue is full an exit is dropped and
 //! counted, and a `Lost { reason: QueueFull }` marker is put in the stream at
 //! the place of the gap as soon as there is room again. Loss is never silent.
+//!
+//! Wake-ups cost more than the events themselves under a burst, so the
+//! consumer is woken only when it waits, and a producer that handles many
+//! events per wake-up of its own (a drained socket, a ring buffer) opens a
+//! [`Batch`]: the consumer is then woken once per batch, not per event.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +31,11 @@ struct State {
     /// A stopped-session marker waits for room.
     pending_session_stopped: bool,
     closed: bool,
+    /// Consumers blocked in `pop` (only they need a wake-up).
+    waiting: usize,
+    /// Open batches: while one is open, pushes leave the wake-up to the
+    /// batch's end.
+    batches: usize,
 }
 
 #[derive(Default)]
@@ -75,6 +85,27 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Releases the lock and wakes a waiting consumer, unless a batch is
+    /// open (its end wakes) or nobody waits (a futex wake per event is the
+    /// largest cost under a burst).
+    fn wake(&self, state: MutexGuard<'_, State>) {
+        let wake = state.waiting > 0 && state.batches == 0 && !state.items.is_empty();
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    fn begin_batch(&self) {
+        self.lock().batches += 1;
+    }
+
+    fn end_batch(&self) {
+        let mut state = self.lock();
+        state.batches = state.batches.saturating_sub(1);
+        self.wake(state);
+    }
+
     /// Queues loss markers that were waiting for room.
     fn flush_pending(&self, state: &mut State) {
         if state.pending_session_stopped && state.items.len() < self.capacity {
@@ -117,8 +148,7 @@ impl Shared {
         } else {
             state.items.push_back(Event::Exit(exit));
         }
-        drop(state);
-        self.ready.notify_one();
+        self.wake(state);
     }
 
     fn push_lost(&self, count: u64) {
@@ -132,8 +162,7 @@ impl Shared {
         }
         state.pending_kernel_lost += count;
         self.flush_pending(&mut state);
-        drop(state);
-        self.ready.notify_one();
+        self.wake(state);
     }
 
     #[cfg_attr(windows, allow(dead_code))] // ETW counts overruns by polling
@@ -153,8 +182,7 @@ impl Shared {
         let pending = state.pending_overrun.unwrap_or(0);
         state.pending_overrun = Some(pending.saturating_add(known_lost));
         self.flush_pending(&mut state);
-        drop(state);
-        self.ready.notify_one();
+        self.wake(state);
     }
 
     #[cfg_attr(not(windows), allow(dead_code))] // ETW-only gap kinds
@@ -166,8 +194,7 @@ impl Shared {
         }
         state.pending_session_stopped = true;
         self.flush_pending(&mut state);
-        drop(state);
-        self.ready.notify_one();
+        self.wake(state);
     }
 
     /// Marks the end of the stream: the consumer gets what is queued, then
@@ -205,21 +232,27 @@ impl Shared {
             if state.closed {
                 return Pop::Ended;
             }
-            match deadline {
-                None => state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+            let wait = match deadline {
+                None => None,
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Pop::TimedOut;
                     }
-                    let wait = deadline.saturating_duration_since(now);
-                    state = self
-                        .ready
+                    Some(deadline.saturating_duration_since(now))
+                }
+            };
+            state.waiting += 1;
+            state = match wait {
+                None => self.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(wait) => {
+                    self.ready
                         .wait_timeout(state, wait.min(Duration::from_secs(3600)))
                         .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            state.waiting -= 1;
         }
     }
 
@@ -331,6 +364,17 @@ impl Sink {
             .fetch_add(count, Ordering::Relaxed);
     }
 
+    /// Opens a batch: the consumer is woken once, when the batch is
+    /// dropped, for everything pushed meanwhile. For a producer that
+    /// handles many events per wake-up of its own.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn batch(&self) -> Batch<'_> {
+        self.shared.begin_batch();
+        Batch {
+            shared: &self.shared,
+        }
+    }
+
     /// Ends the stream (see [`Shared::close`]).
     pub(crate) fn close(&self) {
         self.shared.close();
@@ -352,6 +396,18 @@ impl Sink {
             .counters
             .anomalies
             .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An open batch of pushes (see [`Sink::batch`]); dropping it wakes the
+/// consumer if it waits.
+pub(crate) struct Batch<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.shared.end_batch();
     }
 }
 
@@ -436,6 +492,43 @@ mod tests {
         );
         let stats = shared.stats();
         assert_eq!((stats.overruns, stats.lost), (2, 2));
+    }
+
+    #[test]
+    fn a_waiting_consumer_is_woken_by_a_push_and_at_the_end_of_a_batch() {
+        let shared = Arc::new(Shared::new(8, Filter::new()));
+        let sink = Sink::new(shared.clone());
+        let consumer = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut pids = Vec::new();
+                while pids.len() < 3 {
+                    if let Pop::Event(Event::Exit(e)) = shared.pop(None) {
+                        pids.push(e.pid);
+                    }
+                }
+                pids
+            })
+        };
+        // A plain push wakes it.
+        sink.exit(exit(1));
+        // A batch: nothing is woken until it ends, then both arrive.
+        let batch = sink.batch();
+        // Until the consumer took the first exit and waits again.
+        let waits_again = || {
+            let state = shared.lock();
+            state.items.is_empty() && state.waiting > 0
+        };
+        while !waits_again() {
+            std::thread::yield_now();
+        }
+        sink.exit(exit(2));
+        sink.exit(exit(3));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(shared.lock().items.len(), 2, "woken inside a batch");
+        drop(batch);
+        assert_eq!(consumer.join().unwrap(), vec![1, 2, 3]);
+        assert_eq!(shared.lock().waiting, 0);
     }
 
     #[test]

@@ -32,13 +32,11 @@ const COUNT_RINGBUF_FULL: u32 = 0;
 const COUNT_FILTERED: u32 = 1;
 /// Entries of the in-kernel pid and ppid filter maps.
 const FILTER_MAP_ENTRIES: usize = 1024;
-/// Idle wake-up: counters, clock refresh, and records submitted without a
-/// wake-up (see `WAKEUP_BYTES`).
+/// Idle wake-up: loss and filter counters, clock refresh.
 const TICK_MS: i32 = 100;
-/// The program wakes the reader only once this much waits in the ring
-/// buffer (about 60 records); smaller amounts are picked up at the next
-/// tick. This batches a burst into few wake-ups.
-const WAKEUP_BYTES: u64 = 128 * 1024;
+/// Records per second (one per exit) above which the reader gathers
+/// (see `BurstGate`).
+const BURST_RATE: usize = 2_000;
 
 /// errno of a missing privilege.
 const EPERM: i32 = 1;
@@ -181,8 +179,10 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         filter_pids: u32::from(!pids.is_empty() && pids.len() <= FILTER_MAP_ENTRIES),
         filter_ppids: u32::from(!ppids.is_empty() && ppids.len() <= FILTER_MAP_ENTRIES),
         args_at_exec: u32::from(options.linux.ebpf_args_at_exec_enabled()),
-        // A quarter of a small ring, so a wake-up comes before it is full.
-        wakeup_bytes: WAKEUP_BYTES.min(u64::from(ring_bytes / 4)),
+        // 0: the kernel's own rule, a wake-up only when the reader has
+        // caught up (it is asleep); a burst is gathered in user space
+        // instead (`BurstGate`), so a lone exit is read at once.
+        wakeup_bytes: 0,
     };
     for (map, list, on) in [
         ("PIDS", pids, config.filter_pids),
@@ -272,16 +272,23 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
     let mut reported_lost = 0u64;
     let mut reported_filtered = 0u64;
     let mut last_tick = Instant::now();
+    let mut gate = super::BurstGate::new(BURST_RATE);
     loop {
         let [_, stop] =
             ffi::poll_readable([Some(loaded.ring.as_fd()), Some(waker.as_fd())], TICK_MS)
                 .map_err(|code| Error::Os { call: "poll", code })?;
-        // Drain everything submitted so far (also the final drain on stop).
+        // Drain everything submitted so far (also the final drain on stop);
+        // the consumer gets it with one wake-up.
+        let batch = sink.batch();
+        let mut read = 0usize;
         let machine = &loaded.machine;
         loaded
             .ring
             .drain(|item| match item.get(..RECORD_SIZE).map(EbpfExit::parse) {
-                Some(Ok(record)) => sink.exit(exit_from_record(&record, machine)),
+                Some(Ok(record)) => {
+                    read += 1;
+                    sink.exit(exit_from_record(&record, machine))
+                }
                 _ => sink.anomaly(),
             });
         // Loss is reported where it is noticed: after the records that made
@@ -304,6 +311,8 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
             // Follows settimeofday and NTP steps.
             loaded.machine.boot_wall_ns = boot_wall_ns();
         }
+        drop(batch);
+        gate.after_read(read, waker)?;
     }
 }
 
