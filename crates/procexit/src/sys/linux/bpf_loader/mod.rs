@@ -328,6 +328,44 @@ impl<'o, 'k> Collection<'o, 'k> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::xorshift;
+
+    /// Damaged objects (random bytes overwritten) parse to an error or to
+    /// something the relocator handles, never to a panic. The object's own
+    /// BTF stands in for the kernel's.
+    #[test]
+    fn damaged_objects_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..300 {
+            let mut data = object::OBJECT.to_vec();
+            state = xorshift(state);
+            for _ in 0..(state % 16 + 1) {
+                state = xorshift(state);
+                let at = usize::try_from(state % data.len() as u64).unwrap_or(0);
+                state = xorshift(state);
+                if let Some(b) = data.get_mut(at) {
+                    *b = state as u8;
+                }
+            }
+            let Ok(object) = Object::parse(&data) else {
+                continue;
+            };
+            let Ok(names) = core::root_names(&object.btf, &object.programs) else {
+                continue;
+            };
+            let Some(btf) = object.btf_bytes(&data) else {
+                continue;
+            };
+            let Ok(kernel) = Btf::parse(btf, "kernel BTF").and_then(|b| Target::new(b, &names))
+            else {
+                continue;
+            };
+            for program in &object.programs {
+                let mut program = program.clone();
+                let _ = core::relocate(&mut program, &object.btf, &kernel);
+            }
+        }
+    }
 
     /// Loads the whole object against this kernel as `ebpf.rs` does, when
     /// allowed (the end-to-end tests in tests/linux_ebpf.rs cover records).

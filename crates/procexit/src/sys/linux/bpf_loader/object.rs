@@ -72,6 +72,15 @@ pub(crate) struct Object<'a> {
     pub(crate) btf: Btf<'a>,
 }
 
+impl Object<'_> {
+    /// The `.BTF` section of `data` (for tests that use the object's BTF as
+    /// a stand-in kernel BTF).
+    #[cfg(test)]
+    pub(crate) fn btf_bytes<'d>(&self, data: &'d [u8]) -> Option<&'d [u8]> {
+        Elf::parse(data).ok()?.section(".BTF").map(|s| s.data)
+    }
+}
+
 fn bad(detail: &'static str) -> LoadError {
     LoadError::Malformed {
         what: "ELF object",
