@@ -112,6 +112,11 @@ pub fn watch_with(
     let monitor = builder
         .start()
         .context("cannot start watching process exits")?;
+    let mut backend = backend;
+    if let Some(error) = monitor.fallback() {
+        eprintln!("procexit: the eBPF source did not load ({error}); using the process connector");
+        backend = Backend::LinuxConnector;
+    }
     if let Some(note) = source_note(backend) {
         eprintln!("procexit: {note}");
     }

@@ -189,7 +189,12 @@ fn rotation_under_a_flood_loses_and_duplicates_nothing() {
         .sum();
     let missing: Vec<_> = expected.keys().filter(|p| !found.contains_key(p)).collect();
     let extra: Vec<_> = found.keys().filter(|p| !expected.contains_key(p)).collect();
-    let twice: Vec<_> = found.iter().filter(|(_, n)| **n != 1).collect();
+    // A pid the flood got twice (pids wrap when other work on the machine
+    // spawns many processes) is expected twice.
+    let twice: Vec<_> = found
+        .iter()
+        .filter(|(pid, n)| expected.get(pid).is_some_and(|want| *n > want))
+        .collect();
     assert!(
         extra.is_empty() && twice.is_empty(),
         "unexpected {extra:?}, repeated {twice:?}"

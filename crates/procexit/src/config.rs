@@ -100,8 +100,10 @@ impl LinuxOptions {
     }
 }
 
-/// 16 MiB: about 7 800 exit records of the eBPF source.
-pub const DEFAULT_EBPF_RING_BUFFER: usize = 16 << 20;
+/// 8 MiB: about 9 000 exit records of the eBPF source with a 50-byte
+/// command line (a record is 876 bytes plus its command line, at most
+/// 2 KiB of it). Mapped into procexit, so it counts in its resident size.
+pub const DEFAULT_EBPF_RING_BUFFER: usize = 8 << 20;
 
 /// The default ETW session name; a stale session of this name left by a
 /// crash is reclaimed at start.

@@ -116,9 +116,10 @@ impl MonitorBuilder {
     /// (`recv`, `recv_timeout`, `iter`).
     pub fn start(self) -> Result<Monitor> {
         let shared = Arc::new(Shared::new(self.queue_capacity, self.filter.clone()));
-        let running = sys::start(&self.sys_config(), Sink::new(shared.clone()))?;
+        let mut running = sys::start(&self.sys_config(), Sink::new(shared.clone()))?;
         Ok(Monitor {
             shared,
+            fallback: running.fallback.take(),
             running: Some(running),
             dispatcher: None,
         })
@@ -154,6 +155,8 @@ impl MonitorBuilder {
 pub(crate) struct Running {
     pub(crate) stop: Arc<dyn StopSignal>,
     pub(crate) thread: JoinHandle<Result<()>>,
+    /// Why `Backend::Auto` runs its second choice (see [`Monitor::fallback`]).
+    pub(crate) fallback: Option<Error>,
 }
 
 /// Asks a backend to stop; must return promptly and be callable from any
@@ -214,6 +217,7 @@ pub struct Monitor {
     shared: Arc<Shared>,
     running: Option<Running>,
     dispatcher: Option<JoinHandle<()>>,
+    fallback: Option<Error>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -253,6 +257,14 @@ impl Monitor {
     /// A blocking iterator over events; it ends when the monitor stops.
     pub fn iter(&self) -> Iter<'_> {
         Iter { monitor: self }
+    }
+
+    /// Why [`Backend::Auto`] did not start its first choice, if it did not:
+    /// on Linux, the error that stopped the eBPF source from loading (the
+    /// process connector runs instead). `None` when the first choice runs
+    /// or a backend was forced.
+    pub fn fallback(&self) -> Option<&Error> {
+        self.fallback.as_ref()
     }
 
     /// Counters so far.

@@ -20,13 +20,15 @@
 //! | args_len          | u32       | 68     |
 //! | comm              | [u8; 16]  | 72     |
 //! | killer_comm       | [u8; 16]  | 88     |
-//! | args              | [u8; 2048]| 104    |
-//! | cgroup_len        | u32       | 2152   |
-//! | cgroup            | [u8; 768] | 2156   |
+//! | cgroup_len        | u32       | 104    |
+//! | cgroup            | [u8; 768] | 108    |
+//! | args              | args_len bytes | 876 |
 //!
 //! `cgroup` holds the process's cgroup path (`/`, `/a/b`), `cgroup_len`
-//! bytes of it, no NUL; the C struct ends with 4 bytes of padding that are
-//! not part of the record.
+//! bytes of it, no NUL. The program sends only the used part of `args`
+//! (its C array holds [`ARGS_MAX`] bytes), so a record is
+//! [`RECORD_MIN`] + `args_len` bytes long; anything after that (the ring's
+//! padding) is ignored.
 
 use super::{Cursor, DecodeError, DecodeErrorKind};
 
@@ -34,8 +36,8 @@ use super::{Cursor, DecodeError, DecodeErrorKind};
 pub const ARGS_MAX: usize = 2048;
 /// Bytes of the record's cgroup field (`CGROUP_FIELD`).
 pub const CGROUP_FIELD: usize = 768;
-/// Size of one record.
-pub const RECORD_SIZE: usize = 104 + ARGS_MAX + 4 + CGROUP_FIELD;
+/// Size of a record with an empty command line (where `args` starts).
+pub const RECORD_MIN: usize = 104 + 4 + CGROUP_FIELD;
 
 /// The command line was longer than [`ARGS_MAX`] and was cut.
 pub const FLAG_ARGS_TRUNCATED: u32 = 1;
@@ -117,7 +119,6 @@ impl EbpfExit {
         if args_len > ARGS_MAX {
             return Err(c.error(DecodeErrorKind::Invalid("command line length")));
         }
-        let args = c.bytes(ARGS_MAX)?.get(..args_len).unwrap_or(&[]).to_vec();
         let cgroup_len = usize::try_from(c.u32()?).unwrap_or(usize::MAX);
         if cgroup_len > CGROUP_FIELD {
             return Err(c.error(DecodeErrorKind::Invalid("cgroup path length")));
@@ -127,6 +128,7 @@ impl EbpfExit {
             .get(..cgroup_len)
             .unwrap_or(&[])
             .to_vec();
+        let args = c.bytes(args_len)?.to_vec();
         Ok(EbpfExit {
             start_boottime_ns,
             exit_boottime_ns,
@@ -167,14 +169,14 @@ mod tests {
         let mut killer = [0u8; 16];
         killer[..4].copy_from_slice(b"kill");
         r.extend_from_slice(&killer);
-        let mut args = vec![0u8; ARGS_MAX];
-        args[..11].copy_from_slice(b"/bin/true\0x");
-        r.extend_from_slice(&args);
         r.extend_from_slice(&4u32.to_le_bytes());
         let mut cgroup = vec![0u8; CGROUP_FIELD];
         cgroup[..7].copy_from_slice(b"/a/b\0zz");
         r.extend_from_slice(&cgroup);
-        assert_eq!(r.len(), RECORD_SIZE);
+        assert_eq!(r.len(), RECORD_MIN);
+        r.extend_from_slice(b"/bin/true\0x");
+        // The ring pads records to 8 bytes.
+        r.extend_from_slice(&[0xAA; 5]);
         r
     }
 
@@ -195,17 +197,22 @@ mod tests {
     #[test]
     fn rejects_short_and_bad_lengths() {
         let r = record();
-        for cut in [0, 39, 103, 2152, 2155, RECORD_SIZE - 1] {
+        // Cut anywhere before the last command-line byte.
+        for cut in [0, 39, 103, 107, RECORD_MIN - 1, RECORD_MIN, RECORD_MIN + 10] {
             assert!(EbpfExit::parse(&r[..cut]).is_err(), "cut at {cut}");
         }
+        assert_eq!(
+            EbpfExit::parse(&r[..RECORD_MIN + 11]).unwrap().args.len(),
+            11
+        );
         let mut bad = r.clone();
         bad[68..72].copy_from_slice(&(ARGS_MAX as u32 + 1).to_le_bytes());
         assert!(EbpfExit::parse(&bad).is_err());
         let mut bad = r.clone();
-        bad[2152..2156].copy_from_slice(&(CGROUP_FIELD as u32 + 1).to_le_bytes());
+        bad[104..108].copy_from_slice(&(CGROUP_FIELD as u32 + 1).to_le_bytes());
         assert!(EbpfExit::parse(&bad).is_err());
         let mut full = r;
-        full[2152..2156].copy_from_slice(&(CGROUP_FIELD as u32).to_le_bytes());
+        full[104..108].copy_from_slice(&(CGROUP_FIELD as u32).to_le_bytes());
         assert_eq!(EbpfExit::parse(&full).unwrap().cgroup.len(), CGROUP_FIELD);
     }
 }

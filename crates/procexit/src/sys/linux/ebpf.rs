@@ -20,7 +20,7 @@ use super::bpf_loader::ringbuf::RingBuffer;
 use super::bpf_loader::syscall::Map;
 use super::bpf_loader::{self, Collection, Link, LoadError};
 use super::ffi::{self, Waker};
-use crate::decode::ebpf_exit::{EbpfExit, RECORD_SIZE};
+use crate::decode::ebpf_exit::EbpfExit;
 use crate::error::{Error, Result};
 use crate::merge::ebpf::{exit_from_record, Machine};
 use crate::monitor::{spawn_backend, Backend, Running, StopSignal};
@@ -150,6 +150,22 @@ struct Loaded {
     machine: Machine,
 }
 
+/// Before 5.11 BPF maps and programs count against RLIMIT_MEMLOCK, whose
+/// usual default (64 KiB to 8 MiB) is smaller than the ring buffer, and
+/// creating them fails with EPERM even as root. Lifting the limit (what
+/// libbpf does too) is harmless on later kernels, which charge the memory
+/// cgroup instead; best effort, since the program may still load.
+fn lift_memlock_limit() {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let _ = setrlimit(
+        Resource::Memlock,
+        Rlimit {
+            current: None,
+            maximum: None,
+        },
+    );
+}
+
 fn load(options: &Config<'_>) -> Result<Loaded> {
     if let Err(missing) = permission() {
         return Err(Error::EbpfPermission {
@@ -157,6 +173,7 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
             code: EPERM,
         });
     }
+    lift_memlock_limit();
     let kernel_btf = bpf_loader::read_kernel_btf()
         .map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
     // The kernel wants a power-of-two multiple of the page size.
@@ -259,7 +276,11 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     let thread = spawn_backend("procexit-ebpf", sink, move |sink| {
         run(loaded, &wake.0, sink)
     })?;
-    Ok(Running { stop, thread })
+    Ok(Running {
+        stop,
+        thread,
+        fallback: None,
+    })
 }
 
 /// Sum over CPUs of one counter slot.
@@ -282,15 +303,13 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
         let batch = sink.batch();
         let mut read = 0usize;
         let machine = &loaded.machine;
-        loaded
-            .ring
-            .drain(|item| match item.get(..RECORD_SIZE).map(EbpfExit::parse) {
-                Some(Ok(record)) => {
-                    read += 1;
-                    sink.exit(exit_from_record(&record, machine))
-                }
-                _ => sink.anomaly(),
-            });
+        loaded.ring.drain(|item| match EbpfExit::parse(item) {
+            Ok(record) => {
+                read += 1;
+                sink.exit(exit_from_record(&record, machine))
+            }
+            Err(_) => sink.anomaly(),
+        });
         // Loss is reported where it is noticed: after the records that made
         // it, at most one tick late.
         let lost = counter(&loaded.counters, COUNT_RINGBUF_FULL);

@@ -183,9 +183,26 @@ impl Connector {
 }
 
 pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
-    match resolve_backend(options) {
-        Backend::LinuxEbpf => return ebpf::start(options, sink),
-        Backend::LinuxConnector => {}
+    start_with(options, sink, ebpf::start)
+}
+
+/// `start`, with the eBPF source's start as a parameter (tests make it fail).
+fn start_with(
+    options: &Config<'_>,
+    sink: Sink,
+    start_ebpf: impl FnOnce(&Config<'_>, Sink) -> Result<Running>,
+) -> Result<Running> {
+    let mut fallback = None;
+    match (options.backend, resolve_backend(options)) {
+        (Backend::Auto, Backend::LinuxEbpf) => match start_ebpf(options, sink.clone()) {
+            Ok(running) => return Ok(running),
+            // The program may not load on this kernel (an older layout, a
+            // lower memlock limit, a verifier that refuses it): the
+            // connector still gives every exit.
+            Err(error) => fallback = Some(error),
+        },
+        (_, Backend::LinuxEbpf) => return start_ebpf(options, sink),
+        (_, Backend::LinuxConnector) => {}
         _ => {
             return Err(Error::Unsupported {
                 what: "this backend (Windows ETW)",
@@ -227,7 +244,11 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
         table.flush_all(sink);
         result
     })?;
-    Ok(Running { stop, thread })
+    Ok(Running {
+        stop,
+        thread,
+        fallback,
+    })
 }
 
 fn apply_datagram(table: &mut ProcessTable<ProcFs>, datagram: &[u8], sink: &Sink) {
@@ -468,6 +489,52 @@ mod tests {
         let mut exit = ProcessExit::new(pid, ExitStatus::Code(0), Source::LinuxConnector);
         exit.process_key = key;
         exit
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_connector_when_ebpf_does_not_load() {
+        let (filter, linux, windows) = (
+            Filter::new(),
+            crate::config::LinuxOptions::new(),
+            crate::config::WindowsOptions::new(),
+        );
+        let options = Config {
+            backend: Backend::Auto,
+            filter: &filter,
+            linux: &linux,
+            windows: &windows,
+        };
+        if resolve_backend(&options) != Backend::LinuxEbpf {
+            let why = "Auto does not choose eBPF here (needs root and kernel BTF)";
+            assert!(
+                std::env::var_os("PROCEXIT_STRICT_SKIPS").is_none_or(|v| v != "1"),
+                "PROCEXIT_STRICT_SKIPS=1 but: {why}"
+            );
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+        let shared = Arc::new(crate::queue::Shared::new(16, Filter::new()));
+        let refused = |_: &Config<'_>, _: Sink| -> Result<Running> {
+            Err(Error::EbpfUnavailable {
+                step: "load program",
+                detail: "refused by the test".into(),
+                code: 22,
+            })
+        };
+        let running = start_with(&options, Sink::new(shared.clone()), refused)
+            .expect("the connector runs instead");
+        assert!(matches!(
+            running.fallback,
+            Some(Error::EbpfUnavailable { code: 22, .. })
+        ));
+        // Forced, the same failure is the error.
+        let forced = Config {
+            backend: Backend::LinuxEbpf,
+            ..options
+        };
+        assert!(start_with(&forced, Sink::new(shared.clone()), refused).is_err());
+        running.stop.stop();
+        running.thread.join().unwrap().unwrap();
     }
 
     #[test]

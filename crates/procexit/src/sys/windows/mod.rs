@@ -93,7 +93,11 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     .inspect_err(|_| {
         LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
     })?;
-    Ok(Running { stop, thread })
+    Ok(Running {
+        stop,
+        thread,
+        fallback: None,
+    })
 }
 
 /// Starts the session for `plan`; `Backend::Auto` falls back from the

@@ -78,6 +78,25 @@ struct mm_struct {
 	};
 };
 
+/* Before 6.2 the counters were atomics in one struct, mm_rss_stat. The
+ * ___pre62 flavours name that layout (the loader ignores the suffix when it
+ * looks for the kernel's type); a field whose type does not match the
+ * kernel's does not exist for bpf_core_field_exists, which picks the right
+ * reads on either side of 6.2. */
+typedef struct {
+	__s64 counter;
+} atomic_long_t___pre62;
+
+struct mm_rss_stat___pre62 {
+	atomic_long_t___pre62 count[4];
+};
+
+struct mm_struct___pre62 {
+	struct {
+		struct mm_rss_stat___pre62 rss_stat;
+	};
+};
+
 /* Cgroups. A cgroup is a kernfs directory (kn); its parent is the cgroup
  * of its own css's parent (self.parent, NULL at a hierarchy root), which
  * avoids kernfs_node's parent pointer (renamed __parent in 6.15). */

@@ -73,9 +73,10 @@ struct exit_record {
 	__u32 args_len;
 	char comm[COMM_LEN];
 	char killer_comm[COMM_LEN];
-	char args[ARGS_MAX];
 	__u32 cgroup_len;
 	char cgroup[CGROUP_FIELD];
+	/* Last: only args_len bytes of it are sent (see handle_exit). */
+	char args[ARGS_MAX];
 };
 
 struct config {
@@ -103,7 +104,7 @@ struct exec_args {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20);
+	__uint(max_entries, 8 << 20);
 } EXITS SEC(".maps");
 
 struct {
@@ -173,6 +174,15 @@ struct {
 	__type(value, __u32);
 } CGROUP_SSIDS SEC(".maps");
 
+/* Where the exit record is built (too big for the BPF stack); only its
+ * used part is copied to the ring buffer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exit_record);
+} EXIT_SCRATCH SEC(".maps");
+
 /* Scratch space for the exec copy (too big for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -204,9 +214,17 @@ static __always_inline __u32 wait_status(struct task_struct *task)
  * signal->maxrss is not used: after fork+exec it holds the parent's size. */
 static __always_inline __u64 peak_rss_pages(struct mm_struct *mm)
 {
-	__s64 rss = BPF_CORE_READ(mm, rss_stat[0].count) + BPF_CORE_READ(mm, rss_stat[1].count) +
-		    BPF_CORE_READ(mm, rss_stat[3].count);
+	struct mm_struct___pre62 *old = (void *)mm;
 	__u64 hiwater = BPF_CORE_READ(mm, hiwater_rss);
+	__s64 rss;
+
+	if (bpf_core_field_exists(old->rss_stat))
+		rss = BPF_CORE_READ(old, rss_stat.count[0].counter) +
+		      BPF_CORE_READ(old, rss_stat.count[1].counter) +
+		      BPF_CORE_READ(old, rss_stat.count[3].counter);
+	else
+		rss = BPF_CORE_READ(mm, rss_stat[0].count) + BPF_CORE_READ(mm, rss_stat[1].count) +
+		      BPF_CORE_READ(mm, rss_stat[3].count);
 	if (rss > 0 && (__u64)rss > hiwater)
 		return rss;
 	return hiwater;
@@ -381,7 +399,7 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	struct mm_struct *mm;
 	struct sender *sender;
 	__u32 tgid, ppid, status, truncated = 0;
-	__u64 wakeup;
+	__u64 wakeup, size, wake = 0;
 
 	if (!cfg)
 		return 0;
@@ -403,11 +421,9 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 		goto forget;
 	}
 
-	record = bpf_ringbuf_reserve(&EXITS, sizeof(*record), 0);
-	if (!record) {
-		count(COUNT_RINGBUF_FULL);
+	record = bpf_map_lookup_elem(&EXIT_SCRATCH, &zero);
+	if (!record)
 		goto forget;
-	}
 	record->pid = tgid;
 	record->ppid = ppid;
 	record->wait_status = status;
@@ -467,11 +483,17 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	if (bpf_map_lookup_elem(&OOM_VICTIMS, &tgid))
 		record->flags |= EXIT_OOM_KILLED;
 
+	/* Only the used part of the command line goes into the ring: most
+	 * records are a third of the full size, so the ring holds three times
+	 * as many and user space copies less. */
+	size = offsetof(struct exit_record, args) + record->args_len;
+	if (size > sizeof(*record))
+		size = sizeof(*record);
 	wakeup = cfg->wakeup_bytes;
 	if (wakeup && bpf_ringbuf_query(&EXITS, BPF_RB_AVAIL_DATA) < wakeup)
-		bpf_ringbuf_submit(record, BPF_RB_NO_WAKEUP);
-	else
-		bpf_ringbuf_submit(record, 0);
+		wake = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&EXITS, record, size, wake))
+		count(COUNT_RINGBUF_FULL);
 
 forget:
 	bpf_map_delete_elem(&SENDERS, &tgid);

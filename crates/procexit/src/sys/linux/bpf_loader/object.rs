@@ -318,7 +318,7 @@ mod tests {
         let maps = object().maps;
         let get = |name: &str| maps.iter().find(|m| m.name == name).cloned().expect(name);
         let exits = get("EXITS");
-        assert_eq!((exits.map_type, exits.max_entries), (27, 16 << 20));
+        assert_eq!((exits.map_type, exits.max_entries), (27, 8 << 20));
         let counters = get("COUNTERS");
         assert_eq!(
             (
@@ -328,6 +328,14 @@ mod tests {
                 counters.max_entries
             ),
             (6, 4, 8, 4)
+        );
+        // The exit record is built here: its C size (the command line at
+        // full length, the struct padded to its 8-byte alignment).
+        let scratch = get("EXIT_SCRATCH");
+        let full = crate::decode::ebpf_exit::RECORD_MIN + crate::decode::ebpf_exit::ARGS_MAX;
+        assert_eq!(
+            (scratch.map_type, scratch.value_size, scratch.max_entries),
+            (6, full.next_multiple_of(8) as u32, 1)
         );
         let config = get("CONFIG");
         assert_eq!(
