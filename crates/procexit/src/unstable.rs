@@ -1,6 +1,6 @@
 //! Internals made public only for the fuzz targets, tests and benchmarks:
-//! the raw payload decoders, the `.etl` record layouts and the LZ77 Xpress
-//! decompressor. Not part of the API and hidden from its documentation:
+//! the raw payload decoders, the `.etl` record layouts, the LZ77 Xpress
+//! decompressor and the ETW exit tracker. Not part of the API and hidden from its documentation:
 //! anything here may change or go in any release. Programs use
 //! [`Monitor`](crate::Monitor), [`etl`](crate::etl) and
 //! [`schema`](crate::schema).
@@ -18,4 +18,39 @@ pub mod layout {
 /// The LZ77 Xpress decompressor of compressed `.etl` buffers.
 pub mod xpress {
     pub use crate::etl::xpress::*;
+}
+
+/// The ETW exit tracker as the real-time consumer drives it.
+pub mod etw {
+    use crate::decode::view::EventView;
+    use crate::decode::DecodeError;
+    use crate::event::{ProcessExit, Source};
+    use crate::merge::etw::EtwExitTracker;
+
+    /// Turns ETW process events into exit records, doing per event what
+    /// the real-time callback does (route, decode, track), without a
+    /// session: benchmarks measure the decode + merge cost with it.
+    #[derive(Debug)]
+    pub struct ExitTracker(EtwExitTracker);
+
+    impl ExitTracker {
+        /// A tracker for a session that began at `window_start` (FILETIME).
+        pub fn new(window_start: Option<u64>) -> ExitTracker {
+            ExitTracker(EtwExitTracker::new(Source::EtwKernel, window_start))
+        }
+
+        /// One event; the exit record of a kernel End (or Defunct) at once,
+        /// Kernel-Process exits through [`released`](Self::released).
+        pub fn on_event<P>(
+            &mut self,
+            event: &EventView<'_, P>,
+        ) -> Result<Option<ProcessExit>, DecodeError> {
+            self.0.on_event(event)
+        }
+
+        /// Exit records of Kernel-Process events decided so far.
+        pub fn released(&mut self) -> impl Iterator<Item = ProcessExit> + '_ {
+            self.0.take_released().filter_map(|(exit, ())| exit)
+        }
+    }
 }

@@ -196,6 +196,9 @@ impl std::error::Error for DecodeError {}
 
 /// A bounds-checked little-endian reader over a byte slice. Every read
 /// returns `Err` with the offset instead of panicking.
+///
+/// The one-field readers are `#[inline(always)]`: the release profile
+/// optimises for size and would otherwise make a call per field.
 #[derive(Debug, Clone, Copy)]
 pub struct Cursor<'a> {
     data: &'a [u8],
@@ -204,6 +207,7 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `data`.
+    #[inline]
     pub fn new(data: &'a [u8]) -> Cursor<'a> {
         Cursor { data, pos: 0 }
     }
@@ -214,11 +218,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// Bytes left.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)
     }
 
     /// The unread bytes.
+    #[inline]
     pub fn rest(&self) -> &'a [u8] {
         self.data.get(self.pos..).unwrap_or(&[])
     }
@@ -232,6 +238,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Takes the next `n` bytes.
+    #[inline(always)]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n);
         match end.and_then(|end| self.data.get(self.pos..end)) {
@@ -247,6 +254,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips `n` bytes.
+    #[inline]
     pub fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
         self.bytes(n).map(|_| ())
     }
@@ -257,6 +265,7 @@ impl<'a> Cursor<'a> {
         self.bytes(len).map(Cursor::new)
     }
 
+    #[inline(always)]
     fn array_at<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
         let slice = self.data.get(at..at.checked_add(N)?)?;
         let mut out = [0u8; N];
@@ -265,26 +274,31 @@ impl<'a> Cursor<'a> {
     }
 
     /// The u8 at offset `at` from the start, without moving; `None` past the end.
+    #[inline(always)]
     pub fn u8_at(&self, at: usize) -> Option<u8> {
         self.data.get(at).copied()
     }
 
     /// The little-endian u16 at offset `at`, without moving.
+    #[inline(always)]
     pub fn u16_at(&self, at: usize) -> Option<u16> {
         self.array_at(at).map(u16::from_le_bytes)
     }
 
     /// The little-endian u32 at offset `at`, without moving.
+    #[inline(always)]
     pub fn u32_at(&self, at: usize) -> Option<u32> {
         self.array_at(at).map(u32::from_le_bytes)
     }
 
     /// The little-endian u64 at offset `at`, without moving.
+    #[inline(always)]
     pub fn u64_at(&self, at: usize) -> Option<u64> {
         self.array_at(at).map(u64::from_le_bytes)
     }
 
     /// The GUID (on-disk layout) at offset `at`, without moving.
+    #[inline]
     pub fn guid_at(&self, at: usize) -> Option<Guid> {
         self.array_at(at).map(Guid::from_le_bytes)
     }
@@ -294,6 +308,7 @@ impl<'a> Cursor<'a> {
         self.data
     }
 
+    #[inline(always)]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let slice = self.bytes(N)?;
         let mut out = [0u8; N];
@@ -302,31 +317,37 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a u8.
+    #[inline(always)]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         self.array::<1>().map(|[b]| b)
     }
 
     /// Reads a little-endian u16.
+    #[inline(always)]
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         self.array().map(u16::from_le_bytes)
     }
 
     /// Reads a little-endian u32.
+    #[inline(always)]
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         self.array().map(u32::from_le_bytes)
     }
 
     /// Reads a little-endian i32.
+    #[inline(always)]
     pub fn i32(&mut self) -> Result<i32, DecodeError> {
         self.array().map(i32::from_le_bytes)
     }
 
     /// Reads a little-endian u64.
+    #[inline(always)]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         self.array().map(u64::from_le_bytes)
     }
 
     /// Reads a pointer-sized field, widened to u64.
+    #[inline]
     pub fn pointer(&mut self, size: PointerSize) -> Result<u64, DecodeError> {
         match size {
             PointerSize::Four => self.u32().map(u64::from),
@@ -337,30 +358,37 @@ impl<'a> Cursor<'a> {
     /// An 8-bit NUL-terminated string, each byte taken as Latin-1. `None`
     /// when no terminator remains; the cursor then stays where it was.
     pub fn ansi_z(&mut self) -> Option<String> {
-        let len = self.rest().iter().position(|&b| b == 0)?;
-        let text = self
-            .bytes(len)
-            .ok()?
-            .iter()
-            .map(|&b| char::from(b))
-            .collect();
-        self.skip(1).ok()?;
-        Some(text)
+        self.latin1_z().map(|s| s.to_owned_string())
+    }
+
+    /// The bytes of an 8-bit NUL-terminated string, borrowed; the cursor
+    /// moves past the NUL. `None` when no terminator remains; the cursor
+    /// then stays where it was.
+    #[inline]
+    pub fn latin1_z(&mut self) -> Option<Latin1Str<'a>> {
+        let rest = self.rest();
+        let len = rest.iter().position(|&b| b == 0)?;
+        let text = rest.get(..len)?;
+        self.pos = self.pos.saturating_add(len).saturating_add(1);
+        Some(Latin1Str(text))
     }
 
     /// A UTF-16LE NUL-terminated string, decoded lossily. `None` when no
     /// terminator remains; the cursor then stays where it was.
     pub fn utf16_z(&mut self) -> Option<String> {
-        let mut units = Vec::new();
-        let mut probe = *self;
-        loop {
-            match probe.u16().ok()? {
-                0 => break,
-                unit => units.push(unit),
-            }
-        }
-        *self = probe;
-        Some(String::from_utf16_lossy(&units))
+        self.utf16le_z().map(|s| s.to_owned_string())
+    }
+
+    /// The code units of a UTF-16LE NUL-terminated string, borrowed; the
+    /// cursor moves past the NUL. `None` when no terminator remains; the
+    /// cursor then stays where it was.
+    #[inline]
+    pub fn utf16le_z(&mut self) -> Option<Utf16Str<'a>> {
+        let rest = self.rest();
+        let (len, ascii) = utf16_scan(rest)?;
+        let text = rest.get(..len)?;
+        self.pos = self.pos.saturating_add(len).saturating_add(2);
+        Some(Utf16Str { bytes: text, ascii })
     }
 
     /// Reads a GUID (16 bytes, on-disk layout).
@@ -369,7 +397,189 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Bytes from hex text split into parts (tests with real payloads).
+/// Text kept as the payload's bytes until a caller needs it owned: the
+/// decoders locate strings without copying them, and the exit tracker turns
+/// into `String`s only those it keeps.
+pub trait PayloadText {
+    /// Whether the text is empty.
+    fn is_empty(&self) -> bool;
+    /// The text as an owned `String` (lossy where the encoding says so).
+    fn to_owned_string(&self) -> String;
+    /// Whether [`to_owned_string`](Self::to_owned_string) would equal `text`,
+    /// found without allocating.
+    fn eq_str(&self, text: &str) -> bool;
+}
+
+/// An 8-bit string (no terminator), each byte a Latin-1 character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latin1Str<'a>(&'a [u8]);
+
+impl<'a> Latin1Str<'a> {
+    /// The characters of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Latin1Str<'a> {
+        Latin1Str(bytes)
+    }
+
+    /// The raw bytes, one per character.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+impl PayloadText for Latin1Str<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn to_owned_string(&self) -> String {
+        // ASCII is the same in Latin-1 and UTF-8: one copy, no per-byte work.
+        match std::str::from_utf8(self.0) {
+            Ok(ascii) if self.0.is_ascii() => ascii.to_owned(),
+            _ => self.0.iter().map(|&b| char::from(b)).collect(),
+        }
+    }
+
+    fn eq_str(&self, text: &str) -> bool {
+        if self.0.is_ascii() {
+            self.0 == text.as_bytes()
+        } else {
+            self.0.iter().map(|&b| char::from(b)).eq(text.chars())
+        }
+    }
+}
+
+/// UTF-16LE code units (no terminator), as bytes of even length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utf16Str<'a> {
+    bytes: &'a [u8],
+    /// Every unit is below 0x80: the text is those bytes.
+    ascii: bool,
+}
+
+/// Four UTF-16 units in a little-endian u64: the low bit of each unit.
+const UNIT_LOW_BITS: u64 = 0x0001_0001_0001_0001;
+/// The high bit of each unit.
+const UNIT_HIGH_BITS: u64 = 0x8000_8000_8000_8000;
+/// The bits that make a unit non-ASCII.
+const UNIT_NON_ASCII: u64 = 0xff80_ff80_ff80_ff80;
+
+/// Eight bytes as a little-endian u64 (`chunk` holds exactly eight).
+#[inline(always)]
+fn word(chunk: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes)
+}
+
+/// The byte length of the UTF-16LE text before the first 0 unit of
+/// `bytes`, and whether all of it is ASCII; `None` without a 0 unit. Four
+/// units at a time: the string scans of every Process event run through here.
+fn utf16_scan(bytes: &[u8]) -> Option<(usize, bool)> {
+    let mut ascii = true;
+    let mut len = 0usize;
+    for chunk in bytes.chunks_exact(8) {
+        let w = word(chunk);
+        // Nonzero exactly when one of the four units is 0.
+        if w.wrapping_sub(UNIT_LOW_BITS) & !w & UNIT_HIGH_BITS != 0 {
+            break;
+        }
+        ascii &= w & UNIT_NON_ASCII == 0;
+        len = len.saturating_add(8);
+    }
+    for unit in bytes.get(len..)?.chunks_exact(2) {
+        match unit {
+            [0, 0] => return Some((len, ascii)),
+            [lo, hi] => ascii &= *hi == 0 && lo.is_ascii(),
+            _ => {}
+        }
+        len = len.saturating_add(2);
+    }
+    None
+}
+
+/// The low bytes of four ASCII units, in order.
+#[inline(always)]
+fn narrow(w: u64) -> [u8; 4] {
+    let w = w & 0x00ff_00ff_00ff_00ff;
+    let w = (w | (w >> 8)) & 0x0000_ffff_0000_ffff;
+    let w = (w | (w >> 16)) & 0x0000_0000_ffff_ffff;
+    (w as u32).to_le_bytes()
+}
+
+impl<'a> Utf16Str<'a> {
+    /// The units of `bytes`; `None` when its length is odd.
+    pub fn new(bytes: &'a [u8]) -> Option<Utf16Str<'a>> {
+        if bytes.len() % 2 != 0 {
+            return None;
+        }
+        let ascii = bytes
+            .chunks_exact(2)
+            .all(|u| matches!(u, [lo, 0] if lo.is_ascii()));
+        Some(Utf16Str { bytes, ascii })
+    }
+
+    /// The raw bytes, two per code unit.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn chars(&self) -> impl Iterator<Item = char> + 'a {
+        let units = self.bytes.chunks_exact(2).map(|u| match u {
+            [lo, hi] => u16::from_le_bytes([*lo, *hi]),
+            _ => 0,
+        });
+        char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+    }
+
+    /// ASCII text as its bytes, four units at a time (`self.ascii` holds).
+    fn ascii_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() / 2);
+        let mut words = self.bytes.chunks_exact(8);
+        for chunk in &mut words {
+            out.extend_from_slice(&narrow(word(chunk)));
+        }
+        out.extend(words.remainder().iter().step_by(2));
+        out
+    }
+}
+
+impl PayloadText for Utf16Str<'_> {
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn to_owned_string(&self) -> String {
+        if self.ascii {
+            match String::from_utf8(self.ascii_bytes()) {
+                Ok(text) => text,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }
+        } else {
+            // Same as String::from_utf16_lossy, without collecting the units.
+            self.chars().collect()
+        }
+    }
+
+    fn eq_str(&self, text: &str) -> bool {
+        if !self.ascii {
+            return self.chars().eq(text.chars());
+        }
+        if self.bytes.len() != text.len().saturating_mul(2) {
+            return false;
+        }
+        let mut words = self.bytes.chunks_exact(8);
+        let mut expected = text.as_bytes().chunks_exact(4);
+        for (chunk, want) in (&mut words).zip(&mut expected) {
+            if narrow(word(chunk)) != want {
+                return false;
+            }
+        }
+        words
+            .remainder()
+            .iter()
+            .step_by(2)
+            .eq(expected.remainder().iter())
+    }
+}
+
 /// A NUL-separated argv area as one line: arguments joined with spaces,
 /// invalid UTF-8 replaced; `None` when there is nothing. Callers trim the
 /// terminator(s) their source leaves at the end.
@@ -385,6 +595,7 @@ pub(crate) fn argv_line(args: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&joined).into_owned())
 }
 
+/// Bytes from hex text split into parts (tests with real payloads).
 #[cfg(test)]
 #[allow(
     clippy::indexing_slicing,
@@ -448,6 +659,61 @@ mod tests {
         assert_eq!(err.kind, DecodeErrorKind::Truncated { need: 4, have: 1 });
         assert_eq!(c.u8(), Ok(2));
         assert!(c.bytes(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn utf16_strings_match_the_standard_library() {
+        // Lengths around the four-unit steps, ASCII or not, with a NUL or not.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..4000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 19) as usize;
+            let units: Vec<u16> = (0..len)
+                .map(|i| match (seed >> (i % 60)) & 7 {
+                    0 if round % 3 == 0 => 0,
+                    1 if round % 2 == 0 => 0xd800 | (i as u16),
+                    2 if round % 5 == 0 => 0x00e9,
+                    3 if round % 7 == 0 => 0x0180,
+                    _ => 0x20 + (((seed >> i) & 0x3f) as u16),
+                })
+                .collect();
+            let mut bytes: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+            if round % 11 == 0 {
+                bytes.push(0); // an odd byte after the units
+            }
+            let expected = units
+                .iter()
+                .position(|&u| u == 0)
+                .map(|end| String::from_utf16_lossy(&units[..end]));
+            let mut c = Cursor::new(&bytes);
+            let got = c.utf16le_z();
+            assert_eq!(got.map(|s| s.to_owned_string()), expected, "{units:x?}");
+            if let (Some(got), Some(text)) = (got, &expected) {
+                assert!(got.eq_str(text));
+                assert!(!got.eq_str(&format!("{text}x")));
+                assert_eq!(Utf16Str::new(got.as_bytes()), Some(got));
+                if let Some(shorter) = text.get(..text.len().saturating_sub(1)) {
+                    assert_eq!(got.eq_str(shorter), shorter == text);
+                }
+                assert_eq!(c.position(), got.as_bytes().len() + 2);
+            } else {
+                assert_eq!(c.position(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn latin1_strings_compare_and_copy() {
+        let mut c = Cursor::new(b"caf\xe9\0cmd.exe\0tail");
+        let cafe = c.latin1_z().unwrap();
+        assert_eq!(cafe.to_owned_string(), "caf\u{e9}");
+        assert!(cafe.eq_str("caf\u{e9}") && !cafe.eq_str("caf"));
+        let cmd = c.latin1_z().unwrap();
+        assert!(cmd.eq_str("cmd.exe") && !cmd.eq_str("cmd.ex"));
+        assert_eq!(c.latin1_z(), None);
+        assert_eq!(c.rest(), b"tail");
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! reading fails that, two fallbacks are tried: a `TOKEN_USER` with a null
 //! pointer still followed by a SID, then a pointer-sized null SID.
 
-use super::{Cursor, DecodeError, PointerSize};
+use std::fmt;
+
+use super::{Cursor, DecodeError, Latin1Str, PayloadText, PointerSize, Utf16Str};
 
 /// Process creation.
 pub const OPCODE_START: u8 = 1;
@@ -109,6 +111,197 @@ pub enum Anomaly {
 /// `S-1-…` sub-authority count limit (`SID_MAX_SUB_AUTHORITIES`).
 const SID_MAX_SUB_AUTHORITIES: u8 = 15;
 
+/// A payload decoded without copying: the fixed fields as in
+/// [`ProcessPayload`], the SID and strings as the payload's own bytes. The
+/// exit tracker reads this and copies only the text it keeps;
+/// [`to_payload`](Self::to_payload) gives the owned form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessPayloadRef<'a> {
+    /// See [`ProcessPayload::unique_process_key`].
+    pub unique_process_key: Option<u64>,
+    /// See [`ProcessPayload::pid`].
+    pub pid: u32,
+    /// See [`ProcessPayload::ppid`].
+    pub ppid: u32,
+    /// See [`ProcessPayload::session_id`].
+    pub session_id: Option<u32>,
+    /// See [`ProcessPayload::exit_status`].
+    pub exit_status: Option<i32>,
+    /// See [`ProcessPayload::directory_table_base`].
+    pub directory_table_base: Option<u64>,
+    /// See [`ProcessPayload::flags`].
+    pub flags: Option<u32>,
+    /// See [`ProcessPayload::user_sid`].
+    pub user_sid: Option<SidRef<'a>>,
+    /// See [`ProcessPayload::image_file_name`].
+    pub image_file_name: Option<Latin1Str<'a>>,
+    /// See [`ProcessPayload::command_line`].
+    pub command_line: Option<Utf16Str<'a>>,
+    /// See [`ProcessPayload::package_full_name`] (`None` when empty).
+    pub package_full_name: Option<Utf16Str<'a>>,
+    /// See [`ProcessPayload::application_id`] (`None` when empty).
+    pub application_id: Option<Utf16Str<'a>>,
+    /// See [`ProcessPayload::exit_time`].
+    pub exit_time: Option<u64>,
+    /// See [`ProcessPayload::anomaly`].
+    pub anomaly: Option<Anomaly>,
+}
+
+impl ProcessPayloadRef<'_> {
+    /// The owned form, strings decoded.
+    pub fn to_payload(&self) -> ProcessPayload {
+        ProcessPayload {
+            unique_process_key: self.unique_process_key,
+            pid: self.pid,
+            ppid: self.ppid,
+            session_id: self.session_id,
+            exit_status: self.exit_status,
+            directory_table_base: self.directory_table_base,
+            flags: self.flags,
+            user_sid: self.user_sid.map(|s| s.to_owned_string()),
+            image_file_name: self.image_file_name.map(|s| s.to_owned_string()),
+            command_line: self.command_line.map(|s| s.to_owned_string()),
+            package_full_name: self.package_full_name.map(|s| s.to_owned_string()),
+            application_id: self.application_id.map(|s| s.to_owned_string()),
+            exit_time: self.exit_time,
+            anomaly: self.anomaly,
+        }
+    }
+}
+
+/// A well-formed SID (revision 1, at most 15 sub-authorities) as stored in
+/// the payload; its text form is `S-1-5-18` (the authority in hex from 2^32
+/// on, as `ConvertSidToStringSid` writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SidRef<'a> {
+    authority: u64,
+    /// The sub-authorities, 4 little-endian bytes each.
+    subs: &'a [u8],
+}
+
+impl SidRef<'_> {
+    /// The text form, written into a stack buffer (no allocation).
+    fn text(&self) -> SidText {
+        let mut text = SidText {
+            buf: [0; SID_TEXT_MAX],
+            len: 0,
+        };
+        text.push(b"S-1-");
+        if let Ok(authority) = u32::try_from(self.authority) {
+            text.push_decimal(authority);
+        } else {
+            text.push(b"0x");
+            for shift in (0..12u32).rev() {
+                let nibble = (self.authority >> shift.saturating_mul(4)) & 0xf;
+                text.push(&[b"0123456789ABCDEF"
+                    .get(nibble as usize)
+                    .copied()
+                    .unwrap_or(b'0')]);
+            }
+        }
+        for sub in self.sub_authorities() {
+            text.push(b"-");
+            text.push_decimal(sub);
+        }
+        text
+    }
+}
+
+impl SidRef<'_> {
+    fn sub_authorities(&self) -> impl Iterator<Item = u32> + '_ {
+        self.subs.chunks_exact(4).map(|s| match s {
+            [a, b, c, d] => u32::from_le_bytes([*a, *b, *c, *d]),
+            _ => 0,
+        })
+    }
+}
+
+/// Whether `part` is `value` written as [`SidText::push_decimal`] writes it.
+fn is_decimal_of(part: &str, value: u32) -> bool {
+    (part == "0" || !part.starts_with('0'))
+        && part.bytes().all(|b| b.is_ascii_digit())
+        && part.parse::<u32>() == Ok(value)
+}
+
+/// "S-1-" + "0x" and 12 hex digits + 15 × ("-" and 10 digits) = 183 bytes.
+const SID_TEXT_MAX: usize = 184;
+
+/// A SID's text form on the stack.
+struct SidText {
+    buf: [u8; SID_TEXT_MAX],
+    len: usize,
+}
+
+impl SidText {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        if let Some(slot) = self.buf.get_mut(self.len..end) {
+            slot.copy_from_slice(bytes);
+            self.len = end;
+        }
+    }
+
+    fn push_decimal(&mut self, mut value: u32) {
+        let mut digits = [0u8; 10];
+        let mut start = digits.len();
+        loop {
+            // value / 10 as a multiply and shift (exact for every u32): the
+            // size-optimised release build would otherwise emit a division.
+            let quotient = ((u64::from(value).wrapping_mul(0xCCCC_CCCD)) >> 35) as u32;
+            let digit = value.wrapping_sub(quotient.wrapping_mul(10)) as u8;
+            start = start.saturating_sub(1);
+            if let Some(d) = digits.get_mut(start) {
+                *d = b'0'.saturating_add(digit);
+            }
+            value = quotient;
+            if value == 0 || start == 0 {
+                break;
+            }
+        }
+        self.push(digits.get(start..).unwrap_or(&[]));
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, letters and '-' were pushed.
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
+impl fmt::Display for SidRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+impl PayloadText for SidRef<'_> {
+    fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn to_owned_string(&self) -> String {
+        self.text().as_str().to_owned()
+    }
+
+    fn eq_str(&self, text: &str) -> bool {
+        // Compared number by number, without writing the text out.
+        let (Some(rest), Ok(authority)) =
+            (text.strip_prefix("S-1-"), u32::try_from(self.authority))
+        else {
+            return self.text().as_str() == text;
+        };
+        let mut parts = rest.split('-');
+        let mut values = std::iter::once(authority).chain(self.sub_authorities());
+        loop {
+            match (parts.next(), values.next()) {
+                (None, None) => return true,
+                (Some(part), Some(value)) if is_decimal_of(part, value) => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
 /// Decodes one Process-class payload of MOF `version`, written by a producer
 /// with `pointer`-sized pointers (from the event header flags).
 ///
@@ -120,8 +313,18 @@ pub fn decode_process(
     version: u8,
     pointer: PointerSize,
 ) -> Result<ProcessPayload, DecodeError> {
+    decode_process_ref(payload, version, pointer).map(|p| p.to_payload())
+}
+
+/// [`decode_process`] without copying the SID and strings: they stay
+/// borrowed from `payload`.
+pub fn decode_process_ref(
+    payload: &[u8],
+    version: u8,
+    pointer: PointerSize,
+) -> Result<ProcessPayloadRef<'_>, DecodeError> {
     let mut c = Cursor::new(payload);
-    let mut out = ProcessPayload {
+    let mut out = ProcessPayloadRef {
         unique_process_key: None,
         pid: 0,
         ppid: 0,
@@ -175,22 +378,22 @@ fn low_u32(value: u64) -> u32 {
 
 /// Everything after the fixed fields.
 #[derive(Default)]
-struct Tail {
-    user_sid: Option<String>,
-    strings: Strings,
+struct Tail<'a> {
+    user_sid: Option<SidRef<'a>>,
+    strings: Strings<'a>,
     anomaly: Option<Anomaly>,
 }
 
 #[derive(Default)]
-struct Strings {
-    image: Option<String>,
-    command_line: Option<String>,
-    package: Option<String>,
-    app_id: Option<String>,
+struct Strings<'a> {
+    image: Option<Latin1Str<'a>>,
+    command_line: Option<Utf16Str<'a>>,
+    package: Option<Utf16Str<'a>>,
+    app_id: Option<Utf16Str<'a>>,
     exit_time: Option<u64>,
 }
 
-fn decode_tail(c: Cursor<'_>, version: u8, pointer: PointerSize) -> Tail {
+fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a> {
     let mut probe = c;
     match probe.u32() {
         Err(_) => Tail {
@@ -261,8 +464,8 @@ fn decode_tail(c: Cursor<'_>, version: u8, pointer: PointerSize) -> Tail {
 }
 
 /// Reads a non-null SID field: the producer's `TOKEN_USER` (2P bytes), then
-/// the SID (§1.4), formatted as `S-R-A-S1-…`.
-fn read_sid(c: &mut Cursor<'_>, pointer: PointerSize) -> Result<String, Anomaly> {
+/// the SID (§1.4).
+fn read_sid<'a>(c: &mut Cursor<'a>, pointer: PointerSize) -> Result<SidRef<'a>, Anomaly> {
     let truncated = |_| Anomaly::StringsTruncated;
     c.skip(pointer.bytes().saturating_mul(2))
         .map_err(truncated)?;
@@ -275,40 +478,32 @@ fn read_sid(c: &mut Cursor<'_>, pointer: PointerSize) -> Result<String, Anomaly>
     let authority = authority
         .iter()
         .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-    // Same rule as ConvertSidToStringSid: decimal below 2^32, else hex.
-    let mut sid = if authority < (1u64 << 32) {
-        format!("S-{revision}-{authority}")
-    } else {
-        format!("S-{revision}-0x{authority:012X}")
-    };
-    for _ in 0..count {
-        let sub = c.u32().map_err(truncated)?;
-        sid.push('-');
-        sid.push_str(&sub.to_string());
-    }
-    Ok(sid)
+    let subs = c
+        .bytes(usize::from(count).saturating_mul(4))
+        .map_err(truncated)?;
+    Ok(SidRef { authority, subs })
 }
 
-/// Reads the strings of `version` and runs the §1.6 length check; the
+/// Finds the strings of `version` and runs the §1.6 length check; the
 /// anomaly is `None` exactly when the check passed.
-fn decode_strings(mut c: Cursor<'_>, version: u8) -> (Strings, Option<Anomaly>) {
+fn decode_strings(mut c: Cursor<'_>, version: u8) -> (Strings<'_>, Option<Anomaly>) {
     let mut s = Strings::default();
-    let Some(image) = c.ansi_z() else {
+    let Some(image) = c.latin1_z() else {
         return (s, Some(Anomaly::StringsTruncated));
     };
     s.image = Some(image);
     if version >= 2 {
-        let Some(cmd) = c.utf16_z() else {
+        let Some(cmd) = c.utf16le_z() else {
             return (s, Some(Anomaly::StringsTruncated));
         };
         s.command_line = Some(cmd);
     }
     if version >= 4 {
-        let Some(package) = c.utf16_z() else {
+        let Some(package) = c.utf16le_z() else {
             return (s, Some(Anomaly::StringsTruncated));
         };
         s.package = Some(package);
-        let Some(app_id) = c.utf16_z() else {
+        let Some(app_id) = c.utf16le_z() else {
             return (s, Some(Anomaly::StringsTruncated));
         };
         s.app_id = Some(app_id);
@@ -575,6 +770,39 @@ mod tests {
         let bytes = build_with_sid(3, PointerSize::Four, &field);
         let d = decode_process(&bytes, 3, PointerSize::Four).unwrap();
         assert_eq!(d.user_sid.as_deref(), Some("S-1-0x010000000005-18"));
+    }
+
+    #[test]
+    fn sid_text_compares_without_writing() {
+        let subs: Vec<u8> = [21u32, 0, 4_294_967_295, 1001]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        let sid = SidRef {
+            authority: 5,
+            subs: &subs,
+        };
+        let text = "S-1-5-21-0-4294967295-1001";
+        assert_eq!(sid.to_owned_string(), text);
+        assert_eq!(sid.to_string(), text);
+        assert!(sid.eq_str(text));
+        for other in [
+            "S-1-5-21-0-4294967295-100",
+            "S-1-5-21-0-4294967295-1001-",
+            "S-1-5-21-00-4294967295-1001",
+            "S-1-5-21-0-4294967295",
+            "S-1-5-21-+0-4294967295-1001",
+            "S-2-5-21-0-4294967295-1001",
+            "",
+        ] {
+            assert!(!sid.eq_str(other), "{other}");
+        }
+        let wide = SidRef {
+            authority: 0x0000_1234_5678_9abc,
+            subs: &[],
+        };
+        assert_eq!(wide.to_owned_string(), "S-1-0x123456789ABC");
+        assert!(wide.eq_str("S-1-0x123456789ABC") && !wide.eq_str("S-1-0x123456789abc"));
     }
 
     #[test]

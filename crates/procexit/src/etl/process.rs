@@ -298,7 +298,7 @@ fn process_item(
         Err(e) if decoded.is_ok() => note_error(summary, event, e),
         Err(_) => {}
     }
-    item.payload = decoded.ok();
+    item.payload = decoded.ok().map(|p| p.to_payload());
     item
 }
 

@@ -32,20 +32,21 @@
 //! [`on_kernel_process_event`]: EtwExitTracker::on_kernel_process_event
 //! [`finish`]: EtwExitTracker::finish
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::decode::kernel_process::{
     decode_process_start, decode_process_stop, ProcessStop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
 };
 use crate::decode::lost_event::{classify_lost, LostKind};
 use crate::decode::mof_process::{
-    decode_process, ProcessPayload, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT, OPCODE_END,
-    OPCODE_START,
+    decode_process_ref, ProcessPayloadRef, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT,
+    OPCODE_END, OPCODE_START,
 };
 use crate::decode::view::{EventHeader, EventView};
 use crate::decode::{
-    DecodeError, DecodeErrorKind, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID,
+    DecodeError, DecodeErrorKind, PayloadText, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID,
 };
 use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources, Source, User};
 
@@ -172,7 +173,7 @@ impl<T> EtwExitTracker<T> {
         &mut self,
         op: ProcessOp,
         timestamp: Option<u64>,
-        decoded: Result<&ProcessPayload, DecodeError>,
+        decoded: Result<&ProcessPayloadRef<'_>, DecodeError>,
     ) -> Result<Option<ProcessExit>, DecodeError> {
         self.kernel_seen = true;
         match op {
@@ -339,31 +340,31 @@ impl<T> EtwExitTracker<T> {
         self.anomalies = self.anomalies.saturating_add(1);
     }
 
-    fn note(&mut self, p: &ProcessPayload) {
+    fn note(&mut self, p: &ProcessPayloadRef<'_>) {
         if p.anomaly.is_some() {
             self.bump_anomalies();
         }
     }
 
-    fn seed(&mut self, p: &ProcessPayload, start_time: Option<u64>) {
+    fn seed(&mut self, p: &ProcessPayloadRef<'_>, start_time: Option<u64>) {
         let key = proc_key(p);
-        let start_time = start_time.or_else(|| {
-            // Keep a start time an earlier Start already gave this process.
-            self.live.get(&key).and_then(|s| s.start_time)
-        });
-        let command_line = non_empty(p.command_line.clone());
+        let command_line = owned_non_empty(p.command_line);
         self.command_line_bytes = self
             .command_line_bytes
             .saturating_add(command_line.as_ref().map_or(0, String::len));
-        let (replaced, evicted) = self.live.insert(
-            key,
-            Seed {
-                start_time,
-                name: non_empty(p.image_file_name.clone()),
-                command_line,
-                user: p.user_sid.clone(),
-            },
-        );
+        let seed = Seed {
+            start_time,
+            name: owned_non_empty(p.image_file_name),
+            command_line,
+            user: owned_non_empty(p.user_sid),
+        };
+        let (replaced, evicted) = self.live.insert_with(key, |earlier| Seed {
+            // Keep a start time an earlier Start already gave this process.
+            start_time: seed
+                .start_time
+                .or_else(|| earlier.and_then(|s| s.start_time)),
+            ..seed
+        });
         if evicted.is_some() {
             self.evicted = self.evicted.saturating_add(1);
         }
@@ -385,7 +386,7 @@ impl<T> EtwExitTracker<T> {
     }
 
     /// Whether a Defunct record is an exit (see the module docs).
-    fn defunct_is_exit(&self, p: &ProcessPayload) -> bool {
+    fn defunct_is_exit(&self, p: &ProcessPayloadRef<'_>) -> bool {
         let key = proc_key(p);
         if self.reported.contains(&key) {
             return false;
@@ -434,7 +435,7 @@ impl<T> EtwExitTracker<T> {
     /// Builds the record for an ended process and forgets its live state.
     fn end(
         &mut self,
-        p: &ProcessPayload,
+        p: &ProcessPayloadRef<'_>,
         exit_time: Option<u64>,
     ) -> Result<ProcessExit, DecodeError> {
         // v0 has no exit status; inventing one would be wrong.
@@ -455,21 +456,44 @@ impl<T> EtwExitTracker<T> {
         exit.ppid = Some(p.ppid);
         exit.process_key = key.1;
         exit.exit_time = exit_time.and_then(system_time_from_filetime);
-        let (mut name, mut command_line, mut user) = (
-            non_empty(p.image_file_name.clone()),
-            non_empty(p.command_line.clone()),
-            p.user_sid.clone(),
-        );
-        if let Some(seed) = seed {
-            exit.start_time = seed.start_time.and_then(system_time_from_filetime);
-            name = name.or(seed.name);
-            command_line = command_line.or(seed.command_line);
-            user = user.or(seed.user);
-        }
-        exit.name = name;
-        exit.command_line = command_line;
-        exit.user = user.map(User::Sid);
+        // The End's own text wins; what the Start stored fills its gaps.
+        // Usually both say the same: then the stored String moves into the
+        // record instead of the End's text being copied again.
+        let seed = seed.unwrap_or(Seed {
+            start_time: None,
+            name: None,
+            command_line: None,
+            user: None,
+        });
+        exit.start_time = seed.start_time.and_then(system_time_from_filetime);
+        exit.name = prefer(p.image_file_name, seed.name);
+        exit.command_line = prefer(p.command_line, seed.command_line);
+        exit.user = prefer(p.user_sid, seed.user).map(User::Sid);
         Ok(exit)
+    }
+}
+
+impl EtwExitTracker<()> {
+    /// One event of any provider, as the real-time consumer hands it over:
+    /// routed, decoded and tracked with the calls its callback makes
+    /// (exits of Kernel-Process events come from
+    /// [`take_released`](Self::take_released)). For benchmarks.
+    pub(crate) fn on_event<P>(
+        &mut self,
+        view: &EventView<'_, P>,
+    ) -> Result<Option<ProcessExit>, DecodeError> {
+        match route(&view.header) {
+            Route::Process(op) => {
+                let decoded = decode_process_event(view);
+                self.on_process_event(op, view.header.time, decoded.as_ref().map_err(|e| *e))
+            }
+            Route::KernelProcess(op) => {
+                let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+                self.on_kernel_process_event(op, version, view.header.time, view.payload, ())
+                    .map(|()| None)
+            }
+            Route::Lost(_) | Route::Other => Ok(None),
+        }
     }
 }
 
@@ -539,11 +563,13 @@ pub(crate) fn route(header: &EventHeader) -> Route {
 /// The one decode of a kernel Process payload, with the layout of the
 /// event's version and pointer width. Versions beyond a byte do not exist;
 /// they saturate, so the newest layout reads them.
-pub(crate) fn decode_process_event<P>(
-    view: &EventView<'_, P>,
-) -> Result<ProcessPayload, DecodeError> {
+/// The strings stay borrowed from the payload: the tracker copies only the
+/// ones it keeps.
+pub(crate) fn decode_process_event<'a, P>(
+    view: &EventView<'a, P>,
+) -> Result<ProcessPayloadRef<'a>, DecodeError> {
     let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
-    decode_process(view.payload, version, view.header.pointer_size)
+    decode_process_ref(view.payload, version, view.header.pointer_size)
 }
 
 /// Whether two (pid, status, exit FILETIME) describe the same exit.
@@ -565,13 +591,28 @@ pub(crate) fn filetime_of(t: std::time::SystemTime) -> u64 {
     since_1970.saturating_add(TICKS_1601_TO_1970)
 }
 
-fn proc_key(p: &ProcessPayload) -> ProcKey {
+fn proc_key(p: &ProcessPayloadRef<'_>) -> ProcKey {
     // An EPROCESS address is never 0; a 0 key (synthetic traces) means "none".
     (p.pid, p.unique_process_key.filter(|&k| k != 0))
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
+}
+
+/// Payload text as an owned `String`; `None` when absent or empty.
+fn owned_non_empty<T: PayloadText>(text: Option<T>) -> Option<String> {
+    text.filter(|t| !t.is_empty()).map(|t| t.to_owned_string())
+}
+
+/// The payload's text when it has some, else `kept`; `kept` itself (moved,
+/// not copied) when it holds the same text.
+fn prefer<T: PayloadText>(text: Option<T>, kept: Option<String>) -> Option<String> {
+    match (text.filter(|t| !t.is_empty()), kept) {
+        (None, kept) => kept,
+        (Some(text), Some(kept)) if text.eq_str(&kept) => Some(kept),
+        (Some(text), _) => Some(text.to_owned_string()),
+    }
 }
 
 /// `\Device\HarddiskVolume3\Windows\System32\cmd.exe` → `cmd.exe`.
@@ -582,10 +623,82 @@ fn leaf_name(path: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Hashes the tracker's integer keys (pids, kernel addresses, times) with
+/// one folded multiply per word, seeded per map from the standard library's
+/// random keys so a crafted trace cannot aim at collisions it cannot see.
+/// SipHash, the default, cost more than the rest of a lookup; the maps are
+/// bounded, so even colliding keys cannot make work grow without limit.
+#[derive(Debug, Clone, Copy)]
+struct KeyHash {
+    seed: u64,
+}
+
+impl KeyHash {
+    fn new() -> KeyHash {
+        KeyHash {
+            seed: std::hash::RandomState::new().hash_one(0x243f_6a88_85a3_08d3u64),
+        }
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { state: self.seed }
+    }
+}
+
+/// The hasher of [`KeyHash`].
+struct KeyHasher {
+    state: u64,
+}
+
+impl KeyHasher {
+    fn mix(&mut self, word: u64) {
+        // Folded multiply (the high and low halves of the 128-bit product
+        // xored): every input bit reaches every output bit.
+        let product = u128::from(self.state ^ word).wrapping_mul(0x5851_f42d_4c95_7f2d);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            if let Some(head) = word.get_mut(..chunk.len()) {
+                head.copy_from_slice(chunk);
+            }
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.mix(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
 /// A map that forgets its oldest insertions beyond `cap` entries.
 #[derive(Debug)]
 struct Bounded<K, V> {
-    map: HashMap<K, (V, u64)>,
+    map: HashMap<K, (V, u64), KeyHash>,
     /// Insertion order with generation numbers; stale entries (removed or
     /// re-inserted keys) are skipped on eviction and compacted away.
     order: VecDeque<(K, u64)>,
@@ -596,7 +709,7 @@ struct Bounded<K, V> {
 impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
         Bounded {
-            map: HashMap::new(),
+            map: HashMap::with_hasher(KeyHash::new()),
             order: VecDeque::new(),
             next_gen: 0,
             cap,
@@ -606,9 +719,28 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
     /// Inserts; returns the value `key` had before, and the oldest value
     /// evicted to stay within `cap` (at most one: one entry was added).
     fn insert(&mut self, key: K, value: V) -> (Option<V>, Option<V>) {
+        self.insert_with(key, |_| value)
+    }
+
+    /// Inserts `make(the value key has now)`, with one lookup; returns as
+    /// [`insert`](Self::insert) does.
+    fn insert_with(
+        &mut self,
+        key: K,
+        make: impl FnOnce(Option<&V>) -> V,
+    ) -> (Option<V>, Option<V>) {
         let generation = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1);
-        let replaced = self.map.insert(key, (value, generation)).map(|(v, _)| v);
+        let replaced = match self.map.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let value = make(Some(&entry.get().0));
+                Some(std::mem::replace(entry.get_mut(), (value, generation)).0)
+            }
+            Entry::Vacant(entry) => {
+                entry.insert((make(None), generation));
+                None
+            }
+        };
         self.order.push_back((key, generation));
         let mut evicted = None;
         if self.map.len() > self.cap {
@@ -630,10 +762,6 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
             }
         }
         None
-    }
-
-    fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key).map(|(v, _)| v)
     }
 
     fn contains(&self, key: &K) -> bool {
