@@ -7,14 +7,15 @@
 #   bench/windows_hot_path.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo bench --locked -p procexit --bench windows_hot_path 2>&1 | tee "$log" >&2
 table=$(python3 - "$log" <<'PY'
 import json, os, re, sys
 log = open(sys.argv[1]).read()
-events = {m[0]: (int(m[1]), int(m[2]), m[3]) for m in
-          re.findall(r"etl_reader/(\S+): (\d+) bytes, (\d+) events, (.+)", log)}
+events = {m[0]: (int(m[1]), int(m[2]), m[3], int(m[4])) for m in
+          re.findall(r"etl_reader/(\S+): (\d+) bytes, (\d+) events, ([a-z ]+), (\d+) inflated bytes", log)}
 base = "target/criterion"
 def mean_ns(group, *ids):
     path = os.path.join(base, group, *ids, "new", "estimates.json")
@@ -26,25 +27,28 @@ bench = json.load(open(os.path.join(base, "process_payload", "decode", "new", "b
 n = bench["throughput"]["Elements"]
 t = mean_ns("process_payload", "decode")
 out.append(f"| kernel Process payload decode ({n} real payloads) | {t / n:.1f} ns/event |")
+live = mean_ns("process_events", "decode+merge") / 8000
 read = mean_ns("process_events", "read") / 8001
 full = mean_ns("process_events", "read+decode+merge") / 8000
-out.append(f"| dense synthetic trace, record reader only | {read:.1f} ns/event |")
-out.append(f"| dense synthetic trace, reader + decode + merge | {full:.1f} ns/event |")
-out.append(f"| decode + merge (difference; target < 100 ns) | {full - read:.1f} ns/event |")
+out.append(f"| dense synthetic trace, decode + merge as the real-time callback does it (target < 100 ns) | {live:.1f} ns/event |")
+out.append(f"| dense synthetic trace, .etl record reader only | {read:.1f} ns/event |")
+out.append(f"| dense synthetic trace, .etl reader + decode + merge + owned items | {full:.1f} ns/event |")
+out.append(f"| .etl decode + merge + owned items (difference of the two above) | {full - read:.1f} ns/event |")
 print("| what | figure |")
 print("|---|---:|")
 print("\n".join(out))
 print()
-print("| trace | file MB | compressed | events | read MB/s | events/s | copy MB/s | read ÷ copy time |")
-print("|---|---:|---|---:|---:|---:|---:|---:|")
-for name, (size, count, kind) in sorted(events.items()):
+print("| trace | file MB | compressed | events | read MB/s | events/s | copy MB/s | read ÷ copy time | decompressed MB | read MB/s of decompressed data |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+for name, (size, count, kind, inflated) in sorted(events.items()):
     try:
         r = mean_ns("etl_reader", "read", name)
         c = mean_ns("etl_reader", "copy", name)
     except FileNotFoundError:
         continue
     print(f"| {name} | {size / 1e6:.2f} | {'yes' if kind == 'compressed' else 'no'} | {count} | "
-          f"{size / r * 1e3:,.0f} | {count / r * 1e9:,.0f} | {size / c * 1e3:,.0f} | {r / c:.1f} |")
+          f"{size / r * 1e3:,.0f} | {count / r * 1e9:,.0f} | {size / c * 1e3:,.0f} | {r / c:.1f} | "
+          + (f"{inflated / 1e6:.2f} | {inflated / r * 1e3:,.0f} |" if inflated else "- | - |"))
 PY
 )
 echo "$table"
@@ -53,7 +57,7 @@ echo "$table"
     echo "### Windows hot path (criterion), $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r); procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), bench profile."
-    echo "Command: \`bench/windows_hot_path.sh\`. Traces read from memory; MB are file bytes."
+    echo "Command: \`bench/windows_hot_path.sh\`; load average before the run: $load. Traces read from memory; MB are file bytes unless said otherwise."
     echo
     echo "$table"
 } >>bench/RESULTS.md

@@ -12,8 +12,10 @@
 //!   `read+decode+merge` the `.etl` path (`ProcessEvents`: reader, decoder,
 //!   tracker, and an item with an owned copy of each payload);
 //! - `etl_reader/<trace>`: each trace read from memory, record by record
-//!   (bytes per second of file; the trace's event count is printed, so
-//!   events per second follow), beside copying the same bytes (`copy`).
+//!   (bytes per second of file; the trace's event count and, for compressed
+//!   traces, the bytes its buffers inflate to are printed, so events and
+//!   decompressed bytes per second follow), beside copying the same bytes
+//!   (`copy`).
 
 use std::path::PathBuf;
 
@@ -159,15 +161,17 @@ fn etl_reader(c: &mut Criterion) {
                 break;
             }
         }
-        let compressed = file.stats().compressed_buffers > 0;
+        let stats = file.stats();
+        let compressed = stats.compressed_buffers > 0;
         eprintln!(
-            "etl_reader/{name}: {} bytes, {events} events, {}",
+            "etl_reader/{name}: {} bytes, {events} events, {}, {} inflated bytes",
             bytes.len(),
             if compressed {
                 "compressed"
             } else {
                 "not compressed"
-            }
+            },
+            stats.inflated_bytes
         );
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_with_input(BenchmarkId::new("read", &name), &bytes, |b, bytes| {

@@ -115,6 +115,7 @@ impl<R: Read> EtlFile<R> {
                 Ok(n) if n == expected => {
                     self.use_inflated = true;
                     self.end = n;
+                    self.stats.inflated_bytes = self.stats.inflated_bytes.saturating_add(n as u64);
                 }
                 Ok(n) => self.pending_buffer_damage(EtlErrorKind::ShortBuffer { expected, got: n }),
                 Err(e) => {

@@ -20,6 +20,8 @@ pub struct ReadStats {
     pub buffers: u64,
     /// Of those, compressed.
     pub compressed_buffers: u64,
+    /// Bytes the compressed buffers inflated to (their records regions).
+    pub inflated_bytes: u64,
     /// Buffers whose records could not all be read.
     pub damaged_buffers: u64,
     /// Records found, including skipped kinds.

@@ -94,26 +94,37 @@ impl Decoder<'_, '_> {
         }
     }
 
+    /// The next `N` input bytes; the input position moves past them (to
+    /// the end of the input when fewer remain).
+    #[inline(always)]
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], XpressError> {
+        let end = self.ip.saturating_add(N);
+        match self.input.get(self.ip..end) {
+            Some(bytes) => {
+                self.ip = end;
+                <[u8; N]>::try_from(bytes).map_err(|_| self.err(XpressErrorKind::Truncated))
+            }
+            None => {
+                // Where a byte-by-byte read would stop: at the end.
+                self.ip = self.input.len();
+                Err(self.err(XpressErrorKind::Truncated))
+            }
+        }
+    }
+
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, XpressError> {
-        let b = *self
-            .input
-            .get(self.ip)
-            .ok_or(self.err(XpressErrorKind::Truncated))?;
-        self.ip = self.ip.saturating_add(1);
-        Ok(b)
+        self.take::<1>().map(|[b]| b)
     }
 
+    #[inline(always)]
     fn u16(&mut self) -> Result<u16, XpressError> {
-        Ok(u16::from_le_bytes([self.byte()?, self.byte()?]))
+        self.take().map(u16::from_le_bytes)
     }
 
+    #[inline(always)]
     fn u32(&mut self) -> Result<u32, XpressError> {
-        Ok(u32::from_le_bytes([
-            self.byte()?,
-            self.byte()?,
-            self.byte()?,
-            self.byte()?,
-        ]))
+        self.take().map(u32::from_le_bytes)
     }
 
     fn run(&mut self) -> Result<(), XpressError> {
@@ -129,18 +140,18 @@ impl Decoder<'_, '_> {
                 flags = self.u32()?;
                 flag_count = 32;
             }
-            flag_count = flag_count.saturating_sub(1);
-            if (flags >> flag_count) & 1 == 0 {
-                let b = self.byte()?;
-                let slot = self.out.get_mut(self.op).ok_or(XpressError {
-                    input: self.ip,
-                    output: self.op,
-                    kind: XpressErrorKind::OutputOverflow,
-                })?;
-                *slot = b;
-                self.op = self.op.saturating_add(1);
+            // The flag bits still to use, first one at the top: its leading
+            // zeros are a run of literals, copied as one slice.
+            let pending = flags
+                .checked_shl(32u32.saturating_sub(flag_count))
+                .unwrap_or(0);
+            let literals = pending.leading_zeros().min(flag_count);
+            if literals > 0 {
+                self.literals(literals as usize)?;
+                flag_count = flag_count.saturating_sub(literals);
                 continue;
             }
+            flag_count = flag_count.saturating_sub(1);
             if self.ip == self.input.len() {
                 return Ok(());
             }
@@ -178,6 +189,30 @@ impl Decoder<'_, '_> {
         }
     }
 
+    /// Copies `n` literal bytes as one slice. Errors as byte by byte: the
+    /// bytes that fit are copied, then a missing input byte is `Truncated`
+    /// and a byte with no room left is `OutputOverflow` (after reading it).
+    fn literals(&mut self, n: usize) -> Result<(), XpressError> {
+        let input_left = self.input.len().saturating_sub(self.ip);
+        let room = self.out.len().saturating_sub(self.op);
+        let k = n.min(input_left).min(room);
+        let src = self.input.get(self.ip..self.ip.saturating_add(k));
+        let dst = self.out.get_mut(self.op..self.op.saturating_add(k));
+        if let (Some(src), Some(dst)) = (src, dst) {
+            dst.copy_from_slice(src);
+        }
+        self.ip = self.ip.saturating_add(k);
+        self.op = self.op.saturating_add(k);
+        if k == n {
+            Ok(())
+        } else if k == input_left {
+            Err(self.err(XpressErrorKind::Truncated))
+        } else {
+            self.ip = self.ip.saturating_add(1);
+            Err(self.err(XpressErrorKind::OutputOverflow))
+        }
+    }
+
     fn copy_match(&mut self, distance: usize, length: usize) -> Result<(), XpressError> {
         let src = self
             .op
@@ -188,19 +223,30 @@ impl Decoder<'_, '_> {
             .checked_add(length)
             .filter(|&end| end <= self.out.len())
             .ok_or(self.err(XpressErrorKind::OutputOverflow))?;
+        // One check covers the whole match: src < op < end <= out.len().
+        let Some(window) = self.out.get_mut(src..end) else {
+            return Err(self.err(XpressErrorKind::OutputOverflow));
+        };
         if distance >= length {
-            // Source and destination do not overlap: one bulk copy. Both
-            // ranges were checked above (src + length <= op < end <= len).
-            self.out
-                .copy_within(src..src.saturating_add(length), self.op);
+            // Source and destination do not overlap: one bulk copy.
+            let (from, to) = window.split_at_mut(distance);
+            if let (Some(to), Some(from)) = (to.get_mut(..length), from.get(..length)) {
+                to.copy_from_slice(from);
+            }
+        } else if distance == 1 {
+            // A run of one byte.
+            if let Some((first, rest)) = window.split_first_mut() {
+                rest.fill(*first);
+            }
         } else {
-            // Overlapping: the match repeats bytes it is writing, so copy
-            // forward one byte at a time.
-            for (from, to) in (src..).zip(self.op..end) {
-                let b = self.out.get(from).copied().unwrap_or(0);
-                if let Some(slot) = self.out.get_mut(to) {
-                    *slot = b;
-                }
+            // Overlapping: the match repeats its first `distance` bytes. The
+            // bytes written so far are whole periods, so each step copies
+            // all of them at once (doubling) without overlap.
+            let mut have = distance;
+            while have < window.len() {
+                let n = have.min(window.len().saturating_sub(have));
+                window.copy_within(..n, have);
+                have = have.saturating_add(n);
             }
         }
         self.op = end;

@@ -303,13 +303,30 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
         let batch = sink.batch();
         let mut read = 0usize;
         let machine = &loaded.machine;
-        loaded.ring.drain(|item| match EbpfExit::parse(item) {
-            Ok(record) => {
-                read += 1;
-                sink.exit(exit_from_record(&record, machine))
+        // One pass reads up to where the producer was; at stop, passes go on
+        // (a few at most) until one finds nothing more.
+        for _ in 0..if stop { 16 } else { 1 } {
+            let taken = loaded
+                .ring
+                .drain(|item| match EbpfExit::parse(item) {
+                    Ok(record) => {
+                        read += 1;
+                        sink.exit(exit_from_record(&record, machine))
+                    }
+                    Err(_) => sink.anomaly(),
+                })
+                .map_err(|corrupt| Error::EbpfUnavailable {
+                    step: "read the ring buffer",
+                    detail: format!(
+                        "a record header holds length {:#x}, more than the ring",
+                        corrupt.len
+                    ),
+                    code: 0,
+                })?;
+            if taken == 0 {
+                break;
             }
-            Err(_) => sink.anomaly(),
-        });
+        }
         // Loss is reported where it is noticed: after the records that made
         // it, at most one tick late.
         let lost = counter(&loaded.counters, COUNT_RINGBUF_FULL);

@@ -200,7 +200,7 @@ fn parse_spec<'a>(btf: &Btf<'a>, root: u32, access: &str) -> Result<Spec<'a>, &'
             let member = t
                 .member(usize::try_from(idx).unwrap_or(usize::MAX))
                 .ok_or("member index out of range")?;
-            spec.bit_offset += u64::from(member.bit_offset);
+            spec.bit_offset = spec.bit_offset.saturating_add(u64::from(member.bit_offset));
             let name = btf.name(member.name_off).map_err(|_| "bad member name")?;
             if !name.is_empty() {
                 spec.accessors.push(Accessor {
@@ -226,7 +226,9 @@ fn parse_spec<'a>(btf: &Btf<'a>, root: u32, access: &str) -> Result<Spec<'a>, &'
             let size = btf
                 .resolve_size(id)
                 .map_err(|_| "array element has no size")?;
-            spec.bit_offset += u64::from(idx).saturating_mul(size).saturating_mul(8);
+            spec.bit_offset = spec
+                .bit_offset
+                .saturating_add(u64::from(idx).saturating_mul(size).saturating_mul(8));
         } else {
             return Err(
                 "access string goes through a type that is neither struct, union nor array",
@@ -321,7 +323,7 @@ fn match_member<'t>(
                 "CO-RE access nested too deeply".into(),
             ));
         }
-        spec.bit_offset += u64::from(member.bit_offset);
+        spec.bit_offset = spec.bit_offset.saturating_add(u64::from(member.bit_offset));
         spec.raw_len += 1;
         let name = target.name(member.name_off)?;
         if name.is_empty() {
@@ -387,9 +389,11 @@ fn match_spec<'t>(
             });
             spec.raw_len += 1;
             let size = target.resolve_size(target_id)?;
-            spec.bit_offset += u64::from(local_acc.idx)
-                .saturating_mul(size)
-                .saturating_mul(8);
+            spec.bit_offset = spec.bit_offset.saturating_add(
+                u64::from(local_acc.idx)
+                    .saturating_mul(size)
+                    .saturating_mul(8),
+            );
         }
     }
     Ok(Some(spec))

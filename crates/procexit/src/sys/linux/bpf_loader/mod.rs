@@ -180,7 +180,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use self::btf::{kind, Btf};
 use self::core::Target;
-use self::object::Object;
+use self::object::{Object, Program};
 use self::syscall::Map;
 
 /// Where the running kernel describes its types.
@@ -298,13 +298,20 @@ impl<'o, 'k> Collection<'o, 'k> {
                 what: "kernel tracepoint",
                 name: program.tracepoint.clone(),
             })?;
-        let fd = syscall::load_tracing_program(
-            &program.name,
-            &program.insns,
-            &self.object.license,
-            attach_btf_id,
-        )
-        .map_err(|e| match e {
+        let fd = load(&program, &self.object.license, attach_btf_id)?;
+        let link = syscall::attach_tracing(&program.name, fd.as_fd())?;
+        Ok(Link {
+            _link: link,
+            _program: fd,
+        })
+    }
+}
+
+/// Loads a relocated program; a verifier refusal of a poisoned
+/// instruction becomes the error naming the field the kernel lacks.
+fn load(program: &Program, license: &str, attach_btf_id: u32) -> Result<OwnedFd, LoadError> {
+    syscall::load_tracing_program(&program.name, &program.insns, license, attach_btf_id).map_err(
+        |e| match e {
             // The verifier reached an access the kernel has no field for.
             LoadError::Os { ref log, .. }
                 if !program.poisoned.is_empty() && log.contains(&core::POISON_IMM.to_string()) =>
@@ -316,18 +323,106 @@ impl<'o, 'k> Collection<'o, 'k> {
                 }
             }
             other => other,
-        })?;
-        let link = syscall::attach_tracing(&program.name, fd.as_fd())?;
-        Ok(Link {
-            _link: link,
-            _program: fd,
-        })
-    }
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use super::object::Insn;
     use super::*;
+
+    /// The kernel's BTF and the attach id of `sched_process_exit`, when
+    /// this process may load BPF (else skipped, or failed under
+    /// PROCEXIT_STRICT_SKIPS).
+    fn exit_hook() -> Option<u32> {
+        let strict = std::env::var_os("PROCEXIT_STRICT_SKIPS").is_some_and(|v| v == "1");
+        if let Err(missing) = super::super::ebpf::permission() {
+            assert!(
+                !strict,
+                "PROCEXIT_STRICT_SKIPS=1 but this process lacks {missing}"
+            );
+            eprintln!("SKIPPED: loading BPF needs {missing}");
+            return None;
+        }
+        let kernel = read_kernel_btf().expect("kernel BTF");
+        let name = "btf_trace_sched_process_exit";
+        let target =
+            Target::new(Btf::parse(&kernel, "kernel BTF").expect("parse"), &[name]).expect("index");
+        target.find(name, kind::TYPEDEF).expect("find")
+    }
+
+    fn program(insns: Vec<Insn>, poisoned: &[&str]) -> Program {
+        Program {
+            name: "probe".into(),
+            tracepoint: "sched_process_exit".into(),
+            insns,
+            map_refs: Vec::new(),
+            core_relos: Vec::new(),
+            poisoned: poisoned.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    const EXIT: Insn = Insn {
+        code: 0x95,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    };
+    /// r0 = 0
+    const R0_ZERO: Insn = Insn {
+        code: 0xb7,
+        regs: 0,
+        off: 0,
+        imm: 0,
+    };
+
+    #[test]
+    fn a_rejected_program_brings_the_verifier_log_or_the_missing_field() {
+        let Some(id) = exit_hook() else { return };
+        // Accepted: r0 = 0; exit.
+        load(&program(vec![R0_ZERO, EXIT], &[]), "GPL", id).expect("trivial program");
+        // Refused: r0 read from above the stack frame.
+        let read_above_stack = Insn {
+            code: 0x79,
+            regs: 10 << 4,
+            off: 8,
+            imm: 0,
+        };
+        match load(&program(vec![read_above_stack, EXIT], &[]), "GPL", id) {
+            Err(LoadError::Os { code, log, .. }) => {
+                assert!(code == 13 || code == 22, "errno {code}");
+                assert!(log.contains("verifier log"), "{log}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A reachable poisoned instruction names the field.
+        let poison = Insn {
+            code: 0x85,
+            regs: 0,
+            off: 0,
+            imm: core::POISON_IMM,
+        };
+        match load(
+            &program(vec![poison, R0_ZERO, EXIT], &["task_struct.gone"]),
+            "GPL",
+            id,
+        ) {
+            Err(LoadError::Relocation { field, .. }) => assert_eq!(field, "task_struct.gone"),
+            other => panic!("{other:?}"),
+        }
+        // One behind a branch the verifier knows is never taken loads
+        // (r0 = 0; if r0 == 0 goto exit; poison; exit), as code behind a
+        // failed bpf_core_field_exists() does.
+        let skip_if_zero = Insn {
+            code: 0x15,
+            regs: 0,
+            off: 1,
+            imm: 0,
+        };
+        let dead = vec![R0_ZERO, skip_if_zero, poison, EXIT];
+        load(&program(dead, &["task_struct.gone"]), "GPL", id).expect("dead poisoned code");
+    }
     use crate::test_rng::xorshift;
 
     /// Damaged objects (random bytes overwritten) parse to an error or to

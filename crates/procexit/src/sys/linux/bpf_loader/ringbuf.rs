@@ -41,9 +41,10 @@ pub(crate) struct RingBuffer {
 }
 
 // SAFETY: the two mappings belong to this value alone (nothing else knows
-// their addresses) and are only read or written through `&mut self`; they
-// stay valid until `drop`. Moving them to another thread is as safe as
-// moving a Vec.
+// their addresses) and stay valid until `drop`; records are only read in
+// `drain`, through `&mut self`. The type is not `Sync`, so the `&self`
+// position accessors are never used from two threads at once. Moving it to
+// another thread is as safe as moving a Vec.
 unsafe impl Send for RingBuffer {}
 
 fn mmap_error(code: i32, name: &str) -> LoadError {
@@ -133,56 +134,60 @@ impl RingBuffer {
         unsafe { &*self.producer.cast::<AtomicUsize>() }
     }
 
-    /// Calls `each` with every submitted record, in order, handing each
-    /// record's space back to the kernel after its call. Stops at the
-    /// first record still being written. Returns the number of records.
-    pub(crate) fn drain(&mut self, mut each: impl FnMut(&[u8])) -> usize {
+    /// Calls `each` with every record submitted so far, in order, handing
+    /// each record's space back to the kernel after its call. Stops at the
+    /// first record still being written, and at the producer position read
+    /// on entry, so a producer faster than the reader cannot keep it here
+    /// (what comes later keeps the descriptor readable). Returns the number
+    /// of records, or an error for a length the kernel cannot have written
+    /// (reading on would spin on it forever).
+    pub(crate) fn drain(&mut self, mut each: impl FnMut(&[u8])) -> Result<usize, RingCorrupt> {
         let mask = self.size - 1;
         // SAFETY: the data pages start one page after the producer page,
         // inside the mapping of `page + 2 * size` bytes.
         let data = unsafe { self.producer.cast::<u8>().add(self.page) };
         let mut count = 0;
         let mut consumer = self.consumer_pos().load(Ordering::Acquire);
-        loop {
-            let producer = self.producer_pos().load(Ordering::Acquire);
-            let mut progressed = false;
-            while consumer < producer {
-                let offset = consumer & mask;
-                // SAFETY: offset < size, so the header (8-byte aligned, as
-                // every record is) lies in the first copy of the data pages;
-                // the kernel publishes it with a release store.
-                let header = unsafe { &*data.add(offset).cast::<AtomicU32>() };
-                let len = header.load(Ordering::Acquire);
-                if len & BUSY_BIT != 0 {
-                    return count;
-                }
-                let sample_len = (len & !(BUSY_BIT | DISCARD_BIT)) as usize;
-                if sample_len > self.size - HEADER_SIZE {
-                    // Not a length the kernel can write: stop rather than
-                    // read outside the record.
-                    return count;
-                }
-                progressed = true;
-                if len & DISCARD_BIT == 0 {
-                    // SAFETY: the record is committed (BUSY clear, seen with
-                    // acquire) and the kernel does not touch it until the
-                    // consumer position passes it below; it lies within
-                    // `offset + 8 + sample_len <= 2 * size` bytes of the
-                    // double mapping.
-                    let sample = unsafe {
-                        std::slice::from_raw_parts(data.add(offset + HEADER_SIZE), sample_len)
-                    };
-                    each(sample);
-                    count += 1;
-                }
-                consumer = consumer.wrapping_add((sample_len + HEADER_SIZE).next_multiple_of(8));
-                self.consumer_pos().store(consumer, Ordering::Release);
+        let producer = self.producer_pos().load(Ordering::Acquire);
+        while consumer < producer {
+            let offset = consumer & mask;
+            // SAFETY: offset < size, so the header (8-byte aligned, as
+            // every record is) lies in the first copy of the data pages;
+            // the kernel publishes it with a release store.
+            let header = unsafe { &*data.add(offset).cast::<AtomicU32>() };
+            let len = header.load(Ordering::Acquire);
+            if len & BUSY_BIT != 0 {
+                break;
             }
-            if !progressed {
-                return count;
+            let sample_len = (len & !(BUSY_BIT | DISCARD_BIT)) as usize;
+            if sample_len > self.size - HEADER_SIZE {
+                return Err(RingCorrupt { len });
             }
+            if len & DISCARD_BIT == 0 {
+                // SAFETY: the record is committed (BUSY clear, seen with
+                // acquire) and the kernel does not touch it until the
+                // consumer position passes it below; it lies within
+                // `offset + 8 + sample_len <= 2 * size` bytes of the
+                // double mapping.
+                let sample = unsafe {
+                    std::slice::from_raw_parts(data.add(offset + HEADER_SIZE), sample_len)
+                };
+                each(sample);
+                count += 1;
+            }
+            consumer = consumer.wrapping_add((sample_len + HEADER_SIZE).next_multiple_of(8));
+            self.consumer_pos().store(consumer, Ordering::Release);
         }
+        Ok(count)
     }
+}
+
+/// A record header whose length does not fit the ring: the ring cannot be
+/// read past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingCorrupt {
+    /// The header's length word.
+    pub(crate) len: u32,
 }
 
 impl AsFd for RingBuffer {

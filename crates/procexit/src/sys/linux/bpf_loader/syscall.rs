@@ -29,6 +29,9 @@ const LRU_PERCPU_HASH: u32 = 10;
 
 const ENOENT: i32 = 2;
 const EPERM: i32 = 1;
+const EAGAIN: i32 = 11;
+/// Extra tries of a program load the verifier gave up on with EAGAIN.
+const PROG_LOAD_ATTEMPTS: usize = 4;
 
 /// Verifier log kept in an error (its end, where the reason is).
 const LOG_TAIL: usize = 4096;
@@ -326,15 +329,30 @@ pub(crate) fn load_tracing_program(
         attach_btf_id,
         ..Default::default()
     };
-    let mut no_log = Vec::new();
-    let code = match bpf(BPF_PROG_LOAD, &mut attr(&mut no_log)).and_then(owned_fd) {
+    // The verifier gives up with EAGAIN when a signal is pending; like
+    // libbpf, try again a few times.
+    let load = |log: &mut Vec<u8>| {
+        let mut result = bpf(BPF_PROG_LOAD, &mut attr(log)).and_then(owned_fd);
+        for _ in 0..PROG_LOAD_ATTEMPTS {
+            if !matches!(result, Err(EAGAIN)) {
+                break;
+            }
+            result = bpf(BPF_PROG_LOAD, &mut attr(log)).and_then(owned_fd);
+        }
+        result
+    };
+    let code = match load(&mut Vec::new()) {
         Ok(fd) => return Ok(fd),
         Err(code) => code,
     };
     let mut log = String::new();
     if code != EPERM {
         let mut buffer = vec![0u8; LOG_BUFFER];
-        let _ = bpf(BPF_PROG_LOAD, &mut attr(&mut buffer)).and_then(owned_fd);
+        // With a log the load may succeed after all (the first failure was
+        // transient): then the program is loaded.
+        if let Ok(fd) = load(&mut buffer) {
+            return Ok(fd);
+        }
         let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
         let text = String::from_utf8_lossy(buffer.get(..end).unwrap_or_default());
         let text = text.trim_end();
