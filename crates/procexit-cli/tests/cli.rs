@@ -552,6 +552,10 @@ fn watch_cgroup_filters_on_the_cgroup_path(source: &str) {
             break;
         }
     }
+    if first.is_none() {
+        // Nothing matched, so `--count 1` would keep it running: end it.
+        let _ = watch.kill();
+    }
     let status = watch.wait().unwrap();
     reader.join().unwrap();
     for dir in &dirs {
