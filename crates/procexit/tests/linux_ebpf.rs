@@ -412,7 +412,8 @@ fn the_kernel_filter_counts_what_it_removes() {
 fn a_full_ring_buffer_is_never_silent() {
     let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     // One page: room for a single record of a 2000-byte command line (the
-    // record carries only the used part of argv), so a burst overflows it.
+    // record carries only the used part of argv), so a burst overflows it;
+    // ten at a time end together, which no reader can keep up with.
     let options = LinuxOptions::new().ebpf_ring_buffer(4096);
     let Some(monitor) = start(Filter::new(), options) else {
         return;
@@ -423,7 +424,9 @@ fn a_full_ring_buffer_is_never_silent() {
             "-c",
             &format!(
                 "a=$(printf '%02000d' 0); i=0; \
-                 while [ $i -lt {N} ]; do /bin/true $a; i=$((i+1)); done"
+                 while [ $i -lt {N} ]; do \
+                 for j in 1 2 3 4 5 6 7 8 9 10; do /bin/true $a & done; wait; \
+                 i=$((i+10)); done"
             ),
         ])
         .spawn()
