@@ -95,7 +95,7 @@ Examples:
     Completions {
         /// The shell.
         #[arg(value_enum)]
-        shell: clap_complete::Shell,
+        shell: crate::docs::Shell,
     },
     /// Print a man page (roff): procexit(1), or procexit-COMMAND(1).
     #[command(after_help = "\

@@ -1,6 +1,7 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
+mod docs;
 mod escape;
 mod json;
 mod output;
@@ -58,12 +59,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(args) => wait(args),
         Command::Replay(args) => replay(args),
         Command::Service(args) => service::run(args),
-        Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "procexit", &mut io::stdout());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Man { command } => man(command.as_deref()),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { command } => docs::man(command.as_deref()),
     }
 }
 
@@ -228,27 +225,6 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
         sinks.push(Box::new(sink::syslog::SyslogSink::connect(target.clone())?));
     }
     Ok(sinks)
-}
-
-/// procexit(1), or the page of one command (procexit-watch(1), …).
-fn man(command: Option<&str>) -> anyhow::Result<ExitCode> {
-    let top = <Cli as clap::CommandFactory>::command();
-    let page = match command {
-        None => top,
-        Some(name) => {
-            let sub = top
-                .get_subcommands()
-                .find(|c| c.get_name() == name && !c.is_hide_set())
-                .ok_or_else(|| anyhow::anyhow!("no command {name:?} (see procexit --help)"))?
-                .clone();
-            let version = top.get_version().unwrap_or_default().to_string();
-            sub.name(format!("procexit-{name}")).version(version)
-        }
-    };
-    let mut out = Vec::new();
-    clap_mangen::Man::new(page).render(&mut out)?;
-    io::Write::write_all(&mut io::stdout().lock(), &out)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

@@ -6,6 +6,7 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -591,25 +592,34 @@ fn overruns_with_a_tiny_socket_buffer_are_never_silent() {
 }
 
 fn process_alive_before_the_monitor_gets_a_full_record(backend: Backend) {
-    let mut child = Command::new("sleep").arg("0.6").spawn().unwrap();
+    // `head -c 1` ends (status 0) once it reads a byte: it is sure to run
+    // until the monitor has started, however long that takes under load.
+    let mut child = Command::new("head")
+        .args(["-c", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id();
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(300));
     let Some(monitor) = start_monitor(backend, Filter::new().pid(pid)) else {
+        drop(child.stdin.take());
         let _ = child.wait();
         return;
     };
+    child.stdin.take().unwrap().write_all(b"x").unwrap();
     let reaper = std::thread::spawn(move || child.wait());
     let seen = collect(&monitor, |s| s.contains_key(&pid));
     reaper.join().unwrap().unwrap();
-    let exit = &seen[&pid];
+    let exit = seen.get(&pid).expect("the exit of a process alive before the start");
     assert_eq!(exit.status, ExitStatus::Code(0));
-    assert_eq!(exit.name.as_deref(), Some("sleep"));
-    assert_eq!(exit.command_line.as_deref(), Some("sleep 0.6"));
+    assert_eq!(exit.name.as_deref(), Some("head"));
+    assert_eq!(exit.command_line.as_deref(), Some("head -c 1"));
     assert_eq!(exit.ppid, Some(me()));
-    // Start time from /proc (clock ticks): the whole life, not just the
-    // part the monitor saw.
+    // Start time from /proc or the task (clock ticks): the whole life, not
+    // just the part the monitor saw.
     let lived = exit.duration().expect("duration");
-    assert!(lived >= Duration::from_millis(550), "lived {lived:?}");
+    assert!(lived >= Duration::from_millis(280), "lived {lived:?}");
     assert!(exit.process_key.is_some());
 }
 
@@ -705,7 +715,6 @@ fn cgroup_of_a_process_started_inside_a_cgroup(backend: Backend) {
 /// exit, with its start time as `process_key`, and never the newcomer's.
 #[test]
 fn wait_is_not_fooled_by_pid_reuse() {
-    use std::io::Write;
     if !is_root() {
         return skip("forcing pid reuse through /proc/sys/kernel/ns_last_pid needs root");
     }

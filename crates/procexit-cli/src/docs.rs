@@ -1,0 +1,155 @@
+//! `procexit completions SHELL` and `procexit man [COMMAND]`: files that
+//! clap_complete and clap_mangen generate from the command-line definition,
+//! committed under `generated/` and embedded as they are. Neither crate is
+//! linked into the binary (they are development dependencies); the test
+//! below renders the files again from the current definition and fails when
+//! the committed ones differ, so they cannot drift from `--help`
+//! (`scripts/gen-cli-docs.sh` rewrites them).
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+/// A shell that `procexit completions` has a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Elvish,
+    Fish,
+    Powershell,
+    Zsh,
+}
+
+impl Shell {
+    /// The completion script, named as each shell loads it.
+    fn script(self) -> &'static str {
+        match self {
+            Shell::Bash => include_str!("../generated/completions/procexit.bash"),
+            Shell::Elvish => include_str!("../generated/completions/procexit.elv"),
+            Shell::Fish => include_str!("../generated/completions/procexit.fish"),
+            Shell::Powershell => include_str!("../generated/completions/_procexit.ps1"),
+            Shell::Zsh => include_str!("../generated/completions/_procexit"),
+        }
+    }
+}
+
+/// `(command, page)`: procexit(1) first (command ""), then one page per
+/// command that `--help` lists.
+const MAN_PAGES: [(&str, &str); 7] = [
+    ("", include_str!("../generated/man/procexit.1")),
+    ("watch", include_str!("../generated/man/procexit-watch.1")),
+    ("wait", include_str!("../generated/man/procexit-wait.1")),
+    ("replay", include_str!("../generated/man/procexit-replay.1")),
+    (
+        "service",
+        include_str!("../generated/man/procexit-service.1"),
+    ),
+    (
+        "completions",
+        include_str!("../generated/man/procexit-completions.1"),
+    ),
+    ("man", include_str!("../generated/man/procexit-man.1")),
+];
+
+/// `procexit completions SHELL`.
+pub fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
+    io::stdout().lock().write_all(shell.script().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `procexit man`: procexit(1), or the page of one command
+/// (procexit-watch(1), …).
+pub fn man(command: Option<&str>) -> anyhow::Result<ExitCode> {
+    let wanted = command.unwrap_or("");
+    let (_, page) = MAN_PAGES
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .ok_or_else(|| anyhow::anyhow!("no command {wanted:?} (see procexit --help)"))?;
+    io::stdout().lock().write_all(page.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use clap::{CommandFactory, ValueEnum};
+    use clap_complete::Generator;
+
+    use super::*;
+    use crate::args::Cli;
+
+    fn clap_shell(shell: Shell) -> clap_complete::Shell {
+        match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Elvish => clap_complete::Shell::Elvish,
+            Shell::Fish => clap_complete::Shell::Fish,
+            Shell::Powershell => clap_complete::Shell::PowerShell,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+        }
+    }
+
+    /// What the generators make of the current definition: the path under
+    /// `generated/`, the content, and what the binary embeds for it.
+    fn rendered() -> Vec<(PathBuf, String, &'static str)> {
+        let mut files = Vec::new();
+        for &shell in Shell::value_variants() {
+            let generator = clap_shell(shell);
+            let mut out = Vec::new();
+            clap_complete::generate(generator, &mut Cli::command(), "procexit", &mut out);
+            let path = Path::new("completions").join(generator.file_name("procexit"));
+            files.push((path, String::from_utf8(out).unwrap(), shell.script()));
+        }
+        let top = Cli::command();
+        let version = top.get_version().unwrap_or_default().to_string();
+        let mut pages = vec![(String::new(), top.clone())];
+        for sub in top.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let name = sub.get_name().to_string();
+            let page = sub
+                .clone()
+                .name(format!("procexit-{name}"))
+                .version(version.clone());
+            pages.push((name, page));
+        }
+        for (name, page) in pages {
+            let file = format!("{}.1", page.get_name());
+            let mut out = Vec::new();
+            clap_mangen::Man::new(page).render(&mut out).unwrap();
+            let embedded = MAN_PAGES
+                .iter()
+                .find(|(command, _)| *command == name)
+                .map_or("", |(_, page)| page);
+            files.push((
+                Path::new("man").join(file),
+                String::from_utf8(out).unwrap(),
+                embedded,
+            ));
+        }
+        files
+    }
+
+    /// The committed files are what clap_complete and clap_mangen give
+    /// today, and the binary prints them. With PROCEXIT_REGENERATE=1 the
+    /// test rewrites them instead (scripts/gen-cli-docs.sh).
+    #[test]
+    fn generated_completions_and_man_pages_are_current() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated");
+        let files = rendered();
+        if std::env::var_os("PROCEXIT_REGENERATE").is_some() {
+            for (path, content, _) in &files {
+                let path = dir.join(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, content).unwrap();
+            }
+            return;
+        }
+        assert_eq!(files.len(), Shell::value_variants().len() + MAN_PAGES.len());
+        for (path, content, embedded) in &files {
+            assert!(
+                content.as_str() == *embedded,
+                "generated/{} is not what the command-line definition gives: \
+                 run scripts/gen-cli-docs.sh and commit",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Rewrites crates/procexit-cli/generated/: the shell completion scripts and
+# man pages that `procexit completions` and `procexit man` print, rendered by
+# clap_complete and clap_mangen from the command-line definition. Run it
+# after changing a flag or a help text, and commit the result; `cargo test`
+# fails while the committed files differ from what the definition gives.
+#
+#   scripts/gen-cli-docs.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROCEXIT_REGENERATE=1 cargo test -q -p procexit-cli --bin procexit \
+  generated_completions_and_man_pages_are_current
+echo "gen-cli-docs.sh: rewrote crates/procexit-cli/generated/"
+git status --short crates/procexit-cli/generated/
