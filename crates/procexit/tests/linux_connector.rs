@@ -611,7 +611,9 @@ fn process_alive_before_the_monitor_gets_a_full_record(backend: Backend) {
     let reaper = std::thread::spawn(move || child.wait());
     let seen = collect(&monitor, |s| s.contains_key(&pid));
     reaper.join().unwrap().unwrap();
-    let exit = seen.get(&pid).expect("the exit of a process alive before the start");
+    let exit = seen
+        .get(&pid)
+        .expect("the exit of a process alive before the start");
     assert_eq!(exit.status, ExitStatus::Code(0));
     assert_eq!(exit.name.as_deref(), Some("head"));
     assert_eq!(exit.command_line.as_deref(), Some("head -c 1"));
