@@ -7,9 +7,14 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
-# Needs cargo-fuzz (installed if missing). libFuzzer needs nightly compiler
-# features: FUZZ_TOOLCHAIN=nightly (the default when installed), else the
-# stable toolchain with RUSTC_BOOTSTRAP=1.
+# Needs cargo-fuzz (installed with `cargo install --locked cargo-fuzz` if
+# missing). libFuzzer needs nightly compiler features (-Zsanitizer, coverage
+# instrumentation): the script builds with the toolchain the project builds
+# with and RUSTC_BOOTSTRAP=1 (rustup's stable by default; FUZZ_TOOLCHAIN=
+# nightly, or any rustup toolchain name, picks another). Without rustup
+# (a distribution's rustc) it uses the rustc on PATH, and fuzzes without
+# AddressSanitizer when that rustc ships no ASan runtime (Debian's does not):
+# panics and Rust's own checks still count as crashes.
 set -euo pipefail
 
 secs="${1:-60}"
@@ -19,19 +24,32 @@ root="$(dirname "$here")"
 etl_dir="${PROCEXIT_ETL_DIR:-$root/testdata/etl}"
 cd "$here"
 
-all=(etl_file xpress mof_process kernel_process proc_connector taskstats lost_event)
+all=(etl_file xpress mof_process kernel_process proc_connector taskstats lost_event ebpf_exit)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
-if [ -z "${FUZZ_TOOLCHAIN:-}" ]; then
-    if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-        FUZZ_TOOLCHAIN=nightly
-    else
-        FUZZ_TOOLCHAIN=stable
-        export RUSTC_BOOTSTRAP=1
-    fi
+export RUSTC_BOOTSTRAP=1
+cargo_fuzz=(cargo)
+if command -v rustup >/dev/null 2>&1; then
+    FUZZ_TOOLCHAIN="${FUZZ_TOOLCHAIN:-stable}"
+    cargo_fuzz+=("+$FUZZ_TOOLCHAIN")
+    rustc_cmd=(rustup run "$FUZZ_TOOLCHAIN" rustc)
+else
+    FUZZ_TOOLCHAIN="$(rustc --version | awk '{print $1 " " $2}') (no rustup)"
+    rustc_cmd=(rustc)
 fi
+cargo_fuzz+=(fuzz)
+sanitizer=address
+sysroot="$("${rustc_cmd[@]}" --print sysroot)"
+host="$("${rustc_cmd[@]}" -vV | sed -n 's/^host: //p')"
+if ! ls "$sysroot/lib/rustlib/$host/lib/"librustc-*_rt.asan.a >/dev/null 2>&1; then
+    sanitizer=none
+fi
+echo "fuzz: toolchain $FUZZ_TOOLCHAIN, sanitizer $sanitizer"
+# One build of every target up front: a build error stops the script here
+# instead of showing up as a target that ran nothing.
+"${cargo_fuzz[@]}" build --sanitizer "$sanitizer"
 
 # Corpus = committed seeds + trace pieces (cut with the buffer chain: u32
 # size at +0 of each 72-byte buffer header, filled size at +0x30, flags at
@@ -74,17 +92,24 @@ PY
 fi
 
 results=()
+failed=()
 for target in "${targets[@]}"; do
     echo "== $target: ${secs}s"
     log="$(mktemp)"
-    cargo "+$FUZZ_TOOLCHAIN" fuzz run "$target" "corpus/$target" -- \
-        -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$log" 2>&1 || true
+    "${cargo_fuzz[@]}" run --sanitizer "$sanitizer" "$target" "corpus/$target" -- \
+        -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 -timeout=30 \
+        -print_final_stats=1 >"$log" 2>&1 || true
     grep -E '^(#[0-9]+.*DONE|Done|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' "$log" || true
-    execs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$log" | tail -1)
-    rate=$(awk -F: '/stat::average_exec_per_sec/ {gsub(/ /, "", $2); print $2}' "$log" | tail -1)
+    # libFuzzer's final lines: "stat::number_of_executed_units: 18409".
+    execs=$(awk '$1 == "stat::number_of_executed_units:" {print $2}' "$log" | tail -1)
+    rate=$(awk '$1 == "stat::average_exec_per_sec:" {print $2}' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
     corpus=$(find "corpus/$target" -type f | wc -l)
+    if [ -z "$execs" ]; then
+        # No final statistics: libFuzzer did not run (or died without them).
+        tail -20 "$log"
+        failed+=("$target")
+    fi
     results+=("| $target | ${secs} | ${execs:-?} | ${rate:-?} | ${cov:-?} | $corpus |")
     rm -f "$log"
 done
@@ -97,9 +122,13 @@ echo "$table"
     echo
     echo "### Fuzzing, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r); toolchain $FUZZ_TOOLCHAIN."
+    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r); toolchain $FUZZ_TOOLCHAIN (RUSTC_BOOTSTRAP=1), sanitizer $sanitizer."
     echo "Command: \`fuzz/run.sh $secs${*:+ $*}\`. Crashes found: $crashes."
     echo
     echo "$table"
 } >>"$root/bench/RESULTS.md"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: no statistics from: ${failed[*]}" >&2
+    exit 1
+fi
 if [ "$crashes" -eq 0 ]; then echo "no crashes found"; else find artifacts -type f; exit 1; fi

@@ -8,7 +8,7 @@
 
 use procexit::etl::{EtlFile, ProcessEvents};
 use procexit::unstable::decode::{
-    kernel_process, lost_event, mof_process, netlink, proc_connector,
+    ebpf_exit, kernel_process, lost_event, mof_process, netlink, proc_connector,
 };
 use procexit::unstable::decode::{taskstats, PointerSize};
 use procexit::unstable::xpress;
@@ -17,7 +17,7 @@ use procexit::unstable::xpress;
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the libFuzzer binary and seed folder names).
-pub const ALL: [(&str, Target); 7] = [
+pub const ALL: [(&str, Target); 8] = [
     ("etl_file", etl_file),
     ("xpress", xpress),
     ("mof_process", mof_process),
@@ -25,6 +25,7 @@ pub const ALL: [(&str, Target); 7] = [
     ("proc_connector", proc_connector),
     ("taskstats", taskstats),
     ("lost_event", lost_event),
+    ("ebpf_exit", ebpf_exit),
 ];
 
 /// The `.etl` reader over arbitrary bytes: raw events, then process items.
@@ -140,5 +141,29 @@ pub fn lost_event(data: &[u8]) {
     for &opcode in data {
         let kind = lost_event::classify_lost(opcode);
         assert_eq!(kind.is_some(), (32..=34).contains(&opcode));
+    }
+}
+
+/// The Linux eBPF source's ring-buffer record (what the BPF program writes;
+/// the reader hands over each sample as it comes). Fields stay within their
+/// bounds, bytes after the record change nothing, and the cgroup path goes
+/// on to the container-id parser as procexit passes it.
+pub fn ebpf_exit(data: &[u8]) {
+    match ebpf_exit::EbpfExit::parse(data) {
+        Ok(exit) => {
+            let size = ebpf_exit::RECORD_MIN + exit.args.len();
+            assert!(data.len() >= size);
+            assert!(exit.args.len() <= ebpf_exit::ARGS_MAX);
+            assert!(exit.cgroup.len() <= ebpf_exit::CGROUP_FIELD);
+            assert!(exit.comm.len() <= 16 * 3 && exit.killer_comm.len() <= 16 * 3);
+            let exact = data.get(..size).unwrap_or(data);
+            assert_eq!(ebpf_exit::EbpfExit::parse(exact).as_ref(), Ok(&exit));
+            if let Ok(path) = std::str::from_utf8(&exit.cgroup) {
+                if let Some(id) = procexit::cgroup::container_id(path) {
+                    assert!(!id.is_empty() && id.len() <= path.len());
+                }
+            }
+        }
+        Err(e) => assert!(e.offset <= data.len()),
     }
 }

@@ -73,6 +73,95 @@ fn wait_reports_signals_like_a_shell() {
     assert_eq!(line["status_name"], "SIGKILL");
 }
 
+/// `wait PID` names the process that held PID when waiting started, never a
+/// later holder of the pid. In a new pid namespace (few processes, so the
+/// reuse is certain) the waited process O ends while `wait` is stopped,
+/// its pid is handed to a new process N through `ns_last_pid`, and only then
+/// does `wait` run again: a pid-only waiter would find PID alive and report
+/// N's code 7 (or, matching the connector's records by pid, nothing at all,
+/// as they carry the initial namespace's pids); `wait` must report O's 3.
+#[test]
+fn wait_reports_the_original_process_when_its_pid_is_reused() {
+    if !connector_usable() {
+        return;
+    }
+    if !is_root() {
+        return skip("a new pid namespace and ns_last_pid need root");
+    }
+    // Inside a pid namespace the status can only come from the pidfd.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    if (version.next(), version.next()) < (Some(6), Some(15)) {
+        return skip(&format!(
+            "wait inside a pid namespace needs Linux 6.15+ (pidfd exit status); this is {}",
+            release.trim()
+        ));
+    }
+    let unshare_works = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshare_works {
+        return skip("unshare --pid --fork --mount-proc does not work here");
+    }
+    let dir = std::env::temp_dir().join(format!("procexit-reuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Inside the namespace: O waits on a fifo; `wait` starts and is stopped
+    // once it listens; O ends and is reaped; N is forced onto O's pid; `wait`
+    // continues; N ends with 7 a little later.
+    let script = r#"
+        set -eu
+        mkfifo "$D/o" "$D/n"
+        sh -c 'read -r line < "$1"; exit 3' sh "$D/o" &
+        o=$!
+        "$PROCEXIT" wait --json --timeout 20s "$o" > "$D/out" 2> "$D/err" &
+        w=$!
+        sleep 1
+        kill -STOP "$w"
+        echo > "$D/o"
+        wait "$o" || true
+        echo $((o - 1)) > /proc/sys/kernel/ns_last_pid
+        sh -c 'read -r line < "$1"; exit 7' sh "$D/n" &
+        n=$!
+        echo "original $o newcomer $n" > "$D/pids"
+        kill -CONT "$w"
+        sleep 0.3
+        echo > "$D/n"
+        wait "$n" || true
+        set +e
+        wait "$w"
+        echo $? > "$D/status"
+    "#;
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script])
+        .env("D", &dir)
+        .env("PROCEXIT", env!("CARGO_BIN_EXE_procexit"))
+        .output()
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let (pids, status, stdout, stderr) = (read("pids"), read("status"), read("out"), read("err"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{out:?}");
+    let ids: Vec<u32> = pids
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(ids.len(), 2, "{pids:?}");
+    assert_eq!(ids[0], ids[1], "the pid was not reused: {pids}");
+    assert_eq!(
+        status.trim(),
+        "3",
+        "wait's status; stdout {stdout} stderr {stderr}"
+    );
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(line["pid"], ids[0], "{line}");
+    assert_eq!(line["exit_code"], 3, "{line}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
 #[test]
 fn wait_on_missing_pid_is_a_clear_error() {
     if !connector_usable() {

@@ -10,8 +10,11 @@ use crate::sys;
 /// order the processes end.
 ///
 /// On Linux this listens to the process connector (so any process, not only
-/// children, and with the real exit status); on Windows it waits on process
-/// handles (no ETW, no elevation needed).
+/// children, and with the real exit status), and holds a pidfd on each
+/// process: when no connector record comes for an ended process (inside a
+/// pid namespace the connector reports other pids), its status is read from
+/// the pidfd (Linux 6.15+, [`Source::Handle`](crate::Source::Handle)). On
+/// Windows it waits on process handles (no ETW, no elevation needed).
 ///
 /// ```no_run
 /// use procexit::WaitSet;

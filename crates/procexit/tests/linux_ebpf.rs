@@ -411,7 +411,9 @@ fn the_kernel_filter_counts_what_it_removes() {
 #[test]
 fn a_full_ring_buffer_is_never_silent() {
     let _heavy = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
-    // One page: room for a single record, so a burst overflows it.
+    // One page: room for a single record of a 2000-byte command line (the
+    // record carries only the used part of argv), so a burst overflows it;
+    // ten at a time end together, which no reader can keep up with.
     let options = LinuxOptions::new().ebpf_ring_buffer(4096);
     let Some(monitor) = start(Filter::new(), options) else {
         return;
@@ -420,7 +422,12 @@ fn a_full_ring_buffer_is_never_silent() {
     let mut shell = Command::new("sh")
         .args([
             "-c",
-            &format!("i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done"),
+            &format!(
+                "a=$(printf '%02000d' 0); i=0; \
+                 while [ $i -lt {N} ]; do \
+                 for j in 1 2 3 4 5 6 7 8 9 10; do /bin/true $a & done; wait; \
+                 i=$((i+10)); done"
+            ),
         ])
         .spawn()
         .unwrap();

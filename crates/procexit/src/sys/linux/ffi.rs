@@ -1,7 +1,8 @@
 //! The Linux calls of the backend: netlink sockets, an eventfd to wake the
-//! loop, poll, clocks and pidfds, through rustix's safe, typed wrappers (so
-//! no `unsafe` here). Errors come back as the raw errno, which the callers
-//! map to typed [`Error`](crate::Error)s.
+//! loop, poll, clocks and pidfds, through rustix's safe, typed wrappers. The
+//! one exception is the pidfd's exit status (`PIDFD_GET_INFO`), an ioctl
+//! neither rustix nor libc wraps. Errors come back as the raw errno, which
+//! the callers map to typed [`Error`](crate::Error)s.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -210,6 +211,69 @@ pub(crate) fn pidfd_exited(pidfd: &OwnedFd) -> bool {
     poll_readable([Some(pidfd.as_fd())], 0).is_ok_and(|[ready]| ready)
 }
 
+/// `struct pidfd_info` of include/uapi/linux/pidfd.h, its first version
+/// (`PIDFD_INFO_SIZE_VER0`, 64 bytes, Linux 6.13+; `exit_code` is filled
+/// from 6.15 on).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+/// `PIDFD_INFO_EXIT`: ask for (and, in the reply, have) the exit status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+/// `_IOWR(PIDFS_IOCTL_MAGIC = 0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: u64 = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
+
+/// The wait status of a pidfd's process once it has ended and its parent
+/// has reaped it (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux ≥ 6.15;
+/// the kernel keeps it for every pidfd holder, also after the pid is
+/// reused). `Ok(None)` while the process runs or is a zombie; `Err(errno)`
+/// when the kernel cannot tell: ENOTTY before 6.13, ESRCH for a reaped
+/// process before 6.15.
+pub(crate) fn pidfd_exit_status(pidfd: &OwnedFd) -> Result<Option<u32>, i32> {
+    use std::os::fd::AsRawFd;
+    const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: PIDFD_GET_INFO reads and writes one `struct pidfd_info` of
+    // the size encoded in the request (64 bytes), which `info` is
+    // (repr(C), size asserted above); the fd is a valid open pidfd for the
+    // whole call.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        libc::ioctl(
+            pidfd.as_raw_fd(),
+            PIDFD_GET_INFO as _,
+            std::ptr::addr_of_mut!(info),
+        )
+    };
+    if result < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL));
+    }
+    if info.mask & PIDFD_INFO_EXIT == 0 {
+        return Ok(None);
+    }
+    Ok(Some(u32::from_ne_bytes(info.exit_code.to_ne_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +305,26 @@ mod tests {
             Err(code) => panic!("pidfd_open(self): errno {code}"),
         }
         assert_eq!(pidfd_open(0).err(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn a_reaped_childs_status_comes_from_its_pidfd() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("spawn sh");
+        let pidfd = pidfd_open(child.id()).expect("pidfd_open");
+        assert_eq!(child.wait().expect("wait").code(), Some(3));
+        let Some(pidfd) = pidfd else {
+            return; // a kernel before 5.3
+        };
+        match pidfd_exit_status(&pidfd) {
+            Ok(status) => assert_eq!(status, Some(3 << 8)),
+            // Kernels before 6.15 cannot tell.
+            Err(code) => assert!(code == libc::ENOTTY || code == libc::ESRCH, "{code}"),
+        }
+        let me = pidfd_open(std::process::id()).unwrap().unwrap();
+        assert!(matches!(pidfd_exit_status(&me), Ok(None) | Err(_)));
     }
 
     #[test]

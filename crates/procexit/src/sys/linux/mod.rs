@@ -353,6 +353,12 @@ fn run(
 /// time is another process's and is never reported for it. A process that
 /// ends before the connector listens is `NoSuchProcess` (its status is
 /// gone), never a later holder of its pid.
+///
+/// When the pidfd shows the process ended and no connector record came for
+/// it within [`CONNECTOR_GRACE`], its status is read from the pidfd itself
+/// (Linux ≥ 6.15, once its parent reaped it). That is the only way inside a
+/// pid namespace, where the connector reports the initial namespace's pids
+/// and no record matches; it also covers a record lost to an overrun.
 pub(crate) struct Waiter {
     /// A monitor filtered on the pids; `None` once it has ended.
     monitor: Option<Monitor>,
@@ -360,13 +366,26 @@ pub(crate) struct Waiter {
     identities: Vec<Identity>,
 }
 
+/// How long a waited process may be seen ended before its status is taken
+/// from its pidfd instead of a connector record (which carries more: name,
+/// command line, times). Records come within milliseconds of the exit.
+const CONNECTOR_GRACE: Duration = Duration::from_millis(500);
+/// How often the pidfds are looked at while a record is awaited.
+const PIDFD_POLL: Duration = Duration::from_millis(50);
+
 /// The process a waited pid named when waiting started.
 struct Identity {
     pid: u32,
     /// Start time in clock ticks since boot.
     start_ticks: u64,
+    /// Its name then (`comm`), for a record built from the pidfd.
+    comm: String,
     /// `None` on kernels without pidfd_open (before 5.3).
     pidfd: Option<std::os::fd::OwnedFd>,
+    /// When the pidfd was first seen ended.
+    ended_at: Option<Instant>,
+    /// The pidfd cannot give the exit status (kernel before 6.15).
+    no_pidfd_status: bool,
 }
 
 impl Identity {
@@ -417,22 +436,83 @@ impl Waiter {
             .any(|id| id.pid == exit.pid && is_same_process(id.start_ticks, exit.process_key))
     }
 
+    /// The exit of a waited process that ended more than
+    /// [`CONNECTOR_GRACE`] ago without a connector record, read from its
+    /// pidfd (see [`Waiter`]).
+    fn exit_from_pidfd(&mut self, now: Instant) -> Option<ProcessExit> {
+        let mut found = None;
+        for (index, id) in self.identities.iter_mut().enumerate() {
+            let Some(pidfd) = id.pidfd.as_ref().filter(|_| !id.no_pidfd_status) else {
+                continue;
+            };
+            if id.ended_at.is_none() && ffi::pidfd_exited(pidfd) {
+                id.ended_at = Some(now);
+            }
+            let waited_long_enough = id
+                .ended_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= CONNECTOR_GRACE);
+            if !waited_long_enough {
+                continue;
+            }
+            match ffi::pidfd_exit_status(pidfd) {
+                Ok(Some(status)) => {
+                    found = Some((index, status));
+                    break;
+                }
+                // A zombie: its parent has not reaped it yet.
+                Ok(None) => {}
+                Err(_) => id.no_pidfd_status = true,
+            }
+        }
+        let (index, status) = found?;
+        let id = self.identities.remove(index);
+        let mut exit = ProcessExit::new(
+            id.pid,
+            crate::event::ExitStatus::from_wait_status(status),
+            crate::event::Source::Handle,
+        );
+        exit.name = Some(id.comm).filter(|c| !c.is_empty());
+        exit.process_key = Some(id.start_ticks);
+        Some(exit)
+    }
+
     pub(crate) fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
-        let Some(monitor) = &self.monitor else {
+        if self.monitor.is_none() {
             return Ok(None);
-        };
+        }
         loop {
-            let event = match deadline {
+            let now = Instant::now();
+            if let Some(exit) = self.exit_from_pidfd(now) {
+                return Ok(Some(exit));
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            // Wake up now and then to look at the pidfds (while one may
+            // still give a status).
+            let polling = self
+                .identities
+                .iter()
+                .any(|id| id.pidfd.is_some() && !id.no_pidfd_status);
+            let until = match (deadline, polling) {
+                (Some(d), true) => Some(d.min(now + PIDFD_POLL)),
+                (Some(d), false) => Some(d),
+                (None, true) => Some(now + PIDFD_POLL),
+                (None, false) => None,
+            };
+            let Some(monitor) = &self.monitor else {
+                return Ok(None);
+            };
+            let event = match until {
                 None => monitor.recv().ok_or(RecvError::Stopped),
-                Some(d) => monitor.recv_timeout(d.saturating_duration_since(Instant::now())),
+                Some(u) => monitor.recv_timeout(u.saturating_duration_since(now)),
             };
             match event {
                 Ok(Event::Exit(exit)) if self.is_waited(&exit) => {
                     self.identities.retain(|id| id.pid != exit.pid);
                     return Ok(Some(exit));
                 }
-                Ok(_) => continue,
-                Err(RecvError::Timeout) => return Ok(None),
+                Ok(_) | Err(RecvError::Timeout) => continue,
                 Err(RecvError::Stopped) => {
                     // The backend ended on its own: report why.
                     return match self.monitor.take() {
@@ -467,7 +547,10 @@ fn identify(pid: u32) -> Option<Identity> {
     Some(Identity {
         pid,
         start_ticks: stat.start_ticks,
+        comm: stat.comm,
         pidfd,
+        ended_at: None,
+        no_pidfd_status: false,
     })
 }
 
@@ -544,7 +627,10 @@ mod tests {
             identities: vec![Identity {
                 pid: 40,
                 start_ticks: 1000,
+                comm: "sh".into(),
                 pidfd: None,
+                ended_at: None,
+                no_pidfd_status: false,
             }],
         };
         assert!(set.is_waited(&exit(40, Some(1000))));
@@ -555,6 +641,40 @@ mod tests {
         // No start time: cannot be told apart, so not taken.
         assert!(!set.is_waited(&exit(40, None)));
         assert!(!set.is_waited(&exit(41, Some(1000))));
+    }
+
+    #[test]
+    fn an_ended_process_without_a_record_gets_its_status_from_the_pidfd() {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read -r line; exit 5"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let id = identify(child.id()).expect("the child is alive");
+        let start_ticks = id.start_ticks;
+        let mut set = Waiter {
+            monitor: None,
+            identities: vec![id],
+        };
+        let now = Instant::now();
+        assert_eq!(set.exit_from_pidfd(now), None, "still running");
+        let _ = child.stdin.take().unwrap().write_all(b"\n");
+        assert_eq!(child.wait().unwrap().code(), Some(5));
+        // Ended, but a connector record may still come: not yet.
+        assert_eq!(set.exit_from_pidfd(now), None);
+        let later = now + CONNECTOR_GRACE;
+        match set.exit_from_pidfd(later) {
+            Some(exit) => {
+                assert_eq!(exit.status, ExitStatus::Code(5));
+                assert_eq!(exit.source, Source::Handle);
+                assert_eq!(exit.process_key, Some(start_ticks));
+                assert_eq!(exit.name.as_deref(), Some("sh"));
+                assert!(set.identities.is_empty());
+            }
+            // A kernel before 6.15 keeps no status on the pidfd.
+            None => assert!(set.identities[0].no_pidfd_status),
+        }
     }
 
     #[test]
