@@ -49,6 +49,8 @@ mod stats;
 mod sys;
 #[cfg(test)]
 mod test_rng;
+#[cfg(test)]
+mod test_skip;
 #[doc(hidden)]
 pub mod unstable;
 mod wait;

@@ -32,6 +32,7 @@ use crate::event::{Event, ExitStatus, LossReason, Source, User};
 use crate::filter::Filter;
 use crate::monitor::{Backend, Monitor};
 use crate::queue::{Pop, Shared, Sink};
+use crate::test_skip::skip;
 
 const X64: bool = cfg!(target_pointer_width = "64");
 
@@ -469,15 +470,6 @@ fn a_second_monitor_of_one_name_is_refused_before_any_etw_call() {
         start_bounded(Backend::Auto, "EventLog-System"),
         Err(Error::SessionNameRejected { .. })
     ));
-}
-
-/// Under `PROCEXIT_STRICT_SKIPS=1` a test that cannot run fails instead.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var_os("PROCEXIT_STRICT_SKIPS").is_none_or(|v| v != "1"),
-        "PROCEXIT_STRICT_SKIPS=1: {reason}"
-    );
-    eprintln!("SKIP: {reason}");
 }
 
 #[test]
