@@ -542,12 +542,15 @@ mod tests {
             let secs = (x % 600_000_000_000) as i64 - 100_000_000_000;
             x = crate::test_rng::xorshift(x);
             let micros = (x % 1_000_000) as u32;
+            // Windows' SystemTime starts in 1601: skip what it cannot hold.
             let t = if secs >= 0 {
-                UNIX_EPOCH + Duration::new(secs as u64, micros * 1000)
+                UNIX_EPOCH.checked_add(Duration::new(secs as u64, micros * 1000))
             } else {
-                UNIX_EPOCH - Duration::new(secs.unsigned_abs(), 0)
-                    + Duration::from_micros(micros.into())
+                UNIX_EPOCH
+                    .checked_sub(Duration::new(secs.unsigned_abs(), 0))
+                    .and_then(|t| t.checked_add(Duration::from_micros(micros.into())))
             };
+            let Some(t) = t else { continue };
             let days = secs.div_euclid(86_400);
             let rem = secs.rem_euclid(86_400);
             let (y, m, d) = civil_from_days(days);
