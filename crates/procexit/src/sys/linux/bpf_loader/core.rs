@@ -1254,6 +1254,11 @@ mod tests {
                             | FIELD_BYTE_SIZE
                             | FIELD_EXISTS
                             | FIELD_SIGNED
+                            | FIELD_LSHIFT_U64
+                            | FIELD_RSHIFT_U64
+                            | TYPE_ID_TARGET
+                            | TYPE_EXISTS
+                            | TYPE_SIZE
                             | ENUMVAL_EXISTS
                             | ENUMVAL_VALUE
                     ),
@@ -1262,7 +1267,7 @@ mod tests {
                     relo.kind
                 );
                 let access = object.btf.name(relo.access_str_off).expect("access");
-                if relo.kind <= FIELD_SIGNED {
+                if relo.kind <= FIELD_RSHIFT_U64 {
                     parse_spec(&object.btf, relo.type_id, access).expect("local spec");
                 }
                 total += 1;
