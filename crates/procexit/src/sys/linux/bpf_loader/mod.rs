@@ -441,7 +441,7 @@ mod tests {
     fn damaged_objects_never_panic() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..300 {
-            let mut data = object::OBJECT.to_vec();
+            let mut data = object::object().unwrap().to_vec();
             state = xorshift(state);
             for _ in 0..(state % 16 + 1) {
                 state = xorshift(state);
@@ -482,7 +482,7 @@ mod tests {
             eprintln!("skipped: no {KERNEL_BTF}");
             return;
         };
-        let object = Object::parse(object::OBJECT).expect("object");
+        let object = Object::parse(object::object().unwrap()).expect("object");
         let names = core::root_names(&object.btf, &object.programs).expect("names");
         let target = Target::new(
             Btf::parse(&kernel, "kernel BTF").expect("kernel BTF"),

@@ -7,9 +7,26 @@ use super::btf::{self, kind, Btf, CoreRelo};
 use super::elf::{Elf, SHF_EXECINSTR, STT_FUNC};
 use super::LoadError;
 
-/// The committed CO-RE object, built from `bpf/procexit.bpf.c` by
-/// `scripts/build-bpf.sh`.
-pub(crate) static OBJECT: &[u8] = include_bytes!("../bpf/procexit.bpf.o");
+/// The committed CO-RE object (`bpf/procexit.bpf.o`, built from
+/// `bpf/procexit.bpf.c` by `scripts/build-bpf.sh`), DEFLATE-compressed by
+/// `build.rs`: 87 KB of ELF sections, BTF and mostly-zero padding take
+/// about 16 KB in every binary this way.
+static PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/procexit.bpf.o.deflate"));
+
+/// The object's size, from `build.rs` (an upper bound for inflating).
+const OBJECT_LEN: usize = include!(concat!(env!("OUT_DIR"), "/procexit.bpf.o.len"));
+
+/// The object, inflated on first use and kept for the process's life.
+pub(crate) fn object() -> Result<&'static [u8], LoadError> {
+    static OBJECT: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    OBJECT
+        .get_or_init(|| miniz_oxide::inflate::decompress_to_vec_with_limit(PACKED, OBJECT_LEN).ok())
+        .as_deref()
+        .ok_or(LoadError::Malformed {
+            what: "ELF object",
+            detail: "the packed BPF object does not inflate",
+        })
+}
 
 /// The only program kind this loader handles: BTF-typed raw tracepoints.
 const SECTION_PREFIX: &str = "tp_btf/";
@@ -284,7 +301,20 @@ mod tests {
     use super::*;
 
     fn object() -> Object<'static> {
-        Object::parse(OBJECT).expect("the committed object parses")
+        Object::parse(super::object().unwrap()).expect("the committed object parses")
+    }
+
+    /// What build.rs packed inflates to exactly the committed object (the
+    /// one `scripts/build-bpf.sh --check` compares with its source).
+    #[test]
+    fn the_packed_object_is_the_committed_one() {
+        let committed: &[u8] = include_bytes!("../bpf/procexit.bpf.o");
+        assert!(super::object().unwrap() == committed);
+        assert!(
+            PACKED.len() * 3 < committed.len(),
+            "{} bytes packed",
+            PACKED.len()
+        );
     }
 
     #[test]
