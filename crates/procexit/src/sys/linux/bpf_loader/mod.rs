@@ -196,6 +196,28 @@ pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, LoadError> {
     })
 }
 
+/// Parses `object` and applies every program's CO-RE relocations against
+/// `kernel_btf`, creating, loading and attaching nothing: all of the
+/// loader that reads untrusted bytes, for the fuzz targets. Returns the
+/// number of programs.
+pub(crate) fn relocate_object(object: &[u8], kernel_btf: &[u8]) -> Result<usize, LoadError> {
+    let object = Object::parse(object)?;
+    let names = core::root_names(&object.btf, &object.programs)?;
+    let kernel = Target::new(Btf::parse(kernel_btf, "kernel BTF")?, &names)?;
+    for program in &object.programs {
+        core::relocate(&mut program.clone(), &object.btf, &kernel)?;
+    }
+    Ok(object.programs.len())
+}
+
+/// The `.BTF` section of an ELF object, if it parses that far.
+pub(crate) fn object_btf(object: &[u8]) -> Option<&[u8]> {
+    elf::Elf::parse(object)
+        .ok()?
+        .section(".BTF")
+        .map(|s| s.data)
+}
+
 /// An attached program. Dropping it detaches the program.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -457,7 +479,7 @@ mod tests {
             let Ok(names) = core::root_names(&object.btf, &object.programs) else {
                 continue;
             };
-            let Some(btf) = object.btf_bytes(&data) else {
+            let Some(btf) = object_btf(&data) else {
                 continue;
             };
             let Ok(kernel) = Btf::parse(btf, "kernel BTF").and_then(|b| Target::new(b, &names))
@@ -469,6 +491,23 @@ mod tests {
                 let _ = core::relocate(&mut program, &object.btf, &kernel);
             }
         }
+    }
+
+    /// The fuzz entry relocates the committed object against its own BTF
+    /// (so mutations of it reach the relocations), and refuses other bytes.
+    #[test]
+    fn the_fuzz_entry_reaches_the_relocations() {
+        let btf = object_btf(object::OBJECT).expect(".BTF");
+        let programs = Object::parse(object::OBJECT)
+            .expect("object")
+            .programs
+            .len();
+        assert_eq!(
+            relocate_object(object::OBJECT, btf).expect("relocates"),
+            programs
+        );
+        assert!(relocate_object(btf, btf).is_err());
+        assert!(relocate_object(object::OBJECT, object::OBJECT).is_err());
     }
 
     /// Loads the whole object against this kernel as `ebpf.rs` does, when
