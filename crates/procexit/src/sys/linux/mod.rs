@@ -23,7 +23,7 @@ use crate::monitor::{spawn_backend, Backend, Monitor, RecvError, Running, StopSi
 use crate::queue::Sink;
 use crate::sys::Config;
 
-pub(crate) use self::bpf_loader::{object::OBJECT as BPF_OBJECT, object_btf, relocate_object};
+pub(crate) use self::bpf_loader::{object::object as bpf_object, object_btf, relocate_object};
 pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::procfs::ProcFs;

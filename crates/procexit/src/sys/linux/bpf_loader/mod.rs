@@ -497,17 +497,17 @@ mod tests {
     /// (so mutations of it reach the relocations), and refuses other bytes.
     #[test]
     fn the_fuzz_entry_reaches_the_relocations() {
-        let btf = object_btf(object::OBJECT).expect(".BTF");
-        let programs = Object::parse(object::OBJECT)
+        let btf = object_btf(object::object().unwrap()).expect(".BTF");
+        let programs = Object::parse(object::object().unwrap())
             .expect("object")
             .programs
             .len();
         assert_eq!(
-            relocate_object(object::OBJECT, btf).expect("relocates"),
+            relocate_object(object::object().unwrap(), btf).expect("relocates"),
             programs
         );
         assert!(relocate_object(btf, btf).is_err());
-        assert!(relocate_object(object::OBJECT, object::OBJECT).is_err());
+        assert!(relocate_object(object::object().unwrap(), object::object().unwrap()).is_err());
     }
 
     /// Loads the whole object against this kernel as `ebpf.rs` does, when

@@ -385,7 +385,8 @@ mod tests {
     /// The committed object with one program's relocation section altered
     /// by `change(object, header offset, data offset)`.
     fn with_program_relocations(change: impl Fn(&mut Vec<u8>, usize, usize)) -> Vec<u8> {
-        let elf = Elf::parse(OBJECT).expect("parse");
+        let committed = super::object().unwrap();
+        let elf = Elf::parse(committed).expect("parse");
         let program = elf
             .sections
             .iter()
@@ -397,10 +398,10 @@ mod tests {
             .iter()
             .find(|s| s.kind == super::super::elf::SHT_REL && s.info as usize == program)
             .expect("its relocations");
-        let shoff = u64::from_le_bytes(OBJECT[40..48].try_into().unwrap()) as usize;
+        let shoff = u64::from_le_bytes(committed[40..48].try_into().unwrap()) as usize;
         let header = shoff + 64 * rel.index;
-        let data = rel.data.as_ptr() as usize - OBJECT.as_ptr() as usize;
-        let mut object = OBJECT.to_vec();
+        let data = rel.data.as_ptr() as usize - committed.as_ptr() as usize;
+        let mut object = committed.to_vec();
         change(&mut object, header, data);
         object
     }
