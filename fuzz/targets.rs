@@ -159,7 +159,7 @@ pub fn ebpf_exit(data: &[u8]) {
             assert!(exit.comm.len() <= 16 * 3 && exit.killer_comm.len() <= 16 * 3);
             let exact = data.get(..size).unwrap_or(data);
             assert_eq!(ebpf_exit::EbpfExit::parse(exact).as_ref(), Ok(&exit));
-            if let Ok(path) = std::str::from_utf8(&exit.cgroup) {
+            if let Ok(path) = std::str::from_utf8(exit.cgroup) {
                 if let Some(id) = procexit::cgroup::container_id(path) {
                     assert!(!id.is_empty() && id.len() <= path.len());
                 }

@@ -41,6 +41,24 @@ pub mod bpf {
     pub fn relocate(object: &[u8], kernel_btf: &[u8]) -> Result<usize, String> {
         crate::sys::relocate_object(object, kernel_btf).map_err(|e| e.to_string())
     }
+
+    /// A program's C function name and its instructions (8 bytes each).
+    pub type ProgramInsns = (String, Vec<[u8; 8]>);
+
+    /// Each program with its instructions after the CO-RE relocations
+    /// against `kernel_btf`; map references are left as the object has
+    /// them.
+    pub fn relocated_programs(
+        object: &[u8],
+        kernel_btf: &[u8],
+    ) -> Result<Vec<ProgramInsns>, String> {
+        crate::sys::relocated_programs(object, kernel_btf).map_err(|e| e.to_string())
+    }
+
+    /// The running kernel's BTF (`/sys/kernel/btf/vmlinux`).
+    pub fn kernel_btf() -> Result<Vec<u8>, String> {
+        crate::sys::read_kernel_btf().map_err(|e| e.to_string())
+    }
 }
 
 /// The ETW exit tracker as the real-time consumer drives it.

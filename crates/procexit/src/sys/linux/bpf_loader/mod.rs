@@ -201,13 +201,30 @@ pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, LoadError> {
 /// loader that reads untrusted bytes, for the fuzz targets. Returns the
 /// number of programs.
 pub(crate) fn relocate_object(object: &[u8], kernel_btf: &[u8]) -> Result<usize, LoadError> {
+    relocated_programs(object, kernel_btf).map(|programs| programs.len())
+}
+
+/// A program's C function name and its instructions (8 bytes each).
+pub(crate) type ProgramInsns = (String, Vec<[u8; 8]>);
+
+/// Each program of `object` (C function name) with its instructions after
+/// the CO-RE relocations against `kernel_btf` (map references are still
+/// unpatched: they get their descriptors when the program is loaded).
+pub(crate) fn relocated_programs(
+    object: &[u8],
+    kernel_btf: &[u8],
+) -> Result<Vec<ProgramInsns>, LoadError> {
     let object = Object::parse(object)?;
     let names = core::root_names(&object.btf, &object.programs)?;
     let kernel = Target::new(Btf::parse(kernel_btf, "kernel BTF")?, &names)?;
+    let mut out = Vec::with_capacity(object.programs.len());
     for program in &object.programs {
-        core::relocate(&mut program.clone(), &object.btf, &kernel)?;
+        let mut program = program.clone();
+        core::relocate(&mut program, &object.btf, &kernel)?;
+        let insns = program.insns.iter().map(|i| i.to_bytes()).collect();
+        out.push((program.name, insns));
     }
-    Ok(object.programs.len())
+    Ok(out)
 }
 
 /// The `.BTF` section of an ELF object, if it parses that far.
