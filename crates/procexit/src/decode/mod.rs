@@ -213,6 +213,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The current offset.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -261,6 +262,7 @@ impl<'a> Cursor<'a> {
 
     /// Takes the next `len` bytes as a cursor of their own, so what is read
     /// through it cannot run into the bytes after them (the next record).
+    #[inline(always)]
     pub fn split(&mut self, len: usize) -> Result<Cursor<'a>, DecodeError> {
         self.bytes(len).map(Cursor::new)
     }
