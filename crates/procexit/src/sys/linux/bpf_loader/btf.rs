@@ -171,6 +171,18 @@ impl<'a> Type<'a> {
         }
     }
 
+    /// The type of parameter `index` of a FUNC_PROTO.
+    pub(crate) fn param_type(&self, index: usize) -> Option<u32> {
+        if self.kind != kind::FUNC_PROTO || index >= usize::from(self.vlen) {
+            return None;
+        }
+        let at = index.checked_mul(8)?.checked_add(4)?;
+        self.extra
+            .get(at..at.checked_add(4)?)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+    }
+
     pub(crate) fn is_composite(&self) -> bool {
         matches!(self.kind, kind::STRUCT | kind::UNION)
     }
@@ -192,6 +204,15 @@ impl<'a> Type<'a> {
             .get(..4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map_or(0, |b| (u32::from_le_bytes(b) >> 16) & 0xff)
+    }
+
+    /// Number of value bits of an INT (below `8 * size` only in old
+    /// bit-field encodings).
+    pub(crate) fn int_bits(&self) -> u32 {
+        self.extra
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u32::from_le_bytes(b) & 0xff)
     }
 }
 
@@ -224,7 +245,15 @@ impl<'a> Btf<'a> {
         if u16_at(data, 0, what, header)? != MAGIC {
             return Err(bad("no BTF magic (or not little-endian)"));
         }
+        if data.get(2) != Some(&1) {
+            return Err(bad("unknown BTF version (only 1 exists)"));
+        }
         let hdr_len = to_usize(u32_at(data, 4, what, header)?, what, header)?;
+        // The four section fields end at byte 24: a shorter header would
+        // make them overlap the type data.
+        if hdr_len < 24 {
+            return Err(bad("header shorter than 24 bytes"));
+        }
         let field = |o| -> Result<usize, LoadError> {
             to_usize(u32_at(data, o, what, header)?, what, header)
         };
@@ -235,6 +264,11 @@ impl<'a> Btf<'a> {
             .ok_or(bad("header longer than the data"))?;
         let types = slice(body, type_off, type_len, what, "type section out of bounds")?;
         let strings = slice(body, str_off, str_len, what, "string section out of bounds")?;
+        // Offset 0 is the empty name of anonymous types, and every name
+        // must end inside the section.
+        if strings.first() != Some(&0) || strings.last() != Some(&0) {
+            return Err(bad("string section does not start and end with NUL"));
+        }
         let mut offsets = Vec::new();
         let mut at = 0usize;
         while at < types.len() {
@@ -531,5 +565,28 @@ pub(crate) mod tests {
         let btf = Btf::parse(&data, "BTF").expect("parse");
         assert!(btf.skip_mods_and_typedefs(1).is_err());
         assert!(btf.resolve_size(1).is_err());
+    }
+
+    #[test]
+    fn headers_that_would_misplace_the_sections_are_refused() {
+        let strings = b"\0int\0";
+        let mut types = header(1, kind::INT, 0, 4);
+        types.extend(words(&[32]));
+        let good = blob(&types, strings);
+        assert!(Btf::parse(&good, "BTF").is_ok());
+        let refused = |at: usize, bytes: &[u8]| {
+            let mut data = good.clone();
+            data.splice(at..at + bytes.len(), bytes.iter().copied());
+            match Btf::parse(&data, "BTF") {
+                Err(LoadError::Malformed { detail, .. }) => detail,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(refused(2, &[2]).contains("version"));
+        // A header length of 8 would read the section table from the types.
+        assert!(refused(4, &8u32.to_le_bytes()).contains("header"));
+        // Strings not starting (or not ending) with NUL.
+        assert!(refused(24 + types.len(), b"x").contains("NUL"));
+        assert!(refused(good.len() - 1, b"x").contains("NUL"));
     }
 }

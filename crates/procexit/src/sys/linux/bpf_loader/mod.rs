@@ -6,7 +6,9 @@
 //!   CO-RE relocation records of `.BTF.ext`;
 //! - [`object`]: programs, map definitions (BTF-defined `.maps`) and the
 //!   license, read from the object;
-//! - [`core`]: CO-RE field relocations against the running kernel's BTF;
+//! - [`core`]: CO-RE relocations (fields, types, enumerators) against the
+//!   running kernel's BTF: what is supported and what is refused is listed
+//!   there;
 //! - [`syscall`]: map creation, program load, attach and map access through
 //!   the `bpf(2)` system call;
 //! - [`ringbuf`]: the consumer side of a BPF ring buffer.
@@ -316,10 +318,19 @@ fn load(program: &Program, license: &str, attach_btf_id: u32) -> Result<OwnedFd,
             LoadError::Os { ref log, .. }
                 if !program.poisoned.is_empty() && log.contains(&core::POISON_IMM.to_string()) =>
             {
+                let reason = match program.poisoned.first() {
+                    Some((_, first)) if program.poisoned.iter().all(|(_, r)| r == first) => first,
+                    _ => "several relocations failed in the running kernel",
+                };
                 LoadError::Relocation {
                     program: program.name.clone(),
-                    field: program.poisoned.join(", "),
-                    reason: "no such field in the running kernel",
+                    field: program
+                        .poisoned
+                        .iter()
+                        .map(|(field, _)| field.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason,
                 }
             }
             other => other,
@@ -354,7 +365,10 @@ mod tests {
             insns,
             map_refs: Vec::new(),
             core_relos: Vec::new(),
-            poisoned: poisoned.iter().map(|s| (*s).to_owned()).collect(),
+            poisoned: poisoned
+                .iter()
+                .map(|s| ((*s).to_owned(), core::NOT_FOUND))
+                .collect(),
         }
     }
 

@@ -57,10 +57,10 @@ pub(crate) struct Program {
     /// Instruction index of each `ld_imm64` that loads a map, and the map.
     pub(crate) map_refs: Vec<(usize, String)>,
     pub(crate) core_relos: Vec<CoreRelo>,
-    /// Fields (as written in C) whose relocation found nothing in the
-    /// kernel: their instructions were poisoned, which the verifier
-    /// rejects only if the program can reach them.
-    pub(crate) poisoned: Vec<String>,
+    /// Fields (as written in C) whose relocation failed in the running
+    /// kernel, with the reason: their instructions were poisoned, which
+    /// the verifier rejects only if the program can reach them.
+    pub(crate) poisoned: Vec<(String, &'static str)>,
 }
 
 /// The parsed object. `btf` is the object's own BTF (CO-RE needs it).
