@@ -349,7 +349,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a pointer-sized field, widened to u64.
-    #[inline]
+    #[inline(always)]
     pub fn pointer(&mut self, size: PointerSize) -> Result<u64, DecodeError> {
         match size {
             PointerSize::Four => self.u32().map(u64::from),

@@ -217,6 +217,39 @@ impl SidRef<'_> {
     }
 }
 
+/// The text of the SID seen last, kept so that the same SID (a machine's
+/// events carry a handful of users) is written out once, not per event.
+#[derive(Debug, Default)]
+pub(crate) struct SidTextCache {
+    authority: u64,
+    subs: Vec<u8>,
+    text: String,
+}
+
+impl SidTextCache {
+    /// The text of `sid`, written out only when it differs from the last.
+    pub(crate) fn text_of(&mut self, sid: &SidRef<'_>) -> &str {
+        if !self.holds(sid) {
+            self.authority = sid.authority;
+            self.subs.clear();
+            self.subs.extend_from_slice(sid.subs);
+            self.text.clear();
+            self.text.push_str(sid.text().as_str());
+        }
+        &self.text
+    }
+
+    /// Whether the cached text is that of `sid`.
+    pub(crate) fn holds(&self, sid: &SidRef<'_>) -> bool {
+        !self.text.is_empty() && self.authority == sid.authority && self.subs == sid.subs
+    }
+
+    /// The cached text (empty before the first SID).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Whether `part` is `value` written as [`SidText::push_decimal`] writes it.
 fn is_decimal_of(part: &str, value: u32) -> bool {
     (part == "0" || !part.starts_with('0'))
