@@ -426,6 +426,7 @@ struct Strings<'a> {
     exit_time: Option<u64>,
 }
 
+#[inline(always)]
 fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a> {
     let mut probe = c;
     match probe.u32() {
@@ -498,6 +499,7 @@ fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a>
 
 /// Reads a non-null SID field: the producer's `TOKEN_USER` (2P bytes), then
 /// the SID (§1.4).
+#[inline(always)]
 fn read_sid<'a>(c: &mut Cursor<'a>, pointer: PointerSize) -> Result<SidRef<'a>, Anomaly> {
     let truncated = |_| Anomaly::StringsTruncated;
     c.skip(pointer.bytes().saturating_mul(2))
