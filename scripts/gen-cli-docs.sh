@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Rewrites crates/procexit-cli/generated/: the shell completion scripts and
-# man pages that `procexit completions` and `procexit man` print, rendered by
-# clap_complete and clap_mangen from the command-line definition. Run it
+# Rewrites crates/procexit-cli/generated/: the help texts that `--help`
+# prints (rendered by clap), the shell completion scripts and man pages that
+# `procexit completions` and `procexit man` print (clap_complete,
+# clap_mangen), all from the command-line model in src/args.rs. Run it
 # after changing a flag or a help text, and commit the result; `cargo test`
 # fails while the committed files differ from what the definition gives.
 #

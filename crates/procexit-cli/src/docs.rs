@@ -1,16 +1,18 @@
 //! `procexit completions SHELL` and `procexit man [COMMAND]`: files that
-//! clap_complete and clap_mangen generate from the command-line definition,
-//! committed under `generated/` and embedded as they are. Neither crate is
-//! linked into the binary (they are development dependencies); the test
-//! below renders the files again from the current definition and fails when
-//! the committed ones differ, so they cannot drift from `--help`
-//! (`scripts/gen-cli-docs.sh` rewrites them).
+//! clap_complete and clap_mangen generate from the command-line model
+//! (`args.rs`), committed under `generated/` and embedded as they are, like
+//! the `--help` texts clap renders (`generated/help/`, printed by `cli.rs`).
+//! None of these crates is linked into the binary (they are development
+//! dependencies); the test below renders the files again from the current
+//! model and fails when the committed ones differ, so they cannot drift
+//! from the flags (`scripts/gen-cli-docs.sh` rewrites them).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 /// A shell that `procexit completions` has a script for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(clap::ValueEnum))]
 pub enum Shell {
     Bash,
     Elvish,
@@ -124,11 +126,51 @@ mod tests {
                 embedded,
             ));
         }
+        for (path, long, short) in help_texts() {
+            let file = format!("{}.txt", path.join("-"));
+            let embedded = crate::cli::help_text(&path[1..], true).unwrap_or("");
+            files.push((Path::new("help").join(&file), long.clone(), embedded));
+            if short != long {
+                let embedded = crate::cli::help_text(&path[1..], false).unwrap_or("");
+                files.push((
+                    Path::new("help").join(format!("{}.short.txt", path.join("-"))),
+                    short,
+                    embedded,
+                ));
+            }
+        }
         files
     }
 
-    /// The committed files are what clap_complete and clap_mangen give
-    /// today, and the binary prints them. With PROCEXIT_REGENERATE=1 the
+    /// What clap prints for `--help` and `-h` of every command (hidden ones
+    /// too: `service run --help` works), found by walking the model: the
+    /// command's path (`["procexit", "service", "install"]`), long, short.
+    pub(crate) fn help_texts() -> Vec<(Vec<String>, String, String)> {
+        fn walk(
+            command: &clap::Command,
+            path: Vec<String>,
+            out: &mut Vec<(Vec<String>, String, String)>,
+        ) {
+            let render = |flag: &str| {
+                let argv = path.iter().map(String::as_str).chain([flag]);
+                let error = Cli::command().try_get_matches_from(argv).unwrap_err();
+                assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
+                error.render().to_string()
+            };
+            out.push((path.clone(), render("--help"), render("-h")));
+            for sub in command.get_subcommands() {
+                let mut path = path.clone();
+                path.push(sub.get_name().to_string());
+                walk(sub, path, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), vec!["procexit".to_string()], &mut out);
+        out
+    }
+
+    /// The committed files are what clap, clap_complete and clap_mangen
+    /// give today, and the binary prints them. With PROCEXIT_REGENERATE=1 the
     /// test rewrites them instead (scripts/gen-cli-docs.sh).
     #[test]
     fn generated_completions_and_man_pages_are_current() {
@@ -142,7 +184,16 @@ mod tests {
             }
             return;
         }
-        assert_eq!(files.len(), Shell::value_variants().len() + MAN_PAGES.len());
+        assert_eq!(
+            files.len(),
+            Shell::value_variants().len()
+                + MAN_PAGES.len()
+                + crate::cli::HELP.len()
+                + crate::cli::HELP
+                    .iter()
+                    .filter(|(_, long, short)| long != short)
+                    .count()
+        );
         for (path, content, embedded) in &files {
             assert!(
                 content.as_str() == *embedded,

@@ -1,6 +1,7 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
+mod cli;
 mod docs;
 mod escape;
 mod json;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use procexit::schema::Message;
 use procexit::{Backend, Event, LinuxOptions, Monitor, RecvError, WaitSet, WindowsOptions};
 
@@ -26,13 +26,27 @@ use crate::output::{Format, Printer};
 
 /// Exit status for errors (like grep/ripgrep).
 const EXIT_ERROR: u8 = 2;
+/// Exit status for a command line that cannot be run (as clap and getopt
+/// programs use).
+const EXIT_USAGE: u8 = 2;
 /// Exit status when `wait --timeout` ran out (like timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
 /// Exit status of `watch --strict` when exits were lost, dropped or overrun.
 const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(cli::Parsed::Run(cli)) => cli,
+        Ok(cli::Parsed::Help(text)) => return print(text),
+        Ok(cli::Parsed::Version) => return print(cli::VERSION),
+        Err(error) => {
+            match error.help {
+                Some(help) => eprint!("{help}"),
+                None => eprintln!("procexit: {error}"),
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -43,6 +57,14 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Help and version go to stdout; a closed pipe (`procexit --help | head`)
+/// is not an error.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let _ = io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -32,17 +32,8 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
 pub fn parse_watch_options(
     options: &[std::ffi::OsString],
 ) -> anyhow::Result<crate::args::WatchArgs> {
-    use clap::Parser;
-    let argv = ["procexit".into(), "watch".into()]
-        .into_iter()
-        .chain(options.iter().cloned());
-    match crate::args::Cli::try_parse_from::<_, std::ffi::OsString>(argv) {
-        Ok(crate::args::Cli {
-            command: crate::args::Command::Watch(watch),
-        }) => Ok(watch),
-        Ok(_) => unreachable!("parsed as watch"),
-        Err(error) => anyhow::bail!("invalid watch options for the service: {}", error.render()),
-    }
+    crate::cli::parse_watch(options)
+        .map_err(|error| anyhow::anyhow!("invalid watch options for the service: {error}"))
 }
 
 /// Whether `watch` with these options writes somewhere a service can use

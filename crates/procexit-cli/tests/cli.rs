@@ -357,6 +357,35 @@ fn watch_stops_on_sigterm_with_a_summary(source: &str) {
 }
 
 #[test]
+fn usage_errors_name_the_argument_on_one_line() {
+    for (args, culprit) in [
+        (&["watch", "--bogus"][..], "--bogus"),
+        (&["watch", "--count"][..], "--count"),
+        (&["watch", "--rotate-size", "1M"][..], "--output"),
+        (&["wait", "abc"][..], "abc"),
+        (&["bogus"][..], "bogus"),
+    ] {
+        let out = procexit().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(culprit), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // Without a command: the help, on stderr.
+    let out = procexit().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: procexit <COMMAND>"));
+    let out = procexit().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = format!("procexit {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), version);
+    let out = procexit().args(["help", "wait"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: procexit wait"));
+}
+
+#[test]
 fn bad_flag_values_are_one_line_errors() {
     let out = procexit()
         .args(["watch", "--duration", "soon"])
