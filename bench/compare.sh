@@ -16,11 +16,13 @@
 # Needs root (forkstat, exitsnoop and taskstats do). Installs forkstat and
 # libbpf-tools from Debian and mounts tracefs when missing.
 #
-# Each tool writes to a file as it does by default (the peers buffer their
-# output and flush it when stopped; procexit's JSON mode flushes as it goes).
+# In the bursts every tool writes to a file (the peers buffer their output
+# and flush it when stopped; procexit writes when its queue runs empty or
+# 64 KiB wait). The latency runs pipe procexit's lines through a stamper.
 #
-# What "CPU per exit" counts: user + system time of the monitoring process
-# itself (all its threads), from /proc/PID/stat, divided by the burst size.
+# What "CPU per exit" counts: the CPU time of the monitoring process itself
+# (all its threads, in ns from /proc/PID/task/*/schedstat), divided by the
+# burst size.
 # The kernel work that builds each connector message or runs each BPF
 # program happens in the exiting task and is charged to it, for every tool
 # alike; it is not in these figures.
@@ -56,22 +58,23 @@ gen_bin="$work/pxburst"
 cc -O2 -o "$gen_bin" bench/loadgen.c
 cargo build --release -q -p procexit-cli
 bin="$root/target/release/procexit"
-clk=$(getconf CLK_TCK)
 
 sources=(default)
 if "$bin" watch --help | grep -q -- '--source'; then
     sources=(connector connector-nobody ebpf)
 fi
 
-# cpu_ticks PID: utime + stime of the whole process.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_ns PID: CPU time of all the process's threads, ns (the schedstat
+# runtime is exact; /proc/PID/stat counts in 10 ms ticks, too coarse for a
+# 10 000-exit burst). Every monitor here keeps its threads for the run.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
 peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # Waits until monitor PID has used no CPU and FILE has not grown for a
 # second (it has drained what the burst left queued), 120 s at most.
 settle() {
     local last=-1 now i
     for i in $(seq 240); do
-        now="$(cpu_ticks "$1") $(stat -c %s "$2")"
+        now="$(cpu_ns "$1") $(stat -c %s "$2")"
         [ "$now" = "$last" ] && return 0
         last=$now
         sleep 0.5
@@ -99,7 +102,11 @@ run() {
                 as_user=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
             fi
             [ "$label" = procexit-default ] || args+=(--source "$source")
-            "${as_user[@]}" "$bin" "${args[@]}" > >("$gen_bin" stamp >"$out") 2>"$out.err" &
+            if [ "$rate" != 0 ]; then
+                "${as_user[@]}" "$bin" "${args[@]}" > >("$gen_bin" stamp >"$out") 2>"$out.err" &
+            else
+                "${as_user[@]}" "$bin" "${args[@]}" >"$out" 2>"$out.err" &
+            fi
             mon=$!
             ;;
         forkstat)
@@ -117,7 +124,7 @@ run() {
         return 0
     fi
     local c0=0 t0 t1
-    [ -n "$mon" ] && c0=$(cpu_ticks "$mon")
+    [ -n "$mon" ] && c0=$(cpu_ns "$mon")
     t0=$(date +%s.%N)
     if [ "$rate" != 0 ]; then
         "$gen_bin" "$n" "$K" "$reaped" "$rate" "$stamps" &
@@ -130,7 +137,7 @@ run() {
     local cpu=0 rss=0
     if [ -n "$mon" ]; then
         settle "$mon" "$out"
-        cpu=$(( $(cpu_ticks "$mon") - c0 ))
+        cpu=$(( $(cpu_ns "$mon") - c0 ))
         rss=$(peak_rss_kb "$mon")
         kill -INT "$mon"
         wait "$mon" 2>/dev/null || true
@@ -151,11 +158,11 @@ done
 echo "== latency: $LAT_N exits at $LAT_RATE/s" >&2
 for s in "${sources[@]}"; do run procexit "procexit-$s" "$LAT_N" "$LAT_RATE"; done
 
-table=$(python3 - "$results" "$clk" <<'PY'
+table=$(python3 - "$results" <<'PY'
 import json, sys
 from collections import Counter
 
-results, clk = sys.argv[1], int(sys.argv[2])
+results = sys.argv[1]
 
 def reaped_of(path):
     c = Counter()
@@ -169,7 +176,8 @@ def delivered_of(tool, path, gen):
     got, extra = Counter(), {}
     for raw in open(path, errors="replace"):
         if tool == "procexit":
-            stamp, _, line = raw.partition("\t")
+            # Stamped lines (latency runs) are "ns<TAB>json".
+            line = raw.partition("\t")[2] or raw
             try:
                 o = json.loads(line)
             except ValueError:
@@ -216,7 +224,7 @@ def latencies(out, stamps_path):
 
 rows, lat_rows, cpu = [], [], {}
 for line in open(results):
-    tool, label, n, rate, gen, out, reaped, ticks, rss, wall = line.rstrip("\n").split("\t")
+    tool, label, n, rate, gen, out, reaped, cpu_ns, rss, wall = line.rstrip("\n").split("\t")
     n, rate, gen, wall = int(n), int(rate), int(gen), float(wall)
     want = reaped_of(reaped)
     total = sum(want.values())
@@ -226,7 +234,7 @@ for line in open(results):
     got, extra = delivered_of(tool, out, gen)
     delivered = sum((want & got).values())
     lost = total - delivered
-    us = 1e6 * int(ticks) / clk / max(1, total)
+    us = int(cpu_ns) / 1e3 / max(1, total)
     mb = int(rss or 0) / 1024
     if rate:
         p50, p99, k = latencies(out, reaped.replace(".reaped", ".stamps"))

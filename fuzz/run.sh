@@ -24,7 +24,7 @@ root="$(dirname "$here")"
 etl_dir="${PROCEXIT_ETL_DIR:-$root/testdata/etl}"
 cd "$here"
 
-all=(etl_file xpress mof_process kernel_process proc_connector taskstats lost_event ebpf_exit)
+all=(etl_file xpress mof_process kernel_process proc_connector taskstats lost_event ebpf_exit bpf_object)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
@@ -58,6 +58,9 @@ for t in "${all[@]}"; do
     mkdir -p "corpus/$t"
     cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
 done
+# The committed BPF object is the loader's main seed (the seed folder holds
+# its .BTF section, the kernel-BTF shape of input).
+cp -n "$root/crates/procexit/src/sys/linux/bpf/procexit.bpf.o" corpus/bpf_object/ 2>/dev/null || true
 if [ -d "$etl_dir" ]; then
     python3 - "$etl_dir" "$here/corpus" <<'PY'
 import os, struct, sys, hashlib

@@ -17,7 +17,7 @@ use procexit::unstable::xpress;
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the libFuzzer binary and seed folder names).
-pub const ALL: [(&str, Target); 8] = [
+pub const ALL: [(&str, Target); 9] = [
     ("etl_file", etl_file),
     ("xpress", xpress),
     ("mof_process", mof_process),
@@ -26,6 +26,7 @@ pub const ALL: [(&str, Target); 8] = [
     ("taskstats", taskstats),
     ("lost_event", lost_event),
     ("ebpf_exit", ebpf_exit),
+    ("bpf_object", bpf_object),
 ];
 
 /// The `.etl` reader over arbitrary bytes: raw events, then process items.
@@ -158,7 +159,7 @@ pub fn ebpf_exit(data: &[u8]) {
             assert!(exit.comm.len() <= 16 * 3 && exit.killer_comm.len() <= 16 * 3);
             let exact = data.get(..size).unwrap_or(data);
             assert_eq!(ebpf_exit::EbpfExit::parse(exact).as_ref(), Ok(&exit));
-            if let Ok(path) = std::str::from_utf8(&exit.cgroup) {
+            if let Ok(path) = std::str::from_utf8(exit.cgroup) {
                 if let Some(id) = procexit::cgroup::container_id(path) {
                     assert!(!id.is_empty() && id.len() <= path.len());
                 }
@@ -166,4 +167,21 @@ pub fn ebpf_exit(data: &[u8]) {
         }
         Err(e) => assert!(e.offset <= data.len()),
     }
+}
+
+/// The BPF loader (ELF, BTF, BTF.ext, CO-RE relocation) over arbitrary
+/// bytes: as an object relocated against its own `.BTF`, and as a kernel
+/// BTF the committed object is relocated against. Only Linux has the
+/// loader.
+pub fn bpf_object(data: &[u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        use procexit::unstable::bpf;
+        if let Some(btf) = bpf::object_btf(data) {
+            let _ = bpf::relocate(data, btf);
+        }
+        let _ = bpf::relocate(bpf::object(), data);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = data;
 }

@@ -8,10 +8,10 @@
 //! two), so the schema stays the library's.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use procexit::schema::Message;
-use procexit::{format_rfc3339, ProcessExit};
+use procexit::{ProcessExit, Rfc3339, User};
 
 /// Appends `message` as one JSON object (no newline).
 pub fn write_message(out: &mut Vec<u8>, message: &Message<'_>) -> io::Result<()> {
@@ -27,90 +27,81 @@ pub fn write_message(out: &mut Vec<u8>, message: &Message<'_>) -> io::Result<()>
 fn write_exit(out: &mut Vec<u8>, exit: &ProcessExit) {
     let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
     let resources = &exit.resources;
+    // A line is 600-800 bytes: one reservation instead of several growths.
+    out.reserve(1024);
     out.extend_from_slice(br#"{"type":"exit","pid":"#);
-    number(out, exit.pid);
-    key(out, "ppid");
-    optional(out, exit.ppid, number);
-    key(out, "exit_code");
-    optional(out, exit.status.code(), number);
-    key(out, "signal");
-    optional(out, exit.status.signal(), number);
-    key(out, "core_dumped");
-    out.extend_from_slice(if exit.status.core_dumped() {
-        b"true"
-    } else {
-        b"false"
-    });
-    key(out, "kind");
+    integer(out, exit.pid);
+    out.extend_from_slice(br#","ppid":"#);
+    optional(out, exit.ppid, integer);
+    out.extend_from_slice(br#","exit_code":"#);
+    optional(out, exit.status.code(), integer);
+    out.extend_from_slice(br#","signal":"#);
+    optional(out, exit.status.signal(), integer);
+    out.extend_from_slice(br#","core_dumped":"#);
+    boolean(out, exit.status.core_dumped());
+    out.extend_from_slice(br#","kind":"#);
     string(out, exit.kind().as_str());
-    key(out, "status_name");
+    out.extend_from_slice(br#","status_name":"#);
     optional(out, exit.status_name(), string);
-    key(out, "name");
+    out.extend_from_slice(br#","name":"#);
     optional(out, exit.name.as_deref(), string);
-    key(out, "command_line");
+    out.extend_from_slice(br#","command_line":"#);
     optional(out, exit.command_line.as_deref(), string);
-    key(out, "user");
-    optional(out, exit.user.as_ref().map(|u| u.to_string()), |o, u| {
-        string(o, &u)
+    out.extend_from_slice(br#","user":"#);
+    optional(out, exit.user.as_ref(), |o, user| match user {
+        // A uid is written as a string, as `User`'s `Display` writes it.
+        User::Uid(uid) => {
+            o.push(b'"');
+            integer(o, *uid);
+            o.push(b'"');
+        }
+        User::Sid(sid) => string(o, sid),
     });
-    key(out, "start_time");
-    optional(out, exit.start_time.map(format_rfc3339), |o, t| {
-        string(o, &t)
-    });
-    key(out, "exit_time");
-    optional(out, exit.exit_time.map(format_rfc3339), |o, t| {
-        string(o, &t)
-    });
-    key(out, "duration_ms");
-    optional(out, ms(exit.duration()), number);
-    key(out, "process_key");
-    optional(out, exit.process_key, number);
-    key(out, "source");
+    out.extend_from_slice(br#","start_time":"#);
+    optional(out, exit.start_time, time);
+    out.extend_from_slice(br#","exit_time":"#);
+    optional(out, exit.exit_time, time);
+    out.extend_from_slice(br#","duration_ms":"#);
+    optional(out, ms(exit.duration()), float);
+    out.extend_from_slice(br#","process_key":"#);
+    optional(out, exit.process_key, integer);
+    out.extend_from_slice(br#","source":"#);
     string(out, exit.source.as_str());
-    key(out, "killer_pid");
-    optional(out, exit.killer.as_ref().map(|k| k.pid), number);
-    key(out, "killer_name");
+    out.extend_from_slice(br#","killer_pid":"#);
+    optional(out, exit.killer.as_ref().map(|k| k.pid), integer);
+    out.extend_from_slice(br#","killer_name":"#);
     optional(
         out,
         exit.killer.as_ref().and_then(|k| k.name.as_deref()),
         string,
     );
-    key(out, "oom_killed");
-    optional(out, exit.oom_killed, |o, b| {
-        o.extend_from_slice(if b { b"true" } else { b"false" })
-    });
-    key(out, "cpu_user_ms");
-    optional(out, ms(resources.cpu_user), number);
-    key(out, "cpu_system_ms");
-    optional(out, ms(resources.cpu_system), number);
-    key(out, "peak_rss_bytes");
-    optional(out, resources.peak_rss_bytes, number);
-    key(out, "hard_faults");
-    optional(out, resources.hard_faults, number);
-    key(out, "io_read_bytes");
-    optional(out, resources.io_read_bytes, number);
-    key(out, "io_write_bytes");
-    optional(out, resources.io_write_bytes, number);
-    key(out, "io_read_ops");
-    optional(out, resources.io_read_ops, number);
-    key(out, "io_write_ops");
-    optional(out, resources.io_write_ops, number);
-    key(out, "cpu_cycles");
-    optional(out, resources.cpu_cycles, number);
-    key(out, "peak_commit_bytes");
-    optional(out, resources.peak_commit_bytes, number);
-    key(out, "cgroup");
+    out.extend_from_slice(br#","oom_killed":"#);
+    optional(out, exit.oom_killed, boolean);
+    out.extend_from_slice(br#","cpu_user_ms":"#);
+    optional(out, ms(resources.cpu_user), float);
+    out.extend_from_slice(br#","cpu_system_ms":"#);
+    optional(out, ms(resources.cpu_system), float);
+    out.extend_from_slice(br#","peak_rss_bytes":"#);
+    optional(out, resources.peak_rss_bytes, integer);
+    out.extend_from_slice(br#","hard_faults":"#);
+    optional(out, resources.hard_faults, integer);
+    out.extend_from_slice(br#","io_read_bytes":"#);
+    optional(out, resources.io_read_bytes, integer);
+    out.extend_from_slice(br#","io_write_bytes":"#);
+    optional(out, resources.io_write_bytes, integer);
+    out.extend_from_slice(br#","io_read_ops":"#);
+    optional(out, resources.io_read_ops, integer);
+    out.extend_from_slice(br#","io_write_ops":"#);
+    optional(out, resources.io_write_ops, integer);
+    out.extend_from_slice(br#","cpu_cycles":"#);
+    optional(out, resources.cpu_cycles, integer);
+    out.extend_from_slice(br#","peak_commit_bytes":"#);
+    optional(out, resources.peak_commit_bytes, integer);
+    out.extend_from_slice(br#","cgroup":"#);
     optional(out, exit.cgroup.as_deref(), string);
-    key(out, "container_id");
+    out.extend_from_slice(br#","container_id":"#);
     optional(out, exit.container_id.as_deref(), string);
     out.push(b'}');
-}
-
-/// `,"name":` — keys are plain ASCII constants: nothing to escape.
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 fn optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
@@ -120,17 +111,51 @@ fn optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<
     }
 }
 
-/// Numbers through serde_json itself (no escaping is involved), so their
-/// form (floats' shortest round-trip digits, `null` when not finite) is
-/// serde_json's by construction.
-fn number(out: &mut Vec<u8>, value: impl serde::Serialize) {
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+/// Integers in decimal, as serde_json writes them (it uses the same crate).
+fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Floats through serde_json itself, so their form (shortest round-trip
+/// digits, `null` when not finite) is serde_json's by construction.
+fn float(out: &mut Vec<u8>, value: f64) {
     // Writing a number into a Vec cannot fail.
     let _ = serde_json::to_writer(out, &value);
 }
 
-/// A JSON string: `"` and `\` escaped, control characters as serde_json
-/// escapes them (short forms where JSON has them, else `\u00XX`), all else
-/// as is. Runs of plain bytes are copied whole.
+/// A time as a JSON string (the form needs no escaping).
+fn time(out: &mut Vec<u8>, time: SystemTime) {
+    out.push(b'"');
+    out.extend_from_slice(Rfc3339::new(time).as_str().as_bytes());
+    out.push(b'"');
+}
+
+/// What a byte becomes inside a JSON string: 0 for itself, else the letter
+/// after the backslash (`u` for `\u00XX`). serde_json's table, in effect:
+/// `"`, `\` and the C0 controls, with short forms where JSON has them.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// A JSON string, escaped as serde_json escapes it; runs of plain bytes
+/// are copied whole.
 fn string(out: &mut Vec<u8>, value: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(value.len() + 2);
@@ -138,17 +163,10 @@ fn string(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     let mut start = 0;
     for (i, &byte) in bytes.iter().enumerate() {
-        let short = match byte {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            0x00..=0x1f => b'u',
-            _ => continue,
-        };
+        let short = ESCAPE[usize::from(byte)];
+        if short == 0 {
+            continue;
+        }
         out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
         out.push(b'\\');
         out.push(short);

@@ -386,50 +386,90 @@ pub fn system_time_from_filetime(filetime: u64) -> Option<SystemTime> {
 
 /// Formats a time as RFC 3339 UTC with microseconds: `2026-11-24T20:00:36.123456Z`.
 pub fn format_rfc3339(time: SystemTime) -> String {
-    let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        Err(e) => {
-            // Before 1970: round towards the past.
-            let d = e.duration();
-            let mut secs = -(d.as_secs() as i64);
-            let mut micros = d.subsec_micros();
-            if micros > 0 {
-                secs -= 1;
-                micros = 1_000_000 - micros;
+    Rfc3339::new(time).as_str().to_owned()
+}
+
+/// A time in the form of [`format_rfc3339`], built without allocating for
+/// years 0–9999 (it runs twice per JSON exit line).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_micros(1_600_000_000_123_456);
+/// assert_eq!(procexit::Rfc3339::new(t).as_str(), "2020-09-13T12:26:40.123456Z");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rfc3339(Rfc3339Text);
+
+#[derive(Debug, Clone)]
+enum Rfc3339Text {
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, ASCII.
+    Fixed([u8; 27]),
+    /// Years outside 0–9999.
+    Formatted(String),
+}
+
+impl Rfc3339 {
+    /// Formats `time`.
+    pub fn new(time: SystemTime) -> Rfc3339 {
+        let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+            Err(e) => {
+                // Before 1970: round towards the past.
+                let d = e.duration();
+                let mut secs = -(d.as_secs() as i64);
+                let mut micros = d.subsec_micros();
+                if micros > 0 {
+                    secs -= 1;
+                    micros = 1_000_000 - micros;
+                }
+                (secs, micros)
             }
-            (secs, micros)
+        };
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400) as u64;
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return Rfc3339(Rfc3339Text::Formatted(format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            )));
         }
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        return format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        );
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        // (value, first byte, width): every field is in range by now.
+        let fields = [
+            (y as u64, 0, 4),
+            (u64::from(m), 5, 2),
+            (u64::from(d), 8, 2),
+            (rem / 3600, 11, 2),
+            ((rem % 3600) / 60, 14, 2),
+            (rem % 60, 17, 2),
+            (u64::from(micros), 20, 6),
+        ];
+        for (mut value, first, width) in fields {
+            for slot in text.iter_mut().skip(first).take(width).rev() {
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        Rfc3339(Rfc3339Text::Fixed(text))
     }
-    // The common case without the formatting machinery: it runs twice per
-    // JSON exit line.
-    let mut out = String::with_capacity(27);
-    let mut digits = |value: u64, width: u32, after: char| {
-        for place in (0..width).rev() {
-            let digit = (value / 10u64.pow(place)) % 10;
-            out.push(char::from(b'0' + digit as u8));
+
+    /// The formatted time.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Only ASCII digits and separators were written.
+            Rfc3339Text::Fixed(text) => std::str::from_utf8(text).unwrap_or_default(),
+            Rfc3339Text::Formatted(text) => text,
         }
-        out.push(after);
-    };
-    let rem = rem as u64;
-    digits(y as u64, 4, '-');
-    digits(u64::from(m), 2, '-');
-    digits(u64::from(d), 2, 'T');
-    digits(rem / 3600, 2, ':');
-    digits((rem % 3600) / 60, 2, ':');
-    digits(rem % 60, 2, '.');
-    digits(u64::from(micros), 6, 'Z');
-    out
+    }
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -490,6 +530,38 @@ mod tests {
         let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
         assert_eq!(format_rfc3339(far), "14645-06-30T15:06:40.000000Z");
         assert_eq!(system_time_from_filetime(0), None);
+    }
+
+    /// The allocation-free form against the formatting machinery, over
+    /// times from before 1970 to year 9999 and just beyond.
+    #[test]
+    fn rfc3339_fixed_form_matches_formatting() {
+        let mut x = 7u64;
+        for _ in 0..20_000 {
+            x = crate::test_rng::xorshift(x);
+            let secs = (x % 600_000_000_000) as i64 - 100_000_000_000;
+            x = crate::test_rng::xorshift(x);
+            let micros = (x % 1_000_000) as u32;
+            // Windows' SystemTime starts in 1601: skip what it cannot hold.
+            let t = if secs >= 0 {
+                UNIX_EPOCH.checked_add(Duration::new(secs as u64, micros * 1000))
+            } else {
+                UNIX_EPOCH
+                    .checked_sub(Duration::new(secs.unsigned_abs(), 0))
+                    .and_then(|t| t.checked_add(Duration::from_micros(micros.into())))
+            };
+            let Some(t) = t else { continue };
+            let days = secs.div_euclid(86_400);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            let expected = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                rem / 3600,
+                (rem % 3600) / 60,
+                rem % 60
+            );
+            assert_eq!(Rfc3339::new(t).as_str(), expected, "{secs} {micros}");
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub use decode::cgroup;
 pub use error::{Error, Result};
 pub use event::{
     format_rfc3339, signal_name, system_time_from_filetime, Event, ExitStatus, Killer, LossReason,
-    ProcessExit, Resources, Source, User,
+    ProcessExit, Resources, Rfc3339, Source, User,
 };
 pub use exit_kind::{
     ntstatus_name, win32_error_name, windows_status_name, ExitKind, DBG_TERMINATE_PROCESS,

@@ -1,6 +1,7 @@
 //! Internals made public only for the fuzz targets, tests and benchmarks:
 //! the raw payload decoders, the `.etl` record layouts, the LZ77 Xpress
-//! decompressor and the ETW exit tracker. Not part of the API and hidden from its documentation:
+//! decompressor, the ETW exit tracker and the BPF loader's parsing and
+//! relocation. Not part of the API and hidden from its documentation:
 //! anything here may change or go in any release. Programs use
 //! [`Monitor`](crate::Monitor), [`etl`](crate::etl) and
 //! [`schema`](crate::schema).
@@ -18,6 +19,46 @@ pub mod layout {
 /// The LZ77 Xpress decompressor of compressed `.etl` buffers.
 pub mod xpress {
     pub use crate::etl::xpress::*;
+}
+
+/// The BPF loader without its system calls: reads an object and applies
+/// its CO-RE relocations against a kernel BTF, loading nothing.
+#[cfg(target_os = "linux")]
+pub mod bpf {
+    /// The BPF object procexit loads (committed, built from
+    /// `bpf/procexit.bpf.c`).
+    pub fn object() -> &'static [u8] {
+        crate::sys::BPF_OBJECT
+    }
+
+    /// The `.BTF` section of an ELF object (a stand-in kernel BTF).
+    pub fn object_btf(object: &[u8]) -> Option<&[u8]> {
+        crate::sys::object_btf(object)
+    }
+
+    /// Parses `object` and relocates every program against `kernel_btf`:
+    /// the number of programs, or why it failed.
+    pub fn relocate(object: &[u8], kernel_btf: &[u8]) -> Result<usize, String> {
+        crate::sys::relocate_object(object, kernel_btf).map_err(|e| e.to_string())
+    }
+
+    /// A program's C function name and its instructions (8 bytes each).
+    pub type ProgramInsns = (String, Vec<[u8; 8]>);
+
+    /// Each program with its instructions after the CO-RE relocations
+    /// against `kernel_btf`; map references are left as the object has
+    /// them.
+    pub fn relocated_programs(
+        object: &[u8],
+        kernel_btf: &[u8],
+    ) -> Result<Vec<ProgramInsns>, String> {
+        crate::sys::relocated_programs(object, kernel_btf).map_err(|e| e.to_string())
+    }
+
+    /// The running kernel's BTF (`/sys/kernel/btf/vmlinux`).
+    pub fn kernel_btf() -> Result<Vec<u8>, String> {
+        crate::sys::read_kernel_btf().map_err(|e| e.to_string())
+    }
 }
 
 /// The ETW exit tracker as the real-time consumer drives it.

@@ -93,6 +93,10 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             seeds.push(std::fs::read(file).unwrap());
         }
     }
+    if target == "bpf_object" {
+        let object = root.join("crates/procexit/src/sys/linux/bpf/procexit.bpf.o");
+        seeds.push(std::fs::read(object).unwrap());
+    }
     if matches!(target, "etl_file" | "xpress") {
         for file in files_in(&root.join("testdata/etl")) {
             if file.extension().is_some_and(|e| e == "etl") {
@@ -167,8 +171,12 @@ fn every_fuzz_target_survives_seeds_mutations_and_random_input() {
     for (name, target) in targets::ALL {
         let seeds = seeds(name);
         assert!(!seeds.is_empty(), "fuzz/seeds/{name} holds no seed");
-        // Trace inputs are large: fewer of them.
-        let runs = if name == "etl_file" { runs / 10 } else { runs };
+        // Trace inputs and BPF objects are large: fewer of them.
+        let runs = match name {
+            "etl_file" => runs / 10,
+            "bpf_object" => runs / 20,
+            _ => runs,
+        };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
         let started = std::time::Instant::now();
         for seed in &seeds {

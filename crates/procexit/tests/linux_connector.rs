@@ -695,7 +695,9 @@ fn cgroup_of_a_process_started_inside_a_cgroup(backend: Backend) {
             .iter()
             .map(|dir| format!("echo $$ > {}/cgroup.procs && ", dir.display()))
             .collect();
-        let script = format!("{moves}exec sh -c 'sleep 0.1; exit 4'");
+        // The connector source reads the cgroup from /proc when it sees the
+        // exec: the process lives long enough for a busy machine's reader.
+        let script = format!("{moves}exec sh -c 'sleep 0.5; exit 4'");
         let pid = run("sh", &["-c", &script]);
         let seen = collect(&monitor, |s| s.contains_key(&pid));
         for dir in &dirs {

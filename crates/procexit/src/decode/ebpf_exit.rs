@@ -53,9 +53,10 @@ pub const FLAG_ARGS_FROM_EXEC: u32 = 16;
 /// bytes, or unreadable); `cgroup` is empty.
 pub const FLAG_CGROUP_UNKNOWN: u32 = 32;
 
-/// One decoded record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EbpfExit {
+/// One decoded record; its text and byte fields borrow the ring buffer's
+/// memory, so decoding allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EbpfExit<'a> {
     /// Start of the thread-group leader, ns of CLOCK_BOOTTIME.
     pub start_boottime_ns: u64,
     /// When the last thread exited, ns of CLOCK_BOOTTIME.
@@ -80,25 +81,27 @@ pub struct EbpfExit {
     pub killer_pid: u32,
     /// The signal it sent.
     pub killer_signal: u32,
-    /// `comm` of the exiting task.
-    pub comm: String,
-    /// `comm` of the sender.
-    pub killer_comm: String,
+    /// `comm` of the exiting task, up to its first NUL (not necessarily
+    /// UTF-8: a process names itself).
+    pub comm: &'a [u8],
+    /// `comm` of the sender, up to its first NUL.
+    pub killer_comm: &'a [u8],
     /// Raw argv bytes (NUL-separated), at most [`ARGS_MAX`].
-    pub args: Vec<u8>,
+    pub args: &'a [u8],
     /// The cgroup path's bytes (kernfs names need not be UTF-8), empty
     /// with [`FLAG_CGROUP_UNKNOWN`].
-    pub cgroup: Vec<u8>,
+    pub cgroup: &'a [u8],
 }
 
-fn comm(raw: &[u8]) -> String {
+/// A fixed-size `comm` field up to its first NUL.
+fn comm(raw: &[u8]) -> &[u8] {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(raw.get(..end).unwrap_or(&[])).into_owned()
+    raw.get(..end).unwrap_or(&[])
 }
 
-impl EbpfExit {
+impl<'a> EbpfExit<'a> {
     /// Decodes one ring-buffer record.
-    pub fn parse(data: &[u8]) -> Result<EbpfExit, DecodeError> {
+    pub fn parse(data: &'a [u8]) -> Result<EbpfExit<'a>, DecodeError> {
         let mut c = Cursor::new(data);
         let start_boottime_ns = c.u64()?;
         let exit_boottime_ns = c.u64()?;
@@ -123,12 +126,8 @@ impl EbpfExit {
         if cgroup_len > CGROUP_FIELD {
             return Err(c.error(DecodeErrorKind::Invalid("cgroup path length")));
         }
-        let cgroup = c
-            .bytes(CGROUP_FIELD)?
-            .get(..cgroup_len)
-            .unwrap_or(&[])
-            .to_vec();
-        let args = c.bytes(args_len)?.to_vec();
+        let cgroup = c.bytes(CGROUP_FIELD)?.get(..cgroup_len).unwrap_or(&[]);
+        let args = c.bytes(args_len)?;
         Ok(EbpfExit {
             start_boottime_ns,
             exit_boottime_ns,
@@ -182,14 +181,15 @@ mod tests {
 
     #[test]
     fn decodes_every_field() {
-        let exit = EbpfExit::parse(&record()).unwrap();
+        let data = record();
+        let exit = EbpfExit::parse(&data).unwrap();
         assert_eq!(exit.start_boottime_ns, 10);
         assert_eq!(exit.maxrss_pages, 50);
         assert_eq!((exit.pid, exit.ppid, exit.uid), (4242, 1, 1000));
         assert_eq!(exit.wait_status, 0x2a00);
         assert_eq!((exit.killer_pid, exit.killer_signal), (77, 9));
-        assert_eq!(exit.comm, "true");
-        assert_eq!(exit.killer_comm, "kill");
+        assert_eq!(exit.comm, b"true");
+        assert_eq!(exit.killer_comm, b"kill");
         assert_eq!(exit.args, b"/bin/true\0x");
         assert_eq!(exit.cgroup, b"/a/b");
     }

@@ -48,7 +48,7 @@ pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessE
     let status = ExitStatus::from_wait_status(record.wait_status);
     let mut exit = ProcessExit::new(record.pid, status, Source::LinuxEbpf);
     exit.ppid = Some(record.ppid);
-    exit.name = Some(record.comm.clone()).filter(|c| !c.is_empty());
+    exit.name = text(record.comm);
     exit.command_line = command_line(record);
     exit.user = Some(User::Uid(record.uid));
     exit.start_time = machine.wall(record.start_boottime_ns);
@@ -62,7 +62,7 @@ pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessE
     exit.killer = (record.flags & FLAG_KILLER != 0 && killed_by == Some(record.killer_signal))
         .then(|| Killer {
             pid: record.killer_pid,
-            name: Some(record.killer_comm.clone()).filter(|c| !c.is_empty()),
+            name: text(record.killer_comm),
         });
     if !machine.sees_killer {
         exit.killer = None;
@@ -82,6 +82,11 @@ pub(crate) fn exit_from_record(record: &EbpfExit, machine: &Machine) -> ProcessE
     exit
 }
 
+/// A `comm` as text (invalid UTF-8 replaced), `None` when empty.
+fn text(comm: &[u8]) -> Option<String> {
+    (!comm.is_empty()).then(|| String::from_utf8_lossy(comm).into_owned())
+}
+
 /// The cgroup path the program wrote (already the hierarchy
 /// `decode::cgroup::cgroup_path` would choose); a path that is not UTF-8 is
 /// unknown, as it is to the connector source, which reads it as text.
@@ -89,7 +94,7 @@ fn cgroup(record: &EbpfExit) -> Option<String> {
     if record.flags & FLAG_CGROUP_UNKNOWN != 0 || !record.cgroup.starts_with(b"/") {
         return None;
     }
-    String::from_utf8(record.cgroup.clone()).ok()
+    std::str::from_utf8(record.cgroup).ok().map(str::to_owned)
 }
 
 /// argv joined with spaces; a cut one ends with [`TRUNCATED_MARK`].
@@ -125,7 +130,7 @@ mod tests {
         }
     }
 
-    fn record() -> EbpfExit {
+    fn record() -> EbpfExit<'static> {
         EbpfExit {
             start_boottime_ns: 12_345_678_901,
             exit_boottime_ns: 13_345_678_901,
@@ -139,10 +144,10 @@ mod tests {
             flags: FLAG_KILLER,
             killer_pid: 77,
             killer_signal: 9,
-            comm: "sleep".into(),
-            killer_comm: "kill".into(),
-            args: b"sleep\x0010\x00".to_vec(),
-            cgroup: b"/".to_vec(),
+            comm: b"sleep",
+            killer_comm: b"kill",
+            args: b"sleep\x0010\x00",
+            cgroup: b"/",
         }
     }
 
@@ -181,7 +186,8 @@ mod tests {
             exit_from_record(&r, &machine()).cgroup.as_deref(),
             Some("/")
         );
-        r.cgroup = format!("/system.slice/docker-{id}.scope").into_bytes();
+        let path = format!("/system.slice/docker-{id}.scope");
+        r.cgroup = path.as_bytes();
         let exit = exit_from_record(&r, &machine());
         assert_eq!(exit.container_id.as_deref(), Some(id));
         assert_eq!(
@@ -193,7 +199,7 @@ mod tests {
         assert_eq!((exit.cgroup, exit.container_id), (None, None));
         for bad in [&b""[..], b"a/b", b"/\xff"] {
             r.flags = 0;
-            r.cgroup = bad.to_vec();
+            r.cgroup = bad;
             assert_eq!(exit_from_record(&r, &machine()).cgroup, None);
         }
     }

@@ -20,6 +20,8 @@
 //! [`ProcMessage`]s; another Linux source can call the same `on_*` methods.
 
 use std::collections::{HashMap, HashSet};
+
+use super::key_hash::KeyHash;
 use std::time::{Duration, SystemTime};
 
 use crate::decode::cgroup::container_id;
@@ -141,7 +143,7 @@ struct Proc {
     start_ticks: Option<u64>,
     start_time: Option<SystemTime>,
     /// Live threads other than the leader.
-    threads: HashSet<u32>,
+    threads: HashSet<u32, KeyHash>,
     /// Set when the leader ended while other threads lived on:
     /// (wait status, monotonic ns of the leader's exit).
     leader_exit: Option<(u32, u64)>,
@@ -170,17 +172,17 @@ fn nanos(d: Duration) -> u64 {
 /// The Linux process table. Owned by one backend thread; no locking.
 pub(crate) struct ProcessTable<H: Host> {
     host: H,
-    procs: HashMap<u32, Proc>,
+    procs: HashMap<u32, Proc, KeyHash>,
     clocks: Clocks,
     /// Whether taskstats records are coming (then finished processes wait
     /// briefly to be merged with theirs).
     with_taskstats: bool,
     /// Finished processes waiting for their taskstats record, with the
     /// monotonic ns when they started waiting.
-    awaiting: HashMap<u32, (ProcessExit, u64)>,
+    awaiting: HashMap<u32, (ProcessExit, u64), KeyHash>,
     /// Taskstats records that came before the connector finished the
     /// process, with the monotonic ns of their arrival.
-    early: HashMap<u32, (TaskExit, u64)>,
+    early: HashMap<u32, (TaskExit, u64), KeyHash>,
 }
 
 impl<H: Host> ProcessTable<H> {
@@ -190,11 +192,11 @@ impl<H: Host> ProcessTable<H> {
         let clocks = Clocks::new(host.clocks());
         ProcessTable {
             host,
-            procs: HashMap::new(),
+            procs: HashMap::with_hasher(KeyHash::new()),
             clocks,
             with_taskstats,
-            awaiting: HashMap::new(),
-            early: HashMap::new(),
+            awaiting: HashMap::with_hasher(KeyHash::new()),
+            early: HashMap::with_hasher(KeyHash::new()),
         }
     }
 

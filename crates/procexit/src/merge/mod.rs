@@ -17,5 +17,6 @@
 #[cfg(target_os = "linux")]
 pub(crate) mod ebpf;
 pub(crate) mod etw;
+mod key_hash;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;

@@ -23,6 +23,9 @@ use crate::monitor::{spawn_backend, Backend, Monitor, RecvError, Running, StopSi
 use crate::queue::Sink;
 use crate::sys::Config;
 
+pub(crate) use self::bpf_loader::{
+    object::OBJECT as BPF_OBJECT, object_btf, read_kernel_btf, relocate_object, relocated_programs,
+};
 pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};
 use self::procfs::ProcFs;
@@ -35,6 +38,9 @@ const NETLINK_CONNECTOR: u32 = 11;
 /// Large enough for any connector datagram (they are < 100 bytes; the
 /// kernel never batches more than a page).
 const RECV_BUFFER: usize = 64 * 1024;
+/// The part of the receive buffer each datagram of a batch gets (connector
+/// datagrams are under 200 bytes, taskstats ones under 1 KiB).
+const DATAGRAM_SLOT: usize = RECV_BUFFER / ffi::RECV_BATCH;
 /// How long `start` waits for the kernel's ACK of LISTEN. Inside a user or
 /// pid namespace no ACK comes although events do; then we go on.
 const ACK_WAIT: Duration = Duration::from_millis(500);
@@ -306,11 +312,18 @@ fn run(
         if data || stop {
             // Read everything available now (also the final drain on stop).
             loop {
-                match connector.socket.recv_nonblocking(buf) {
-                    Ok(Received::Data(n)) => {
-                        read += 1;
-                        apply_datagram(table, buf.get(..n).unwrap_or(&[]), sink);
+                let received = connector.socket.recv_batch(buf, DATAGRAM_SLOT, |datagram| {
+                    read += 1;
+                    match datagram {
+                        Some(datagram) => apply_datagram(table, datagram, sink),
+                        // Connector datagrams are under 200 bytes.
+                        None => sink.anomaly(),
                     }
+                });
+                match received {
+                    // A short batch emptied the socket: no need to ask again.
+                    Ok(Received::Data(n)) if n < ffi::RECV_BATCH => break,
+                    Ok(Received::Data(_)) => {}
                     Ok(Received::Overrun) => needs_resync = true,
                     Ok(Received::WouldBlock) => break,
                     Err(code) => {

@@ -65,16 +65,25 @@ impl Taskstats {
     pub(crate) fn drain(&self, buf: &mut [u8], mut on_record: impl FnMut(TaskExit)) -> ReadOutcome {
         let mut outcome = ReadOutcome::default();
         loop {
-            match self.socket.recv_nonblocking(buf) {
-                Ok(Received::Data(n)) => {
-                    for message in messages(buf.get(..n).unwrap_or(&[])) {
+            let received = self
+                .socket
+                .recv_batch(buf, super::DATAGRAM_SLOT, |datagram| {
+                    let Some(datagram) = datagram else {
+                        outcome.anomalies += 1;
+                        return;
+                    };
+                    for message in messages(datagram) {
                         match message.map(|(_, m, _)| taskstats::parse_message(m)) {
                             Ok(Ok(Some(record))) => on_record(record),
                             Ok(Ok(None)) => {}
                             Ok(Err(_)) | Err(_) => outcome.anomalies += 1,
                         }
                     }
-                }
+                });
+            match received {
+                // A short batch emptied the socket.
+                Ok(Received::Data(n)) if n < super::ffi::RECV_BATCH => return outcome,
+                Ok(Received::Data(_)) => {}
                 Ok(Received::Overrun) => outcome.overruns += 1,
                 Ok(Received::WouldBlock) => return outcome,
                 Err(code) => {

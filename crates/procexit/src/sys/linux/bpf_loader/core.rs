@@ -764,6 +764,26 @@ fn field_value(btf: &Btf<'_>, spec: &Spec<'_>, relo_kind: u32) -> Result<Value, 
     }
 }
 
+/// The relocation kind as error messages name it.
+fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        FIELD_BYTE_OFFSET => "field byte offset",
+        FIELD_BYTE_SIZE => "field byte size",
+        FIELD_EXISTS => "field exists",
+        FIELD_SIGNED => "field signedness",
+        FIELD_LSHIFT_U64 => "field left shift",
+        FIELD_RSHIFT_U64 => "field right shift",
+        TYPE_ID_LOCAL => "local type id",
+        TYPE_ID_TARGET => "kernel type id",
+        TYPE_EXISTS => "type exists",
+        TYPE_SIZE => "type size",
+        ENUMVAL_EXISTS => "enumerator exists",
+        ENUMVAL_VALUE => "enumerator value",
+        TYPE_MATCHES => "type matches",
+        _ => "unknown kind",
+    }
+}
+
 /// Why a relocation kind is refused, for the kinds this loader does not
 /// implement.
 fn unsupported_kind(kind: u32) -> &'static str {
@@ -819,7 +839,11 @@ fn relocate_one(
     let program_name = program.name.clone();
     let fail = |field: String, reason: &'static str| LoadError::Relocation {
         program: program_name.clone(),
-        field,
+        field: format!(
+            "{field} ({}, instruction {})",
+            kind_name(relo.kind),
+            relo.insn_off / 8
+        ),
         reason,
     };
     let root = local.ty(relo.type_id)?;
@@ -1230,6 +1254,11 @@ mod tests {
                             | FIELD_BYTE_SIZE
                             | FIELD_EXISTS
                             | FIELD_SIGNED
+                            | FIELD_LSHIFT_U64
+                            | FIELD_RSHIFT_U64
+                            | TYPE_ID_TARGET
+                            | TYPE_EXISTS
+                            | TYPE_SIZE
                             | ENUMVAL_EXISTS
                             | ENUMVAL_VALUE
                     ),
@@ -1238,7 +1267,7 @@ mod tests {
                     relo.kind
                 );
                 let access = object.btf.name(relo.access_str_off).expect("access");
-                if relo.kind <= FIELD_SIGNED {
+                if relo.kind <= FIELD_RSHIFT_U64 {
                     parse_spec(&object.btf, relo.type_id, access).expect("local spec");
                 }
                 total += 1;
@@ -1767,6 +1796,24 @@ mod tests {
                 "kind {kind}: {reason}"
             );
         }
+    }
+
+    #[test]
+    fn a_refusal_names_the_program_access_kind_and_instruction() {
+        let (mut local, s, kernel) = with_matrix();
+        let error = run(
+            &mut local,
+            &kernel,
+            &[mov64(0), mov64(1)],
+            &[(1, s, "0:1:1:2", FIELD_SIGNED)],
+        )
+        .expect_err("signedness of an array element");
+        assert_eq!(
+            error.to_string(),
+            "program p: cannot relocate s.m[1][2] (field signedness, instruction 1) against \
+             the kernel's BTF: only byte offset and byte size relocations apply to an array \
+             element"
+        );
     }
 
     #[test]

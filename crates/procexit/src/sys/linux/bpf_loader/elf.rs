@@ -12,6 +12,10 @@ const EM_BPF: u16 = 247;
 const SHT_SYMTAB: u32 = 2;
 /// `SHT_REL`.
 pub(crate) const SHT_REL: u32 = 9;
+/// `SHT_RELA` (relocations with addends, which BPF objects do not use).
+const SHT_RELA: u32 = 4;
+/// `R_BPF_64_64`: the 64-bit immediate of an `ld_imm64`.
+pub(crate) const R_BPF_64_64: u32 = 1;
 /// `SHT_NOBITS`.
 const SHT_NOBITS: u32 = 8;
 /// `SHF_EXECINSTR`.
@@ -53,6 +57,8 @@ pub(crate) struct Symbol<'a> {
 pub(crate) struct Rel {
     pub(crate) offset: u64,
     pub(crate) symbol: usize,
+    /// `R_BPF_*` (low 32 bits of `r_info`).
+    pub(crate) kind: u32,
 }
 
 /// A parsed object.
@@ -172,20 +178,38 @@ impl<'a> Elf<'a> {
         self.sections.iter().find(|s| s.name == name)
     }
 
-    /// The `SHT_REL` entries that apply to section `target`.
+    /// The `SHT_REL` entries that apply to section `target`. A partial
+    /// entry, or `SHT_RELA` entries for it, are errors rather than
+    /// relocations left undone.
     pub(crate) fn relocations_for(&self, target: usize) -> Result<Vec<Rel>, LoadError> {
         let mut out = Vec::new();
         for rel in self
             .sections
             .iter()
-            .filter(|s| s.kind == SHT_REL && usize::try_from(s.info).ok() == Some(target))
+            .filter(|s| usize::try_from(s.info).ok() == Some(target))
         {
+            match rel.kind {
+                SHT_REL => {}
+                SHT_RELA => {
+                    return Err(LoadError::Unsupported(format!(
+                        "relocations with addends ({}) for a program",
+                        rel.name
+                    )))
+                }
+                _ => continue,
+            }
+            if rel.data.len() % REL_SIZE != 0 {
+                return Err(bad(
+                    "relocation section size is not a whole number of entries",
+                ));
+            }
             for entry in rel.data.chunks_exact(REL_SIZE) {
                 let detail = "truncated relocation";
                 let info = u64_at(entry, 8, WHAT, detail)?;
                 out.push(Rel {
                     offset: u64_at(entry, 0, WHAT, detail)?,
                     symbol: to_usize(info >> 32, WHAT, detail)?,
+                    kind: (info & 0xffff_ffff) as u32,
                 });
             }
         }

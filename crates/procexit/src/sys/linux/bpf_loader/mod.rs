@@ -196,6 +196,45 @@ pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, LoadError> {
     })
 }
 
+/// Parses `object` and applies every program's CO-RE relocations against
+/// `kernel_btf`, creating, loading and attaching nothing: all of the
+/// loader that reads untrusted bytes, for the fuzz targets. Returns the
+/// number of programs.
+pub(crate) fn relocate_object(object: &[u8], kernel_btf: &[u8]) -> Result<usize, LoadError> {
+    relocated_programs(object, kernel_btf).map(|programs| programs.len())
+}
+
+/// A program's C function name and its instructions (8 bytes each).
+pub(crate) type ProgramInsns = (String, Vec<[u8; 8]>);
+
+/// Each program of `object` (C function name) with its instructions after
+/// the CO-RE relocations against `kernel_btf` (map references are still
+/// unpatched: they get their descriptors when the program is loaded).
+pub(crate) fn relocated_programs(
+    object: &[u8],
+    kernel_btf: &[u8],
+) -> Result<Vec<ProgramInsns>, LoadError> {
+    let object = Object::parse(object)?;
+    let names = core::root_names(&object.btf, &object.programs)?;
+    let kernel = Target::new(Btf::parse(kernel_btf, "kernel BTF")?, &names)?;
+    let mut out = Vec::with_capacity(object.programs.len());
+    for program in &object.programs {
+        let mut program = program.clone();
+        core::relocate(&mut program, &object.btf, &kernel)?;
+        let insns = program.insns.iter().map(|i| i.to_bytes()).collect();
+        out.push((program.name, insns));
+    }
+    Ok(out)
+}
+
+/// The `.BTF` section of an ELF object, if it parses that far.
+pub(crate) fn object_btf(object: &[u8]) -> Option<&[u8]> {
+    elf::Elf::parse(object)
+        .ok()?
+        .section(".BTF")
+        .map(|s| s.data)
+}
+
 /// An attached program. Dropping it detaches the program.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -457,7 +496,7 @@ mod tests {
             let Ok(names) = core::root_names(&object.btf, &object.programs) else {
                 continue;
             };
-            let Some(btf) = object.btf_bytes(&data) else {
+            let Some(btf) = object_btf(&data) else {
                 continue;
             };
             let Ok(kernel) = Btf::parse(btf, "kernel BTF").and_then(|b| Target::new(b, &names))
@@ -469,6 +508,23 @@ mod tests {
                 let _ = core::relocate(&mut program, &object.btf, &kernel);
             }
         }
+    }
+
+    /// The fuzz entry relocates the committed object against its own BTF
+    /// (so mutations of it reach the relocations), and refuses other bytes.
+    #[test]
+    fn the_fuzz_entry_reaches_the_relocations() {
+        let btf = object_btf(object::OBJECT).expect(".BTF");
+        let programs = Object::parse(object::OBJECT)
+            .expect("object")
+            .programs
+            .len();
+        assert_eq!(
+            relocate_object(object::OBJECT, btf).expect("relocates"),
+            programs
+        );
+        assert!(relocate_object(btf, btf).is_err());
+        assert!(relocate_object(object::OBJECT, object::OBJECT).is_err());
     }
 
     /// Loads the whole object against this kernel as `ebpf.rs` does, when

@@ -4,7 +4,7 @@
 //! CO-RE relocations.
 
 use super::btf::{self, kind, Btf, CoreRelo};
-use super::elf::{Elf, SHF_EXECINSTR, STT_FUNC};
+use super::elf::{Elf, R_BPF_64_64, SHF_EXECINSTR, STT_FUNC};
 use super::LoadError;
 
 /// The committed CO-RE object, built from `bpf/procexit.bpf.c` by
@@ -70,15 +70,6 @@ pub(crate) struct Object<'a> {
     pub(crate) maps: Vec<MapDef>,
     pub(crate) programs: Vec<Program>,
     pub(crate) btf: Btf<'a>,
-}
-
-impl Object<'_> {
-    /// The `.BTF` section of `data` (for tests that use the object's BTF as
-    /// a stand-in kernel BTF).
-    #[cfg(test)]
-    pub(crate) fn btf_bytes<'d>(&self, data: &'d [u8]) -> Option<&'d [u8]> {
-        Elf::parse(data).ok()?.section(".BTF").map(|s| s.data)
-    }
 }
 
 fn bad(detail: &'static str) -> LoadError {
@@ -166,7 +157,7 @@ impl<'a> Object<'a> {
                     .sections
                     .get(symbol.section)
                     .is_some_and(|s| s.name == ".maps");
-                if rel.offset % 8 != 0 || !is_map_section {
+                if rel.offset % 8 != 0 || !is_map_section || rel.kind != R_BPF_64_64 {
                     return Err(LoadError::Unsupported(format!(
                         "relocation to {} in {} (only map references are handled)",
                         symbol.name, section.name
@@ -359,5 +350,54 @@ mod tests {
         for name in ["PPIDS", "OOM_VICTIMS", "EXEC_SCRATCH"] {
             get(name);
         }
+    }
+
+    /// The committed object with one program's relocation section altered
+    /// by `change(object, header offset, data offset)`.
+    fn with_program_relocations(change: impl Fn(&mut Vec<u8>, usize, usize)) -> Vec<u8> {
+        let elf = Elf::parse(OBJECT).expect("parse");
+        let program = elf
+            .sections
+            .iter()
+            .find(|s| s.name.starts_with(SECTION_PREFIX))
+            .expect("program section")
+            .index;
+        let rel = elf
+            .sections
+            .iter()
+            .find(|s| s.kind == super::super::elf::SHT_REL && s.info as usize == program)
+            .expect("its relocations");
+        let shoff = u64::from_le_bytes(OBJECT[40..48].try_into().unwrap()) as usize;
+        let header = shoff + 64 * rel.index;
+        let data = rel.data.as_ptr() as usize - OBJECT.as_ptr() as usize;
+        let mut object = OBJECT.to_vec();
+        change(&mut object, header, data);
+        object
+    }
+
+    #[test]
+    fn program_relocations_are_all_applied_or_refused() {
+        // SHT_RELA instead of SHT_REL: refused, not skipped.
+        let rela = with_program_relocations(|o, header, _| o[header + 4] = 4);
+        assert!(matches!(
+            Object::parse(&rela),
+            Err(LoadError::Unsupported(_))
+        ));
+        // A relocation that is not R_BPF_64_64 (here R_BPF_64_32, a call).
+        let call = with_program_relocations(|o, _, data| o[data + 8] = 10);
+        assert!(matches!(
+            Object::parse(&call),
+            Err(LoadError::Unsupported(_))
+        ));
+        // A partial entry at the end.
+        let partial = with_program_relocations(|o, header, _| {
+            let size = u64::from_le_bytes(o[header + 32..header + 40].try_into().unwrap());
+            o[header + 32..header + 40].copy_from_slice(&(size - 1).to_le_bytes());
+        });
+        assert!(matches!(
+            Object::parse(&partial),
+            Err(LoadError::Malformed { .. })
+        ));
+        assert!(Object::parse(&with_program_relocations(|_, _, _| ())).is_ok());
     }
 }
