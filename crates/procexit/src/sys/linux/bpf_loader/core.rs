@@ -29,9 +29,9 @@
 //!   them from a 64-bit load; a bit-field no 8-byte load can hold is
 //!   refused. Bit-fields in the old encoding (no kind flag) are refused.
 //! - Type kinds (existence, size, kernel type id) need a compatible
-//!   kernel type of the same name; "local type id" (which needs the
-//!   object's own BTF in the kernel, never loaded here) and "type matches"
-//!   are refused.
+//!   kernel type of the same name; "type matches" needs one of exactly the
+//!   same shape (libbpf's stricter relation); "local type id" (which needs
+//!   the object's own BTF in the kernel, never loaded here) is refused.
 //! - Enumerator kinds (existence, value) find the enumerator by name
 //!   (without `___flavor`) in a kernel enum or enum64 of the same name,
 //!   also through a typedef of an anonymous enum.
@@ -47,7 +47,7 @@
 //! and the new value must fit. A load or store whose field changed size is
 //! resized only for pointers and unsigned integers on both sides;
 //! otherwise it is poisoned. A relocation that finds nothing answers 0
-//! for the existence kinds and for type size and id; for the others its
+//! for the existence kinds, type match, type size and id; for the others its
 //! instruction is poisoned (`call 0xbad2310`, both slots of an
 //! `ld_imm64`): the verifier refuses it only where it is reachable, so
 //! code behind a failed existence check still loads, and the load error
@@ -485,6 +485,214 @@ fn types_compatible(
     Ok(true)
 }
 
+/// Type pairs one "type matches" relocation may compare: the member search
+/// can branch at every level, so hostile BTF could otherwise keep it busy
+/// for ages.
+const MAX_MATCH_STEPS: usize = 10_000;
+
+/// Nesting levels of members and parameters a "type matches" relocation
+/// follows (libbpf's limit).
+const MAX_MATCH_LEVEL: u32 = 32;
+
+/// libbpf's name rule for "type matches": an anonymous kernel type matches
+/// only an anonymous local one; otherwise the essential names are equal.
+fn match_names(local: &str, target: &str) -> bool {
+    if target.is_empty() {
+        return local.is_empty();
+    }
+    essential_name(local) == essential_name(target)
+}
+
+/// The stricter "type matches" relation of `bpf_core_type_matches()`
+/// (libbpf's `bpf_core_types_match`): after typedefs and qualifiers, the
+/// same names and kinds; integers of the same size and signedness; arrays
+/// of the same length; pointers, arrays and prototypes by what they refer
+/// to; enums whose every local enumerator name exists in the kernel's, of
+/// the same size; structs and unions whose every local member has a
+/// kernel member of the same name and matching type, except behind a
+/// pointer, where the kind alone counts (and a forward declaration of the
+/// same struct or union kind matches).
+struct TypeMatcher<'b, 'l, 't> {
+    local: &'b Btf<'l>,
+    target: &'b Btf<'t>,
+    steps: usize,
+}
+
+impl TypeMatcher<'_, '_, '_> {
+    fn too_deep() -> LoadError {
+        LoadError::Unsupported(
+            "types nested too deeply or too widely to compare for a CO-RE type match".into(),
+        )
+    }
+
+    fn types(
+        &mut self,
+        mut local_id: u32,
+        mut target_id: u32,
+        mut behind_ptr: bool,
+        level: u32,
+    ) -> Result<bool, LoadError> {
+        if level == 0 {
+            return Err(Self::too_deep());
+        }
+        for _ in 0..MAX_MATCH_LEVEL {
+            self.steps += 1;
+            if self.steps > MAX_MATCH_STEPS {
+                return Err(Self::too_deep());
+            }
+            let (l, t) = match (
+                skip_to_void(self.local, local_id)?,
+                skip_to_void(self.target, target_id)?,
+            ) {
+                (None, None) => return Ok(true),
+                (Some(l), Some(t)) => (l, t),
+                _ => return Ok(false),
+            };
+            if !match_names(self.local.name(l.name_off)?, self.target.name(t.name_off)?) {
+                return Ok(false);
+            }
+            match l.kind {
+                kind::FWD => {
+                    let union = l.kind_flag;
+                    return Ok(match t.kind {
+                        kind::FWD => union == t.kind_flag,
+                        kind::STRUCT => behind_ptr && !union,
+                        kind::UNION => behind_ptr && union,
+                        _ => false,
+                    });
+                }
+                kind::ENUM | kind::ENUM64 => return self.enums(&l, &t),
+                kind::STRUCT | kind::UNION => {
+                    if behind_ptr {
+                        return Ok(l.kind == t.kind
+                            || (t.kind == kind::FWD && (l.kind == kind::UNION) == t.kind_flag));
+                    }
+                    if l.kind != t.kind {
+                        return Ok(false);
+                    }
+                    return self.composites(&l, &t, behind_ptr, level);
+                }
+                kind::INT => {
+                    return Ok(t.kind == kind::INT
+                        && l.size_or_type == t.size_or_type
+                        && l.int_is_signed() == t.int_is_signed());
+                }
+                kind::PTR => {
+                    if t.kind != kind::PTR {
+                        return Ok(false);
+                    }
+                    behind_ptr = true;
+                    (local_id, target_id) = (l.size_or_type, t.size_or_type);
+                }
+                kind::ARRAY => {
+                    let (Some(la), Some(ta)) = (l.array(), t.array()) else {
+                        return Ok(false);
+                    };
+                    if la.nelems != ta.nelems {
+                        return Ok(false);
+                    }
+                    (local_id, target_id) = (la.elem_type, ta.elem_type);
+                }
+                kind::FUNC_PROTO => {
+                    if t.kind != kind::FUNC_PROTO || l.vlen != t.vlen {
+                        return Ok(false);
+                    }
+                    for i in 0..usize::from(l.vlen) {
+                        let (Some(lp), Some(tp)) = (l.param_type(i), t.param_type(i)) else {
+                            return Ok(false);
+                        };
+                        if !self.types(lp, tp, behind_ptr, level - 1)? {
+                            return Ok(false);
+                        }
+                    }
+                    (local_id, target_id) = (l.size_or_type, t.size_or_type);
+                }
+                _ => return Ok(false),
+            }
+        }
+        Err(Self::too_deep())
+    }
+
+    fn enums(&self, l: &Type<'_>, t: &Type<'_>) -> Result<bool, LoadError> {
+        if !matches!(t.kind, kind::ENUM | kind::ENUM64)
+            || l.size_or_type != t.size_or_type
+            || l.vlen > t.vlen
+        {
+            return Ok(false);
+        }
+        for i in 0..usize::from(l.vlen) {
+            let Some((local_name, _)) = l.enumerator(i) else {
+                return Ok(false);
+            };
+            let local_name = self.local.name(local_name)?;
+            let mut found = false;
+            for j in 0..usize::from(t.vlen) {
+                let Some((target_name, _)) = t.enumerator(j) else {
+                    break;
+                };
+                if match_names(local_name, self.target.name(target_name)?) {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn composites(
+        &mut self,
+        l: &Type<'_>,
+        t: &Type<'_>,
+        behind_ptr: bool,
+        level: u32,
+    ) -> Result<bool, LoadError> {
+        if l.vlen > t.vlen {
+            return Ok(false);
+        }
+        for local_member in l.members() {
+            let local_name = self.local.name(local_member.name_off)?;
+            let mut found = false;
+            for target_member in t.members() {
+                if !match_names(local_name, self.target.name(target_member.name_off)?) {
+                    continue;
+                }
+                if self.types(
+                    local_member.type_id,
+                    target_member.type_id,
+                    behind_ptr,
+                    level - 1,
+                )? {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Whether kernel type `target_id` matches local type `local_id` in the
+/// sense of `bpf_core_type_matches()` (see [`TypeMatcher`]).
+fn types_match(
+    local: &Btf<'_>,
+    local_id: u32,
+    target: &Btf<'_>,
+    target_id: u32,
+) -> Result<bool, LoadError> {
+    TypeMatcher {
+        local,
+        target,
+        steps: 0,
+    }
+    .types(local_id, target_id, false, MAX_MATCH_LEVEL)
+}
+
 /// Follows typedefs and qualifiers like [`Btf::skip_mods_and_typedefs`],
 /// answering `None` where they end at `void`.
 fn skip_to_void<'a>(btf: &Btf<'a>, mut id: u32) -> Result<Option<Type<'a>>, LoadError> {
@@ -792,7 +1000,6 @@ fn unsupported_kind(kind: u32) -> &'static str {
             "local type id relocations need the object's BTF in the kernel, \
              which this loader does not load"
         }
-        TYPE_MATCHES => "type-match relocations are not implemented by this loader",
         _ => "unknown CO-RE relocation kind",
     }
 }
@@ -856,7 +1063,9 @@ fn relocate_one(
     let resolved = match relo.kind {
         FIELD_BYTE_OFFSET | FIELD_BYTE_SIZE | FIELD_EXISTS | FIELD_SIGNED | FIELD_LSHIFT_U64
         | FIELD_RSHIFT_U64 => field_relocation(local, target, relo, access),
-        TYPE_ID_TARGET | TYPE_EXISTS | TYPE_SIZE => type_relocation(local, target, relo, access),
+        TYPE_ID_TARGET | TYPE_EXISTS | TYPE_SIZE | TYPE_MATCHES => {
+            type_relocation(local, target, relo, access)
+        }
         ENUMVAL_EXISTS | ENUMVAL_VALUE => enum_relocation(local, target, relo, access),
         other => Err((
             describe(local, relo.type_id, None, access),
@@ -871,10 +1080,10 @@ fn relocate_one(
     } = resolved;
     let target_value = match found {
         Some(found) => found,
-        // Existence, type size and type id answer 0 for "not there".
+        // Existence, type match, size and id answer 0 for "not there".
         None if matches!(
             relo.kind,
-            FIELD_EXISTS | ENUMVAL_EXISTS | TYPE_EXISTS | TYPE_SIZE | TYPE_ID_TARGET
+            FIELD_EXISTS | ENUMVAL_EXISTS | TYPE_EXISTS | TYPE_SIZE | TYPE_ID_TARGET | TYPE_MATCHES
         ) =>
         {
             Value::plain(0)
@@ -971,7 +1180,7 @@ fn type_relocation(
     }
     let value_in = |btf: &Btf<'_>, id: u32| -> Result<Value, &'static str> {
         Ok(match relo.kind {
-            TYPE_EXISTS => Value::plain(1),
+            TYPE_EXISTS | TYPE_MATCHES => Value::plain(1),
             TYPE_SIZE => Value::plain(btf.resolve_size(id).map_err(|_| "type has no size")?),
             // The compiler's id is the object's own and means nothing in
             // the kernel: there is nothing to check.
@@ -985,7 +1194,23 @@ fn type_relocation(
     let local_value = value_in(local, relo.type_id).map_err(|r| (field.clone(), r))?;
     let mut result = None;
     for &candidate in target.candidates_for(root_name) {
-        if !types_compatible(local, relo.type_id, &target.btf, candidate).map_err(lost)? {
+        // Candidates are of a compatible kind, as for every relocation.
+        let kind_of = |btf: &Btf<'_>, id| btf.ty(id).map(|t| t.kind);
+        if !kinds_compatible(
+            kind_of(local, relo.type_id).map_err(lost)?,
+            kind_of(&target.btf, candidate).map_err(lost)?,
+        ) {
+            continue;
+        }
+        let fits = if relo.kind == TYPE_MATCHES {
+            types_match(local, relo.type_id, &target.btf, candidate)
+        } else {
+            types_compatible(local, relo.type_id, &target.btf, candidate)
+        };
+        if !fits.map_err(|e| match e {
+            LoadError::Unsupported(_) => (field.clone(), "types nested too deeply to compare"),
+            _ => (field.clone(), "unreadable BTF"),
+        })? {
             continue;
         }
         let value = value_in(&target.btf, candidate).map_err(|r| (field.clone(), r))?;
@@ -1259,6 +1484,7 @@ mod tests {
                             | TYPE_ID_TARGET
                             | TYPE_EXISTS
                             | TYPE_SIZE
+                            | TYPE_MATCHES
                             | ENUMVAL_EXISTS
                             | ENUMVAL_VALUE
                     ),
@@ -2335,7 +2561,7 @@ mod tests {
             );
         }
         // Refused kinds, and an access string that is not "0".
-        for kind in [TYPE_ID_LOCAL, TYPE_MATCHES, 13] {
+        for kind in [TYPE_ID_LOCAL, 13] {
             refusal(run(&mut local, &kernel, &[mov64(1)], &[(0, s, "0", kind)]));
         }
         let reason = refusal(run(
@@ -2354,6 +2580,107 @@ mod tests {
             &[(0, s, "0", TYPE_SIZE)],
         ));
         assert!(reason.contains("ambiguous"), "{reason}");
+    }
+
+    #[test]
+    fn type_matches_compares_members_by_name_and_exact_shape() {
+        // Local: struct s { int a; long b; struct t *p; enum e k; }, with
+        // enum e { A, B }.
+        let mut local = Types::new();
+        let int = local.int("int", 4, true);
+        let long = local.int("long", 8, true);
+        let t = local.strukt("t", 4, &[("x", int, 0, 0)]);
+        let t_ptr = local.ptr(t);
+        let e = local.enum32("e", &[("A", 0), ("B", 1)]);
+        let s = local.strukt(
+            "s",
+            32,
+            &[
+                ("a", int, 0, 0),
+                ("b", long, 64, 0),
+                ("p", t_ptr, 128, 0),
+                ("k", e, 192, 0),
+            ],
+        );
+        // A kernel with the members in another order, one more member,
+        // struct t only forward-declared (it is behind a pointer), and an
+        // enum with one more enumerator.
+        let kernel_with = |a_signed: bool, e_size: u32, with_b: bool| {
+            let mut kernel = Types::new();
+            let k_int = kernel.int("int", 4, a_signed);
+            let k_long = kernel.int("long", 8, true);
+            let k_char = kernel.int("char", 1, true);
+            let k_t = kernel.fwd("t");
+            let k_t_ptr = kernel.ptr(k_t);
+            let k_e = if e_size == 4 {
+                kernel.enum32("e", &[("C", 2), ("B", 1), ("A", 0)])
+            } else {
+                kernel.enum64("e", &[("C", 2), ("B", 1), ("A", 0)])
+            };
+            let mut members = vec![
+                ("k", k_e, 0, 0),
+                ("p", k_t_ptr, 64, 0),
+                ("a", k_int, 128, 0),
+            ];
+            if with_b {
+                members.push(("b", k_long, 192, 0));
+            }
+            members.push(("c", k_char, 256, 0));
+            kernel.strukt("s", 40, &members);
+            kernel
+        };
+        let matches = |local: &mut Types, kernel: &Types| {
+            run(local, kernel, &[mov64(1)], &[(0, s, "0", TYPE_MATCHES)])
+                .expect("type match")
+                .insns[0]
+                .imm
+        };
+        assert_eq!(matches(&mut local, &kernel_with(true, 4, true)), 1);
+        // Another signedness, another enum size, a missing member: no.
+        assert_eq!(matches(&mut local, &kernel_with(false, 4, true)), 0);
+        assert_eq!(matches(&mut local, &kernel_with(true, 8, true)), 0);
+        assert_eq!(matches(&mut local, &kernel_with(true, 4, false)), 0);
+        // Compatible is looser: the unsigned int still counts for it.
+        let exists = run(
+            &mut local,
+            &kernel_with(false, 4, false),
+            &[mov64(1)],
+            &[(0, s, "0", TYPE_EXISTS)],
+        )
+        .expect("exists");
+        assert_eq!(exists.insns[0].imm, 1);
+    }
+
+    #[test]
+    fn a_type_match_that_would_search_forever_is_an_error() {
+        // 20 levels of structs with 6 members, all named m, of the next
+        // level; the kernel's deepest int is unsigned, so every branch of
+        // the search fails: about 6^20 comparisons without a budget.
+        let build = |signed: bool| {
+            let mut types = Types::new();
+            let mut inner = types.int("int", 4, signed);
+            for level in 0..20 {
+                let name = if level == 19 {
+                    "top".to_owned()
+                } else {
+                    format!("l{level}")
+                };
+                let members: Vec<M<'_>> = (0..6).map(|i| ("m", inner, i * 32, 0)).collect();
+                inner = types.strukt(&name, 24, &members);
+            }
+            (types, inner)
+        };
+        let (mut local, top) = build(true);
+        let (kernel, _) = build(false);
+        let started = std::time::Instant::now();
+        let reason = refusal(run(
+            &mut local,
+            &kernel,
+            &[mov64(1)],
+            &[(0, top, "0", TYPE_MATCHES)],
+        ));
+        assert!(reason.contains("too deeply"), "{reason}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]
