@@ -213,6 +213,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The current offset.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -261,6 +262,7 @@ impl<'a> Cursor<'a> {
 
     /// Takes the next `len` bytes as a cursor of their own, so what is read
     /// through it cannot run into the bytes after them (the next record).
+    #[inline(always)]
     pub fn split(&mut self, len: usize) -> Result<Cursor<'a>, DecodeError> {
         self.bytes(len).map(Cursor::new)
     }
@@ -347,7 +349,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a pointer-sized field, widened to u64.
-    #[inline]
+    #[inline(always)]
     pub fn pointer(&mut self, size: PointerSize) -> Result<u64, DecodeError> {
         match size {
             PointerSize::Four => self.u32().map(u64::from),

@@ -217,6 +217,39 @@ impl SidRef<'_> {
     }
 }
 
+/// The text of the SID seen last, kept so that the same SID (a machine's
+/// events carry a handful of users) is written out once, not per event.
+#[derive(Debug, Default)]
+pub(crate) struct SidTextCache {
+    authority: u64,
+    subs: Vec<u8>,
+    text: String,
+}
+
+impl SidTextCache {
+    /// The text of `sid`, written out only when it differs from the last.
+    pub(crate) fn text_of(&mut self, sid: &SidRef<'_>) -> &str {
+        if !self.holds(sid) {
+            self.authority = sid.authority;
+            self.subs.clear();
+            self.subs.extend_from_slice(sid.subs);
+            self.text.clear();
+            self.text.push_str(sid.text().as_str());
+        }
+        &self.text
+    }
+
+    /// Whether the cached text is that of `sid`.
+    pub(crate) fn holds(&self, sid: &SidRef<'_>) -> bool {
+        !self.text.is_empty() && self.authority == sid.authority && self.subs == sid.subs
+    }
+
+    /// The cached text (empty before the first SID).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Whether `part` is `value` written as [`SidText::push_decimal`] writes it.
 fn is_decimal_of(part: &str, value: u32) -> bool {
     (part == "0" || !part.starts_with('0'))
@@ -393,6 +426,7 @@ struct Strings<'a> {
     exit_time: Option<u64>,
 }
 
+#[inline(always)]
 fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a> {
     let mut probe = c;
     match probe.u32() {
@@ -465,6 +499,7 @@ fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a>
 
 /// Reads a non-null SID field: the producer's `TOKEN_USER` (2P bytes), then
 /// the SID (§1.4).
+#[inline(always)]
 fn read_sid<'a>(c: &mut Cursor<'a>, pointer: PointerSize) -> Result<SidRef<'a>, Anomaly> {
     let truncated = |_| Anomaly::StringsTruncated;
     c.skip(pointer.bytes().saturating_mul(2))

@@ -11,6 +11,7 @@ use crate::decode::Cursor;
 
 impl<R: Read> EtlFile<R> {
     /// The records region of the current buffer.
+    #[inline(always)]
     pub(super) fn region(&self) -> &[u8] {
         if self.use_inflated {
             self.inflated.get(..self.end).unwrap_or(&[])

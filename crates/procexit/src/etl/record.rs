@@ -101,6 +101,7 @@ const GUID_BY_GROUP: [Option<Guid>; 32] = {
 };
 
 /// The class GUID of a kernel hook id.
+#[inline(always)]
 pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
     let group = if group == layout::GROUP_PROCESS && opcode == layout::OPCODE_PROCESS_IMAGE_LOAD {
         layout::GROUP_IMAGE
@@ -115,6 +116,7 @@ pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
 }
 
 /// A place with the header facts; the reader fills in the indexes.
+#[inline(always)]
 fn place(
     kind: HeaderKind,
     header_type: u8,
@@ -132,6 +134,7 @@ fn place(
     }
 }
 
+#[inline(always)]
 fn width_flag(p: PointerSize) -> u16 {
     match p {
         PointerSize::Four => PointerSize::FLAG_32_BIT_HEADER,
@@ -139,7 +142,39 @@ fn width_flag(p: PointerSize) -> u16 {
     }
 }
 
+/// The size field at `size_at` (checked against the header's `min`) and
+/// the record's own bytes: every read of the header stays inside them.
+#[inline(always)]
+fn record_bytes(
+    rest: Cursor<'_>,
+    size_at: usize,
+    min: usize,
+) -> Result<(usize, Cursor<'_>), RecordError> {
+    let left = rest.remaining();
+    let trunc = |need: usize| RecordError::Truncated { need, have: left };
+    let size = usize::from(
+        rest.u16_at(size_at)
+            .ok_or(trunc(size_at.saturating_add(2)))?,
+    );
+    if size < min {
+        return Err(RecordError::BadSize { size, min });
+    }
+    let record = { rest }.split(size).map_err(|_| trunc(size))?;
+    Ok((size, record))
+}
+
+/// A record's length with its padding to 8 bytes, at most `left`.
+#[inline(always)]
+fn aligned_len(size: usize, left: usize) -> usize {
+    size.checked_next_multiple_of(marker::ALIGN)
+        .unwrap_or(size)
+        .min(left)
+}
+
 /// Parses the record at `pos` of `region` (the records of one buffer).
+/// Inlined into the reader's loop: the size-optimised release build would
+/// otherwise return each record through memory.
+#[inline(always)]
 pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
     let rest = Cursor::new(region.get(pos..).unwrap_or(&[]));
     let Some(mark) = rest.u32_at(0) else {
@@ -161,24 +196,9 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
 
     let left = rest.remaining();
     let trunc = |need: usize| RecordError::Truncated { need, have: left };
-    // The record's own bytes: every read below stays inside them.
-    let sized = |size_at: usize, min: usize| -> Result<(usize, Cursor<'_>), RecordError> {
-        let size = usize::from(
-            rest.u16_at(size_at)
-                .ok_or(trunc(size_at.saturating_add(2)))?,
-        );
-        if size < min {
-            return Err(RecordError::BadSize { size, min });
-        }
-        let record = { rest }.split(size).map_err(|_| trunc(size))?;
-        Ok((size, record))
-    };
-    let aligned = |size: usize| {
-        size.checked_next_multiple_of(marker::ALIGN)
-            .unwrap_or(size)
-            .min(left)
-    };
+    let aligned = |size: usize| aligned_len(size, left);
     let abs = |r: Range<usize>| pos.saturating_add(r.start)..pos.saturating_add(r.end);
+    let sized = |size_at: usize, min: usize| record_bytes(rest, size_at, min);
 
     if is_message {
         let (size, _) = sized(message::SIZE, message::LEN)?;

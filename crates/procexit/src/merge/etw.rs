@@ -43,8 +43,8 @@ use crate::decode::kernel_process::{
 };
 use crate::decode::lost_event::{classify_lost, LostKind};
 use crate::decode::mof_process::{
-    decode_process_ref, ProcessPayloadRef, OPCODE_DC_END, OPCODE_DC_START, OPCODE_DEFUNCT,
-    OPCODE_END, OPCODE_START,
+    decode_process_ref, ProcessPayloadRef, SidRef, SidTextCache, OPCODE_DC_END, OPCODE_DC_START,
+    OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
 };
 use crate::decode::view::{EventHeader, EventView};
 use crate::decode::{
@@ -121,6 +121,9 @@ pub(crate) struct EtwExitTracker<T = ()> {
     released: VecDeque<(Option<ProcessExit>, T)>,
     /// (pid, status, exit FILETIME) of recent kernel exits.
     recent_exits: VecDeque<(u32, ExitStatus, u64)>,
+    /// The last user SID's text: Starts and Ends of one user's processes
+    /// copy it instead of writing the SID out each time.
+    sid_text: SidTextCache,
 }
 
 impl<T> EtwExitTracker<T> {
@@ -144,6 +147,7 @@ impl<T> EtwExitTracker<T> {
             waiting_stops: VecDeque::new(),
             released: VecDeque::new(),
             recent_exits: VecDeque::new(),
+            sid_text: SidTextCache::default(),
         }
     }
 
@@ -358,7 +362,7 @@ impl<T> EtwExitTracker<T> {
             start_time,
             name: owned_non_empty(p.image_file_name),
             command_line,
-            user: owned_non_empty(p.user_sid),
+            user: p.user_sid.map(|sid| self.sid_text.text_of(&sid).to_owned()),
         };
         let (replaced, evicted) = self.live.insert_with(key, |earlier| Seed {
             // Keep a start time an earlier Start already gave this process.
@@ -370,7 +374,10 @@ impl<T> EtwExitTracker<T> {
         if evicted.is_some() {
             self.evicted = self.evicted.saturating_add(1);
         }
-        for gone in [replaced, evicted].into_iter().flatten() {
+        if let Some(gone) = replaced {
+            self.forget_bytes(&gone);
+        }
+        if let Some(gone) = evicted {
             self.forget_bytes(&gone);
         }
         while self.command_line_bytes > self.command_line_budget {
@@ -434,6 +441,22 @@ impl<T> EtwExitTracker<T> {
         })
     }
 
+    /// [`prefer`] for the user SID, through the last SID's text: when the
+    /// payload's SID is that one and the Start stored the same text, the
+    /// stored text moves into the record; otherwise the cached text is
+    /// copied (written out only for a new SID).
+    fn user_text(&mut self, sid: Option<SidRef<'_>>, kept: Option<String>) -> Option<String> {
+        match (sid, kept) {
+            (None, kept) => kept,
+            (Some(sid), Some(kept))
+                if self.sid_text.holds(&sid) && kept == self.sid_text.text() =>
+            {
+                Some(kept)
+            }
+            (Some(sid), _) => Some(self.sid_text.text_of(&sid).to_owned()),
+        }
+    }
+
     /// Builds the record for an ended process and forgets its live state.
     fn end(
         &mut self,
@@ -470,7 +493,7 @@ impl<T> EtwExitTracker<T> {
         exit.start_time = seed.start_time.and_then(system_time_from_filetime);
         exit.name = prefer(p.image_file_name, seed.name);
         exit.command_line = prefer(p.command_line, seed.command_line);
-        exit.user = prefer(p.user_sid, seed.user).map(User::Sid);
+        exit.user = self.user_text(p.user_sid, seed.user).map(User::Sid);
         Ok(exit)
     }
 }
@@ -587,9 +610,14 @@ fn same_exit(a: (u32, ExitStatus, Option<u64>), b: (u32, ExitStatus, Option<u64>
 /// of [`system_time_from_filetime`] for times after 1970 (0 before).
 pub(crate) fn filetime_of(t: std::time::SystemTime) -> u64 {
     const TICKS_1601_TO_1970: u64 = 116_444_736_000_000_000;
-    let since_1970 = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos() / 100).unwrap_or(u64::MAX));
+    // Whole seconds and 100 ns ticks of the rest: the same value as the
+    // nanoseconds divided by 100, without a 128-bit division per exit.
+    let since_1970 = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs()
+            .checked_mul(10_000_000)
+            .and_then(|ticks| ticks.checked_add(u64::from(d.subsec_nanos() / 100)))
+            .unwrap_or(u64::MAX)
+    });
     since_1970.saturating_add(TICKS_1601_TO_1970)
 }
 
@@ -625,6 +653,9 @@ fn leaf_name(path: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Entries each bounded map has room for before it first grows.
+const PRESIZED: usize = 1024;
+
 /// A map that forgets its oldest insertions beyond `cap` entries.
 #[derive(Debug)]
 struct Bounded<K, V> {
@@ -638,9 +669,12 @@ struct Bounded<K, V> {
 
 impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
+        // Room for a busy machine's working set from the start, so the
+        // first thousands of events do not pay for rehashing.
+        let initial = cap.min(PRESIZED);
         Bounded {
-            map: HashMap::with_hasher(KeyHash::new()),
-            order: VecDeque::new(),
+            map: HashMap::with_capacity_and_hasher(initial, KeyHash::new()),
+            order: VecDeque::with_capacity(initial),
             next_gen: 0,
             cap,
         }

@@ -47,7 +47,7 @@
 //! and the new value must fit. A load or store whose field changed size is
 //! resized only for pointers and unsigned integers on both sides;
 //! otherwise it is poisoned. A relocation that finds nothing answers 0
-//! for the existence kinds and for type size and id; for the others its
+//! for the existence kinds, type match, type size and id; for the others its
 //! instruction is poisoned (`call 0xbad2310`, both slots of an
 //! `ld_imm64`): the verifier refuses it only where it is reachable, so
 //! code behind a failed existence check still loads, and the load error
@@ -1080,7 +1080,7 @@ fn relocate_one(
     } = resolved;
     let target_value = match found {
         Some(found) => found,
-        // Existence, type size and type id answer 0 for "not there".
+        // Existence, type match, size and id answer 0 for "not there".
         None if matches!(
             relo.kind,
             FIELD_EXISTS | ENUMVAL_EXISTS | TYPE_EXISTS | TYPE_SIZE | TYPE_ID_TARGET | TYPE_MATCHES
@@ -1454,7 +1454,7 @@ fn patch(
 #[cfg(test)]
 mod tests {
     use super::super::btf::tests::{blob, header, words};
-    use super::super::object::{Object, OBJECT};
+    use super::super::object::{object, Object};
     use super::*;
 
     #[test]
@@ -1468,7 +1468,7 @@ mod tests {
 
     #[test]
     fn the_object_uses_only_implemented_relocation_kinds() {
-        let object = Object::parse(OBJECT).expect("parse");
+        let object = Object::parse(object().unwrap()).expect("parse");
         let mut total = 0;
         for program in &object.programs {
             for relo in &program.core_relos {
