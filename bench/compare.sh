@@ -69,14 +69,19 @@ fi
 # 10 000-exit burst). Every monitor here keeps its threads for the run.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
 peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-# Waits until monitor PID has used no CPU and FILE has not grown for a
-# second (it has drained what the burst left queued), 120 s at most.
+# Waits until monitor PID has used less than 2 ms of CPU in half a second
+# (idle housekeeping costs a little) and FILE has not grown (it has drained
+# what the burst left queued), 120 s at most.
 settle() {
-    local last=-1 now i
+    local last_cpu=-1 last_size=-1 cpu size i
     for i in $(seq 240); do
-        now="$(cpu_ns "$1") $(stat -c %s "$2")"
-        [ "$now" = "$last" ] && return 0
-        last=$now
+        cpu=$(cpu_ns "$1")
+        size=$(stat -c %s "$2")
+        if [ "$size" = "$last_size" ] && [ $((cpu - last_cpu)) -lt 2000000 ]; then
+            return 0
+        fi
+        last_cpu=$cpu
+        last_size=$size
         sleep 0.5
     done
 }
