@@ -25,7 +25,7 @@ pub enum Parsed {
     /// Run a command.
     Run(Cli),
     /// Print this help text (`--help`, `-h`, `procexit help …`).
-    Help(&'static str),
+    Help(String),
     /// Print the version (`--version`, `-V`).
     Version,
 }
@@ -39,7 +39,7 @@ pub struct UsageError {
     /// The command whose `--help` explains it (`procexit watch`).
     pub command: String,
     /// Print the command's help instead of the one-line message.
-    pub help: Option<&'static str>,
+    pub help: Option<String>,
 }
 
 impl fmt::Display for UsageError {
@@ -51,78 +51,67 @@ impl fmt::Display for UsageError {
 /// `procexit --version`.
 pub const VERSION: &str = concat!("procexit ", env!("CARGO_PKG_VERSION"), "\n");
 
-/// `(command path, --help, -h)` for every command, as clap renders them.
+/// `(command path, --help, -h)` for every command: files of `generated/help/`
+/// (what clap renders; see `docs.rs`).
 pub const HELP: [(&str, &str, &str); 12] = [
-    (
-        "",
-        include_str!("../generated/help/procexit.txt"),
-        include_str!("../generated/help/procexit.txt"),
-    ),
+    ("", "help/procexit.txt", "help/procexit.txt"),
     (
         "watch",
-        include_str!("../generated/help/procexit-watch.txt"),
-        include_str!("../generated/help/procexit-watch.short.txt"),
+        "help/procexit-watch.txt",
+        "help/procexit-watch.short.txt",
     ),
-    (
-        "wait",
-        include_str!("../generated/help/procexit-wait.txt"),
-        include_str!("../generated/help/procexit-wait.txt"),
-    ),
+    ("wait", "help/procexit-wait.txt", "help/procexit-wait.txt"),
     (
         "replay",
-        include_str!("../generated/help/procexit-replay.txt"),
-        include_str!("../generated/help/procexit-replay.txt"),
+        "help/procexit-replay.txt",
+        "help/procexit-replay.txt",
     ),
     (
         "service",
-        include_str!("../generated/help/procexit-service.txt"),
-        include_str!("../generated/help/procexit-service.txt"),
+        "help/procexit-service.txt",
+        "help/procexit-service.txt",
     ),
     (
         "service install",
-        include_str!("../generated/help/procexit-service-install.txt"),
-        include_str!("../generated/help/procexit-service-install.txt"),
+        "help/procexit-service-install.txt",
+        "help/procexit-service-install.txt",
     ),
     (
         "service uninstall",
-        include_str!("../generated/help/procexit-service-uninstall.txt"),
-        include_str!("../generated/help/procexit-service-uninstall.txt"),
+        "help/procexit-service-uninstall.txt",
+        "help/procexit-service-uninstall.txt",
     ),
     (
         "service start",
-        include_str!("../generated/help/procexit-service-start.txt"),
-        include_str!("../generated/help/procexit-service-start.txt"),
+        "help/procexit-service-start.txt",
+        "help/procexit-service-start.txt",
     ),
     (
         "service stop",
-        include_str!("../generated/help/procexit-service-stop.txt"),
-        include_str!("../generated/help/procexit-service-stop.txt"),
+        "help/procexit-service-stop.txt",
+        "help/procexit-service-stop.txt",
     ),
     (
         "service run",
-        include_str!("../generated/help/procexit-service-run.txt"),
-        include_str!("../generated/help/procexit-service-run.txt"),
+        "help/procexit-service-run.txt",
+        "help/procexit-service-run.txt",
     ),
     (
         "completions",
-        include_str!("../generated/help/procexit-completions.txt"),
-        include_str!("../generated/help/procexit-completions.txt"),
+        "help/procexit-completions.txt",
+        "help/procexit-completions.txt",
     ),
-    (
-        "man",
-        include_str!("../generated/help/procexit-man.txt"),
-        include_str!("../generated/help/procexit-man.txt"),
-    ),
+    ("man", "help/procexit-man.txt", "help/procexit-man.txt"),
 ];
 
 /// The help of the command at `path` (`["service", "install"]`; empty for
-/// procexit itself): `--help`'s when `long`, else `-h`'s.
-pub fn help_text<S: AsRef<str>>(path: &[S], long: bool) -> Option<&'static str> {
+/// procexit itself): `--help`'s when `long`, else `-h`'s. None for a
+/// command that does not exist.
+pub fn help_text<S: AsRef<str>>(path: &[S], long: bool) -> Option<String> {
     let wanted: Vec<&str> = path.iter().map(AsRef::as_ref).collect();
     let wanted = wanted.join(" ");
-    HELP.iter()
-        .find(|(command, _, _)| *command == wanted)
-        .map(|&(_, long_text, short_text)| if long { long_text } else { short_text })
+    let &(_, long_file, short_file) = HELP.iter().find(|(command, _, _)| *command == wanted)?;
+    crate::docs::generated(if long { long_file } else { short_file })
 }
 
 /// Reads the arguments after the program name.
@@ -230,7 +219,7 @@ impl Args {
     }
 
     fn help(&self, long: bool) -> Parsed {
-        Parsed::Help(help_text(&self.path, long).unwrap_or(HELP[0].1))
+        Parsed::Help(help_text(&self.path, long).unwrap_or_default())
     }
 
     /// A command that needs a subcommand and got none shows its help.
@@ -742,7 +731,7 @@ fn help_command(mut p: Args, parent: &[&str]) -> Result<Parsed, UsageError> {
             return Err(p.unrecognized_command(value));
         }
     }
-    Ok(Parsed::Help(help_text(&path, true).unwrap_or(HELP[0].1)))
+    Ok(Parsed::Help(help_text(&path, true).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -790,10 +779,10 @@ mod tests {
     fn by_runtime(args: &[OsString]) -> (Outcome, String) {
         match parse(args.iter().cloned()) {
             Ok(Parsed::Run(cli)) => (Outcome::Run(cli), String::new()),
-            Ok(Parsed::Help(text)) => (Outcome::Help(text.into()), String::new()),
+            Ok(Parsed::Help(text)) => (Outcome::Help(text), String::new()),
             Ok(Parsed::Version) => (Outcome::Version(VERSION.into()), String::new()),
             Err(error) => match error.help {
-                Some(help) => (Outcome::HelpOnError(help.into()), String::new()),
+                Some(help) => (Outcome::HelpOnError(help), String::new()),
                 None => (Outcome::Error, error.to_string()),
             },
         }

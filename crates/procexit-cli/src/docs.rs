@@ -25,11 +25,11 @@ impl Shell {
     /// The completion script, named as each shell loads it.
     fn script(self) -> &'static str {
         match self {
-            Shell::Bash => include_str!("../generated/completions/procexit.bash"),
-            Shell::Elvish => include_str!("../generated/completions/procexit.elv"),
-            Shell::Fish => include_str!("../generated/completions/procexit.fish"),
-            Shell::Powershell => include_str!("../generated/completions/_procexit.ps1"),
-            Shell::Zsh => include_str!("../generated/completions/_procexit"),
+            Shell::Bash => "completions/procexit.bash",
+            Shell::Elvish => "completions/procexit.elv",
+            Shell::Fish => "completions/procexit.fish",
+            Shell::Powershell => "completions/_procexit.ps1",
+            Shell::Zsh => "completions/_procexit",
         }
     }
 }
@@ -37,25 +37,42 @@ impl Shell {
 /// `(command, page)`: procexit(1) first (command ""), then one page per
 /// command that `--help` lists.
 const MAN_PAGES: [(&str, &str); 7] = [
-    ("", include_str!("../generated/man/procexit.1")),
-    ("watch", include_str!("../generated/man/procexit-watch.1")),
-    ("wait", include_str!("../generated/man/procexit-wait.1")),
-    ("replay", include_str!("../generated/man/procexit-replay.1")),
-    (
-        "service",
-        include_str!("../generated/man/procexit-service.1"),
-    ),
-    (
-        "completions",
-        include_str!("../generated/man/procexit-completions.1"),
-    ),
-    ("man", include_str!("../generated/man/procexit-man.1")),
+    ("", "man/procexit.1"),
+    ("watch", "man/procexit-watch.1"),
+    ("wait", "man/procexit-wait.1"),
+    ("replay", "man/procexit-replay.1"),
+    ("service", "man/procexit-service.1"),
+    ("completions", "man/procexit-completions.1"),
+    ("man", "man/procexit-man.1"),
 ];
+
+/// Where each file of `generated/` lies in the packed text (build.rs).
+mod packed {
+    include!(concat!(env!("OUT_DIR"), "/generated_index.rs"));
+}
+
+/// Every file of `generated/`, back to back, DEFLATE-compressed by build.rs.
+static PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/generated.deflate"));
+
+/// The file at `path` under `generated/` (`man/procexit.1`), as it was
+/// committed when the binary was built.
+pub fn generated(path: &str) -> Option<String> {
+    let &(_, start, end) = packed::FILES.iter().find(|(name, _, _)| *name == path)?;
+    let all = miniz_oxide::inflate::decompress_to_vec_with_limit(PACKED, packed::LEN).ok()?;
+    String::from_utf8(all.get(start..end)?.to_vec()).ok()
+}
+
+/// Writes a file of `generated/` to stdout.
+fn print(path: &str) -> anyhow::Result<ExitCode> {
+    let text =
+        generated(path).ok_or_else(|| anyhow::anyhow!("the built-in copy of {path} is damaged"))?;
+    io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
 
 /// `procexit completions SHELL`.
 pub fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
-    io::stdout().lock().write_all(shell.script().as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    print(shell.script())
 }
 
 /// `procexit man`: procexit(1), or the page of one command
@@ -66,8 +83,7 @@ pub fn man(command: Option<&str>) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|(name, _)| *name == wanted)
         .ok_or_else(|| anyhow::anyhow!("no command {wanted:?} (see procexit --help)"))?;
-    io::stdout().lock().write_all(page.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    print(page)
 }
 
 #[cfg(test)]
@@ -92,14 +108,15 @@ mod tests {
 
     /// What the generators make of the current definition: the path under
     /// `generated/`, the content, and what the binary embeds for it.
-    fn rendered() -> Vec<(PathBuf, String, &'static str)> {
+    fn rendered() -> Vec<(PathBuf, String, String)> {
         let mut files = Vec::new();
         for &shell in Shell::value_variants() {
             let generator = clap_shell(shell);
             let mut out = Vec::new();
             clap_complete::generate(generator, &mut Cli::command(), "procexit", &mut out);
             let path = Path::new("completions").join(generator.file_name("procexit"));
-            files.push((path, String::from_utf8(out).unwrap(), shell.script()));
+            let embedded = generated(shell.script()).unwrap_or_default();
+            files.push((path, String::from_utf8(out).unwrap(), embedded));
         }
         let top = Cli::command();
         let version = top.get_version().unwrap_or_default().to_string();
@@ -119,7 +136,8 @@ mod tests {
             let embedded = MAN_PAGES
                 .iter()
                 .find(|(command, _)| *command == name)
-                .map_or("", |(_, page)| page);
+                .and_then(|(_, page)| generated(page))
+                .unwrap_or_default();
             files.push((
                 Path::new("man").join(file),
                 String::from_utf8(out).unwrap(),
@@ -128,10 +146,10 @@ mod tests {
         }
         for (path, long, short) in help_texts() {
             let file = format!("{}.txt", path.join("-"));
-            let embedded = crate::cli::help_text(&path[1..], true).unwrap_or("");
+            let embedded = crate::cli::help_text(&path[1..], true).unwrap_or_default();
             files.push((Path::new("help").join(&file), long.clone(), embedded));
             if short != long {
-                let embedded = crate::cli::help_text(&path[1..], false).unwrap_or("");
+                let embedded = crate::cli::help_text(&path[1..], false).unwrap_or_default();
                 files.push((
                     Path::new("help").join(format!("{}.short.txt", path.join("-"))),
                     short,
@@ -184,19 +202,15 @@ mod tests {
             }
             return;
         }
+        // Every file the binary embeds is one the model renders.
         assert_eq!(
             files.len(),
-            Shell::value_variants().len()
-                + MAN_PAGES.len()
-                + crate::cli::HELP.len()
-                + crate::cli::HELP
-                    .iter()
-                    .filter(|(_, long, short)| long != short)
-                    .count()
+            packed::FILES.len(),
+            "stray files in generated/"
         );
         for (path, content, embedded) in &files {
             assert!(
-                content.as_str() == *embedded,
+                content == embedded,
                 "generated/{} is not what the command-line definition gives: \
                  run scripts/gen-cli-docs.sh and commit",
                 path.display()

@@ -37,7 +37,7 @@ const EXIT_INCOMPLETE: u8 = 3;
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Parsed::Run(cli)) => cli,
-        Ok(cli::Parsed::Help(text)) => return print(text),
+        Ok(cli::Parsed::Help(text)) => return print(&text),
         Ok(cli::Parsed::Version) => return print(cli::VERSION),
         Err(error) => {
             match error.help {

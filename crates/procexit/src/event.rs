@@ -425,34 +425,22 @@ impl Rfc3339 {
                 (secs, micros)
             }
         };
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400) as u64;
-        let (y, m, d) = civil_from_days(days);
-        if !(0..=9999).contains(&y) {
+        let Some(prefix) = date_and_seconds(secs) else {
+            let days = secs.div_euclid(86_400);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
             return Rfc3339(Rfc3339Text::Formatted(format!(
                 "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
                 rem / 3600,
                 (rem % 3600) / 60,
                 rem % 60
             )));
-        }
+        };
         let mut text = *b"0000-00-00T00:00:00.000000Z";
-        // (value, first byte, width): every field is in range by now.
-        let fields = [
-            (y as u64, 0, 4),
-            (u64::from(m), 5, 2),
-            (u64::from(d), 8, 2),
-            (rem / 3600, 11, 2),
-            ((rem % 3600) / 60, 14, 2),
-            (rem % 60, 17, 2),
-            (u64::from(micros), 20, 6),
-        ];
-        for (mut value, first, width) in fields {
-            for slot in text.iter_mut().skip(first).take(width).rev() {
-                *slot = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
+        for (slot, byte) in text.iter_mut().zip(prefix) {
+            *slot = byte;
         }
+        put_digits(&mut text, 20, 6, u64::from(micros));
         Rfc3339(Rfc3339Text::Fixed(text))
     }
 
@@ -463,6 +451,50 @@ impl Rfc3339 {
             Rfc3339Text::Fixed(text) => std::str::from_utf8(text).unwrap_or_default(),
             Rfc3339Text::Formatted(text) => text,
         }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch, for years 0–9999.
+///
+/// Remembers the last two seconds it formatted, per thread: a JSON exit line
+/// formats two times (start and exit), mostly in the same recent seconds,
+/// and the calendar arithmetic cost more than the rest of the line's numbers.
+// The initializer is `const`; clippy 1.96 still flags it when building for
+// Windows with -Zbuild-std.
+#[allow(clippy::missing_const_for_thread_local)]
+fn date_and_seconds(secs: i64) -> Option<[u8; 20]> {
+    thread_local! {
+        static RECENT: std::cell::Cell<[(i64, [u8; 20]); 2]> =
+            const { std::cell::Cell::new([(i64::MIN, [0; 20]); 2]) };
+    }
+    let recent = RECENT.with(std::cell::Cell::get);
+    if let Some((_, prefix)) = recent.iter().find(|(s, _)| *s == secs) {
+        return Some(*prefix);
+    }
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u64;
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let mut prefix = *b"0000-00-00T00:00:00.";
+    put_digits(&mut prefix, 0, 4, y as u64);
+    put_digits(&mut prefix, 5, 2, u64::from(m));
+    put_digits(&mut prefix, 8, 2, u64::from(d));
+    put_digits(&mut prefix, 11, 2, rem / 3600);
+    put_digits(&mut prefix, 14, 2, (rem % 3600) / 60);
+    put_digits(&mut prefix, 17, 2, rem % 60);
+    let [newest, _] = recent;
+    RECENT.with(|cell| cell.set([(secs, prefix), newest]));
+    Some(prefix)
+}
+
+/// Writes the last `width` decimal digits of `value` into
+/// `text[first..first + width]` (bytes outside `text` are skipped).
+fn put_digits(text: &mut [u8], first: usize, width: usize, mut value: u64) {
+    for slot in text.iter_mut().skip(first).take(width).rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -530,6 +562,21 @@ mod tests {
         let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
         assert_eq!(format_rfc3339(far), "14645-06-30T15:06:40.000000Z");
         assert_eq!(system_time_from_filetime(0), None);
+    }
+
+    /// Seconds remembered from earlier calls give the same text as fresh
+    /// ones, whatever the order.
+    #[test]
+    fn rfc3339_recent_seconds_are_reused_correctly() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let order = [0u64, 1, 0, 2, 1, 0, 86_400, 0, 2, 2, 3_000_000_000];
+        for (i, &offset) in order.iter().enumerate() {
+            let t = base + Duration::from_secs(offset) + Duration::from_micros(i as u64 * 7);
+            let fresh = std::thread::spawn(move || format_rfc3339(t))
+                .join()
+                .unwrap();
+            assert_eq!(Rfc3339::new(t).as_str(), fresh, "{offset}");
+        }
     }
 
     /// The allocation-free form against the formatting machinery, over

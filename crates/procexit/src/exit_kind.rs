@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::event::{signal_name, ExitStatus, ProcessExit, Source};
-use crate::ntstatus_names::{NTSTATUS_INDEX, NTSTATUS_TEXT, WIN32_ERROR_INDEX, WIN32_ERROR_TEXT};
+use crate::ntstatus_names::{NTSTATUS_INDEX, WIN32_ERROR_INDEX};
 
 /// `DBG_TERMINATE_PROCESS`: Windows' code for a process it (at shutdown or
 /// logoff) or a debugger terminated.
@@ -130,7 +130,7 @@ fn severity(code: u32) -> Severity {
 /// assert_eq!(procexit::ntstatus_name(0x1234_5678), None);
 /// ```
 pub fn ntstatus_name(code: u32) -> Option<&'static str> {
-    table_name(NTSTATUS_INDEX, NTSTATUS_TEXT, code)
+    table_name(NTSTATUS_INDEX, name_texts()?.0, code)
 }
 
 /// The name mingw-w64's `winerror.h` gives a Win32 error code
@@ -142,7 +142,30 @@ pub fn ntstatus_name(code: u32) -> Option<&'static str> {
 /// ```
 pub fn win32_error_name(code: u32) -> Option<&'static str> {
     let code = u16::try_from(code).ok()?;
-    table_name(WIN32_ERROR_INDEX, WIN32_ERROR_TEXT, code)
+    table_name(WIN32_ERROR_INDEX, name_texts()?.1, code)
+}
+
+/// The names of both tables of `ntstatus_names.rs` (NTSTATUS, Win32), back
+/// to back, as build.rs packed them from that file's `*_TEXT` statics.
+static PACKED_NAMES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/status_names.deflate"));
+
+/// Where the NTSTATUS names end, and the Win32 ones, in the inflated text.
+const PACKED_NAMES_LEN: (usize, usize) = include!(concat!(env!("OUT_DIR"), "/status_names.len"));
+
+/// The text of the NTSTATUS names and of the Win32 error names, inflated
+/// on first use and kept for the process's life (None, naming nothing,
+/// if the packed copy were damaged).
+fn name_texts() -> Option<(&'static str, &'static str)> {
+    static NAMES: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let all = NAMES
+        .get_or_init(|| {
+            let (_, len) = PACKED_NAMES_LEN;
+            let bytes =
+                miniz_oxide::inflate::decompress_to_vec_with_limit(PACKED_NAMES, len).ok()?;
+            String::from_utf8(bytes).ok()
+        })
+        .as_deref()?;
+    all.split_at_checked(PACKED_NAMES_LEN.0)
 }
 
 /// The name of `code` in a generated table (`ntstatus_names.rs`): `index`
@@ -283,12 +306,15 @@ mod tests {
                 );
             }
         }
+        use crate::ntstatus_names::{NTSTATUS_TEXT, WIN32_ERROR_TEXT};
         check(
             NTSTATUS_INDEX,
             NTSTATUS_TEXT,
             &["STATUS_", "DBG_", "RPC_NT_", "EPT_NT_"],
         );
         check(WIN32_ERROR_INDEX, WIN32_ERROR_TEXT, &["ERROR_"]);
+        // What the lookups use is what build.rs packed from these texts.
+        assert_eq!(name_texts(), Some((NTSTATUS_TEXT, WIN32_ERROR_TEXT)));
         assert_eq!(win32_error_name(1067), Some("ERROR_PROCESS_ABORTED"));
         assert_eq!(ntstatus_name(1), Some("STATUS_WAIT_1"));
     }

@@ -42,6 +42,9 @@ mod exit_kind;
 mod filter;
 pub(crate) mod merge;
 mod monitor;
+// The names' text is used through build.rs's packed copy (exit_kind.rs);
+// the statics themselves only in tests.
+#[cfg_attr(not(test), allow(dead_code))]
 mod ntstatus_names;
 mod queue;
 pub mod schema;

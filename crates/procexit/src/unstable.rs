@@ -26,9 +26,9 @@ pub mod xpress {
 #[cfg(target_os = "linux")]
 pub mod bpf {
     /// The BPF object procexit loads (committed, built from
-    /// `bpf/procexit.bpf.c`).
+    /// `bpf/procexit.bpf.c`; empty if its packed copy would not inflate).
     pub fn object() -> &'static [u8] {
-        crate::sys::BPF_OBJECT
+        crate::sys::bpf_object().unwrap_or(&[])
     }
 
     /// The `.BTF` section of an ELF object (a stand-in kernel BTF).

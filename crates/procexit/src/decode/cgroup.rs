@@ -84,15 +84,14 @@ pub fn cgroup_path(text: &str) -> Option<String> {
 /// assert_eq!(container_id("/user.slice/user-1000.slice/session-2.scope"), None);
 /// ```
 pub fn container_id(path: &str) -> Option<String> {
-    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    components
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, component)| {
-            let parent = i.checked_sub(1).and_then(|p| components.get(p)).copied();
-            id_of_component(component, parent)
-        })
+    // From the leaf up, each component with the one above it.
+    let mut components = path.split('/').filter(|c| !c.is_empty()).rev().peekable();
+    while let Some(component) = components.next() {
+        if let Some(id) = id_of_component(component, components.peek().copied()) {
+            return Some(id);
+        }
+    }
+    None
 }
 
 /// Scope prefixes (`<prefix><64 hex>.scope`) of the runtimes that use

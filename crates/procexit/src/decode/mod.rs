@@ -594,7 +594,11 @@ pub(crate) fn argv_line(args: &[u8]) -> Option<String> {
         .iter()
         .map(|&b| if b == 0 { b' ' } else { b })
         .collect();
-    Some(String::from_utf8_lossy(&joined).into_owned())
+    // Valid UTF-8 (nearly always) is kept without a second copy.
+    Some(
+        String::from_utf8(joined)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 /// Bytes from hex text split into parts (tests with real payloads).

@@ -21,9 +21,15 @@ impl KeyHash {
     }
 }
 
+/// The default seeds every map of a thread alike (the thread's own random
+/// seed): the per-process thread sets are made once per fork, and drawing a
+/// new seed for each cost a SipHash every time.
 impl Default for KeyHash {
     fn default() -> KeyHash {
-        KeyHash::new()
+        thread_local! {
+            static THREAD_SEED: KeyHash = KeyHash::new();
+        }
+        THREAD_SEED.with(|seed| *seed)
     }
 }
 

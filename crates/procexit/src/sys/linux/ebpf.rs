@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bpf_loader::object::OBJECT;
+use super::bpf_loader::object::object;
 use super::bpf_loader::ringbuf::RingBuffer;
 use super::bpf_loader::syscall::Map;
 use super::bpf_loader::{self, Collection, Link, LoadError};
@@ -185,8 +185,12 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .checked_next_power_of_two()
         .and_then(|b| u32::try_from(b).ok())
         .unwrap_or(1 << 30);
-    let mut bpf = Collection::open(OBJECT, &kernel_btf, &[("EXITS", ring_bytes)])
-        .map_err(|e| load_error("load object", &e))?;
+    let mut bpf = Collection::open(
+        object().map_err(|e| load_error("load object", &e))?,
+        &kernel_btf,
+        &[("EXITS", ring_bytes)],
+    )
+    .map_err(|e| load_error("load object", &e))?;
 
     // Filters and config go in before the exit hook is attached.
     let filter = options.filter;
@@ -361,7 +365,7 @@ mod tests {
 
     #[test]
     fn config_matches_the_c_layout() {
-        let object = Object::parse(OBJECT).expect("object");
+        let object = Object::parse(object().unwrap()).expect("object");
         let config = object
             .maps
             .iter()
@@ -382,7 +386,7 @@ mod tests {
 
     #[test]
     fn the_object_has_every_program_and_map() {
-        let object = Object::parse(OBJECT).expect("object");
+        let object = Object::parse(object().unwrap()).expect("object");
         for name in [
             "handle_exit",
             "handle_signal",

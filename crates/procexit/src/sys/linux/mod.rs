@@ -24,7 +24,7 @@ use crate::queue::Sink;
 use crate::sys::Config;
 
 pub(crate) use self::bpf_loader::{
-    object::OBJECT as BPF_OBJECT, object_btf, read_kernel_btf, relocate_object, relocated_programs,
+    object::object as bpf_object, object_btf, read_kernel_btf, relocate_object, relocated_programs,
 };
 pub(crate) use self::ebpf::resolve_backend;
 use self::ffi::{NetlinkSocket, Received, Waker};

@@ -1454,7 +1454,7 @@ fn patch(
 #[cfg(test)]
 mod tests {
     use super::super::btf::tests::{blob, header, words};
-    use super::super::object::{Object, OBJECT};
+    use super::super::object::{object, Object};
     use super::*;
 
     #[test]
@@ -1468,7 +1468,7 @@ mod tests {
 
     #[test]
     fn the_object_uses_only_implemented_relocation_kinds() {
-        let object = Object::parse(OBJECT).expect("parse");
+        let object = Object::parse(object().unwrap()).expect("parse");
         let mut total = 0;
         for program in &object.programs {
             for relo in &program.core_relos {

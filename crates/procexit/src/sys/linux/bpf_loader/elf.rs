@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn truncated_or_foreign_input_is_an_error_not_a_panic() {
-        let object = super::super::object::OBJECT;
+        let object = super::super::object::object().unwrap();
         for len in [0, 3, 16, 20, 63, 64, 200, object.len() / 2] {
             let cut = object.get(..len).unwrap_or_default();
             assert!(Elf::parse(cut).is_err(), "{len} bytes parsed");
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn the_object_has_its_sections_and_symbols() {
-        let elf = Elf::parse(super::super::object::OBJECT).expect("parse");
+        let elf = Elf::parse(super::super::object::object().unwrap()).expect("parse");
         for name in [
             ".BTF",
             ".BTF.ext",

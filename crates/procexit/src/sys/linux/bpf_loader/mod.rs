@@ -480,7 +480,7 @@ mod tests {
     fn damaged_objects_never_panic() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..300 {
-            let mut data = object::OBJECT.to_vec();
+            let mut data = object::object().unwrap().to_vec();
             state = xorshift(state);
             for _ in 0..(state % 16 + 1) {
                 state = xorshift(state);
@@ -514,17 +514,17 @@ mod tests {
     /// (so mutations of it reach the relocations), and refuses other bytes.
     #[test]
     fn the_fuzz_entry_reaches_the_relocations() {
-        let btf = object_btf(object::OBJECT).expect(".BTF");
-        let programs = Object::parse(object::OBJECT)
+        let btf = object_btf(object::object().unwrap()).expect(".BTF");
+        let programs = Object::parse(object::object().unwrap())
             .expect("object")
             .programs
             .len();
         assert_eq!(
-            relocate_object(object::OBJECT, btf).expect("relocates"),
+            relocate_object(object::object().unwrap(), btf).expect("relocates"),
             programs
         );
         assert!(relocate_object(btf, btf).is_err());
-        assert!(relocate_object(object::OBJECT, object::OBJECT).is_err());
+        assert!(relocate_object(object::object().unwrap(), object::object().unwrap()).is_err());
     }
 
     /// Loads the whole object against this kernel as `ebpf.rs` does, when
@@ -538,7 +538,7 @@ mod tests {
             eprintln!("skipped: no {KERNEL_BTF}");
             return;
         };
-        let object = Object::parse(object::OBJECT).expect("object");
+        let object = Object::parse(object::object().unwrap()).expect("object");
         let names = core::root_names(&object.btf, &object.programs).expect("names");
         let target = Target::new(
             Btf::parse(&kernel, "kernel BTF").expect("kernel BTF"),

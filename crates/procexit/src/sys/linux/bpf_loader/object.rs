@@ -7,9 +7,26 @@ use super::btf::{self, kind, Btf, CoreRelo};
 use super::elf::{Elf, R_BPF_64_64, SHF_EXECINSTR, STT_FUNC};
 use super::LoadError;
 
-/// The committed CO-RE object, built from `bpf/procexit.bpf.c` by
-/// `scripts/build-bpf.sh`.
-pub(crate) static OBJECT: &[u8] = include_bytes!("../bpf/procexit.bpf.o");
+/// The committed CO-RE object (`bpf/procexit.bpf.o`, built from
+/// `bpf/procexit.bpf.c` by `scripts/build-bpf.sh`), DEFLATE-compressed by
+/// `build.rs`: 87 KB of ELF sections, BTF and mostly-zero padding take
+/// about 16 KB in every binary this way.
+static PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/procexit.bpf.o.deflate"));
+
+/// The object's size, from `build.rs` (an upper bound for inflating).
+const OBJECT_LEN: usize = include!(concat!(env!("OUT_DIR"), "/procexit.bpf.o.len"));
+
+/// The object, inflated on first use and kept for the process's life.
+pub(crate) fn object() -> Result<&'static [u8], LoadError> {
+    static OBJECT: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    OBJECT
+        .get_or_init(|| miniz_oxide::inflate::decompress_to_vec_with_limit(PACKED, OBJECT_LEN).ok())
+        .as_deref()
+        .ok_or(LoadError::Malformed {
+            what: "ELF object",
+            detail: "the packed BPF object does not inflate",
+        })
+}
 
 /// The only program kind this loader handles: BTF-typed raw tracepoints.
 const SECTION_PREFIX: &str = "tp_btf/";
@@ -275,7 +292,20 @@ mod tests {
     use super::*;
 
     fn object() -> Object<'static> {
-        Object::parse(OBJECT).expect("the committed object parses")
+        Object::parse(super::object().unwrap()).expect("the committed object parses")
+    }
+
+    /// What build.rs packed inflates to exactly the committed object (the
+    /// one `scripts/build-bpf.sh --check` compares with its source).
+    #[test]
+    fn the_packed_object_is_the_committed_one() {
+        let committed: &[u8] = include_bytes!("../bpf/procexit.bpf.o");
+        assert!(super::object().unwrap() == committed);
+        assert!(
+            PACKED.len() * 3 < committed.len(),
+            "{} bytes packed",
+            PACKED.len()
+        );
     }
 
     #[test]
@@ -355,7 +385,8 @@ mod tests {
     /// The committed object with one program's relocation section altered
     /// by `change(object, header offset, data offset)`.
     fn with_program_relocations(change: impl Fn(&mut Vec<u8>, usize, usize)) -> Vec<u8> {
-        let elf = Elf::parse(OBJECT).expect("parse");
+        let committed = super::object().unwrap();
+        let elf = Elf::parse(committed).expect("parse");
         let program = elf
             .sections
             .iter()
@@ -367,10 +398,10 @@ mod tests {
             .iter()
             .find(|s| s.kind == super::super::elf::SHT_REL && s.info as usize == program)
             .expect("its relocations");
-        let shoff = u64::from_le_bytes(OBJECT[40..48].try_into().unwrap()) as usize;
+        let shoff = u64::from_le_bytes(committed[40..48].try_into().unwrap()) as usize;
         let header = shoff + 64 * rel.index;
-        let data = rel.data.as_ptr() as usize - OBJECT.as_ptr() as usize;
-        let mut object = OBJECT.to_vec();
+        let data = rel.data.as_ptr() as usize - committed.as_ptr() as usize;
+        let mut object = committed.to_vec();
         change(&mut object, header, data);
         object
     }
