@@ -63,8 +63,10 @@ fn wait_reports_signals_like_a_shell() {
     let waiter = std::thread::spawn(move || run_wait(&["--json", &pid]));
     std::thread::sleep(Duration::from_millis(300));
     target.kill().unwrap();
-    target.wait().unwrap();
+    // Reaped only once `wait` has answered: on a busy machine `wait` may
+    // start after the kill, and then it finds the zombie, not a free pid.
     let out = waiter.join().unwrap();
+    target.wait().unwrap();
     assert_eq!(out.status.code(), Some(128 + 9));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["signal"], 9);
