@@ -66,8 +66,9 @@ fi
 
 # cpu_ns PID: CPU time of all the process's threads, ns (the schedstat
 # runtime is exact; /proc/PID/stat counts in 10 ms ticks, too coarse for a
-# 10 000-exit burst). Every monitor here keeps its threads for the run.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+# 10 000-exit burst; "%.0f" because mawk's "%d" stops at 2^31). Every monitor
+# here keeps its threads for the run.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # Waits until monitor PID has drained what the burst left queued: in half a
 # second it used under 5 ms of CPU and FILE grew by under 32 KiB (a
