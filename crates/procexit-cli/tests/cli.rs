@@ -61,12 +61,12 @@ fn wait_reports_signals_like_a_shell() {
     let mut target = Command::new("sleep").arg("5").spawn().unwrap();
     let pid = target.id().to_string();
     let waiter = std::thread::spawn(move || run_wait(&["--json", &pid]));
-    std::thread::sleep(Duration::from_millis(300));
+    // `wait` must be watching before the kill (an ended process, zombie or
+    // not, is "no such process" to it): a busy machine can take a while.
+    std::thread::sleep(Duration::from_millis(1000));
     target.kill().unwrap();
-    // Reaped only once `wait` has answered: on a busy machine `wait` may
-    // start after the kill, and then it finds the zombie, not a free pid.
-    let out = waiter.join().unwrap();
     target.wait().unwrap();
+    let out = waiter.join().unwrap();
     assert_eq!(out.status.code(), Some(128 + 9));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["signal"], 9);
