@@ -1,7 +1,8 @@
 //! The Linux calls of the backend: netlink sockets, an eventfd to wake the
 //! loop, poll, clocks and pidfds, through rustix's safe, typed wrappers. The
-//! one exception is the pidfd's exit status (`PIDFD_GET_INFO`), an ioctl
-//! neither rustix nor libc wraps, and `recvmmsg`, which rustix lacks. Errors come back as the raw errno, which
+//! two exceptions go through libc: the pidfd's exit status
+//! (`PIDFD_GET_INFO`), an ioctl neither rustix nor libc wraps, and
+//! `recvmmsg`, which rustix lacks. Errors come back as the raw errno, which
 //! the callers map to typed [`Error`](crate::Error)s.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

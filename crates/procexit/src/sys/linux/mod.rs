@@ -35,12 +35,13 @@ use crate::merge::linux::ProcessTable;
 
 /// `NETLINK_CONNECTOR`.
 const NETLINK_CONNECTOR: u32 = 11;
-/// Large enough for any connector datagram (they are < 100 bytes; the
-/// kernel never batches more than a page).
-const RECV_BUFFER: usize = 64 * 1024;
-/// The part of the receive buffer each datagram of a batch gets (connector
-/// datagrams are under 200 bytes, taskstats ones under 1 KiB).
-const DATAGRAM_SLOT: usize = RECV_BUFFER / ffi::RECV_BATCH;
+/// The part of the receive buffer each datagram of a batch gets: a page,
+/// more than any datagram the kernel sends here (connector ones are under
+/// 100 bytes, taskstats ones under 1 KiB). A longer one would be counted as
+/// an anomaly, never read cut.
+const DATAGRAM_SLOT: usize = 4096;
+/// One slot per datagram of a `recvmmsg` batch.
+const RECV_BUFFER: usize = DATAGRAM_SLOT * ffi::RECV_BATCH;
 /// How long `start` waits for the kernel's ACK of LISTEN. Inside a user or
 /// pid namespace no ACK comes although events do; then we go on.
 const ACK_WAIT: Duration = Duration::from_millis(500);
@@ -316,7 +317,7 @@ fn run(
                     read += 1;
                     match datagram {
                         Some(datagram) => apply_datagram(table, datagram, sink),
-                        // Connector datagrams are under 200 bytes.
+                        // Longer than a page: never sent by the kernel.
                         None => sink.anomaly(),
                     }
                 });
