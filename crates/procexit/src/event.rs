@@ -426,15 +426,7 @@ impl Rfc3339 {
             }
         };
         let Some(prefix) = date_and_seconds(secs) else {
-            let days = secs.div_euclid(86_400);
-            let rem = secs.rem_euclid(86_400);
-            let (y, m, d) = civil_from_days(days);
-            return Rfc3339(Rfc3339Text::Formatted(format!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-                rem / 3600,
-                (rem % 3600) / 60,
-                rem % 60
-            )));
+            return Rfc3339(Rfc3339Text::Formatted(formatted(secs, micros)));
         };
         let mut text = *b"0000-00-00T00:00:00.000000Z";
         for (slot, byte) in text.iter_mut().zip(prefix) {
@@ -452,6 +444,19 @@ impl Rfc3339 {
             Rfc3339Text::Formatted(text) => text,
         }
     }
+}
+
+/// The RFC 3339 text of a time through the formatting machinery: the form
+/// for years outside 0–9999 (and the tests' reference for the rest).
+fn formatted(secs: i64, micros: u32) -> String {
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch, for years 0–9999.
@@ -598,16 +603,11 @@ mod tests {
                     .and_then(|t| t.checked_add(Duration::from_micros(micros.into())))
             };
             let Some(t) = t else { continue };
-            let days = secs.div_euclid(86_400);
-            let rem = secs.rem_euclid(86_400);
-            let (y, m, d) = civil_from_days(days);
-            let expected = format!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-                rem / 3600,
-                (rem % 3600) / 60,
-                rem % 60
+            assert_eq!(
+                Rfc3339::new(t).as_str(),
+                formatted(secs, micros),
+                "{secs} {micros}"
             );
-            assert_eq!(Rfc3339::new(t).as_str(), expected, "{secs} {micros}");
         }
     }
 

@@ -18,7 +18,7 @@ fn code(e: Errno) -> i32 {
     e.raw_os_error()
 }
 
-/// Datagrams one [`NetlinkSocket::recv_batch`] call takes at most.
+/// Datagrams one `recvmmsg` call of [`NetlinkSocket::drain`] takes at most.
 pub(crate) const RECV_BATCH: usize = 32;
 
 /// A netlink socket of one protocol, closed on drop.
@@ -33,6 +33,27 @@ pub(crate) enum Received {
     Data(usize),
     /// Nothing to read now (non-blocking read).
     WouldBlock,
+    /// The kernel dropped messages because our buffer was full.
+    Overrun,
+}
+
+/// What [`NetlinkSocket::drain`] met besides datagrams.
+#[derive(Debug, Default)]
+pub(crate) struct Drained {
+    /// Times the kernel reported dropped messages (ENOBUFS).
+    pub(crate) overruns: u64,
+    /// The errno that ended reading early, if one did.
+    pub(crate) error: Option<i32>,
+}
+
+/// What one `recvmmsg` call of [`NetlinkSocket::drain`] returned.
+enum Batch {
+    /// Every slot was filled: more may wait.
+    Full,
+    /// Some slots were left free: the socket is empty.
+    Partial,
+    /// Nothing to read.
+    Empty,
     /// The kernel dropped messages because our buffer was full.
     Overrun,
 }
@@ -90,20 +111,43 @@ impl NetlinkSocket {
         }
     }
 
-    /// Receives up to [`RECV_BATCH`] datagrams with one call, without
-    /// blocking: datagram `i` lands in the `i`-th `slot`-byte part of `buf`,
-    /// and `each` sees it in order (`None` for one the kernel cut because it
-    /// was longer than `slot`). `Data(n)`: `n` datagrams were handed over.
+    /// Reads every datagram available now without blocking, in `recvmmsg`
+    /// batches: datagram `i` of a batch lands in the `i`-th `slot`-byte part
+    /// of `buf`, and `each` sees them in order (`None` for one the kernel
+    /// cut because it was longer than `slot`). A batch with free slots left
+    /// means the socket was empty, so no further call is made. Overruns
+    /// (ENOBUFS) are counted and reading goes on; an error ends it.
     ///
     /// Under a burst one call takes what `RECV_BATCH` calls of
     /// [`recv_nonblocking`](Self::recv_nonblocking) would, and the syscall
-    /// is most of a small datagram's cost. rustix has no `recvmmsg`.
-    pub(crate) fn recv_batch(
+    /// is most of a small datagram's cost.
+    pub(crate) fn drain(
         &self,
         buf: &mut [u8],
         slot: usize,
         mut each: impl FnMut(Option<&[u8]>),
-    ) -> Result<Received, i32> {
+    ) -> Drained {
+        let mut drained = Drained::default();
+        loop {
+            match self.recv_batch(buf, slot, &mut each) {
+                Ok(Batch::Full) => {}
+                Ok(Batch::Partial | Batch::Empty) => return drained,
+                Ok(Batch::Overrun) => drained.overruns = drained.overruns.saturating_add(1),
+                Err(code) => {
+                    drained.error = Some(code);
+                    return drained;
+                }
+            }
+        }
+    }
+
+    /// One `recvmmsg` call of [`drain`](Self::drain) (rustix has none).
+    fn recv_batch(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        mut each: impl FnMut(Option<&[u8]>),
+    ) -> Result<Batch, i32> {
         use std::os::fd::AsRawFd;
         let slot = slot.max(1);
         // SAFETY: iovec and mmsghdr are plain C structs of integers and
@@ -145,8 +189,8 @@ impl NetlinkSocket {
             }
             match std::io::Error::last_os_error().raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(Received::WouldBlock),
-                Some(libc::ENOBUFS) => return Ok(Received::Overrun),
+                Some(libc::EAGAIN) => return Ok(Batch::Empty),
+                Some(libc::ENOBUFS) => return Ok(Batch::Overrun),
                 other => return Err(other.unwrap_or(libc::EIO)),
             }
         };
@@ -155,7 +199,11 @@ impl NetlinkSocket {
             let cut = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             each(chunk.get(..len).filter(|_| !cut));
         }
-        Ok(Received::Data(received))
+        Ok(if received == slots {
+            Batch::Full
+        } else {
+            Batch::Partial
+        })
     }
 
     /// The port id the kernel gave this socket.

@@ -312,28 +312,20 @@ fn run(
         }
         if data || stop {
             // Read everything available now (also the final drain on stop).
-            loop {
-                let received = connector.socket.recv_batch(buf, DATAGRAM_SLOT, |datagram| {
-                    read += 1;
-                    match datagram {
-                        Some(datagram) => apply_datagram(table, datagram, sink),
-                        // Longer than a page: never sent by the kernel.
-                        None => sink.anomaly(),
-                    }
-                });
-                match received {
-                    // A short batch emptied the socket: no need to ask again.
-                    Ok(Received::Data(n)) if n < ffi::RECV_BATCH => break,
-                    Ok(Received::Data(_)) => {}
-                    Ok(Received::Overrun) => needs_resync = true,
-                    Ok(Received::WouldBlock) => break,
-                    Err(code) => {
-                        return Err(Error::Os {
-                            call: "recv(NETLINK_CONNECTOR)",
-                            code,
-                        })
-                    }
+            let drained = connector.socket.drain(buf, DATAGRAM_SLOT, |datagram| {
+                read += 1;
+                match datagram {
+                    Some(datagram) => apply_datagram(table, datagram, sink),
+                    // Longer than a page: never sent by the kernel.
+                    None => sink.anomaly(),
                 }
+            });
+            needs_resync |= drained.overruns > 0;
+            if let Some(code) = drained.error {
+                return Err(Error::Os {
+                    call: "recv(NETLINK_CONNECTOR)",
+                    code,
+                });
             }
         }
         if needs_resync {

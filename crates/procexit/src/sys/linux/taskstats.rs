@@ -63,34 +63,24 @@ impl Taskstats {
 
     /// Reads every record available now.
     pub(crate) fn drain(&self, buf: &mut [u8], mut on_record: impl FnMut(TaskExit)) -> ReadOutcome {
-        let mut outcome = ReadOutcome::default();
-        loop {
-            let received = self
-                .socket
-                .recv_batch(buf, super::DATAGRAM_SLOT, |datagram| {
-                    let Some(datagram) = datagram else {
-                        outcome.anomalies += 1;
-                        return;
-                    };
-                    for message in messages(datagram) {
-                        match message.map(|(_, m, _)| taskstats::parse_message(m)) {
-                            Ok(Ok(Some(record))) => on_record(record),
-                            Ok(Ok(None)) => {}
-                            Ok(Err(_)) | Err(_) => outcome.anomalies += 1,
-                        }
-                    }
-                });
-            match received {
-                // A short batch emptied the socket.
-                Ok(Received::Data(n)) if n < super::ffi::RECV_BATCH => return outcome,
-                Ok(Received::Data(_)) => {}
-                Ok(Received::Overrun) => outcome.overruns += 1,
-                Ok(Received::WouldBlock) => return outcome,
-                Err(code) => {
-                    outcome.error = Some(code);
-                    return outcome;
+        let mut anomalies = 0u64;
+        let drained = self.socket.drain(buf, super::DATAGRAM_SLOT, |datagram| {
+            let Some(datagram) = datagram else {
+                anomalies += 1;
+                return;
+            };
+            for message in messages(datagram) {
+                match message.map(|(_, m, _)| taskstats::parse_message(m)) {
+                    Ok(Ok(Some(record))) => on_record(record),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(_)) | Err(_) => anomalies += 1,
                 }
             }
+        });
+        ReadOutcome {
+            overruns: drained.overruns,
+            anomalies,
+            error: drained.error,
         }
     }
 }
