@@ -590,7 +590,7 @@ fn merge_taskstats(mut exit: ProcessExit, record: &TaskExit) -> ProcessExit {
     exit.source = Source::LinuxTaskstats;
     exit.resources = record.resources();
     if exit.name.is_none() && !record.comm.is_empty() {
-        exit.name = Some(record.comm.clone());
+        exit.name = Some(record.comm.to_text());
     }
     if exit.ppid.is_none() && record.ppid != 0 {
         exit.ppid = Some(record.ppid);
@@ -801,7 +801,7 @@ mod tests {
             tgid: None,
             exit_code: 0,
             flags: if group_end { AGROUP } else { 0 },
-            comm: comm.into(),
+            comm: crate::decode::taskstats::Comm::from_bytes(comm.as_bytes()),
             uid,
             ppid,
             btime: 0,
