@@ -330,22 +330,8 @@ fn run(
         // Everything this wake-up reads reaches the consumer with one wake-up.
         let batch = sink.batch();
         let mut read = 0usize;
-        if let (Some(taskstats), true) = (taskstats, stats || stop) {
-            let outcome = taskstats.drain(buf, |record| {
-                read += 1;
-                table.apply_taskstats(record, sink)
-            });
-            // A lost taskstats record costs only enrichment (the connector
-            // still reports the exit): an anomaly, not a lost exit.
-            for _ in 0..outcome.overruns.saturating_add(outcome.anomalies) {
-                sink.anomaly();
-            }
-            if let Some(code) = outcome.error {
-                return Err(Error::Os {
-                    call: "recv(TASKSTATS)",
-                    code,
-                });
-            }
+        if stats || stop {
+            read += drain_taskstats(taskstats, table, buf, sink)?;
         }
         if data || stop {
             // Read everything available now (also the final drain on stop).
@@ -371,7 +357,14 @@ fn run(
             needs_resync = false;
             sink.overrun(table.resync());
         }
-        table.flush_awaiting(sink);
+        // A process finished here gives up its taskstats record only after
+        // the socket was read again at least TASKSTATS_WAIT later, however
+        // long this thread was kept off the CPU in between.
+        let checked_at = table.monotonic_ns();
+        if table.has_awaiting() {
+            read += drain_taskstats(taskstats, table, buf, sink)?;
+        }
+        table.flush_awaiting(sink, checked_at);
         if stop {
             table.count_vanished(Duration::ZERO, sink);
             return Ok(());
@@ -383,6 +376,35 @@ fn run(
         }
         drop(batch);
         gate.after_read(read, waker)?;
+    }
+}
+
+/// Reads every taskstats record queued now into the table; returns how
+/// many datagrams it read. A lost record costs only enrichment (the
+/// connector still reports the exit): an anomaly, not a lost exit.
+fn drain_taskstats(
+    taskstats: Option<&Taskstats>,
+    table: &mut ProcessTable<ProcFs>,
+    buf: &mut [u8],
+    sink: &Sink,
+) -> Result<usize> {
+    let Some(taskstats) = taskstats else {
+        return Ok(0);
+    };
+    let mut read = 0usize;
+    let outcome = taskstats.drain(buf, |record| {
+        read += 1;
+        table.apply_taskstats(record, sink)
+    });
+    for _ in 0..outcome.overruns.saturating_add(outcome.anomalies) {
+        sink.anomaly();
+    }
+    match outcome.error {
+        Some(code) => Err(Error::Os {
+            call: "recv(TASKSTATS)",
+            code,
+        }),
+        None => Ok(read),
     }
 }
 
