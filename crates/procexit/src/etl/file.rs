@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::buffers::io_error;
 use super::layout::{buffer, header_type as ht};
-use super::logfile::LogfileHeader;
+use super::logfile::{Clock, LogfileHeader};
 use super::record::{self, Parsed, Record, RecordError};
 use super::{EtlError, EtlErrorKind, RawEvent};
 use crate::decode::PointerSize;
@@ -46,6 +46,8 @@ pub struct ReadStats {
 pub struct EtlFile<R> {
     pub(super) reader: R,
     pub(super) header: LogfileHeader,
+    /// The header's clock, for each record's time.
+    clock: Clock,
     /// The current buffer as stored on disk, header included. Only grows:
     /// `disk_len` bytes of it are the current buffer.
     pub(super) disk: Vec<u8>,
@@ -117,6 +119,7 @@ impl<R: BufRead> EtlFile<R> {
                 header_timestamp: 0,
                 header_pointer_size: PointerSize::Eight,
             },
+            clock: Clock::UNKNOWN,
             disk: Vec::new(),
             disk_len: 0,
             lent: 0,
@@ -172,6 +175,7 @@ impl<R: BufRead> EtlFile<R> {
                 .saturating_add(e.offset as u64),
             ..not_etl(&etl)
         })?;
+        etl.clock = Clock::new(&etl.header);
         etl.started = true;
         Ok(etl)
     }
@@ -232,7 +236,7 @@ impl<R: BufRead> EtlFile<R> {
                             extended,
                             ..
                         } = rec;
-                        header.time = self.header.filetime(place.timestamp_raw);
+                        header.time = self.clock.filetime(place.timestamp_raw);
                         place.buffer_index = self.buffer_index;
                         place.record_index = record_index;
                         let region = self.region();

@@ -228,13 +228,15 @@ fn aligned_len(size: usize, left: usize) -> usize {
 pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
     let rest = region.get(pos..).unwrap_or(&[]);
     let left = rest.len();
-    let mut short = [0u8; HEAD];
+    let short: [u8; HEAD];
     let head: &[u8; HEAD] = match rest.first_chunk::<HEAD>() {
         Some(head) => head,
         None => {
-            if let Some(to) = short.get_mut(..left) {
+            let mut padded = [0u8; HEAD];
+            if let Some(to) = padded.get_mut(..left) {
                 to.copy_from_slice(rest);
             }
+            short = padded;
             &short
         }
     };
