@@ -7,6 +7,13 @@
 #
 #   bench/compare.sh [BURST...]        default: 10000 100000
 #   COMPARE_1M=1 bench/compare.sh      adds the 1 000 000 burst (~2 min per tool)
+#   COMPARE_ROUNDS=N                   rounds of the bursts under 1 000 000 (3)
+#
+# A 10 000-exit burst lasts under a second, so one run of it swings with
+# whatever else the machine does; the bursts under 1 000 000 are therefore
+# run COMPARE_ROUNDS times, the tools taking turns within each round, and
+# the table gives each tool's median CPU per exit with the range, and the
+# ratios of the medians beside the ratios round by round.
 #
 # Per tool and burst: exits delivered and lost (exact, pid by pid against the
 # generator's own list), CPU per exit, peak RSS; for procexit also the
@@ -34,6 +41,7 @@ bursts=("$@")
 [ ${#bursts[@]} -gt 0 ] || bursts=(10000 100000)
 [ "${COMPARE_1M:-0}" = 1 ] && bursts+=(1000000)
 K=${COMPARE_OUTSTANDING:-64}
+ROUNDS=${COMPARE_ROUNDS:-3}
 LAT_N=${COMPARE_LATENCY_EXITS:-5000}
 LAT_RATE=${COMPARE_LATENCY_RATE:-1000}
 
@@ -94,12 +102,12 @@ results="$work/results.tsv"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$results"
 
-# run TOOL LABEL N [RATE]: starts TOOL's monitor, runs the generator, records
-# one result line (label, n, generator pid, files, cpu, rss, wall).
+# run TOOL LABEL N [RATE [ROUND]]: starts TOOL's monitor, runs the generator,
+# records one result line (label, n, generator pid, files, cpu, rss, wall).
 run() {
-    local tool=$1 label=$2 n=$3 rate=${4:-0}
-    local out="$work/$label-$n-$rate.out" reaped="$work/$label-$n-$rate.reaped"
-    local stamps="$work/$label-$n-$rate.stamps" mon
+    local tool=$1 label=$2 n=$3 rate=${4:-0} round=${5:-1}
+    local out="$work/$label-$n-$rate-$round.out" reaped="$work/$label-$n-$rate-$round.reaped"
+    local stamps="$work/$label-$n-$rate-$round.stamps" mon
     case $tool in
         none) mon= ;;
         procexit)
@@ -151,17 +159,21 @@ run() {
         wait "$mon" 2>/dev/null || true
         sleep 0.2
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$label" "$n" "$rate" "$gen" \
-        "$out" "$reaped" "$cpu" "$rss" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" >>"$results"
-    echo "  $label, $n exits$([ "$rate" != 0 ] && echo " at $rate/s"): done" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$label" "$n" "$rate" "$gen" \
+        "$out" "$reaped" "$cpu" "$rss" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" "$round" >>"$results"
+    echo "  $label, $n exits$([ "$rate" != 0 ] && echo " at $rate/s")$([ "$round" != 1 ] && echo ", round $round"): done" >&2
 }
 
 for n in "${bursts[@]}"; do
-    echo "== burst of $n exits" >&2
-    run none generator "$n"
-    for s in "${sources[@]}"; do run procexit "procexit-$s" "$n"; done
-    run exitsnoop exitsnoop "$n"
-    run forkstat forkstat "$n"
+    rounds=$ROUNDS
+    [ "$n" -ge 1000000 ] && rounds=1
+    for round in $(seq "$rounds"); do
+        echo "== burst of $n exits, round $round of $rounds" >&2
+        run none generator "$n" 0 "$round"
+        for s in "${sources[@]}"; do run procexit "procexit-$s" "$n" 0 "$round"; done
+        run exitsnoop exitsnoop "$n" 0 "$round"
+        run forkstat forkstat "$n" 0 "$round"
+    done
 done
 echo "== latency: $LAT_N exits at $LAT_RATE/s" >&2
 for s in "${sources[@]}"; do run procexit "procexit-$s" "$LAT_N" "$LAT_RATE"; done
@@ -230,43 +242,66 @@ def latencies(out, stamps_path):
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
     return pick(0.5), pick(0.99), len(lat)
 
-rows, lat_rows, cpu = [], [], {}
+from statistics import median
+
+runs, lat_rows = {}, []
+order = []
 for line in open(results):
-    tool, label, n, rate, gen, out, reaped, cpu_ns, rss, wall = line.rstrip("\n").split("\t")
-    n, rate, gen, wall = int(n), int(rate), int(gen), float(wall)
+    tool, label, n, rate, gen, out, reaped, cpu_ns, rss, wall, rnd = line.rstrip("\n").split("\t")
+    n, rate, gen, wall, rnd = int(n), int(rate), int(gen), float(wall), int(rnd)
     want = reaped_of(reaped)
     total = sum(want.values())
-    if tool == "none":
-        rows.append((n, label, f"{total} reaped", "-", "-", "-", f"{total / wall:,.0f}/s"))
-        continue
-    got, extra = delivered_of(tool, out, gen)
-    delivered = sum((want & got).values())
-    lost = total - delivered
-    us = int(cpu_ns) / 1e3 / max(1, total)
-    mb = int(rss or 0) / 1024
     if rate:
+        got, _ = delivered_of(tool, out, gen)
+        delivered = sum((want & got).values())
+        us = int(cpu_ns) / 1e3 / max(1, total)
         p50, p99, k = latencies(out, reaped.replace(".reaped", ".stamps"))
-        lat_rows.append((label, n, rate, delivered, lost, p50, p99, us, mb))
+        lat_rows.append((label, n, rate, delivered, total - delivered, p50, p99, us, int(rss or 0) / 1024))
         continue
-    cpu[(n, label)] = us
-    note = ""
-    if "stats" in extra:
-        s = extra["stats"]
-        note = f" (stats: lost {s.get('lost')}, overruns {s.get('overruns')}, dropped {s.get('dropped')})"
-    rows.append((n, label, str(delivered), f"{lost}{note}", f"{us:.1f}", f"{mb:.1f}", f"{total / wall:,.0f}/s"))
+    r = {"tool": tool, "round": rnd, "total": total, "rate": total / wall}
+    if tool != "none":
+        got, extra = delivered_of(tool, out, gen)
+        r["delivered"] = sum((want & got).values())
+        r["us"] = int(cpu_ns) / 1e3 / max(1, total)
+        r["mb"] = int(rss or 0) / 1024
+        r["stats"] = extra.get("stats")
+    if (n, label) not in runs:
+        order.append((n, label))
+    runs.setdefault((n, label), []).append(r)
 
-print("| burst | tool | delivered | lost | CPU µs/exit | peak RSS MB | generator rate |")
-print("|---:|---|---:|---|---:|---:|---:|")
-for r in rows:
-    print("| " + " | ".join(str(x) for x in r) + " |")
+cpu = {}
+print("| burst | tool | rounds | delivered | lost | CPU µs/exit, median (range) | peak RSS MB | generator rate |")
+print("|---:|---|---:|---:|---|---:|---:|---:|")
+for n, label in order:
+    rs = runs[(n, label)]
+    total = sum(r["total"] for r in rs)
+    rate = f"{median(r['rate'] for r in rs):,.0f}/s"
+    if rs[0]["tool"] == "none":
+        print(f"| {n} | {label} | {len(rs)} | {total} reaped | - | - | - | {rate} |")
+        continue
+    delivered = sum(r["delivered"] for r in rs)
+    note = ""
+    stats = [r["stats"] for r in rs if r["stats"]]
+    if stats:
+        add = lambda k: sum(int(s.get(k) or 0) for s in stats)
+        note = f" (stats: lost {add('lost')}, overruns {add('overruns')}, dropped {add('dropped')})"
+    us = [r["us"] for r in rs]
+    cpu[(n, label)] = {r["round"]: r["us"] for r in rs}
+    spread = f" ({min(us):.1f}–{max(us):.1f})" if len(us) > 1 else ""
+    print(f"| {n} | {label} | {len(rs)} | {delivered} | {total - delivered}{note} | "
+          f"{median(us):.1f}{spread} | {max(r['mb'] for r in rs):.1f} | {rate} |")
 print()
-print("| burst | procexit source | CPU ÷ exitsnoop | CPU ÷ forkstat |")
-print("|---:|---|---:|---:|")
-for (n, label), us in sorted(cpu.items()):
+print("| burst | procexit source | CPU ÷ exitsnoop (median) | round by round | CPU ÷ forkstat (median) |")
+print("|---:|---|---:|---|---:|")
+for (n, label), by_round in sorted(cpu.items()):
     if not label.startswith("procexit"):
         continue
-    ratio = lambda peer: (f"{us / cpu[(n, peer)]:.2f}" if cpu.get((n, peer)) else "-")
-    print(f"| {n} | {label} | {ratio('exitsnoop')} | {ratio('forkstat')} |")
+    def ratio(peer):
+        other = cpu.get((n, peer))
+        return f"{median(by_round.values()) / median(other.values()):.2f}" if other else "-"
+    snoop = cpu.get((n, "exitsnoop"), {})
+    each = ", ".join(f"{by_round[k] / snoop[k]:.2f}" for k in sorted(by_round) if snoop.get(k))
+    print(f"| {n} | {label} | {ratio('exitsnoop')} | {each or '-'} | {ratio('forkstat')} |")
 print()
 print("| latency run | exits | rate | delivered | lost | p50 ms | p99 ms | CPU µs/exit | peak RSS MB |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -280,7 +315,7 @@ echo "$table"
     echo "### compare.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
     echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r), pid_max $(cat /proc/sys/kernel/pid_max); load average before the run $load_before; procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); forkstat $(dpkg-query -W -f='${Version}' forkstat), libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools)."
-    echo "Command: \`bench/compare.sh$([ $# -gt 0 ] && printf ' %s' "$@")\`$([ "${COMPARE_1M:-0}" = 1 ] && echo ' with COMPARE_1M=1'); $K children outstanding."
+    echo "Command: \`bench/compare.sh$([ $# -gt 0 ] && printf ' %s' "$@")\`$([ "${COMPARE_1M:-0}" = 1 ] && echo ' with COMPARE_1M=1'); $K children outstanding; $ROUNDS rounds of the bursts under 1 000 000."
     echo
     echo "$table"
 } >>bench/RESULTS.md

@@ -68,8 +68,8 @@ pub struct TaskExit {
     pub exit_code: u32,
     /// `ac_flag` (AFORK, ASU, ACORE, AXSIG, AGROUP …).
     pub flags: u8,
-    /// `ac_comm`.
-    pub comm: String,
+    /// `ac_comm`, up to its first NUL (bytes as the kernel gave them).
+    pub comm: Comm,
     /// Real uid.
     pub uid: u32,
     /// Parent at exit (right even where the connector says 0).
@@ -80,6 +80,65 @@ pub struct TaskExit {
     pub etime_us: u64,
     /// The task's resource use, when the record is long enough to hold it.
     pub usage: Option<TaskUsage>,
+}
+
+/// The length of `ac_comm` (`TS_COMM_LEN`).
+const COMM_LEN: usize = 32;
+
+/// A task's `ac_comm`, kept in place: a record is decoded for every task
+/// that ends, and its name is needed only when the connector had none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Comm {
+    bytes: [u8; COMM_LEN],
+    len: u8,
+}
+
+impl Comm {
+    /// The name in `raw` up to its first NUL (at most 32 bytes, the size
+    /// of `ac_comm`).
+    pub fn from_bytes(raw: &[u8]) -> Comm {
+        let mut bytes = [0u8; COMM_LEN];
+        let end = raw
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.len())
+            .min(COMM_LEN);
+        let name = raw.get(..end).unwrap_or(&[]);
+        if let Some(slot) = bytes.get_mut(..name.len()) {
+            slot.copy_from_slice(name);
+        }
+        Comm {
+            bytes,
+            len: u8::try_from(name.len()).unwrap_or(0),
+        }
+    }
+
+    /// The name's bytes (not necessarily UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Whether the kernel gave no name.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The name as text, invalid UTF-8 replaced.
+    pub fn to_text(&self) -> String {
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
 }
 
 /// What one task used (`struct taskstats` basic and extended accounting).
@@ -175,12 +234,7 @@ fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, De
     let exit_code = c.u32()?;
     let flags = c.u8()?;
     c.skip(80 - 9)?;
-    let comm_raw = c.bytes(32)?;
-    let end = comm_raw
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(comm_raw.len());
-    let comm = String::from_utf8_lossy(comm_raw.get(..end).unwrap_or(&[])).into_owned();
+    let comm = Comm::from_bytes(c.bytes(COMM_LEN)?);
     c.skip(120 - 112)?;
     let uid = c.u32()?;
     let _gid = c.u32()?;
@@ -416,6 +470,27 @@ mod tests {
             .resources();
         assert_eq!(threaded.peak_rss_bytes, Some(200 * 1024));
         assert_eq!((threaded.cpu_user, threaded.hard_faults), (None, None));
+    }
+
+    #[test]
+    fn comm_stops_at_the_first_nul_and_keeps_odd_bytes() {
+        let mut raw = [0u8; COMM_LEN];
+        raw[..6].copy_from_slice(b"worker");
+        raw[7] = b'x'; // after the NUL: not part of the name
+        let comm = Comm::from_bytes(&raw);
+        assert_eq!(comm.as_bytes(), b"worker");
+        assert_eq!(comm.to_text(), "worker");
+        // All 32 bytes used, no NUL: all kept.
+        let full = Comm::from_bytes(&[b'a'; COMM_LEN]);
+        assert_eq!(full.as_bytes().len(), COMM_LEN);
+        // Longer input than ac_comm: cut at 32.
+        assert_eq!(Comm::from_bytes(&[b'b'; 40]).as_bytes(), &[b'b'; COMM_LEN]);
+        // Not UTF-8: bytes kept, text replaced.
+        let odd = Comm::from_bytes(b"a\xffb\0");
+        assert_eq!(odd.as_bytes(), b"a\xffb");
+        assert_eq!(odd.to_text(), "a\u{fffd}b");
+        assert!(Comm::from_bytes(b"\0abc").is_empty());
+        assert!(Comm::from_bytes(&[]).is_empty());
     }
 
     #[test]

@@ -222,15 +222,23 @@ impl<H: Host> ProcessTable<H> {
         }
     }
 
+    /// The host's monotonic clock, ns (the time base of the waits).
+    pub(crate) fn monotonic_ns(&self) -> u64 {
+        self.host.monotonic_ns()
+    }
+
     /// Emits processes that waited long enough for taskstats, and forgets
-    /// taskstats records the connector never matched.
-    pub(crate) fn flush_awaiting(&mut self, sink: &Sink) {
+    /// taskstats records the connector never matched. `checked_at`: the
+    /// monotonic ns at or before which the taskstats socket was last read
+    /// to the end; a process is due only if its wait had passed by then, so
+    /// a record still queued is never given up.
+    pub(crate) fn flush_awaiting(&mut self, sink: &Sink, checked_at: u64) {
         let now = self.host.monotonic_ns();
         let waited = |since: u64, limit: Duration| now.saturating_sub(since) >= nanos(limit);
         let due: Vec<u32> = self
             .awaiting
             .iter()
-            .filter(|(_, (_, since))| waited(*since, TASKSTATS_WAIT))
+            .filter(|(_, (_, since))| checked_at.saturating_sub(*since) >= nanos(TASKSTATS_WAIT))
             .map(|(&pid, _)| pid)
             .collect();
         for pid in due {
@@ -590,7 +598,7 @@ fn merge_taskstats(mut exit: ProcessExit, record: &TaskExit) -> ProcessExit {
     exit.source = Source::LinuxTaskstats;
     exit.resources = record.resources();
     if exit.name.is_none() && !record.comm.is_empty() {
-        exit.name = Some(record.comm.clone());
+        exit.name = Some(record.comm.to_text());
     }
     if exit.ppid.is_none() && record.ppid != 0 {
         exit.ppid = Some(record.ppid);
@@ -801,7 +809,7 @@ mod tests {
             tgid: None,
             exit_code: 0,
             flags: if group_end { AGROUP } else { 0 },
-            comm: comm.into(),
+            comm: crate::decode::taskstats::Comm::from_bytes(comm.as_bytes()),
             uid,
             ppid,
             btime: 0,
@@ -1101,7 +1109,8 @@ mod tests {
         rig.host().add(530, 1, "other", "", 80 * SEC);
         rig.exit(81 * SEC, 530, 530, 0);
         rig.host().mono_ns = 82 * SEC;
-        rig.table.flush_awaiting(&rig.sink);
+        rig.table
+            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
         let e = &rig.exits()[0];
         assert_eq!(e.name, None);
         assert_eq!(e.process_key, Some(ticks(61 * SEC)));
@@ -1175,6 +1184,30 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_not_given_up_while_the_socket_was_not_read_after_the_wait() {
+        let host = FakeHost {
+            mono_ns: 10 * SEC,
+            ..FakeHost::default()
+        };
+        let mut rig = Rig::new(host, true);
+        rig.exit(10 * SEC, 630, 630, 0);
+        // The thread was off the CPU for a second: the clock passed the
+        // wait, but the socket was last read before it ended.
+        let last_read = rig.table.monotonic_ns();
+        rig.host().mono_ns += SEC;
+        rig.table.flush_awaiting(&rig.sink, last_read);
+        assert!(
+            rig.drain().is_empty(),
+            "given up before the socket was read"
+        );
+        // Read now: the record was queued, and merges.
+        rig.table
+            .apply_taskstats(taskstats(630, "late", 1, 0, true), &rig.sink);
+        let e = &rig.exits()[0];
+        assert_eq!((e.pid, e.source), (630, Source::LinuxTaskstats));
+    }
+
+    #[test]
     fn without_taskstats_the_connector_record_goes_after_the_wait() {
         let host = FakeHost {
             mono_ns: 10 * SEC,
@@ -1182,17 +1215,20 @@ mod tests {
         };
         let mut rig = Rig::new(host, true);
         rig.exit(10 * SEC, 620, 620, 0);
-        rig.table.flush_awaiting(&rig.sink);
+        rig.table
+            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
         assert!(rig.drain().is_empty());
         rig.host().mono_ns += nanos(TASKSTATS_WAIT);
-        rig.table.flush_awaiting(&rig.sink);
+        rig.table
+            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
         let e = &rig.exits()[0];
         assert_eq!((e.pid, e.source), (620, Source::LinuxConnector));
         // A stale early record is forgotten, not merged into a later exit.
         rig.table
             .apply_taskstats(taskstats(621, "stale", 1, 0, true), &rig.sink);
         rig.host().mono_ns += nanos(TASKSTATS_KEEP);
-        rig.table.flush_awaiting(&rig.sink);
+        rig.table
+            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
         rig.exit(rig.table.host.mono_ns, 621, 621, 0);
         rig.table.flush_all(&rig.sink);
         assert_eq!(rig.exits()[0].source, Source::LinuxConnector);

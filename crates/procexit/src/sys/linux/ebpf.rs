@@ -147,9 +147,15 @@ impl StopSignal for Stop {
 struct Loaded {
     _links: Vec<Link>,
     ring: RingBuffer,
+    /// Records the ring holds at least.
+    ring_records: usize,
     counters: Map,
     machine: Machine,
 }
+
+/// The most a record takes of the ring, rounded up: 876 bytes, up to
+/// 2 KiB of command line, and the ring's 8-byte header.
+const RECORD_BYTES: usize = 3 * 1024;
 
 /// Before 5.11 BPF maps and programs count against RLIMIT_MEMLOCK, whose
 /// usual default (64 KiB to 8 MiB) is smaller than the ring buffer, and
@@ -248,6 +254,7 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
     Ok(Loaded {
         _links: links,
         ring,
+        ring_records: usize::try_from(ring_bytes).unwrap_or(usize::MAX) / RECORD_BYTES,
         counters,
         machine: Machine {
             boot_wall_ns: boot_wall_ns(),
@@ -298,7 +305,7 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
     let mut reported_lost = 0u64;
     let mut reported_filtered = 0u64;
     let mut last_tick = Instant::now();
-    let mut gate = super::BurstGate::new(BURST_RATE);
+    let mut gate = super::BurstGate::new(BURST_RATE, loaded.ring_records);
     loop {
         let [_, stop] =
             ffi::poll_readable([Some(loaded.ring.as_fd()), Some(waker.as_fd())], TICK_MS)

@@ -49,51 +49,84 @@ const ACK_WAIT: Duration = Duration::from_millis(500);
 const TICK_MS: i32 = 250;
 /// The window over which [`BurstGate`] measures the message rate.
 const BURST_WINDOW: Duration = Duration::from_millis(10);
-/// How long a burst's next messages may gather before they are read.
-const BURST_GATHER_MS: i32 = 4;
+/// The longest a burst's next messages may gather before they are read.
+/// Each wake-up costs both threads a sleep and a wake (tens of µs on a busy
+/// machine), so a longer gathering makes a burst cheaper per exit; while a
+/// burst lasts, its exits reach the consumer this much later at most.
+const BURST_GATHER_MAX: Duration = Duration::from_millis(16);
+/// The shortest gathering: below this a wait saves no wake-up.
+const BURST_GATHER_MIN: Duration = Duration::from_millis(1);
 
 /// Reads a burst in batches. Waking per message costs more than the
 /// message (poll, two context switches, the consumer's wake-up), so while
-/// messages come faster than `per_second` the reader waits a few
-/// milliseconds after each read and takes what gathered in one go. A
-/// slower stream is read the moment each message comes: latency grows only
-/// under a burst, by at most the gathering time.
+/// messages come faster than `per_second` the reader waits after each read
+/// and takes what gathered in one go. The wait lasts [`BURST_GATHER_MAX`]
+/// at most, and never longer than the kernel's buffer takes to fill half
+/// way at the rate just measured (an unprivileged connector socket holds a
+/// few hundred datagrams), so gathering cannot overrun it. A slower stream
+/// is read the moment each message comes: latency grows only under a
+/// burst, by at most the gathering time.
 pub(crate) struct BurstGate {
     per_window: usize,
+    /// Messages the kernel's buffer holds (an estimate on the safe side).
+    capacity: usize,
     window_start: Instant,
     in_window: usize,
     bursting: bool,
+    /// The gathering time for the current rate.
+    gather: Duration,
 }
 
 impl BurstGate {
-    pub(crate) fn new(per_second: usize) -> BurstGate {
+    /// `per_second`: the rate above which reads are gathered; `capacity`:
+    /// how many messages the kernel's buffer holds.
+    pub(crate) fn new(per_second: usize, capacity: usize) -> BurstGate {
         BurstGate {
             per_window: per_second / (1000 / BURST_WINDOW.as_millis() as usize),
+            capacity,
             window_start: Instant::now(),
             in_window: 0,
             bursting: false,
+            gather: BURST_GATHER_MIN,
         }
+    }
+
+    /// How long to gather when `messages` came in `elapsed`: the time the
+    /// buffer takes to fill half way at that rate, within the bounds.
+    fn gather_for(&self, messages: usize, elapsed: Duration) -> Duration {
+        let half = u32::try_from(self.capacity / 2).unwrap_or(u32::MAX);
+        let messages = u32::try_from(messages.max(1)).unwrap_or(u32::MAX);
+        (elapsed * half / messages).clamp(BURST_GATHER_MIN, BURST_GATHER_MAX)
     }
 
     /// After a wake-up that read `read` messages: waits (or until `waker`
     /// fires) when the stream is bursting.
     pub(crate) fn after_read(&mut self, read: usize, waker: &Waker) -> Result<()> {
         self.in_window += read;
-        if self.window_start.elapsed() >= BURST_WINDOW {
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= BURST_WINDOW {
             self.bursting = self.in_window >= self.per_window;
+            self.gather = self.gather_for(self.in_window, elapsed);
             self.in_window = 0;
             self.window_start = Instant::now();
         } else if self.in_window >= self.per_window {
             // Decided early: the window is already over the rate.
             self.bursting = true;
+            self.gather = self.gather_for(self.in_window, elapsed.max(Duration::from_micros(100)));
         }
         if self.bursting && read > 0 {
-            ffi::poll_readable([Some(waker.as_fd())], BURST_GATHER_MS)
+            let ms = i32::try_from(self.gather.as_millis()).unwrap_or(i32::MAX);
+            ffi::poll_readable([Some(waker.as_fd())], ms)
                 .map_err(|code| Error::Os { call: "poll", code })?;
         }
         Ok(())
     }
 }
+
+/// What one queued datagram takes of a netlink socket's receive buffer,
+/// rounded up: the kernel counts the whole socket buffer (a taskstats
+/// record's data is under 1 KiB, its kernel bookkeeping about as much).
+const DATAGRAM_TRUESIZE: usize = 2048;
 
 /// Connector (+ taskstats) messages per second above which the reader
 /// gathers: fork, exit and taskstats make about three per process, so
@@ -111,6 +144,8 @@ impl StopSignal for Stop {
 /// An open, listening connector socket.
 struct Connector {
     socket: NetlinkSocket,
+    /// Datagrams its receive buffer holds.
+    capacity: usize,
 }
 
 impl Connector {
@@ -129,7 +164,7 @@ impl Connector {
                 code,
             },
         })?;
-        socket.set_receive_buffer(socket_buffer);
+        let capacity = socket.set_receive_buffer(socket_buffer) / DATAGRAM_TRUESIZE;
         socket
             .send_to_kernel(&listen_request(PROC_CN_MCAST_LISTEN, socket.port_id()))
             .map_err(|code| match code {
@@ -140,7 +175,7 @@ impl Connector {
                     code,
                 },
             })?;
-        let connector = Connector { socket };
+        let connector = Connector { socket, capacity };
         let early = connector.wait_for_ack()?;
         Ok((connector, early))
     }
@@ -278,7 +313,9 @@ fn run(
 ) -> Result<()> {
     let mut needs_resync = false;
     let mut last_housekeeping = Instant::now();
-    let mut gate = BurstGate::new(CONNECTOR_BURST_RATE);
+    // Both sockets fill at once: the smaller buffer bounds the gathering.
+    let capacity = taskstats.map_or(connector.capacity, |t| t.capacity.min(connector.capacity));
+    let mut gate = BurstGate::new(CONNECTOR_BURST_RATE, capacity);
     loop {
         let timeout = if table.has_awaiting() { 20 } else { TICK_MS };
         let [data, stats, stop] = ffi::poll_readable(
@@ -293,22 +330,8 @@ fn run(
         // Everything this wake-up reads reaches the consumer with one wake-up.
         let batch = sink.batch();
         let mut read = 0usize;
-        if let (Some(taskstats), true) = (taskstats, stats || stop) {
-            let outcome = taskstats.drain(buf, |record| {
-                read += 1;
-                table.apply_taskstats(record, sink)
-            });
-            // A lost taskstats record costs only enrichment (the connector
-            // still reports the exit): an anomaly, not a lost exit.
-            for _ in 0..outcome.overruns.saturating_add(outcome.anomalies) {
-                sink.anomaly();
-            }
-            if let Some(code) = outcome.error {
-                return Err(Error::Os {
-                    call: "recv(TASKSTATS)",
-                    code,
-                });
-            }
+        if stats || stop {
+            read += drain_taskstats(taskstats, table, buf, sink)?;
         }
         if data || stop {
             // Read everything available now (also the final drain on stop).
@@ -334,7 +357,14 @@ fn run(
             needs_resync = false;
             sink.overrun(table.resync());
         }
-        table.flush_awaiting(sink);
+        // A process finished here gives up its taskstats record only after
+        // the socket was read again at least TASKSTATS_WAIT later, however
+        // long this thread was kept off the CPU in between.
+        let checked_at = table.monotonic_ns();
+        if table.has_awaiting() {
+            read += drain_taskstats(taskstats, table, buf, sink)?;
+        }
+        table.flush_awaiting(sink, checked_at);
         if stop {
             table.count_vanished(Duration::ZERO, sink);
             return Ok(());
@@ -346,6 +376,35 @@ fn run(
         }
         drop(batch);
         gate.after_read(read, waker)?;
+    }
+}
+
+/// Reads every taskstats record queued now into the table; returns how
+/// many datagrams it read. A lost record costs only enrichment (the
+/// connector still reports the exit): an anomaly, not a lost exit.
+fn drain_taskstats(
+    taskstats: Option<&Taskstats>,
+    table: &mut ProcessTable<ProcFs>,
+    buf: &mut [u8],
+    sink: &Sink,
+) -> Result<usize> {
+    let Some(taskstats) = taskstats else {
+        return Ok(0);
+    };
+    let mut read = 0usize;
+    let outcome = taskstats.drain(buf, |record| {
+        read += 1;
+        table.apply_taskstats(record, sink)
+    });
+    for _ in 0..outcome.overruns.saturating_add(outcome.anomalies) {
+        sink.anomaly();
+    }
+    match outcome.error {
+        Some(code) => Err(Error::Os {
+            call: "recv(TASKSTATS)",
+            code,
+        }),
+        None => Ok(read),
     }
 }
 
@@ -578,6 +637,22 @@ mod tests {
         let mut exit = ProcessExit::new(pid, ExitStatus::Code(0), Source::LinuxConnector);
         exit.process_key = key;
         exit
+    }
+
+    #[test]
+    fn a_burst_gathers_no_longer_than_half_the_buffer_takes_to_fill() {
+        let ms = Duration::from_millis;
+        // An unprivileged connector socket: about 200 datagrams. 300 in
+        // 10 ms fill half of it in 3.3 ms.
+        let small = BurstGate::new(CONNECTOR_BURST_RATE, 208);
+        let gather = small.gather_for(300, ms(10));
+        assert!(gather > ms(3) && gather < ms(4), "{gather:?}");
+        // A large buffer: the cap.
+        let large = BurstGate::new(CONNECTOR_BURST_RATE, 8192);
+        assert_eq!(large.gather_for(300, ms(10)), BURST_GATHER_MAX);
+        // A flood into a tiny buffer, or no buffer known: the floor.
+        assert_eq!(small.gather_for(100_000, ms(10)), BURST_GATHER_MIN);
+        assert_eq!(BurstGate::new(1, 0).gather_for(0, ms(10)), BURST_GATHER_MIN);
     }
 
     #[test]

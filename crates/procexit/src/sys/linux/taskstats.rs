@@ -17,6 +17,8 @@ const REPLY_WAIT: Duration = Duration::from_millis(500);
 
 pub(crate) struct Taskstats {
     pub(crate) socket: NetlinkSocket,
+    /// Records its receive buffer holds.
+    pub(crate) capacity: usize,
 }
 
 /// Why taskstats could not be used (an errno).
@@ -45,7 +47,7 @@ impl Taskstats {
             None
         })?;
         let family = family.ok_or(libc::ENOENT)?;
-        socket.set_receive_buffer(socket_buffer);
+        let capacity = socket.set_receive_buffer(socket_buffer) / super::DATAGRAM_TRUESIZE;
         let mut mask = cpu_mask().into_bytes();
         mask.push(0);
         socket.send_to_kernel(&request(
@@ -58,7 +60,7 @@ impl Taskstats {
         read_replies(&socket, |kind, message| {
             (kind == NLMSG_ERROR).then(|| parse_error(message).unwrap_or(libc::EPROTO))
         })?;
-        Ok(Taskstats { socket })
+        Ok(Taskstats { socket, capacity })
     }
 
     /// Reads every record available now.
