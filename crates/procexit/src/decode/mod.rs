@@ -387,7 +387,11 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub fn utf16le_z(&mut self) -> Option<Utf16Str<'a>> {
         let rest = self.rest();
-        let (len, ascii) = utf16_scan(rest)?;
+        let (len, ascii) = match rest {
+            // Empty (the package and app id of most Process events).
+            [0, 0, ..] => (0, true),
+            _ => utf16_scan(rest)?,
+        };
         let text = rest.get(..len)?;
         self.pos = self.pos.saturating_add(len).saturating_add(2);
         Some(Utf16Str { bytes: text, ascii })
@@ -475,7 +479,8 @@ fn word(chunk: &[u8]) -> u64 {
 /// `bytes`, and whether all of it is ASCII; `None` without a 0 unit. Four
 /// units at a time: the string scans of every Process event run through here.
 fn utf16_scan(bytes: &[u8]) -> Option<(usize, bool)> {
-    let mut ascii = true;
+    // The bits of every whole word before the terminator's.
+    let mut seen = 0u64;
     let mut len = 0usize;
     for chunk in bytes.chunks_exact(8) {
         let w = word(chunk);
@@ -483,9 +488,10 @@ fn utf16_scan(bytes: &[u8]) -> Option<(usize, bool)> {
         if w.wrapping_sub(UNIT_LOW_BITS) & !w & UNIT_HIGH_BITS != 0 {
             break;
         }
-        ascii &= w & UNIT_NON_ASCII == 0;
+        seen |= w;
         len = len.saturating_add(8);
     }
+    let mut ascii = seen & UNIT_NON_ASCII == 0;
     for unit in bytes.get(len..)?.chunks_exact(2) {
         match unit {
             [0, 0] => return Some((len, ascii)),

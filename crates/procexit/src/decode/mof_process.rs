@@ -356,8 +356,14 @@ pub fn decode_process_ref(
     version: u8,
     pointer: PointerSize,
 ) -> Result<ProcessPayloadRef<'_>, DecodeError> {
-    let mut c = Cursor::new(payload);
-    let mut out = ProcessPayloadRef {
+    let mut out = ProcessPayloadRef::EMPTY;
+    decode_process_into(payload, version, pointer, &mut out)?;
+    Ok(out)
+}
+
+impl ProcessPayloadRef<'_> {
+    /// Every field `None` or 0: what [`decode_process_into`] fills.
+    pub(crate) const EMPTY: ProcessPayloadRef<'static> = ProcessPayloadRef {
         unique_process_key: None,
         pid: 0,
         ppid: 0,
@@ -373,6 +379,19 @@ pub fn decode_process_ref(
         exit_time: None,
         anomaly: None,
     };
+}
+
+/// [`decode_process_ref`] into `out` (which starts as
+/// [`ProcessPayloadRef::EMPTY`]), so that the exit tracker's per-event
+/// decode writes the fields where they are read instead of returning the
+/// whole struct through copies. On error `out` holds what was read.
+pub(crate) fn decode_process_into<'a>(
+    payload: &'a [u8],
+    version: u8,
+    pointer: PointerSize,
+    out: &mut ProcessPayloadRef<'a>,
+) -> Result<(), DecodeError> {
+    let mut c = Cursor::new(payload);
     if version == 0 {
         // Both ids are pointer-sized in v0; the value lives in the low 32 bits.
         out.pid = low_u32(c.pointer(pointer)?);
@@ -393,15 +412,8 @@ pub fn decode_process_ref(
             out.flags = Some(c.u32()?);
         }
     }
-    let tail = decode_tail(c, version, pointer);
-    out.user_sid = tail.user_sid;
-    out.image_file_name = tail.strings.image;
-    out.command_line = tail.strings.command_line;
-    out.package_full_name = tail.strings.package.filter(|s| !s.is_empty());
-    out.application_id = tail.strings.app_id.filter(|s| !s.is_empty());
-    out.exit_time = tail.strings.exit_time;
-    out.anomaly = tail.anomaly;
-    Ok(out)
+    decode_tail(c, version, pointer, out);
+    Ok(())
 }
 
 /// Takes the low 32 bits of a v0 pointer-sized id.
@@ -409,52 +421,33 @@ fn low_u32(value: u64) -> u32 {
     u32::try_from(value & u64::from(u32::MAX)).unwrap_or(0)
 }
 
-/// Everything after the fixed fields.
-#[derive(Default)]
-struct Tail<'a> {
-    user_sid: Option<SidRef<'a>>,
-    strings: Strings<'a>,
-    anomaly: Option<Anomaly>,
-}
-
-#[derive(Default)]
-struct Strings<'a> {
-    image: Option<Latin1Str<'a>>,
-    command_line: Option<Utf16Str<'a>>,
-    package: Option<Utf16Str<'a>>,
-    app_id: Option<Utf16Str<'a>>,
-    exit_time: Option<u64>,
-}
-
+/// Everything after the fixed fields: the SID, the strings, the anomaly.
 #[inline(always)]
-fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a> {
+fn decode_tail<'a>(
+    c: Cursor<'a>,
+    version: u8,
+    pointer: PointerSize,
+    out: &mut ProcessPayloadRef<'a>,
+) {
     let mut probe = c;
     match probe.u32() {
-        Err(_) => Tail {
-            anomaly: Some(Anomaly::StringsTruncated),
-            ..Tail::default()
-        },
+        Err(_) => out.anomaly = Some(Anomaly::StringsTruncated),
         Ok(0) => {
-            let (strings, anomaly) = decode_strings(probe, version);
-            if anomaly.is_none() {
-                return Tail {
-                    user_sid: None,
-                    strings,
-                    anomaly,
-                };
+            out.anomaly = decode_strings(probe, version, out);
+            if out.anomaly.is_none() {
+                return;
             }
             // §1.6 fallbacks, each accepted only if it passes the length check.
             // A TOKEN_USER whose pointer is 0 but which is followed by a SID
             // (user-mode writers of Process events do this).
             let mut with_sid = c;
             if let Ok(sid) = read_sid(&mut with_sid, pointer) {
-                let (sid_strings, sid_anomaly) = decode_strings(with_sid, version);
-                if sid_anomaly.is_none() {
-                    return Tail {
-                        user_sid: Some(sid),
-                        strings: sid_strings,
-                        anomaly: Some(Anomaly::NullTokenUserPointer),
-                    };
+                let mut alt = *out;
+                if decode_strings(with_sid, version, &mut alt).is_none() {
+                    *out = alt;
+                    out.user_sid = Some(sid);
+                    out.anomaly = Some(Anomaly::NullTokenUserPointer);
+                    return;
                 }
             }
             // A null SID written pointer-sized (one decoder family's reading).
@@ -462,36 +455,21 @@ fn decode_tail<'a>(c: Cursor<'a>, version: u8, pointer: PointerSize) -> Tail<'a>
             if pointer == PointerSize::Eight
                 && wide.bytes(8).is_ok_and(|b| b.iter().all(|&b| b == 0))
             {
-                let (wide_strings, wide_anomaly) = decode_strings(wide, version);
-                if wide_anomaly.is_none() {
-                    return Tail {
-                        user_sid: None,
-                        strings: wide_strings,
-                        anomaly: Some(Anomaly::PointerSizedNullSid),
-                    };
+                let mut alt = *out;
+                if decode_strings(wide, version, &mut alt).is_none() {
+                    *out = alt;
+                    out.anomaly = Some(Anomaly::PointerSizedNullSid);
                 }
-            }
-            Tail {
-                user_sid: None,
-                strings,
-                anomaly,
             }
         }
         Ok(_) => {
             let mut c = c;
             match read_sid(&mut c, pointer) {
                 Ok(sid) => {
-                    let (strings, anomaly) = decode_strings(c, version);
-                    Tail {
-                        user_sid: Some(sid),
-                        strings,
-                        anomaly,
-                    }
+                    out.user_sid = Some(sid);
+                    out.anomaly = decode_strings(c, version, out);
                 }
-                Err(anomaly) => Tail {
-                    anomaly: Some(anomaly),
-                    ..Tail::default()
-                },
+                Err(anomaly) => out.anomaly = Some(anomaly),
             }
         }
     }
@@ -519,34 +497,44 @@ fn read_sid<'a>(c: &mut Cursor<'a>, pointer: PointerSize) -> Result<SidRef<'a>, 
     Ok(SidRef { authority, subs })
 }
 
-/// Finds the strings of `version` and runs the §1.6 length check; the
-/// anomaly is `None` exactly when the check passed.
-fn decode_strings(mut c: Cursor<'_>, version: u8) -> (Strings<'_>, Option<Anomaly>) {
-    let mut s = Strings::default();
+/// Finds the strings of `version` (and a v5 `ExitTime`) and runs the §1.6
+/// length check: writes those fields of `out`, each `None` when the payload
+/// ends before it, and returns the anomaly, `None` exactly when the check
+/// passed. Package name and application id are `None` when empty.
+fn decode_strings<'a>(
+    mut c: Cursor<'a>,
+    version: u8,
+    out: &mut ProcessPayloadRef<'a>,
+) -> Option<Anomaly> {
+    out.image_file_name = None;
+    out.command_line = None;
+    out.package_full_name = None;
+    out.application_id = None;
+    out.exit_time = None;
     let Some(image) = c.latin1_z() else {
-        return (s, Some(Anomaly::StringsTruncated));
+        return Some(Anomaly::StringsTruncated);
     };
-    s.image = Some(image);
+    out.image_file_name = Some(image);
     if version >= 2 {
         let Some(cmd) = c.utf16le_z() else {
-            return (s, Some(Anomaly::StringsTruncated));
+            return Some(Anomaly::StringsTruncated);
         };
-        s.command_line = Some(cmd);
+        out.command_line = Some(cmd);
     }
     if version >= 4 {
         let Some(package) = c.utf16le_z() else {
-            return (s, Some(Anomaly::StringsTruncated));
+            return Some(Anomaly::StringsTruncated);
         };
-        s.package = Some(package);
+        out.package_full_name = Some(package).filter(|s| !s.is_empty());
         let Some(app_id) = c.utf16le_z() else {
-            return (s, Some(Anomaly::StringsTruncated));
+            return Some(Anomaly::StringsTruncated);
         };
-        s.app_id = Some(app_id);
+        out.application_id = Some(app_id).filter(|s| !s.is_empty());
     }
-    let anomaly = match version {
+    match version {
         5 => match c.u64() {
             Ok(t) => {
-                s.exit_time = Some(t);
+                out.exit_time = Some(t);
                 trailing(&c)
             }
             Err(_) => Some(Anomaly::MissingExitTime),
@@ -554,8 +542,7 @@ fn decode_strings(mut c: Cursor<'_>, version: u8) -> (Strings<'_>, Option<Anomal
         // Newer versions may append fields we do not know; that is expected.
         6.. => None,
         _ => trailing(&c),
-    };
-    (s, anomaly)
+    }
 }
 
 fn trailing(c: &Cursor<'_>) -> Option<Anomaly> {

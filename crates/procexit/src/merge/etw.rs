@@ -32,18 +32,17 @@
 //! [`on_kernel_process_event`]: EtwExitTracker::on_kernel_process_event
 //! [`finish`]: EtwExitTracker::finish
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 
-use super::key_hash::KeyHash;
+use super::bounded::Bounded;
 
 use crate::decode::kernel_process::{
     decode_process_start, decode_process_stop, ProcessStop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
 };
 use crate::decode::lost_event::{classify_lost, LostKind};
 use crate::decode::mof_process::{
-    decode_process_ref, ProcessPayloadRef, SidRef, SidTextCache, OPCODE_DC_END, OPCODE_DC_START,
+    decode_process_into, ProcessPayloadRef, SidRef, SidTextCache, OPCODE_DC_END, OPCODE_DC_START,
     OPCODE_DEFUNCT, OPCODE_END, OPCODE_START,
 };
 use crate::decode::view::{EventHeader, EventView};
@@ -62,6 +61,8 @@ const MAX_LIVE: usize = 16_384;
 /// line; only a start time is lost) and counted.
 const COMMAND_LINE_BUDGET: usize = 16 << 20;
 /// Recently reported (pid, key) pairs remembered for End/Defunct dedup.
+/// Only a Defunct looks them up (rundown records, a handful per session),
+/// so they are a queue scanned then, not a map updated on every exit.
 const MAX_REPORTED: usize = 4096;
 /// ProcessStops waiting for their kernel End, and kernel exits remembered
 /// for ProcessStops that come after their End.
@@ -70,8 +71,28 @@ const MAX_PAIRING: usize = 1024;
 /// reused far more slowly.
 const SAME_EXIT_WINDOW: u64 = 2 * 10_000_000;
 
-/// (pid, UniqueProcessKey); the key is `None` before v2 or when it is 0.
-type ProcKey = (u32, Option<u64>);
+/// (pid, UniqueProcessKey): one process across pid reuse. `key` is 0
+/// before v2 or when the payload's is 0 (an EPROCESS address never is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcKey {
+    pid: u32,
+    key: u64,
+}
+
+impl ProcKey {
+    /// The key as records carry it.
+    fn process_key(self) -> Option<u64> {
+        Some(self.key).filter(|&k| k != 0)
+    }
+}
+
+impl Hash for ProcKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // One word for the map's keyed multiply: pids are small, kernel
+        // addresses vary in their low 48 bits.
+        state.write_u64(self.key ^ u64::from(self.pid).rotate_right(16));
+    }
+}
 
 /// What a Start/DCStart told us about a live process.
 #[derive(Debug, Clone)]
@@ -81,6 +102,13 @@ struct Seed {
     name: Option<String>,
     command_line: Option<String>,
     user: Option<String>,
+}
+
+impl Seed {
+    /// Bytes of command line it holds (counted against the budget).
+    fn command_line_len(&self) -> usize {
+        self.command_line.as_ref().map_or(0, String::len)
+    }
 }
 
 /// What a Kernel-Process ProcessStart told us.
@@ -103,7 +131,8 @@ struct KpSeed {
 pub(crate) struct EtwExitTracker<T = ()> {
     source: Source,
     live: Bounded<ProcKey, Seed>,
-    reported: Bounded<ProcKey, ()>,
+    /// The last MAX_REPORTED exits' keys, oldest first.
+    reported: VecDeque<ProcKey>,
     kp_live: Bounded<(u32, u64), KpSeed>,
     anomalies: u64,
     /// Command-line bytes held in `live`.
@@ -136,7 +165,7 @@ impl<T> EtwExitTracker<T> {
         EtwExitTracker {
             source,
             live: Bounded::new(MAX_LIVE),
-            reported: Bounded::new(MAX_REPORTED),
+            reported: VecDeque::with_capacity(MAX_REPORTED),
             kp_live: Bounded::new(MAX_LIVE),
             anomalies: 0,
             command_line_bytes: 0,
@@ -146,7 +175,7 @@ impl<T> EtwExitTracker<T> {
             kernel_seen: false,
             waiting_stops: VecDeque::new(),
             released: VecDeque::new(),
-            recent_exits: VecDeque::new(),
+            recent_exits: VecDeque::with_capacity(MAX_PAIRING),
             sid_text: SidTextCache::default(),
         }
     }
@@ -201,9 +230,7 @@ impl<T> EtwExitTracker<T> {
             ProcessOp::End => {
                 let p = decoded?;
                 self.note(p);
-                let mut exit = self.end(p, timestamp)?;
-                self.pair_with_waiting_stop(&mut exit);
-                Ok(Some(exit))
+                self.end(p, timestamp)
             }
             ProcessOp::Defunct => {
                 let p = decoded?;
@@ -212,9 +239,7 @@ impl<T> EtwExitTracker<T> {
                     return Ok(None);
                 }
                 // The event time is when the rundown saw the zombie, not the exit.
-                let mut exit = self.end(p, p.exit_time)?;
-                self.pair_with_waiting_stop(&mut exit);
-                Ok(Some(exit))
+                self.end(p, p.exit_time)
             }
             ProcessOp::DcEnd => Ok(None),
         }
@@ -358,28 +383,25 @@ impl<T> EtwExitTracker<T> {
         self.command_line_bytes = self
             .command_line_bytes
             .saturating_add(command_line.as_ref().map_or(0, String::len));
-        let seed = Seed {
-            start_time,
-            name: owned_non_empty(p.image_file_name),
-            command_line,
-            user: p.user_sid.map(|sid| self.sid_text.text_of(&sid).to_owned()),
-        };
-        let (replaced, evicted) = self.live.insert_with(key, |earlier| Seed {
-            // Keep a start time an earlier Start already gave this process.
-            start_time: seed
-                .start_time
-                .or_else(|| earlier.and_then(|s| s.start_time)),
-            ..seed
-        });
-        if evicted.is_some() {
-            self.evicted = self.evicted.saturating_add(1);
-        }
-        if let Some(gone) = replaced {
-            self.forget_bytes(&gone);
-        }
-        if let Some(gone) = evicted {
-            self.forget_bytes(&gone);
-        }
+        let name = owned_non_empty(p.image_file_name);
+        let user = p.user_sid.map(|sid| self.sid_text.text_of(&sid).to_owned());
+        let (mut freed, mut evicted) = (0usize, 0u64);
+        self.live.insert_with(
+            key,
+            |earlier| Seed {
+                // Keep a start time an earlier Start already gave this process.
+                start_time: start_time.or_else(|| earlier.and_then(|s| s.start_time)),
+                name,
+                command_line,
+                user,
+            },
+            |gone, was_evicted| {
+                freed = freed.saturating_add(gone.command_line_len());
+                evicted = evicted.saturating_add(u64::from(was_evicted));
+            },
+        );
+        self.command_line_bytes = self.command_line_bytes.saturating_sub(freed);
+        self.evicted = self.evicted.saturating_add(evicted);
         while self.command_line_bytes > self.command_line_budget {
             let Some(gone) = self.live.pop_oldest() else {
                 break;
@@ -390,8 +412,9 @@ impl<T> EtwExitTracker<T> {
     }
 
     fn forget_bytes(&mut self, seed: &Seed) {
-        let bytes = seed.command_line.as_ref().map_or(0, String::len);
-        self.command_line_bytes = self.command_line_bytes.saturating_sub(bytes);
+        self.command_line_bytes = self
+            .command_line_bytes
+            .saturating_sub(seed.command_line_len());
     }
 
     /// Whether a Defunct record is an exit (see the module docs).
@@ -406,32 +429,33 @@ impl<T> EtwExitTracker<T> {
         }
     }
 
-    /// Adds what a waiting ProcessStop of the same exit knows, drops that
-    /// stop, and remembers the exit for stops that come later.
-    fn pair_with_waiting_stop(&mut self, exit: &mut ProcessExit) {
-        let Some(exit_ft) = exit.exit_time.map(filetime_of) else {
-            return;
-        };
+    /// The waiting ProcessStop of the same kernel exit (`exit_ft`: its exit
+    /// FILETIME, if it has one), taken out of the queue (its tag is
+    /// released); the exit is remembered for stops that come later.
+    fn pair_with_waiting_stop(
+        &mut self,
+        pid: u32,
+        status: ExitStatus,
+        exit_ft: Option<u64>,
+    ) -> Option<ProcessExit> {
+        let exit_ft = exit_ft?;
         let position = self.waiting_stops.iter().position(|(stop, _)| {
             same_exit(
                 (stop.pid, stop.status, stop.exit_time.map(filetime_of)),
-                (exit.pid, exit.status, Some(exit_ft)),
+                (pid, status, Some(exit_ft)),
             )
         });
-        if let Some((stop, tag)) = position.and_then(|i| self.waiting_stops.remove(i)) {
-            exit.start_time = exit.start_time.or(stop.start_time);
-            exit.ppid = exit.ppid.or(stop.ppid);
-            // Only the ProcessStop reports resource use.
-            if exit.resources == Resources::default() {
-                exit.resources = stop.resources;
-            }
-            self.released.push_back((None, tag));
-        }
+        let stop = position
+            .and_then(|i| self.waiting_stops.remove(i))
+            .map(|(stop, tag)| {
+                self.released.push_back((None, tag));
+                stop
+            });
         if self.recent_exits.len() == MAX_PAIRING {
             self.recent_exits.pop_front();
         }
-        self.recent_exits
-            .push_back((exit.pid, exit.status, exit_ft));
+        self.recent_exits.push_back((pid, status, exit_ft));
+        stop
     }
 
     fn was_reported_by_kernel(&self, stop: &ProcessExit) -> bool {
@@ -457,12 +481,15 @@ impl<T> EtwExitTracker<T> {
         }
     }
 
-    /// Builds the record for an ended process and forgets its live state.
+    /// Builds the record for an ended process (with what a waiting
+    /// ProcessStop of the same exit adds) and forgets its live state.
+    /// `Ok` is always `Some`: the record is built where the caller's result
+    /// lives, not moved into it.
     fn end(
         &mut self,
         p: &ProcessPayloadRef<'_>,
         exit_time: Option<u64>,
-    ) -> Result<ProcessExit, DecodeError> {
+    ) -> Result<Option<ProcessExit>, DecodeError> {
         // v0 has no exit status; inventing one would be wrong.
         let Some(status) = p.exit_status else {
             return Err(DecodeError {
@@ -475,12 +502,15 @@ impl<T> EtwExitTracker<T> {
         if let Some(seed) = &seed {
             self.forget_bytes(seed);
         }
-        self.reported.insert(key, ());
-        let code = u32::from_le_bytes(status.to_le_bytes());
-        let mut exit = ProcessExit::new(p.pid, ExitStatus::Code(code), self.source);
-        exit.ppid = Some(p.ppid);
-        exit.process_key = key.1;
-        exit.exit_time = exit_time.and_then(system_time_from_filetime);
+        if self.reported.len() == MAX_REPORTED {
+            self.reported.pop_front();
+        }
+        self.reported.push_back(key);
+        let status = ExitStatus::Code(u32::from_le_bytes(status.to_le_bytes()));
+        let exit_time_utc = exit_time.and_then(system_time_from_filetime);
+        // The FILETIME of a time that converts is the time's own.
+        let exit_ft = exit_time.filter(|_| exit_time_utc.is_some());
+        let stop = self.pair_with_waiting_stop(p.pid, status, exit_ft);
         // The End's own text wins; what the Start stored fills its gaps.
         // Usually both say the same: then the stored String moves into the
         // record instead of the End's text being copied again.
@@ -490,11 +520,30 @@ impl<T> EtwExitTracker<T> {
             command_line: None,
             user: None,
         });
-        exit.start_time = seed.start_time.and_then(system_time_from_filetime);
-        exit.name = prefer(p.image_file_name, seed.name);
-        exit.command_line = prefer(p.command_line, seed.command_line);
-        exit.user = self.user_text(p.user_sid, seed.user).map(User::Sid);
-        Ok(exit)
+        let mut start_time = seed.start_time.and_then(system_time_from_filetime);
+        let mut resources = Resources::default();
+        if let Some(stop) = stop {
+            start_time = start_time.or(stop.start_time);
+            // Only the ProcessStop reports resource use.
+            resources = stop.resources;
+        }
+        Ok(Some(ProcessExit {
+            pid: p.pid,
+            ppid: Some(p.ppid),
+            status,
+            name: prefer(p.image_file_name, seed.name),
+            command_line: prefer(p.command_line, seed.command_line),
+            start_time,
+            exit_time: exit_time_utc,
+            user: self.user_text(p.user_sid, seed.user).map(User::Sid),
+            process_key: key.process_key(),
+            source: self.source,
+            killer: None,
+            oom_killed: None,
+            resources,
+            cgroup: None,
+            container_id: None,
+        }))
     }
 }
 
@@ -509,8 +558,9 @@ impl EtwExitTracker<()> {
     ) -> Result<Option<ProcessExit>, DecodeError> {
         match route(&view.header) {
             Route::Process(op) => {
-                let decoded = decode_process_event(view);
-                self.on_process_event(op, view.header.time, decoded.as_ref().map_err(|e| *e))
+                let mut payload = ProcessPayloadRef::EMPTY;
+                let decoded = decode_process_view(view, &mut payload).map(|()| &payload);
+                self.on_process_event(op, view.header.time, decoded)
             }
             Route::KernelProcess(op) => {
                 let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
@@ -593,8 +643,20 @@ pub(crate) fn route(header: &EventHeader) -> Route {
 pub(crate) fn decode_process_event<'a, P>(
     view: &EventView<'a, P>,
 ) -> Result<ProcessPayloadRef<'a>, DecodeError> {
+    let mut payload = ProcessPayloadRef::EMPTY;
+    decode_process_view(view, &mut payload)?;
+    Ok(payload)
+}
+
+/// [`decode_process_event`] into `out` (starting as
+/// [`ProcessPayloadRef::EMPTY`]): the per-event form, without moving the
+/// decoded payload around.
+pub(crate) fn decode_process_view<'a, P>(
+    view: &EventView<'a, P>,
+    out: &mut ProcessPayloadRef<'a>,
+) -> Result<(), DecodeError> {
     let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
-    decode_process_ref(view.payload, version, view.header.pointer_size)
+    decode_process_into(view.payload, version, view.header.pointer_size, out)
 }
 
 /// Whether two (pid, status, exit FILETIME) describe the same exit.
@@ -623,7 +685,10 @@ pub(crate) fn filetime_of(t: std::time::SystemTime) -> u64 {
 
 fn proc_key(p: &ProcessPayloadRef<'_>) -> ProcKey {
     // An EPROCESS address is never 0; a 0 key (synthetic traces) means "none".
-    (p.pid, p.unique_process_key.filter(|&k| k != 0))
+    ProcKey {
+        pid: p.pid,
+        key: p.unique_process_key.unwrap_or(0),
+    }
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -651,95 +716,6 @@ fn leaf_name(path: &str) -> Option<String> {
         .next()
         .filter(|leaf| !leaf.is_empty())
         .map(str::to_owned)
-}
-
-/// Entries each bounded map has room for before it first grows.
-const PRESIZED: usize = 1024;
-
-/// A map that forgets its oldest insertions beyond `cap` entries.
-#[derive(Debug)]
-struct Bounded<K, V> {
-    map: HashMap<K, (V, u64), KeyHash>,
-    /// Insertion order with generation numbers; stale entries (removed or
-    /// re-inserted keys) are skipped on eviction and compacted away.
-    order: VecDeque<(K, u64)>,
-    next_gen: u64,
-    cap: usize,
-}
-
-impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
-    fn new(cap: usize) -> Self {
-        // Room for a busy machine's working set from the start, so the
-        // first thousands of events do not pay for rehashing.
-        let initial = cap.min(PRESIZED);
-        Bounded {
-            map: HashMap::with_capacity_and_hasher(initial, KeyHash::new()),
-            order: VecDeque::with_capacity(initial),
-            next_gen: 0,
-            cap,
-        }
-    }
-
-    /// Inserts; returns the value `key` had before, and the oldest value
-    /// evicted to stay within `cap` (at most one: one entry was added).
-    fn insert(&mut self, key: K, value: V) -> (Option<V>, Option<V>) {
-        self.insert_with(key, |_| value)
-    }
-
-    /// Inserts `make(the value key has now)`, with one lookup; returns as
-    /// [`insert`](Self::insert) does.
-    fn insert_with(
-        &mut self,
-        key: K,
-        make: impl FnOnce(Option<&V>) -> V,
-    ) -> (Option<V>, Option<V>) {
-        let generation = self.next_gen;
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let replaced = match self.map.entry(key) {
-            Entry::Occupied(mut entry) => {
-                let value = make(Some(&entry.get().0));
-                Some(std::mem::replace(entry.get_mut(), (value, generation)).0)
-            }
-            Entry::Vacant(entry) => {
-                entry.insert((make(None), generation));
-                None
-            }
-        };
-        self.order.push_back((key, generation));
-        let mut evicted = None;
-        if self.map.len() > self.cap {
-            evicted = self.pop_oldest();
-        }
-        if self.order.len() > self.cap.saturating_mul(2) {
-            let map = &self.map;
-            self.order
-                .retain(|(k, g)| map.get(k).is_some_and(|(_, mg)| mg == g));
-        }
-        (replaced, evicted)
-    }
-
-    /// Removes and returns the oldest live entry's value.
-    fn pop_oldest(&mut self) -> Option<V> {
-        while let Some((old, old_gen)) = self.order.pop_front() {
-            if self.map.get(&old).is_some_and(|(_, g)| *g == old_gen) {
-                return self.map.remove(&old).map(|(v, _)| v);
-            }
-        }
-        None
-    }
-
-    fn contains(&self, key: &K) -> bool {
-        self.map.contains_key(key)
-    }
-
-    fn remove(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key).map(|(v, _)| v)
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.map.len()
-    }
 }
 
 #[cfg(test)]
@@ -1129,7 +1105,7 @@ mod tests {
         }
         assert_eq!(t.live.len(), MAX_LIVE);
         assert_eq!(t.evicted(), 1000);
-        assert!(t.live.order.len() <= 2 * MAX_LIVE);
+        assert!(t.live.slots() <= MAX_LIVE + 1);
         for i in 0..(MAX_REPORTED as u64 + 1000) {
             let p = mof(4, 0x1000 + i, i as u32, 0, "n.exe", "");
             t.on_process_bytes(OPCODE_END, 4, P8, None, &p).unwrap();

@@ -14,6 +14,7 @@
     clippy::arithmetic_side_effects
 )]
 
+mod bounded;
 #[cfg(target_os = "linux")]
 pub(crate) mod ebpf;
 pub(crate) mod etw;
