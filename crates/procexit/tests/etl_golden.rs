@@ -34,7 +34,9 @@
 mod test_rng;
 use test_rng::xorshift;
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use procexit::etl::{
@@ -805,6 +807,71 @@ fn corrupt_compressed_buffer_is_skipped() {
     ));
     let after: Vec<_> = full.iter().filter(|(b, _)| *b >= 2).collect();
     assert!(seen.len() >= after.len());
+}
+
+/// Everything a read hands out, in order: each event (header, place,
+/// payload and extended bytes) or error, and the final counters.
+fn transcript<R: std::io::BufRead>(file: Result<EtlFile<R>, EtlError>) -> String {
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) => return format!("open: {e:?}"),
+    };
+    let mut out = String::new();
+    for _ in 0..1_000_000 {
+        match file.next_event() {
+            Ok(Some(ev)) => {
+                let mut bytes = DefaultHasher::new();
+                (ev.payload, ev.extended).hash(&mut bytes);
+                out.push_str(&format!(
+                    "{:?} {:?} {:x}\n",
+                    ev.header,
+                    ev.place,
+                    bytes.finish()
+                ));
+            }
+            Ok(None) => break,
+            Err(e) => out.push_str(&format!("error {e:?}\n")),
+        }
+    }
+    out.push_str(&format!("{:?} {}", file.stats(), file.bytes_read()));
+    out
+}
+
+#[test]
+fn buffers_read_in_place_or_copied_give_the_same_events() {
+    // A slice lends every whole buffer; a BufReader of odd capacity lends
+    // some and has the others copied; capacity 1 copies them all.
+    let dir = etl_dir();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for name in [
+        "etlparser_ShutdownPerfDiagLogger.etl",
+        "perfview_SelfDescribingSingleEvent.etl",
+        "etlparser_lxcore_kernel.etl",
+        "sawbuck_process_data_32_v1.etl",
+    ] {
+        let original = load(&dir, name);
+        let mut variants = vec![original.clone()];
+        for _ in 0..3 {
+            state = xorshift(state);
+            let mut bent = original.clone();
+            let at = (state % bent.len() as u64) as usize;
+            bent[at] ^= (state >> 56) as u8 | 1;
+            variants.push(bent);
+            state = xorshift(state);
+            variants.push(original[..(state % original.len() as u64) as usize].to_vec());
+        }
+        for bytes in &variants {
+            let lent = transcript(EtlFile::new(&bytes[..]));
+            for capacity in [1, 4096, 70_000, 1 << 16, 1 << 20] {
+                let reader = std::io::BufReader::with_capacity(capacity, &bytes[..]);
+                assert!(
+                    transcript(EtlFile::new(reader)) == lent,
+                    "{name}, {} bytes, capacity {capacity}",
+                    bytes.len()
+                );
+            }
+        }
+    }
 }
 
 #[test]

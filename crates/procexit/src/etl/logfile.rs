@@ -81,31 +81,7 @@ impl LogfileHeader {
     /// `StartTime + (raw − raw of the header record) · 10⁷ / frequency`,
     /// in integer arithmetic. `None` for an unknown clock or zero frequency.
     pub fn filetime(&self, raw: i64) -> Option<u64> {
-        let ticks_per_sec: i128 = match self.clock_type {
-            1 => i128::from(self.perf_freq),
-            2 => 10_000_000,
-            3 => i128::from(self.cpu_speed_mhz).checked_mul(1_000_000)?,
-            _ => return None,
-        };
-        if ticks_per_sec <= 0 {
-            return None;
-        }
-        let delta = i128::from(raw).checked_sub(i128::from(self.header_timestamp))?;
-        let offset = if ticks_per_sec == 10_000_000 {
-            delta
-        } else {
-            // 64-bit arithmetic when it cannot overflow (every realistic
-            // delta): i128 division is several times slower per event.
-            match i64::try_from(delta)
-                .ok()
-                .and_then(|d| d.checked_mul(10_000_000))
-            {
-                Some(scaled) => i128::from(scaled.checked_div(i64::try_from(ticks_per_sec).ok()?)?),
-                None => delta.checked_mul(10_000_000)?.checked_div(ticks_per_sec)?,
-            }
-        };
-        let ft = i128::from(self.start_time).checked_add(offset)?;
-        u64::try_from(ft).ok()
+        Clock::new(self).filetime(raw)
     }
 
     /// Reads the header record's payload; `raw_time` is the record's time stamp.
@@ -162,5 +138,60 @@ impl LogfileHeader {
             header_timestamp: raw_time,
             header_pointer_size: pointer,
         })
+    }
+}
+
+/// The clock of [`LogfileHeader::filetime`] with the header's fields
+/// looked up once, for the reader's per-record use.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    /// Ticks per second; `None` for an unknown clock or a zero frequency.
+    ticks_per_sec: Option<i128>,
+    header_timestamp: i64,
+    start_time: u64,
+}
+
+impl Clock {
+    /// No clock (before the header is read).
+    pub(super) const UNKNOWN: Clock = Clock {
+        ticks_per_sec: None,
+        header_timestamp: 0,
+        start_time: 0,
+    };
+
+    pub(super) fn new(header: &LogfileHeader) -> Clock {
+        let ticks_per_sec: Option<i128> = match header.clock_type {
+            1 => Some(i128::from(header.perf_freq)),
+            2 => Some(10_000_000),
+            3 => i128::from(header.cpu_speed_mhz).checked_mul(1_000_000),
+            _ => None,
+        };
+        Clock {
+            ticks_per_sec: ticks_per_sec.filter(|&t| t > 0),
+            header_timestamp: header.header_timestamp,
+            start_time: header.start_time,
+        }
+    }
+
+    /// See [`LogfileHeader::filetime`].
+    #[inline]
+    pub(super) fn filetime(&self, raw: i64) -> Option<u64> {
+        let ticks_per_sec = self.ticks_per_sec?;
+        let delta = i128::from(raw).checked_sub(i128::from(self.header_timestamp))?;
+        let offset = if ticks_per_sec == 10_000_000 {
+            delta
+        } else {
+            // 64-bit arithmetic when it cannot overflow (every realistic
+            // delta): i128 division is several times slower per event.
+            match i64::try_from(delta)
+                .ok()
+                .and_then(|d| d.checked_mul(10_000_000))
+            {
+                Some(scaled) => i128::from(scaled.checked_div(i64::try_from(ticks_per_sec).ok()?)?),
+                None => delta.checked_mul(10_000_000)?.checked_div(ticks_per_sec)?,
+            }
+        };
+        let ft = i128::from(self.start_time).checked_add(offset)?;
+        u64::try_from(ft).ok()
     }
 }

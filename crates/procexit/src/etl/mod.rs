@@ -7,8 +7,9 @@
 //! header: pointer size, clock, perf frequency and start time, which turn raw
 //! record time stamps into UTC.
 //!
-//! [`EtlFile`] streams raw events buffer by buffer through one reused buffer,
-//! so memory stays flat on multi-GB files. [`ProcessEvents`] sits on top and
+//! [`EtlFile`] streams raw events buffer by buffer, each read in place from
+//! the reader's own buffer when it holds it whole, else through one reused
+//! buffer, so memory stays flat on multi-GB files. [`ProcessEvents`] sits on top and
 //! turns the kernel Process events into lifecycle items and exit records
 //! through the same decoder the real-time ETW backend uses.
 //!

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::{EtlError, EtlFile, EventHeader, RawEvent, RecordPlace};
@@ -158,7 +158,7 @@ pub fn read_process_events(
     EtlFile::open(path).map(ProcessEvents::new)
 }
 
-impl<R: Read> ProcessEvents<R> {
+impl<R: BufRead> ProcessEvents<R> {
     /// Wraps an open trace.
     pub fn new(file: EtlFile<R>) -> Self {
         // Exits before the trace's start are not exits of the trace.
@@ -238,7 +238,7 @@ impl<R: Read> ProcessEvents<R> {
     }
 }
 
-impl<R: Read> Iterator for ProcessEvents<R> {
+impl<R: BufRead> Iterator for ProcessEvents<R> {
     type Item = Result<ProcessItem, EtlError>;
 
     fn next(&mut self) -> Option<Self::Item> {

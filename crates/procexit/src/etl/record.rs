@@ -117,18 +117,13 @@ pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
 
 /// A place with the header facts; the reader fills in the indexes.
 #[inline(always)]
-fn place(
-    kind: HeaderKind,
-    header_type: u8,
-    group: Option<u8>,
-    raw_time: Option<u64>,
-) -> RecordPlace {
+fn place(kind: HeaderKind, header_type: u8, group: Option<u8>, raw_time: u64) -> RecordPlace {
     RecordPlace {
         kind,
         header_type,
         group,
         // The stored value is a signed 64-bit clock reading.
-        timestamp_raw: raw_time.unwrap_or(0) as i64,
+        timestamp_raw: raw_time as i64,
         buffer_index: 0,
         record_index: 0,
     }
@@ -142,25 +137,74 @@ fn width_flag(p: PointerSize) -> u16 {
     }
 }
 
-/// The size field at `size_at` (checked against the header's `min`) and
-/// the record's own bytes: every read of the header stays inside them.
+/// Bytes of a record that hold every header field read: the longest fixed
+/// header (EVENT_HEADER) is 80 bytes.
+const HEAD: usize = event::LEN;
+
+/// `N` bytes at `at` of a record's head; with `at` a constant (every use)
+/// the bounds check folds away.
 #[inline(always)]
-fn record_bytes(
-    rest: Cursor<'_>,
+fn field<const N: usize>(head: &[u8; HEAD], at: usize) -> [u8; N] {
+    head.get(at..at.wrapping_add(N))
+        .and_then(|s| <[u8; N]>::try_from(s).ok())
+        .unwrap_or([0; N])
+}
+
+#[inline(always)]
+fn u8_at(head: &[u8; HEAD], at: usize) -> u8 {
+    let [byte] = field(head, at);
+    byte
+}
+
+#[inline(always)]
+fn u16_at(head: &[u8; HEAD], at: usize) -> u16 {
+    u16::from_le_bytes(field(head, at))
+}
+
+#[inline(always)]
+fn u32_at(head: &[u8; HEAD], at: usize) -> u32 {
+    u32::from_le_bytes(field(head, at))
+}
+
+#[inline(always)]
+fn u64_at(head: &[u8; HEAD], at: usize) -> u64 {
+    u64::from_le_bytes(field(head, at))
+}
+
+#[inline(always)]
+fn guid_at(head: &[u8; HEAD], at: usize) -> Guid {
+    Guid::new(
+        u32_at(head, at),
+        u16_at(head, at.wrapping_add(4)),
+        u16_at(head, at.wrapping_add(6)),
+        field(head, at.wrapping_add(8)),
+    )
+}
+
+/// The record's size field at `size_at`, checked against the header's
+/// `min` and against the `left` bytes of the buffer.
+#[inline(always)]
+fn record_size(
+    head: &[u8; HEAD],
+    left: usize,
     size_at: usize,
     min: usize,
-) -> Result<(usize, Cursor<'_>), RecordError> {
-    let left = rest.remaining();
-    let trunc = |need: usize| RecordError::Truncated { need, have: left };
-    let size = usize::from(
-        rest.u16_at(size_at)
-            .ok_or(trunc(size_at.saturating_add(2)))?,
-    );
+) -> Result<usize, RecordError> {
+    let need = size_at.saturating_add(2);
+    if left < need {
+        return Err(RecordError::Truncated { need, have: left });
+    }
+    let size = usize::from(u16_at(head, size_at));
     if size < min {
         return Err(RecordError::BadSize { size, min });
     }
-    let record = { rest }.split(size).map_err(|_| trunc(size))?;
-    Ok((size, record))
+    if size > left {
+        return Err(RecordError::Truncated {
+            need: size,
+            have: left,
+        });
+    }
+    Ok(size)
 }
 
 /// A record's length with its padding to 8 bytes, at most `left`.
@@ -174,35 +218,48 @@ fn aligned_len(size: usize, left: usize) -> usize {
 /// Parses the record at `pos` of `region` (the records of one buffer).
 /// Inlined into the reader's loop: the size-optimised release build would
 /// otherwise return each record through memory.
+///
+/// Every header field is read from the record's first [`HEAD`] bytes at a
+/// fixed offset, after one check that the record holds its header, so the
+/// loads need no checks of their own. Near the end of a buffer those bytes
+/// are copied into a zeroed array first; what lies past the record is never
+/// read, since each header fits the record's checked size.
 #[inline(always)]
 pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
-    let rest = Cursor::new(region.get(pos..).unwrap_or(&[]));
-    let Some(mark) = rest.u32_at(0) else {
+    let rest = region.get(pos..).unwrap_or(&[]);
+    let left = rest.len();
+    let short: [u8; HEAD];
+    let head: &[u8; HEAD] = match rest.first_chunk::<HEAD>() {
+        Some(head) => head,
+        None => {
+            let mut padded = [0u8; HEAD];
+            if let Some(to) = padded.get_mut(..left) {
+                to.copy_from_slice(rest);
+            }
+            short = padded;
+            &short
+        }
+    };
+    if left < 4 {
         // Fewer than 4 bytes left: only padding can be that short.
         return Ok(Parsed::End);
-    };
+    }
+    let mark = u32_at(head, 0);
     if mark == marker::PADDING {
         return Ok(Parsed::End);
     }
     let top = (mark >> 24) as u8;
-    let kind_byte = (mark >> 16) as u8;
-    let (htype, is_message) = if top & marker::TRACE_HEADER == marker::TRACE_HEADER {
-        (kind_byte, false)
-    } else if top & marker::MESSAGE_MASK == marker::MESSAGE {
-        (ht::MESSAGE, true)
-    } else {
+    let htype = (mark >> 16) as u8;
+    let abs = |start: usize, end: usize| pos.saturating_add(start)..pos.saturating_add(end);
+
+    if top & marker::TRACE_HEADER != marker::TRACE_HEADER {
+        if top & marker::MESSAGE_MASK == marker::MESSAGE {
+            let size = record_size(head, left, message::SIZE, message::LEN)?;
+            return Ok(Parsed::Skipped {
+                len: aligned_len(size, left),
+            });
+        }
         return Err(RecordError::BadMarker(mark));
-    };
-
-    let left = rest.remaining();
-    let trunc = |need: usize| RecordError::Truncated { need, have: left };
-    let aligned = |size: usize| aligned_len(size, left);
-    let abs = |r: Range<usize>| pos.saturating_add(r.start)..pos.saturating_add(r.end);
-    let sized = |size_at: usize, min: usize| record_bytes(rest, size_at, min);
-
-    if is_message {
-        let (size, _) = sized(message::SIZE, message::LEN)?;
-        return Ok(Parsed::Skipped { len: aligned(size) });
     }
 
     let pointer = match htype {
@@ -227,7 +284,7 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
                 ht::COMPACT32 | ht::COMPACT64 => (HeaderKind::Compact, system::COMPACT_LEN),
                 _ => (HeaderKind::PerfInfo, system::PERFINFO_LEN),
             };
-            let version_word = rest.u16_at(system::VERSION).unwrap_or(0);
+            let version_word = u16_at(head, system::VERSION);
             let mut extra = 0usize;
             if version_word & system::EXTRA_WORD != 0 {
                 extra = 8;
@@ -235,15 +292,15 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             let words = usize::from((version_word & system::EXTRA_WORDS_MASK) >> 8);
             extra = extra.saturating_add(words.saturating_mul(8));
             let header_len = base_len.saturating_add(extra);
-            let (size, d) = sized(system::SIZE, header_len)?;
-            let opcode = d.u8_at(system::OPCODE).unwrap_or(0);
-            let group = d.u8_at(system::GROUP).unwrap_or(0);
+            let size = record_size(head, left, system::SIZE, header_len)?;
+            let opcode = u8_at(head, system::OPCODE);
+            let group = u8_at(head, system::GROUP);
             let (pid, tid, time_at) = if kind == HeaderKind::PerfInfo {
                 (None, None, system::PERFINFO_TIME)
             } else {
                 (
-                    d.u32_at(system::PROCESS_ID),
-                    d.u32_at(system::THREAD_ID),
+                    Some(u32_at(head, system::PROCESS_ID)),
+                    Some(u32_at(head, system::THREAD_ID)),
                     system::TIME,
                 )
             };
@@ -258,10 +315,10 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             header.flags = FLAG_CLASSIC | width_flag(pointer);
             Ok(Parsed::Record(Record {
                 header,
-                place: place(kind, htype, Some(group), d.u64_at(time_at)),
-                payload: abs(header_len..size),
-                extended: abs(base_len..header_len),
-                len: aligned(size),
+                place: place(kind, htype, Some(group), u64_at(head, time_at)),
+                payload: abs(header_len, size),
+                extended: abs(base_len, header_len),
+                len: aligned_len(size, left),
             }))
         }
         ht::FULL32 | ht::FULL64 | ht::INSTANCE32 | ht::INSTANCE64 => {
@@ -269,60 +326,62 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
                 ht::FULL32 | ht::FULL64 => (HeaderKind::Classic, classic::LEN),
                 _ => (HeaderKind::Instance, classic::INSTANCE_LEN),
             };
-            let (size, d) = sized(classic::SIZE, header_len)?;
+            let size = record_size(head, left, classic::SIZE, header_len)?;
             let mut header = EventHeader::new(
-                d.guid_at(classic::GUID).ok_or(trunc(classic::GUID + 16))?,
-                d.u8_at(classic::OPCODE).unwrap_or(0),
-                d.u16_at(classic::VERSION).unwrap_or(0),
+                guid_at(head, classic::GUID),
+                u8_at(head, classic::OPCODE),
+                u16_at(head, classic::VERSION),
                 pointer,
             );
-            header.level = d.u8_at(classic::LEVEL).unwrap_or(0);
-            header.pid = d.u32_at(classic::PROCESS_ID);
-            header.tid = d.u32_at(classic::THREAD_ID);
+            header.level = u8_at(head, classic::LEVEL);
+            header.pid = Some(u32_at(head, classic::PROCESS_ID));
+            header.tid = Some(u32_at(head, classic::THREAD_ID));
             header.flags = FLAG_CLASSIC | width_flag(pointer);
             Ok(Parsed::Record(Record {
                 header,
-                place: place(kind, htype, None, d.u64_at(classic::TIME)),
-                payload: abs(header_len..size),
-                extended: abs(header_len..header_len),
-                len: aligned(size),
+                place: place(kind, htype, None, u64_at(head, classic::TIME)),
+                payload: abs(header_len, size),
+                extended: abs(header_len, header_len),
+                len: aligned_len(size, left),
             }))
         }
         ht::EVENT32 | ht::EVENT64 => {
-            let (size, d) = sized(event::SIZE, event::LEN)?;
-            let flags = d.u16_at(event::FLAGS).unwrap_or(0);
+            let size = record_size(head, left, event::SIZE, event::LEN)?;
+            let flags = u16_at(head, event::FLAGS);
             // The header's own width flags win over the header type.
             let pointer = PointerSize::from_header_flags(flags).unwrap_or(pointer);
             let mut data_start = event::LEN;
             if flags & event::FLAG_EXTENDED_INFO != 0 {
-                data_start = extended_end(&d)?;
+                let record = rest.get(..size).unwrap_or(&[]);
+                data_start = extended_end(&Cursor::new(record))?;
             }
             let mut header = EventHeader::new(
-                d.guid_at(event::PROVIDER)
-                    .ok_or(trunc(event::PROVIDER + 16))?,
-                d.u8_at(event::OPCODE).unwrap_or(0),
-                u16::from(d.u8_at(event::VERSION).unwrap_or(0)),
+                guid_at(head, event::PROVIDER),
+                u8_at(head, event::OPCODE),
+                u16::from(u8_at(head, event::VERSION)),
                 pointer,
             );
-            header.event_id = d.u16_at(event::ID).unwrap_or(0);
-            header.level = d.u8_at(event::LEVEL).unwrap_or(0);
-            header.task = d.u16_at(event::TASK).unwrap_or(0);
-            header.keyword = d.u64_at(event::KEYWORD).unwrap_or(0);
-            header.pid = d.u32_at(event::PROCESS_ID);
-            header.tid = d.u32_at(event::THREAD_ID);
+            header.event_id = u16_at(head, event::ID);
+            header.level = u8_at(head, event::LEVEL);
+            header.task = u16_at(head, event::TASK);
+            header.keyword = u64_at(head, event::KEYWORD);
+            header.pid = Some(u32_at(head, event::PROCESS_ID));
+            header.tid = Some(u32_at(head, event::THREAD_ID));
             header.flags = flags;
             Ok(Parsed::Record(Record {
                 header,
-                place: place(HeaderKind::Event, htype, None, d.u64_at(event::TIME)),
-                payload: abs(data_start..size),
-                extended: abs(event::LEN..data_start),
-                len: aligned(size),
+                place: place(HeaderKind::Event, htype, None, u64_at(head, event::TIME)),
+                payload: abs(data_start, size),
+                extended: abs(event::LEN, data_start),
+                len: aligned_len(size, left),
             }))
         }
         _ => {
             // Timed, error, WNODE and unknown types: all start with their size.
-            let (size, _) = sized(0, 8)?;
-            Ok(Parsed::Skipped { len: aligned(size) })
+            let size = record_size(head, left, 0, 8)?;
+            Ok(Parsed::Skipped {
+                len: aligned_len(size, left),
+            })
         }
     }
 }

@@ -106,6 +106,8 @@ struct Decoder<'i, 'o> {
 const FAST_INPUT: usize = 4 + 32;
 /// Output room the fast loop keeps for one literal run (copied as 32 bytes).
 const FAST_OUTPUT: usize = 32;
+/// No pending half byte, in [`Decoder::fast`]'s registers.
+const NO_HALF: usize = usize::MAX;
 /// Matches are copied in chunks of this many bytes (or half as many).
 const CHUNK: usize = 16;
 
@@ -168,8 +170,13 @@ impl Decoder<'_, '_> {
         let input = self.input;
         let out = &mut *self.out;
         let (mut ip, mut op) = (self.ip, self.op);
-        let (mut flags, mut flag_count, mut half_byte) =
-            (self.flags, self.flag_count, self.half_byte);
+        // The pending half byte as a plain position (NO_HALF: none), which
+        // keeps it in one register.
+        let (mut flags, mut flag_count, mut half_byte) = (
+            self.flags,
+            self.flag_count,
+            self.half_byte.unwrap_or(NO_HALF),
+        );
         let (Some(input_end), Some(output_end)) = (
             input.len().checked_sub(FAST_INPUT),
             out.len().checked_sub(FAST_OUTPUT),
@@ -211,14 +218,15 @@ impl Decoder<'_, '_> {
             let distance = usize::from(token >> 3).wrapping_add(1);
             let mut length = usize::from(token & 7);
             if length == 7 {
-                length = match next_half.take() {
-                    Some(at) => usize::from(input.get(at).copied().unwrap_or(0) >> 4),
-                    None => {
-                        next_half = Some(next);
-                        let low = input.get(next).copied().unwrap_or(0) & 0x0f;
-                        next = next.wrapping_add(1);
-                        usize::from(low)
-                    }
+                length = if next_half == NO_HALF {
+                    next_half = next;
+                    let low = input.get(next).copied().unwrap_or(0) & 0x0f;
+                    next = next.wrapping_add(1);
+                    usize::from(low)
+                } else {
+                    let high = input.get(next_half).copied().unwrap_or(0) >> 4;
+                    next_half = NO_HALF;
+                    usize::from(high)
                 };
                 if length == 15 {
                     length = usize::from(input.get(next).copied().unwrap_or(0));
@@ -241,18 +249,18 @@ impl Decoder<'_, '_> {
             // (distance >= chunk), so overlapping matches repeat as they
             // should; `end + CHUNK` is within `out`. Most matches take one
             // or two chunks.
-            let chunk = if distance >= CHUNK { CHUNK } else { CHUNK / 2 };
-            let mut at = 0;
-            loop {
-                let (src, dst) = (from.wrapping_add(at), op.wrapping_add(at));
-                if chunk == CHUNK {
-                    copy_chunk::<CHUNK>(out, src, dst);
-                } else {
-                    copy_chunk::<{ CHUNK / 2 }>(out, src, dst);
+            if distance >= CHUNK {
+                copy_chunk::<CHUNK>(out, from, op);
+                let mut at = CHUNK;
+                while at < length {
+                    copy_chunk::<CHUNK>(out, from.wrapping_add(at), op.wrapping_add(at));
+                    at = at.wrapping_add(CHUNK);
                 }
-                at = at.wrapping_add(chunk);
-                if at >= length {
-                    break;
+            } else {
+                let mut at = 0;
+                while at < length {
+                    copy_chunk::<{ CHUNK / 2 }>(out, from.wrapping_add(at), op.wrapping_add(at));
+                    at = at.wrapping_add(CHUNK / 2);
                 }
             }
             op = end;
@@ -261,7 +269,8 @@ impl Decoder<'_, '_> {
             flag_count = flag_count.wrapping_sub(1);
         }
         (self.ip, self.op) = (ip, op);
-        (self.flags, self.flag_count, self.half_byte) = (flags, flag_count, half_byte);
+        (self.flags, self.flag_count) = (flags, flag_count);
+        self.half_byte = (half_byte != NO_HALF).then_some(half_byte);
     }
 
     /// One step, byte-exact near the ends and on corrupt input: a flag
