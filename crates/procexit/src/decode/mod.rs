@@ -541,9 +541,8 @@ impl<'a> Utf16Str<'a> {
     fn ascii_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes.len() / 2);
         let mut words = self.bytes.chunks_exact(8);
-        for chunk in &mut words {
-            out.extend_from_slice(&narrow(word(chunk)));
-        }
+        // One reservation for all words (the iterator knows its length).
+        out.extend((&mut words).flat_map(|chunk| narrow(word(chunk))));
         out.extend(words.remainder().iter().step_by(2));
         out
     }
@@ -623,7 +622,11 @@ pub(crate) fn test_hex(parts: &[&str]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
 
@@ -647,6 +650,42 @@ mod tests {
         assert_eq!(c.u8_at(10), None);
         assert_eq!(c.u64_at(usize::MAX), None);
         assert_eq!(c.guid_at(0), None);
+    }
+
+    #[test]
+    fn string_scans_find_the_first_terminator() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        for _ in 0..20_000 {
+            state = crate::test_rng::xorshift(state);
+            let len = (state % 40) as usize;
+            // Bytes drawn from few values, so that 0s and 0x80s are common.
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| [0u8, 0x80, 0xff, b'a', 1][(state >> (i % 60)) as usize % 5])
+                .collect();
+            let mut c = Cursor::new(&bytes);
+            let text = c.latin1_z();
+            let nul = bytes.iter().position(|&b| b == 0);
+            assert_eq!(text.map(|t| t.as_bytes().len()), nul);
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|u| u16::from_le_bytes([u[0], u[1]]))
+                .collect();
+            let end = units.iter().position(|&u| u == 0);
+            let want = end.map(|n| (2 * n, units[..n].iter().all(|&u| u < 0x80)));
+            assert_eq!(utf16_scan(&bytes), want, "{bytes:?}");
+            let mut c = Cursor::new(&bytes);
+            let text = c.utf16le_z();
+            assert_eq!(text.map(|t| t.as_bytes().len()), want.map(|w| w.0));
+            // The owned text is the lossy decode of the units.
+            if let Some(text) = text {
+                let n = end.unwrap();
+                assert_eq!(
+                    text.to_owned_string(),
+                    String::from_utf16_lossy(&units[..n])
+                );
+                assert!(text.eq_str(&String::from_utf16_lossy(&units[..n])));
+            }
+        }
     }
 
     #[test]

@@ -67,12 +67,11 @@ impl<K: Copy, V> Slab<K, V> {
             free => {
                 let slot = self.slot(free)?;
                 let next_free = slot.older;
-                *slot = Slot {
-                    key,
-                    value: Some(value),
-                    older: newest,
-                    newer: NIL,
-                };
+                // Field by field: the value is moved once, into place.
+                slot.key = key;
+                slot.value = Some(value);
+                slot.older = newest;
+                slot.newer = NIL;
                 self.free = next_free;
                 free
             }

@@ -14,10 +14,11 @@ use std::sync::{Mutex, PoisonError};
 use windows_sys::core::GUID;
 use windows_sys::Win32::System::Diagnostics::Etw::EVENT_RECORD;
 
+use crate::decode::mof_process::ProcessPayloadRef;
 use crate::decode::view::{EventHeader, EventView};
 use crate::decode::{Guid, PointerSize};
 use crate::event::Source;
-use crate::merge::etw::{decode_process_event, filetime_of, route, EtwExitTracker, Route};
+use crate::merge::etw::{decode_process_view, filetime_of, route, EtwExitTracker, Route};
 use crate::queue::Sink;
 
 #[cfg(test)]
@@ -73,10 +74,9 @@ impl Context {
                     // the view assumed the OS's width: say so.
                     self.sink.anomaly();
                 }
-                let decoded = decode_process_event(view);
-                self.with_tracker(|t| {
-                    t.on_process_event(op, time, decoded.as_ref().map_err(|e| *e))
-                });
+                let mut payload = ProcessPayloadRef::EMPTY;
+                let decoded = decode_process_view(view, &mut payload).map(|()| &payload);
+                self.with_tracker(|t| t.on_process_event(op, time, decoded));
             }
             Route::KernelProcess(op) => {
                 let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
