@@ -735,8 +735,23 @@ mod tests {
             }
         }
 
+        /// With taskstats, an empty /proc and the clock at `mono_ns`.
+        fn with_taskstats_at(mono_ns: u64) -> Rig {
+            let host = FakeHost {
+                mono_ns,
+                ..FakeHost::default()
+            };
+            Rig::new(host, true)
+        }
+
         fn host(&mut self) -> &mut FakeHost {
             self.table.host_mut()
+        }
+
+        /// Flushes the waits as if the taskstats socket was just read.
+        fn flush_awaiting(&mut self) {
+            let now = self.table.monotonic_ns();
+            self.table.flush_awaiting(&self.sink, now);
         }
 
         fn event(&mut self, ts: u64, event: ProcEvent) {
@@ -1109,8 +1124,7 @@ mod tests {
         rig.host().add(530, 1, "other", "", 80 * SEC);
         rig.exit(81 * SEC, 530, 530, 0);
         rig.host().mono_ns = 82 * SEC;
-        rig.table
-            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
+        rig.flush_awaiting();
         let e = &rig.exits()[0];
         assert_eq!(e.name, None);
         assert_eq!(e.process_key, Some(ticks(61 * SEC)));
@@ -1185,11 +1199,7 @@ mod tests {
 
     #[test]
     fn a_record_is_not_given_up_while_the_socket_was_not_read_after_the_wait() {
-        let host = FakeHost {
-            mono_ns: 10 * SEC,
-            ..FakeHost::default()
-        };
-        let mut rig = Rig::new(host, true);
+        let mut rig = Rig::with_taskstats_at(10 * SEC);
         rig.exit(10 * SEC, 630, 630, 0);
         // The thread was off the CPU for a second: the clock passed the
         // wait, but the socket was last read before it ended.
@@ -1209,26 +1219,19 @@ mod tests {
 
     #[test]
     fn without_taskstats_the_connector_record_goes_after_the_wait() {
-        let host = FakeHost {
-            mono_ns: 10 * SEC,
-            ..FakeHost::default()
-        };
-        let mut rig = Rig::new(host, true);
+        let mut rig = Rig::with_taskstats_at(10 * SEC);
         rig.exit(10 * SEC, 620, 620, 0);
-        rig.table
-            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
+        rig.flush_awaiting();
         assert!(rig.drain().is_empty());
         rig.host().mono_ns += nanos(TASKSTATS_WAIT);
-        rig.table
-            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
+        rig.flush_awaiting();
         let e = &rig.exits()[0];
         assert_eq!((e.pid, e.source), (620, Source::LinuxConnector));
         // A stale early record is forgotten, not merged into a later exit.
         rig.table
             .apply_taskstats(taskstats(621, "stale", 1, 0, true), &rig.sink);
         rig.host().mono_ns += nanos(TASKSTATS_KEEP);
-        rig.table
-            .flush_awaiting(&rig.sink, rig.table.monotonic_ns());
+        rig.flush_awaiting();
         rig.exit(rig.table.host.mono_ns, 621, 621, 0);
         rig.table.flush_all(&rig.sink);
         assert_eq!(rig.exits()[0].source, Source::LinuxConnector);
