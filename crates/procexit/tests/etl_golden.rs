@@ -809,6 +809,13 @@ fn corrupt_compressed_buffer_is_skipped() {
     assert!(seen.len() >= after.len());
 }
 
+/// One event of a transcript: header, place, payload and extended bytes.
+fn event_line(ev: &procexit::etl::RawEvent<'_>) -> String {
+    let mut bytes = DefaultHasher::new();
+    (ev.payload, ev.extended).hash(&mut bytes);
+    format!("{:?} {:?} {:x}\n", ev.header, ev.place, bytes.finish())
+}
+
 /// Everything a read hands out, in order: each event (header, place,
 /// payload and extended bytes) or error, and the final counters.
 fn transcript<R: std::io::BufRead>(file: Result<EtlFile<R>, EtlError>) -> String {
@@ -819,15 +826,45 @@ fn transcript<R: std::io::BufRead>(file: Result<EtlFile<R>, EtlError>) -> String
     let mut out = String::new();
     for _ in 0..1_000_000 {
         match file.next_event() {
-            Ok(Some(ev)) => {
-                let mut bytes = DefaultHasher::new();
-                (ev.payload, ev.extended).hash(&mut bytes);
-                out.push_str(&format!(
-                    "{:?} {:?} {:x}\n",
-                    ev.header,
-                    ev.place,
-                    bytes.finish()
-                ));
+            Ok(Some(ev)) => out.push_str(&event_line(&ev)),
+            Ok(None) => break,
+            Err(e) => out.push_str(&format!("error {e:?}\n")),
+        }
+    }
+    out.push_str(&format!("{:?} {}", file.stats(), file.bytes_read()));
+    out
+}
+
+/// [`transcript`] read through batches: each batch read for `take()`
+/// events and dropped, and now and then one `next_event` call between
+/// batches.
+fn batch_transcript<R: std::io::BufRead>(
+    file: Result<EtlFile<R>, EtlError>,
+    mut take: impl FnMut() -> usize,
+) -> String {
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) => return format!("open: {e:?}"),
+    };
+    let mut out = String::new();
+    for _ in 0..1_000_000 {
+        let n = take();
+        if n % 7 == 3 {
+            match file.next_event() {
+                Ok(Some(ev)) => out.push_str(&event_line(&ev)),
+                Ok(None) => break,
+                Err(e) => out.push_str(&format!("error {e:?}\n")),
+            }
+            continue;
+        }
+        match file.next_batch() {
+            Ok(Some(batch)) => {
+                let mut got = 0;
+                for ev in batch.take(n) {
+                    out.push_str(&event_line(&ev));
+                    got += 1;
+                }
+                assert!(got > 0, "a batch holds at least one event");
             }
             Ok(None) => break,
             Err(e) => out.push_str(&format!("error {e:?}\n")),
@@ -835,6 +872,52 @@ fn transcript<R: std::io::BufRead>(file: Result<EtlFile<R>, EtlError>) -> String
     }
     out.push_str(&format!("{:?} {}", file.stats(), file.bytes_read()));
     out
+}
+
+#[test]
+fn batches_hand_out_what_next_event_does() {
+    // Every trace, whole, cut and with bytes flipped: read event by event,
+    // by whole batches, and by batches dropped part-way with single events
+    // between them, the events, errors and counters are the same.
+    let dir = etl_dir();
+    let mut state = 0x6a09_e667_f3bc_c909u64;
+    for path in traces(&dir) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let original = std::fs::read(&path).unwrap();
+        let mut variants = vec![original.clone()];
+        for _ in 0..6 {
+            let mut bent = original.clone();
+            for _ in 0..3 {
+                state = xorshift(state);
+                let at = (state % bent.len() as u64) as usize;
+                bent[at] ^= (state >> 56) as u8 | 1;
+            }
+            variants.push(bent);
+            state = xorshift(state);
+            variants.push(original[..(state % original.len() as u64) as usize].to_vec());
+        }
+        for bytes in &variants {
+            let single = transcript(EtlFile::new(&bytes[..]));
+            let whole = batch_transcript(EtlFile::new(&bytes[..]), || usize::MAX);
+            assert!(
+                whole == single,
+                "{name}, {} bytes: whole batches",
+                bytes.len()
+            );
+            let mut s = state;
+            let mut take = move || {
+                s = xorshift(s);
+                (s % 20 + 1) as usize
+            };
+            let reader = std::io::BufReader::with_capacity(70_000, &bytes[..]);
+            let parts = batch_transcript(EtlFile::new(reader), &mut take);
+            assert!(
+                parts == single,
+                "{name}, {} bytes: batches in parts",
+                bytes.len()
+            );
+        }
+    }
 }
 
 #[test]

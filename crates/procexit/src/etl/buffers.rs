@@ -9,28 +9,43 @@ use super::layout::buffer;
 use super::{xpress, EtlError, EtlErrorKind};
 use crate::decode::Cursor;
 
+/// The records region of the current buffer (`end` bytes): in the
+/// reader's own buffer when it was lent, else in ours. Apart from
+/// [`EtlFile::region`] so a batch can hold it beside the reader's counters.
+#[inline(always)]
+pub(super) fn region_of<'a, R: BufRead>(
+    reader: &'a mut R,
+    inflated: &'a [u8],
+    disk: &'a [u8],
+    use_inflated: bool,
+    lent: usize,
+    end: usize,
+) -> &'a [u8] {
+    let (all, start) = if use_inflated {
+        (inflated, 0)
+    } else if lent > 0 {
+        // Lent bytes stay in the reader until consumed: this returns them
+        // again without I/O.
+        (reader.fill_buf().unwrap_or(&[]), buffer::LEN)
+    } else {
+        (disk, buffer::LEN)
+    };
+    all.get(start..start.saturating_add(end)).unwrap_or(&[])
+}
+
 impl<R: BufRead> EtlFile<R> {
     /// The records region of the current buffer: in the reader's own
     /// buffer when it was lent, else in ours.
     #[inline(always)]
     pub(super) fn region(&mut self) -> &[u8] {
-        let (all, start) = if self.use_inflated {
-            (&self.inflated[..], 0)
-        } else if self.lent > 0 {
-            // Lent bytes stay in the reader until consumed: this returns
-            // them again without I/O.
-            (
-                match self.reader.fill_buf() {
-                    Ok(all) => all,
-                    Err(_) => &[],
-                },
-                buffer::LEN,
-            )
-        } else {
-            (&self.disk[..], buffer::LEN)
-        };
-        all.get(start..start.saturating_add(self.end))
-            .unwrap_or(&[])
+        region_of(
+            &mut self.reader,
+            &self.inflated,
+            &self.disk,
+            self.use_inflated,
+            self.lent,
+            self.end,
+        )
     }
 
     pub(super) fn buffer_error(&self, kind: EtlErrorKind) -> EtlError {
@@ -61,6 +76,7 @@ impl<R: BufRead> EtlFile<R> {
         self.buffer_offset = self.next_offset;
         self.record_index = 0;
         self.pos = 0;
+        self.fetched_to = 0;
         self.end = 0;
         self.use_inflated = false;
         self.disk_len = 0;

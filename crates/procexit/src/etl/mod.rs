@@ -47,7 +47,7 @@ pub(crate) mod xpress;
 
 use std::fmt;
 
-pub use file::{EtlFile, ReadStats};
+pub use file::{Batch, EtlFile, ReadStats};
 pub use logfile::LogfileHeader;
 pub use process::{
     read_process_events, LifecycleKind, PayloadError, ProcessEvents, ProcessItem, ProcessSummary,

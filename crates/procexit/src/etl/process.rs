@@ -201,8 +201,8 @@ impl<R: BufRead> ProcessEvents<R> {
             if self.finished {
                 return Ok(None);
             }
-            let event = match self.file.next_event() {
-                Ok(Some(event)) => event,
+            let batch = match self.file.next_batch() {
+                Ok(Some(batch)) => batch,
                 Ok(None) => {
                     self.finished = true;
                     self.tracker.finish();
@@ -214,19 +214,29 @@ impl<R: BufRead> ProcessEvents<R> {
                     return Err(e);
                 }
             };
-            self.summary.events = self.summary.events.saturating_add(1);
-            match route(&event.header) {
-                Route::Process(op) => {
-                    let item = process_item(&mut self.tracker, &mut self.summary, &event, op);
+            // Through the buffer until an event gives an item; dropping
+            // the batch then leaves the reader after that event.
+            for event in batch {
+                self.summary.events = self.summary.events.saturating_add(1);
+                match route(&event.header) {
+                    Route::Process(op) => {
+                        let item = process_item(&mut self.tracker, &mut self.summary, &event, op);
+                        self.ready.push_back(item);
+                    }
+                    Route::KernelProcess(op) => {
+                        kernel_process_item(&mut self.tracker, &mut self.summary, &event, op);
+                    }
+                    Route::Lost(_) | Route::Other => {}
+                }
+                // After the event's own item: the Kernel-Process items it decided.
+                for (exit, mut item) in self.tracker.take_released() {
+                    item.exit = exit;
                     self.ready.push_back(item);
                 }
-                Route::KernelProcess(op) => {
-                    kernel_process_item(&mut self.tracker, &mut self.summary, &event, op);
+                if !self.ready.is_empty() {
+                    break;
                 }
-                Route::Lost(_) | Route::Other => {}
             }
-            // After the event's own item: the Kernel-Process items it decided.
-            self.take_released();
         }
     }
 

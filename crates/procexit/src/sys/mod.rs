@@ -34,6 +34,9 @@ mod unsupported;
 #[cfg(not(any(target_os = "linux", windows)))]
 pub(crate) use unsupported::*;
 
+mod hint;
+pub(crate) use hint::prefetch;
+
 use crate::config::{LinuxOptions, WindowsOptions};
 use crate::monitor::Backend;
 
