@@ -76,7 +76,6 @@ impl<R: BufRead> EtlFile<R> {
         self.buffer_offset = self.next_offset;
         self.record_index = 0;
         self.pos = 0;
-        self.fetched_to = 0;
         self.end = 0;
         self.use_inflated = false;
         self.disk_len = 0;

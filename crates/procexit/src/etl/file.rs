@@ -59,8 +59,6 @@ pub struct EtlFile<R> {
     /// Bytes of the reader's own buffer that are the current buffer, read
     /// in place (0 when it was copied into `disk`); consumed before the next.
     pub(super) lent: usize,
-    /// How far past `pos` the current buffer's cache lines were prefetched.
-    pub(super) fetched_to: usize,
     /// The current buffer's records after decompression.
     pub(super) inflated: Vec<u8>,
     pub(super) use_inflated: bool,
@@ -126,7 +124,6 @@ impl<R: BufRead> EtlFile<R> {
             disk: Vec::new(),
             disk_len: 0,
             lent: 0,
-            fetched_to: 0,
             inflated: Vec::new(),
             use_inflated: false,
             pos: 0,
@@ -254,6 +251,11 @@ impl<R: BufRead> EtlFile<R> {
         if !self.settle()? {
             return Ok(None);
         }
+        Ok(Some(self.batch()))
+    }
+
+    /// The current buffer's events from the reader's position on.
+    fn batch(&mut self) -> Batch<'_> {
         let end = self.end;
         let EtlFile {
             reader,
@@ -262,22 +264,20 @@ impl<R: BufRead> EtlFile<R> {
             use_inflated,
             lent,
             pos,
-            fetched_to,
             record_index,
             stats,
             clock,
             buffer_index,
             ..
         } = self;
-        Ok(Some(Batch {
+        Batch {
             region: region_of(reader, inflated, disk, *use_inflated, *lent, end),
             clock: *clock,
             buffer_index: *buffer_index,
             pos,
-            fetched_to,
             record_index,
             stats,
-        }))
+        }
     }
 
     /// Parses the record at `pos`; when it is an event, moves past it and
@@ -285,16 +285,13 @@ impl<R: BufRead> EtlFile<R> {
     #[inline(always)]
     fn take_record(&mut self) -> Option<Record> {
         let pos = self.pos;
-        let fetched_to = self.fetched_to;
         let region = self.region();
-        let fetched_to = prefetch_ahead(region, pos, fetched_to);
-        let parsed = record::parse(region, pos);
-        self.fetched_to = fetched_to;
-        let Ok(Parsed::Record(rec)) = parsed else {
+        prefetch_ahead(region, pos);
+        let Ok(Parsed::Record(rec)) = record::parse(region, pos) else {
             return None;
         };
-        self.count_record();
-        self.pos = pos.saturating_add(rec.len.max(1));
+        self.stats.records = self.stats.records.wrapping_add(1);
+        self.pos = pos.wrapping_add(rec.len.max(1));
         Some(rec)
     }
 
@@ -302,19 +299,18 @@ impl<R: BufRead> EtlFile<R> {
     #[inline(always)]
     fn lend_record(&mut self, rec: Record) -> RawEvent<'_> {
         let record_index = self.record_index;
-        self.record_index = record_index.saturating_add(1);
+        self.record_index = record_index.wrapping_add(1);
         let (clock, buffer_index) = (self.clock, self.buffer_index);
         lend(self.region(), rec, &clock, buffer_index, record_index)
     }
 
     #[inline(never)]
     fn next_event_slow(&mut self) -> Result<Option<RawEvent<'_>>, EtlError> {
-        if self.settle()? {
-            if let Some(rec) = self.take_record() {
-                return Ok(Some(self.lend_record(rec)));
-            }
+        if !self.settle()? {
+            return Ok(None);
         }
-        Ok(None)
+        // On an event: the batch's first one.
+        Ok(self.batch().next())
     }
 
     /// Moves to the next record that is an event, past padding, skipped
@@ -398,17 +394,14 @@ impl<R: BufRead> EtlFile<R> {
     }
 }
 
-/// Prefetches the lines from `fetched_to` (or `pos`) up to [`READ_AHEAD`]
-/// bytes past `pos`; returns how far lines are now on their way.
+/// Asks for the two cache lines [`READ_AHEAD`] bytes past `pos`: a record
+/// or two further on each time, so with records of any usual size every
+/// line is asked for before the chain reaches it.
 #[inline(always)]
-fn prefetch_ahead(region: &[u8], pos: usize, fetched_to: usize) -> usize {
-    let want = pos.saturating_add(READ_AHEAD).min(region.len());
-    let mut at = fetched_to.max(pos);
-    while at < want {
-        crate::sys::prefetch(region, at);
-        at = at.saturating_add(CACHE_LINE);
-    }
-    at
+fn prefetch_ahead(region: &[u8], pos: usize) {
+    let ahead = region.as_ptr().wrapping_add(pos).wrapping_add(READ_AHEAD);
+    crate::sys::prefetch(ahead);
+    crate::sys::prefetch(ahead.wrapping_add(CACHE_LINE));
 }
 
 /// A record as the event the reader lends.
@@ -448,7 +441,6 @@ pub struct Batch<'a> {
     clock: Clock,
     buffer_index: u64,
     pos: &'a mut usize,
-    fetched_to: &'a mut usize,
     record_index: &'a mut u64,
     stats: &'a mut ReadStats,
 }
@@ -456,7 +448,10 @@ pub struct Batch<'a> {
 impl<'a> Iterator for Batch<'a> {
     type Item = RawEvent<'a>;
 
-    #[inline]
+    // Always inlined into the consumer's loop, where the event's fields
+    // stay in registers; out of line, each ~140-byte event is returned
+    // through memory and copied again.
+    #[inline(always)]
     fn next(&mut self) -> Option<RawEvent<'a>> {
         let region = self.region;
         loop {
@@ -464,13 +459,16 @@ impl<'a> Iterator for Batch<'a> {
             if pos >= region.len() {
                 return None;
             }
-            *self.fetched_to = prefetch_ahead(region, pos, *self.fetched_to);
+            prefetch_ahead(region, pos);
             let record_index = *self.record_index;
             match record::parse(region, pos) {
+                // Counts and offsets below cannot overflow: a record is at
+                // least 4 bytes of a buffer in memory, `len` at most what
+                // is left of it.
                 Ok(Parsed::Record(rec)) => {
-                    *self.record_index = record_index.saturating_add(1);
-                    self.stats.records = self.stats.records.saturating_add(1);
-                    *self.pos = pos.saturating_add(rec.len.max(1));
+                    *self.record_index = record_index.wrapping_add(1);
+                    self.stats.records = self.stats.records.wrapping_add(1);
+                    *self.pos = pos.wrapping_add(rec.len.max(1));
                     return Some(lend(
                         region,
                         rec,
@@ -480,10 +478,10 @@ impl<'a> Iterator for Batch<'a> {
                     ));
                 }
                 Ok(Parsed::Skipped { len }) => {
-                    *self.record_index = record_index.saturating_add(1);
-                    self.stats.records = self.stats.records.saturating_add(1);
-                    self.stats.skipped_records = self.stats.skipped_records.saturating_add(1);
-                    *self.pos = pos.saturating_add(len.max(1));
+                    *self.record_index = record_index.wrapping_add(1);
+                    self.stats.records = self.stats.records.wrapping_add(1);
+                    self.stats.skipped_records = self.stats.skipped_records.wrapping_add(1);
+                    *self.pos = pos.wrapping_add(len.max(1));
                 }
                 Ok(Parsed::End) => {
                     *self.pos = region.len();

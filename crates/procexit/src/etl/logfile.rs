@@ -149,6 +149,10 @@ pub(super) struct Clock {
     ticks_per_sec: Option<i128>,
     header_timestamp: i64,
     start_time: u64,
+    /// For a 100 ns clock (every recent Windows' QPC), `start_time -
+    /// header_timestamp` when it fits: a record's FILETIME is then its raw
+    /// time plus this, one 64-bit addition.
+    offset_100ns: Option<i64>,
 }
 
 impl Clock {
@@ -157,6 +161,7 @@ impl Clock {
         ticks_per_sec: None,
         header_timestamp: 0,
         start_time: 0,
+        offset_100ns: None,
     };
 
     pub(super) fn new(header: &LogfileHeader) -> Clock {
@@ -166,16 +171,35 @@ impl Clock {
             3 => i128::from(header.cpu_speed_mhz).checked_mul(1_000_000),
             _ => None,
         };
+        let ticks_per_sec = ticks_per_sec.filter(|&t| t > 0);
+        let offset_100ns = if ticks_per_sec == Some(10_000_000) {
+            i64::try_from(header.start_time)
+                .ok()
+                .and_then(|start| start.checked_sub(header.header_timestamp))
+        } else {
+            None
+        };
         Clock {
-            ticks_per_sec: ticks_per_sec.filter(|&t| t > 0),
+            ticks_per_sec,
             header_timestamp: header.header_timestamp,
             start_time: header.start_time,
+            offset_100ns,
         }
     }
 
     /// See [`LogfileHeader::filetime`].
-    #[inline]
+    #[inline(always)]
     pub(super) fn filetime(&self, raw: i64) -> Option<u64> {
+        // With no overflow in 64 bits, the same sum as the general case.
+        if let Some(ft) = self.offset_100ns.and_then(|offset| raw.checked_add(offset)) {
+            return u64::try_from(ft).ok();
+        }
+        self.filetime_scaled(raw)
+    }
+
+    /// [`filetime`](Self::filetime) in the general case.
+    #[inline(never)]
+    fn filetime_scaled(&self, raw: i64) -> Option<u64> {
         let ticks_per_sec = self.ticks_per_sec?;
         let delta = i128::from(raw).checked_sub(i128::from(self.header_timestamp))?;
         let offset = if ticks_per_sec == 10_000_000 {

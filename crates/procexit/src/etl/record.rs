@@ -86,15 +86,16 @@ pub(crate) struct Record {
 /// when it hands such events to a consumer.
 const FLAG_CLASSIC: u16 = 0x0100;
 
-/// [`layout::GROUP_GUIDS`] indexed by group, built at compile time (a bad
-/// index fails the build, never a run).
+/// [`layout::GROUP_GUIDS`] indexed by group (the zero GUID for groups
+/// without one), built at compile time (a bad index fails the build, never
+/// a run). One entry per byte value, so a lookup needs no range check.
 #[allow(clippy::indexing_slicing)]
-const GUID_BY_GROUP: [Option<Guid>; 32] = {
-    let mut table = [None; 32];
+const GUID_BY_GROUP: [Guid; 256] = {
+    let mut table = [Guid::new(0, 0, 0, [0; 8]); 256];
     let mut i = 0;
     while i < layout::GROUP_GUIDS.len() {
         let (group, guid) = layout::GROUP_GUIDS[i];
-        table[group as usize] = Some(guid);
+        table[group as usize] = guid;
         i += 1;
     }
     table
@@ -111,7 +112,6 @@ pub(crate) fn group_guid(group: u8, opcode: u8) -> Guid {
     GUID_BY_GROUP
         .get(usize::from(group))
         .copied()
-        .flatten()
         .unwrap_or(Guid::new(0, 0, 0, [0; 8]))
 }
 
@@ -210,9 +210,9 @@ fn record_size(
 /// A record's length with its padding to 8 bytes, at most `left`.
 #[inline(always)]
 fn aligned_len(size: usize, left: usize) -> usize {
-    size.checked_next_multiple_of(marker::ALIGN)
-        .unwrap_or(size)
-        .min(left)
+    // `size` is a 16-bit field: adding the padding cannot overflow.
+    const PAD: usize = marker::ALIGN - 1;
+    (size.wrapping_add(PAD) & !PAD).min(left)
 }
 
 /// Parses the record at `pos` of `region` (the records of one buffer).
@@ -250,7 +250,9 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
     }
     let top = (mark >> 24) as u8;
     let htype = (mark >> 16) as u8;
-    let abs = |start: usize, end: usize| pos.saturating_add(start)..pos.saturating_add(end);
+    // Offsets inside a record are under 64 KiB and `pos` is an offset into
+    // a slice, so the sums cannot overflow.
+    let abs = |start: usize, end: usize| pos.wrapping_add(start)..pos.wrapping_add(end);
 
     if top & marker::TRACE_HEADER != marker::TRACE_HEADER {
         if top & marker::MESSAGE_MASK == marker::MESSAGE {
@@ -295,15 +297,16 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             let size = record_size(head, left, system::SIZE, header_len)?;
             let opcode = u8_at(head, system::OPCODE);
             let group = u8_at(head, system::GROUP);
-            let (pid, tid, time_at) = if kind == HeaderKind::PerfInfo {
-                (None, None, system::PERFINFO_TIME)
-            } else {
-                (
-                    Some(u32_at(head, system::PROCESS_ID)),
-                    Some(u32_at(head, system::THREAD_ID)),
-                    system::TIME,
-                )
-            };
+            // Both layouts read, one kept: kernel traces interleave these
+            // kinds, and a select costs less than a mispredicted branch.
+            let perfinfo = kind == HeaderKind::PerfInfo;
+            let (system_time, perfinfo_time) = (
+                u64_at(head, system::TIME),
+                u64_at(head, system::PERFINFO_TIME),
+            );
+            let time = if perfinfo { perfinfo_time } else { system_time };
+            let pid = (!perfinfo).then_some(u32_at(head, system::PROCESS_ID));
+            let tid = (!perfinfo).then_some(u32_at(head, system::THREAD_ID));
             let mut header = EventHeader::new(
                 group_guid(group, opcode),
                 opcode,
@@ -315,7 +318,7 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             header.flags = FLAG_CLASSIC | width_flag(pointer);
             Ok(Parsed::Record(Record {
                 header,
-                place: place(kind, htype, Some(group), u64_at(head, time_at)),
+                place: place(kind, htype, Some(group), time),
                 payload: abs(header_len, size),
                 extended: abs(base_len, header_len),
                 len: aligned_len(size, left),
