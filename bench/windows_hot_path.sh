@@ -38,16 +38,17 @@ print("| what | figure |")
 print("|---|---:|")
 print("\n".join(out))
 print()
-print("| trace | file MB | compressed | events | read MB/s | events/s | copy MB/s | read ÷ copy time | decompressed MB | read MB/s of decompressed data |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| trace | file MB | compressed | events | read MB/s | events/s | copy MB/s | read ÷ copy time | next_event ÷ copy time | decompressed MB | read MB/s of decompressed data |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name, (size, count, kind, inflated) in sorted(events.items()):
     try:
         r = mean_ns("etl_reader", "read", name)
         c = mean_ns("etl_reader", "copy", name)
+        e = mean_ns("etl_reader", "next_event", name)
     except FileNotFoundError:
         continue
     print(f"| {name} | {size / 1e6:.2f} | {'yes' if kind == 'compressed' else 'no'} | {count} | "
-          f"{size / r * 1e3:,.0f} | {count / r * 1e9:,.0f} | {size / c * 1e3:,.0f} | {r / c:.1f} | "
+          f"{size / r * 1e3:,.0f} | {count / r * 1e9:,.0f} | {size / c * 1e3:,.0f} | {r / c:.2f} | {e / c:.2f} | "
           + (f"{inflated / 1e6:.2f} | {inflated / r * 1e3:,.0f} |" if inflated else "- | - |"))
 PY
 )

@@ -8,14 +8,17 @@
 //!   in memory with its header, to the exit tracker as the real-time ETW
 //!   callback does (route, decode, track; it receives decoded record headers
 //!   from Windows, not a file): the per-event cost of the live hot path.
-//!   `read` runs the raw record reader alone over the trace file and
+//!   `read` runs the raw record reader alone over the trace file (by
+//!   batches, every event handed to `black_box`) and
 //!   `read+decode+merge` the `.etl` path (`ProcessEvents`: reader, decoder,
 //!   tracker, and an item with an owned copy of each payload);
-//! - `etl_reader/<trace>`: each trace read from memory, record by record
-//!   (bytes per second of file; the trace's event count and, for compressed
-//!   traces, the bytes its buffers inflate to are printed, so events and
-//!   decompressed bytes per second follow), beside copying the same bytes
-//!   (`copy`).
+//! - `etl_reader/<trace>`: each trace read from memory (bytes per second of
+//!   file; the trace's event count and, for compressed traces, the bytes its
+//!   buffers inflate to are printed, so events and decompressed bytes per
+//!   second follow): `read` by batches ([`EtlFile::next_batch`], as
+//!   `ProcessEvents` reads), `next_event` one call per event, each event
+//!   handed whole to `black_box` so none of its fields can be left
+//!   uncomputed; beside copying the same bytes (`copy`).
 
 use std::path::PathBuf;
 
@@ -116,19 +119,23 @@ fn process_events(c: &mut Criterion) {
                 };
                 if let Ok(Some(exit)) = tracker.on_event(&view) {
                     exits += 1;
-                    std::hint::black_box(exit);
+                    black_box(exit);
                 }
             }
             assert_eq!(exits, 4000);
             exits
         })
     });
+    // By batches, as `ProcessEvents` reads.
     group.bench_function("read", |b| {
         b.iter(|| {
             let mut file = EtlFile::new(&trace[..]).unwrap();
             let mut n = 0u64;
-            while let Ok(Some(_)) = file.next_event() {
-                n += 1;
+            while let Ok(Some(batch)) = file.next_batch() {
+                for event in batch {
+                    black_box(&event);
+                    n += 1;
+                }
             }
             assert_eq!(n, events + 1); // and the logfile header
             n
