@@ -1017,4 +1017,18 @@ fn not_an_etl_file_is_a_typed_error() {
     fake[79] = 3;
     let e = EtlFile::new(&fake[..]).unwrap_err();
     assert_eq!(e.kind, EtlErrorKind::NotEtl);
+
+    // A logfile header record (group 0, opcode 0) with one extra header
+    // word and 8 bytes of payload: too short, and the error is placed where
+    // the payload runs out, after the buffer header (72), the 32-byte
+    // kernel header, its extra word (8) and the 8 bytes.
+    fake[72..76].copy_from_slice(&0xc002_0102u32.to_le_bytes());
+    fake[76..78].copy_from_slice(&(32u16 + 8 + 8).to_le_bytes());
+    fake[78] = 0;
+    fake[79] = 0;
+    let e = EtlFile::new(&fake[..]).unwrap_err();
+    let EtlErrorKind::LogfileHeader(_) = e.kind else {
+        panic!("{e:?}");
+    };
+    assert_eq!(e.offset, 72 + 32 + 8 + 8, "{e:?}");
 }

@@ -3,13 +3,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::ops::Range;
 use std::path::Path;
 
 use super::buffers::{io_error, region_of};
-use super::layout::{buffer, header_type as ht};
+use super::layout::{buffer, header_type as ht, system};
 use super::logfile::{Clock, LogfileHeader};
 use super::record::{self, Parsed, Record, RecordError};
-use super::{EtlError, EtlErrorKind, RawEvent};
+use super::{EtlError, EtlErrorKind, EventHeader, RawEvent, RecordPlace};
 use crate::decode::PointerSize;
 
 /// How far past the record being parsed the reader asks for the buffer's
@@ -154,24 +155,29 @@ impl<R: BufRead> EtlFile<R> {
                 ..not_etl(&etl)
             });
         }
-        let rec = match record::parse(etl.region(), 0) {
-            Ok(Parsed::Record(rec)) => rec,
+        let (parsed, payload_start) = match record::parse(etl.region(), 0) {
+            Ok(Parsed::Record(rec))
+                if matches!(rec.place.header_type, ht::SYSTEM32 | ht::SYSTEM64)
+                    && rec.place.group == Some(0)
+                    && rec.header.opcode == 0 =>
+            {
+                let parsed = LogfileHeader::parse(
+                    rec.payload,
+                    rec.header.pointer_size,
+                    rec.place.timestamp_raw,
+                );
+                // A kernel header of no extra words: the payload follows it.
+                (
+                    parsed,
+                    system::SYSTEM_LEN.saturating_add(rec.extended.len()),
+                )
+            }
             _ => return Err(not_etl(&etl)),
-        };
-        if !matches!(rec.place.header_type, ht::SYSTEM32 | ht::SYSTEM64)
-            || rec.place.group != Some(0)
-            || rec.header.opcode != 0
-        {
-            return Err(not_etl(&etl));
-        }
-        let parsed = {
-            let payload = etl.region().get(rec.payload.clone()).unwrap_or(&[]);
-            LogfileHeader::parse(payload, rec.header.pointer_size, rec.place.timestamp_raw)
         };
         etl.header = parsed.map_err(|e| EtlError {
             kind: EtlErrorKind::LogfileHeader(e.kind),
             offset: (buffer::LEN as u64)
-                .saturating_add(rec.payload.start as u64)
+                .saturating_add(payload_start as u64)
                 .saturating_add(e.offset as u64),
             ..not_etl(&etl)
         })?;
@@ -211,15 +217,19 @@ impl<R: BufRead> EtlFile<R> {
     /// event.
     #[inline]
     pub fn next_event(&mut self) -> Result<Option<RawEvent<'_>>, EtlError> {
-        // The common case, a record inside the current buffer, is inlined
-        // into the caller's loop; buffer ends, skipped kinds and damage
-        // take the out-of-line path.
+        // The common case, an event inside the current buffer, parses once
+        // and is inlined into the caller's loop; buffer ends, skipped kinds
+        // and damage move the reader on first.
         if self.pos < self.end && !self.done {
-            if let Some(rec) = self.take_record() {
-                return Ok(Some(self.lend_record(rec)));
+            if let Some(located) = self.take_located() {
+                return Ok(Some(self.lend_located(located)));
             }
         }
-        self.next_event_slow()
+        if !self.settle()? {
+            return Ok(None);
+        }
+        // On an event: the batch's first one.
+        Ok(self.batch().next())
     }
 
     /// The events of the current buffer from the next one on: an iterator
@@ -281,36 +291,51 @@ impl<R: BufRead> EtlFile<R> {
     }
 
     /// Parses the record at `pos`; when it is an event, moves past it and
-    /// returns it. Anything else leaves the reader where it was.
+    /// returns it with its data as offsets into the region (so the reader
+    /// is free to move on before lending it). Anything else leaves the
+    /// reader where it was.
     #[inline(always)]
-    fn take_record(&mut self) -> Option<Record> {
+    fn take_located(&mut self) -> Option<Located> {
         let pos = self.pos;
         let region = self.region();
         prefetch_ahead(region, pos);
         let Ok(Parsed::Record(rec)) = record::parse(region, pos) else {
             return None;
         };
+        let base = region.as_ptr() as usize;
+        // Both slices lie in `region`: their addresses less its own are
+        // their offsets in it.
+        let at = |part: &[u8]| {
+            let start = (part.as_ptr() as usize).wrapping_sub(base);
+            start..start.wrapping_add(part.len())
+        };
+        let located = Located {
+            header: rec.header,
+            place: rec.place,
+            payload: at(rec.payload),
+            extended: at(rec.extended),
+        };
+        let len = rec.len.max(1);
         self.stats.records = self.stats.records.wrapping_add(1);
-        self.pos = pos.wrapping_add(rec.len.max(1));
-        Some(rec)
+        self.pos = pos.wrapping_add(len);
+        Some(located)
     }
 
-    /// The event of a record [`take_record`](Self::take_record) returned.
+    /// The event of a record [`take_located`](Self::take_located) returned.
     #[inline(always)]
-    fn lend_record(&mut self, rec: Record) -> RawEvent<'_> {
+    fn lend_located(&mut self, located: Located) -> RawEvent<'_> {
         let record_index = self.record_index;
         self.record_index = record_index.wrapping_add(1);
         let (clock, buffer_index) = (self.clock, self.buffer_index);
-        lend(self.region(), rec, &clock, buffer_index, record_index)
-    }
-
-    #[inline(never)]
-    fn next_event_slow(&mut self) -> Result<Option<RawEvent<'_>>, EtlError> {
-        if !self.settle()? {
-            return Ok(None);
-        }
-        // On an event: the batch's first one.
-        Ok(self.batch().next())
+        let region = self.region();
+        let rec = Record {
+            header: located.header,
+            place: located.place,
+            payload: region.get(located.payload).unwrap_or(&[]),
+            extended: region.get(located.extended).unwrap_or(&[]),
+            len: 0,
+        };
+        lend(rec, &clock, buffer_index, record_index)
     }
 
     /// Moves to the next record that is an event, past padding, skipped
@@ -404,15 +429,17 @@ fn prefetch_ahead(region: &[u8], pos: usize) {
     crate::sys::prefetch(ahead.wrapping_add(CACHE_LINE));
 }
 
+/// A parsed record whose data is given as offsets into the records region.
+struct Located {
+    header: EventHeader,
+    place: RecordPlace,
+    payload: Range<usize>,
+    extended: Range<usize>,
+}
+
 /// A record as the event the reader lends.
 #[inline(always)]
-fn lend<'a>(
-    region: &'a [u8],
-    rec: Record,
-    clock: &Clock,
-    buffer_index: u64,
-    record_index: u64,
-) -> RawEvent<'a> {
+fn lend<'a>(rec: Record<'a>, clock: &Clock, buffer_index: u64, record_index: u64) -> RawEvent<'a> {
     let Record {
         mut header,
         mut place,
@@ -425,8 +452,8 @@ fn lend<'a>(
     place.record_index = record_index;
     RawEvent {
         header,
-        payload: region.get(payload).unwrap_or(&[]),
-        extended: region.get(extended).unwrap_or(&[]),
+        payload,
+        extended,
         place,
     }
 }
@@ -469,13 +496,7 @@ impl<'a> Iterator for Batch<'a> {
                     *self.record_index = record_index.wrapping_add(1);
                     self.stats.records = self.stats.records.wrapping_add(1);
                     *self.pos = pos.wrapping_add(rec.len.max(1));
-                    return Some(lend(
-                        region,
-                        rec,
-                        &self.clock,
-                        self.buffer_index,
-                        record_index,
-                    ));
+                    return Some(lend(rec, &self.clock, self.buffer_index, record_index));
                 }
                 Ok(Parsed::Skipped { len }) => {
                     *self.record_index = record_index.wrapping_add(1);

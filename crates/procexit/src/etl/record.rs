@@ -1,9 +1,6 @@
-//! One record inside a buffer: its header kind, identity, time and the byte
-//! ranges of its payload and extended data. Works on the records region of
-//! one (decompressed) buffer and returns ranges, not slices, so the reader
-//! can keep its buffer mutable between events.
-
-use std::ops::Range;
+//! One record inside a buffer: its header kind, identity, time, its
+//! payload and extended data, and its length. Works on the records region
+//! of one (decompressed) buffer.
 
 use super::layout::{self, classic, event, header_type as ht, marker, message, system};
 use super::RecordPlace;
@@ -59,25 +56,25 @@ pub(crate) enum RecordError {
 
 /// What [`parse`] found at a record offset.
 #[derive(Debug, Clone)]
-pub(crate) enum Parsed {
+pub(crate) enum Parsed<'a> {
     /// The tail of the buffer is padding: no more records.
     End,
     /// A record of a kind we do not decode (WPP message, timed, error,
     /// WNODE): skipped. `len` is its aligned length.
     Skipped { len: usize },
     /// A record.
-    Record(Record),
+    Record(Record<'a>),
 }
 
-/// A decoded record header; ranges index the records region. The header's
-/// time and the place's buffer and record indexes are left for the reader
-/// to fill in.
+/// A decoded record header with its data, borrowed from the records
+/// region. The header's time and the place's buffer and record indexes are
+/// left for the reader to fill in.
 #[derive(Debug, Clone)]
-pub(crate) struct Record {
+pub(crate) struct Record<'a> {
     pub header: EventHeader,
     pub place: RecordPlace,
-    pub payload: Range<usize>,
-    pub extended: Range<usize>,
+    pub payload: &'a [u8],
+    pub extended: &'a [u8],
     /// Length including the padding to 8 bytes.
     pub len: usize,
 }
@@ -225,7 +222,7 @@ fn aligned_len(size: usize, left: usize) -> usize {
 /// are copied into a zeroed array first; what lies past the record is never
 /// read, since each header fits the record's checked size.
 #[inline(always)]
-pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
+pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed<'_>, RecordError> {
     let rest = region.get(pos..).unwrap_or(&[]);
     let left = rest.len();
     let short: [u8; HEAD];
@@ -250,9 +247,9 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
     }
     let top = (mark >> 24) as u8;
     let htype = (mark >> 16) as u8;
-    // Offsets inside a record are under 64 KiB and `pos` is an offset into
-    // a slice, so the sums cannot overflow.
-    let abs = |start: usize, end: usize| pos.wrapping_add(start)..pos.wrapping_add(end);
+    // Bytes `start..end` of the record; every caller has checked that
+    // `end` is at most the record's size, itself at most `left`.
+    let bytes = |start: usize, end: usize| rest.get(start..end).unwrap_or(&[]);
 
     if top & marker::TRACE_HEADER != marker::TRACE_HEADER {
         if top & marker::MESSAGE_MASK == marker::MESSAGE {
@@ -319,8 +316,8 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             Ok(Parsed::Record(Record {
                 header,
                 place: place(kind, htype, Some(group), time),
-                payload: abs(header_len, size),
-                extended: abs(base_len, header_len),
+                payload: bytes(header_len, size),
+                extended: bytes(base_len, header_len),
                 len: aligned_len(size, left),
             }))
         }
@@ -343,8 +340,8 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             Ok(Parsed::Record(Record {
                 header,
                 place: place(kind, htype, None, u64_at(head, classic::TIME)),
-                payload: abs(header_len, size),
-                extended: abs(header_len, header_len),
+                payload: bytes(header_len, size),
+                extended: bytes(header_len, header_len),
                 len: aligned_len(size, left),
             }))
         }
@@ -374,8 +371,8 @@ pub(crate) fn parse(region: &[u8], pos: usize) -> Result<Parsed, RecordError> {
             Ok(Parsed::Record(Record {
                 header,
                 place: place(HeaderKind::Event, htype, None, u64_at(head, event::TIME)),
-                payload: abs(data_start, size),
-                extended: abs(event::LEN, data_start),
+                payload: bytes(data_start, size),
+                extended: bytes(event::LEN, data_start),
                 len: aligned_len(size, left),
             }))
         }
@@ -417,11 +414,18 @@ mod tests {
     use super::*;
     use crate::decode::{KERNEL_PROCESS_GUID, PROCESS_GUID};
 
-    fn record(parsed: Result<Parsed, RecordError>) -> Record {
+    fn record(parsed: Result<Parsed<'_>, RecordError>) -> Record<'_> {
         match parsed {
             Ok(Parsed::Record(r)) => r,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Where `part` lies in `all`.
+    #[allow(clippy::arithmetic_side_effects)]
+    fn span(all: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+        let start = part.as_ptr() as usize - all.as_ptr() as usize;
+        start..start + part.len()
     }
 
     #[test]
@@ -444,8 +448,8 @@ mod tests {
             (Some(9), Some(7), 1234)
         );
         assert_eq!(r.header.pointer_size, PointerSize::Eight);
-        assert_eq!(r.payload, 40..50);
-        assert_eq!(r.extended, 32..40);
+        assert_eq!(span(&d, r.payload), 40..50);
+        assert_eq!(span(&d, r.extended), 32..40);
         assert_eq!(r.len, 56);
         // Opcode 10 of the process group is an image load.
         assert_ne!(group_guid(3, 10), PROCESS_GUID);
@@ -471,8 +475,8 @@ mod tests {
         let r = record(parse(&d, 0));
         assert_eq!(r.header.provider, KERNEL_PROCESS_GUID);
         assert_eq!(r.header.event_id, 2);
-        assert_eq!(r.extended, 80..120);
-        assert_eq!(r.payload, 120..126);
+        assert_eq!(span(&d, r.extended), 80..120);
+        assert_eq!(span(&d, r.payload), 120..126);
 
         // An item that runs past the record is an error, not a panic.
         d[96..98].copy_from_slice(&400u16.to_le_bytes());
@@ -493,7 +497,10 @@ mod tests {
         // With the item inside the record, the same bytes parse.
         d[80..82].copy_from_slice(&8u16.to_le_bytes());
         let r = record(parse(&d, 0));
-        assert_eq!((r.extended, r.payload), (80..88, 88..88));
+        assert_eq!(
+            (span(&d, r.extended), span(&d, r.payload)),
+            (80..88, 88..88)
+        );
     }
 
     #[test]
