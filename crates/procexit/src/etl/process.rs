@@ -226,7 +226,8 @@ impl<R: BufRead> ProcessEvents<R> {
                     Route::KernelProcess(op) => {
                         kernel_process_item(&mut self.tracker, &mut self.summary, &event, op);
                     }
-                    Route::Lost(_) | Route::Other => {}
+                    // Most events: nothing for the tracker, nothing released.
+                    Route::Lost(_) | Route::Other => continue,
                 }
                 // After the event's own item: the Kernel-Process items it decided.
                 for (exit, mut item) in self.tracker.take_released() {
