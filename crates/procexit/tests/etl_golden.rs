@@ -809,6 +809,24 @@ fn corrupt_compressed_buffer_is_skipped() {
     assert!(seen.len() >= after.len());
 }
 
+/// `original`, then `rounds` pairs of copies: one with `flips` bytes
+/// flipped, one cut short; `state` drives the choices.
+fn damaged_variants(original: &[u8], rounds: usize, flips: usize, state: &mut u64) -> Vec<Vec<u8>> {
+    let mut variants = vec![original.to_vec()];
+    for _ in 0..rounds {
+        let mut bent = original.to_vec();
+        for _ in 0..flips {
+            *state = xorshift(*state);
+            let at = (*state % bent.len() as u64) as usize;
+            bent[at] ^= (*state >> 56) as u8 | 1;
+        }
+        variants.push(bent);
+        *state = xorshift(*state);
+        variants.push(original[..(*state % original.len() as u64) as usize].to_vec());
+    }
+    variants
+}
+
 /// One event of a transcript: header, place, payload and extended bytes.
 fn event_line(ev: &procexit::etl::RawEvent<'_>) -> String {
     let mut bytes = DefaultHasher::new();
@@ -884,18 +902,7 @@ fn batches_hand_out_what_next_event_does() {
     for path in traces(&dir) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let original = std::fs::read(&path).unwrap();
-        let mut variants = vec![original.clone()];
-        for _ in 0..6 {
-            let mut bent = original.clone();
-            for _ in 0..3 {
-                state = xorshift(state);
-                let at = (state % bent.len() as u64) as usize;
-                bent[at] ^= (state >> 56) as u8 | 1;
-            }
-            variants.push(bent);
-            state = xorshift(state);
-            variants.push(original[..(state % original.len() as u64) as usize].to_vec());
-        }
+        let variants = damaged_variants(&original, 6, 3, &mut state);
         for bytes in &variants {
             let single = transcript(EtlFile::new(&bytes[..]));
             let whole = batch_transcript(EtlFile::new(&bytes[..]), || usize::MAX);
@@ -933,16 +940,7 @@ fn buffers_read_in_place_or_copied_give_the_same_events() {
         "sawbuck_process_data_32_v1.etl",
     ] {
         let original = load(&dir, name);
-        let mut variants = vec![original.clone()];
-        for _ in 0..3 {
-            state = xorshift(state);
-            let mut bent = original.clone();
-            let at = (state % bent.len() as u64) as usize;
-            bent[at] ^= (state >> 56) as u8 | 1;
-            variants.push(bent);
-            state = xorshift(state);
-            variants.push(original[..(state % original.len() as u64) as usize].to_vec());
-        }
+        let variants = damaged_variants(&original, 3, 1, &mut state);
         for bytes in &variants {
             let lent = transcript(EtlFile::new(&bytes[..]));
             for capacity in [1, 4096, 70_000, 1 << 16, 1 << 20] {
