@@ -166,7 +166,8 @@ impl<R: BufRead> EtlFile<R> {
                     rec.header.pointer_size,
                     rec.place.timestamp_raw,
                 );
-                // A kernel header of no extra words: the payload follows it.
+                // The payload follows the 32-byte kernel header and its
+                // extra words (the extended bytes).
                 (
                     parsed,
                     system::SYSTEM_LEN.saturating_add(rec.extended.len()),

@@ -10,8 +10,8 @@ pub(crate) fn prefetch(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing into the program, writes nothing
     // and never faults, whatever the address; SSE, which the instruction
-    // needs, is part of every x86_64 target. (`unsafe` for Rust before
-    // 1.87, where the intrinsic was not yet a safe function.)
+    // needs, is part of every x86_64 target. (The intrinsic is an `unsafe
+    // fn` in Rust 1.95 and a safe one in newer releases, hence the allow.)
     #[allow(unsafe_code, unused_unsafe)]
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
