@@ -74,6 +74,8 @@ impl<R: BufRead> EtlFile<R> {
             self.lent = 0;
         }
         self.buffer_offset = self.next_offset;
+        // The finished buffer's records join the count (see `stats`).
+        self.stats.records = self.stats.records.saturating_add(self.record_index);
         self.record_index = 0;
         self.pos = 0;
         self.end = 0;

@@ -194,7 +194,12 @@ impl<R: BufRead> EtlFile<R> {
 
     /// Counters so far.
     pub fn stats(&self) -> ReadStats {
-        self.stats
+        // Every record read takes one index in its buffer: the current
+        // buffer's are counted here, not one by one.
+        ReadStats {
+            records: self.stats.records.saturating_add(self.record_index),
+            ..self.stats
+        }
     }
 
     /// Bytes of the file consumed so far (for progress).
@@ -317,7 +322,6 @@ impl<R: BufRead> EtlFile<R> {
             extended: at(rec.extended),
         };
         let len = rec.len.max(1);
-        self.stats.records = self.stats.records.wrapping_add(1);
         self.pos = pos.wrapping_add(len);
         Some(located)
     }
@@ -354,7 +358,6 @@ impl<R: BufRead> EtlFile<R> {
                     Ok(Parsed::Record(_)) => return Ok(true),
                     Ok(Parsed::End) => self.pos = self.end,
                     Ok(Parsed::Skipped { len, .. }) => {
-                        self.count_record();
                         self.stats.skipped_records = self.stats.skipped_records.saturating_add(1);
                         self.record_index = self.record_index.saturating_add(1);
                         self.pos = self.pos.saturating_add(len.max(1));
@@ -390,10 +393,6 @@ impl<R: BufRead> EtlFile<R> {
                 }
             }
         }
-    }
-
-    fn count_record(&mut self) {
-        self.stats.records = self.stats.records.saturating_add(1);
     }
 
     fn record_error(&self, e: RecordError, at: usize) -> EtlError {
@@ -495,13 +494,11 @@ impl<'a> Iterator for Batch<'a> {
                 // is left of it.
                 Ok(Parsed::Record(rec)) => {
                     *self.record_index = record_index.wrapping_add(1);
-                    self.stats.records = self.stats.records.wrapping_add(1);
                     *self.pos = pos.wrapping_add(rec.len.max(1));
                     return Some(lend(rec, &self.clock, self.buffer_index, record_index));
                 }
                 Ok(Parsed::Skipped { len }) => {
                     *self.record_index = record_index.wrapping_add(1);
-                    self.stats.records = self.stats.records.wrapping_add(1);
                     self.stats.skipped_records = self.stats.skipped_records.wrapping_add(1);
                     *self.pos = pos.wrapping_add(len.max(1));
                 }
