@@ -206,7 +206,7 @@ impl<R: BufRead> ProcessEvents<R> {
                 Ok(None) => {
                     self.finished = true;
                     self.tracker.finish();
-                    self.take_released();
+                    take_released(&mut self.tracker, &mut self.ready);
                     continue;
                 }
                 Err(e) => {
@@ -229,22 +229,13 @@ impl<R: BufRead> ProcessEvents<R> {
                     // Most events: nothing for the tracker, nothing released.
                     Route::Lost(_) | Route::Other => continue,
                 }
-                // After the event's own item: the Kernel-Process items it decided.
-                for (exit, mut item) in self.tracker.take_released() {
-                    item.exit = exit;
-                    self.ready.push_back(item);
-                }
+                // After the event's own item: the Kernel-Process items it
+                // decided. (Fields, not `self`: the batch holds the reader.)
+                take_released(&mut self.tracker, &mut self.ready);
                 if !self.ready.is_empty() {
                     break;
                 }
             }
-        }
-    }
-
-    fn take_released(&mut self) {
-        for (exit, mut item) in self.tracker.take_released() {
-            item.exit = exit;
-            self.ready.push_back(item);
         }
     }
 }
@@ -254,6 +245,15 @@ impl<R: BufRead> Iterator for ProcessEvents<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_item().transpose()
+    }
+}
+
+/// Moves the items the tracker decided since the last call to `ready`,
+/// each with its exit record.
+fn take_released(tracker: &mut EtwExitTracker<ProcessItem>, ready: &mut VecDeque<ProcessItem>) {
+    for (exit, mut item) in tracker.take_released() {
+        item.exit = exit;
+        ready.push_back(item);
     }
 }
 
