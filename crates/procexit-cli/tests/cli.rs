@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{connector_usable, is_root, procexit, skip, strict};
+use common::{connector_bind_as, connector_usable, is_root, procexit, skip, strict, AS_NOBODY};
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
 /// the processes of one test even when tests run in parallel.
@@ -397,21 +397,18 @@ fn bad_flag_values_are_one_line_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
 }
 
+/// As `nobody`, `watch` delivers through the connector alone where the
+/// running kernel lets unprivileged processes listen, and otherwise fails
+/// with one line and status 2 that says what to do. Which of the two this
+/// kernel does is probed first, independently of procexit.
 #[test]
-fn watch_works_unprivileged_on_this_kernel() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+fn watch_unprivileged_matches_what_this_kernel_allows() {
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
-    if !root || !setpriv {
-        assert!(
-            !strict(),
-            "PROCEXIT_STRICT_SKIPS=1 but this test needs root and setpriv"
-        );
-        eprintln!("SKIPPED: needs root (to drop to nobody) and setpriv");
+    if !is_root() || !setpriv {
+        skip("needs root (to drop to nobody) and setpriv");
         return;
     }
+    let allowed = connector_bind_as(&AS_NOBODY);
     // A copy in a world-readable place: the build tree may sit under a
     // directory that `nobody` cannot enter.
     let dir = std::env::temp_dir().join(format!("procexit-cli-{}", std::process::id()));
@@ -421,7 +418,7 @@ fn watch_works_unprivileged_on_this_kernel() {
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut watch = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(AS_NOBODY)
         .arg(&exe)
         .args([
             "watch", "--json", "--count", "1", "--failed", "--name", "pxunpriv",
@@ -432,36 +429,56 @@ fn watch_works_unprivileged_on_this_kernel() {
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
     let shell = renamed_shell("pxunpriv");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
     let producer = std::thread::spawn(move || {
         for _ in 0..50 {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
             let _ = Command::new(&shell)
                 .args(["-c", "sleep 0.05; exit 12"])
                 .status();
         }
     });
-    let mut lines = BufReader::new(stdout).lines();
-    let line = match lines.next() {
-        Some(Ok(line)) => line,
-        other => {
-            let out = watch.wait_with_output().unwrap();
-            panic!(
-                "no line ({other:?}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    };
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["exit_code"], 12);
-    // Without root there is no taskstats and no eBPF: the connector alone.
-    assert_eq!(v["source"], "linux-connector");
+    let first_line = BufReader::new(stdout).lines().next();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let out = watch.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("source linux-connector"));
     producer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match allowed {
+        Ok(()) => {
+            let line = match first_line {
+                Some(Ok(line)) => line,
+                other => panic!("the kernel lets nobody listen, but no line ({other:?}): {stderr}"),
+            };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["exit_code"], 12);
+            // Without root there is no taskstats and no eBPF: the connector alone.
+            assert_eq!(v["source"], "linux-connector");
+            assert!(out.status.success(), "{stderr}");
+            assert!(stderr.contains("source linux-connector"), "{stderr}");
+        }
+        Err(errno) => {
+            assert_eq!(errno, 1, "the probe's bind failed with an unexpected errno");
+            assert!(
+                first_line.is_none(),
+                "a line although the kernel refuses nobody"
+            );
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+            // Says what to do, and claims no kernel version it did not check.
+            assert!(
+                stderr.contains("CAP_NET_ADMIN") && stderr.contains("os error 1"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("before 6.6"), "{stderr}");
+        }
+    }
 
     // Forcing eBPF without the right: one line saying what is missing.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(AS_NOBODY)
         .arg(&exe)
         .args(["watch", "--source", "ebpf"])
         .output()

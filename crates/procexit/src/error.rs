@@ -7,11 +7,14 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Linux: the process connector refused us. Kernels before 6.6 require
-    /// CAP_NET_ADMIN to listen.
+    /// Linux: the kernel refused this process as a process connector
+    /// listener. Whether unprivileged processes may listen depends on the
+    /// kernel's build and version; where they may not, CAP_NET_ADMIN is
+    /// needed.
     #[error(
-        "the Linux process connector refused to listen (os error {code}): kernels before 6.6 \
-         need CAP_NET_ADMIN, run with sudo"
+        "the kernel refused this process as a listener of the Linux process connector (os \
+         error {code}): this kernel lets only processes with CAP_NET_ADMIN listen; run as root \
+         (sudo), or give procexit CAP_NET_ADMIN (as packaging/procexit.service does)"
     )]
     ConnectorPermission {
         /// errno (EPERM = 1).
