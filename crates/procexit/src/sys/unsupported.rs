@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
+use crate::backend::Running;
 use crate::error::{Error, Result};
 use crate::event::ProcessExit;
-use crate::monitor::Running;
 use crate::queue::Sink;
 use crate::sys::Config;
 

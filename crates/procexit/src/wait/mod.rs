@@ -4,7 +4,12 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::event::ProcessExit;
-use crate::sys;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(not(target_os = "linux"))]
+use crate::sys::Waiter;
+#[cfg(target_os = "linux")]
+use linux::Waiter;
 
 /// A set of processes to wait for. Exits come back one at a time, in the
 /// order the processes end.
@@ -26,7 +31,7 @@ use crate::sys;
 /// # Ok::<(), procexit::Error>(())
 /// ```
 pub struct WaitSet {
-    inner: sys::Waiter,
+    inner: Waiter,
     remaining: Vec<u32>,
 }
 
@@ -46,7 +51,7 @@ impl WaitSet {
         remaining.sort_unstable();
         remaining.dedup();
         Ok(WaitSet {
-            inner: sys::Waiter::new(&remaining)?,
+            inner: Waiter::new(&remaining)?,
             remaining,
         })
     }
