@@ -6,7 +6,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{connector_bind_as, connector_usable, is_root, procexit, skip, strict, AS_NOBODY};
+use common::{
+    binary_for_nobody, connector_bind_as, connector_usable, is_root, procexit, skip, strict,
+    AS_NOBODY,
+};
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
 /// the processes of one test even when tests run in parallel.
@@ -409,14 +412,7 @@ fn watch_unprivileged_matches_what_this_kernel_allows() {
         return;
     }
     let allowed = connector_bind_as(&AS_NOBODY);
-    // A copy in a world-readable place: the build tree may sit under a
-    // directory that `nobody` cannot enter.
-    let dir = std::env::temp_dir().join(format!("procexit-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("procexit-unprivileged");
-    std::fs::copy(env!("CARGO_BIN_EXE_procexit"), &exe).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exe = binary_for_nobody("procexit-unprivileged");
     let mut watch = Command::new("setpriv")
         .args(AS_NOBODY)
         .arg(&exe)
@@ -489,6 +485,78 @@ fn watch_unprivileged_matches_what_this_kernel_allows() {
         stderr.contains("eBPF source needs root") && stderr.contains("CAP_BPF and CAP_PERFMON"),
         "{stderr}"
     );
+}
+
+/// As `nobody`, `wait` on another user's process reports its end: with the
+/// connector's record where the kernel lets `nobody` listen, else from the
+/// pidfd alone (one stderr line says so), with the status where the kernel
+/// keeps it and a plain "unknown" (status 3) where it does not.
+#[test]
+fn wait_unprivileged_matches_what_this_kernel_allows() {
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !is_root() || !setpriv {
+        skip("needs root (to drop to nobody) and setpriv");
+        return;
+    }
+    let allowed = connector_bind_as(&AS_NOBODY);
+    let exe = binary_for_nobody("procexit-wait-unprivileged");
+    // Root's process, which nobody may not signal or trace.
+    let mut target = Command::new("sh")
+        .args(["-c", "read -r line; exit 7"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait = Command::new("setpriv")
+        .args(AS_NOBODY)
+        .arg(&exe)
+        .args([
+            "wait",
+            "--json",
+            "--timeout",
+            "20s",
+            &target.id().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the waiter time to start before the process ends.
+    std::thread::sleep(Duration::from_millis(500));
+    use std::io::Write;
+    target.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert_eq!(target.wait().unwrap().code(), Some(7));
+    let out = wait.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match allowed {
+        Ok(()) => {
+            assert_eq!(out.status.code(), Some(7), "{stderr}");
+            let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert_eq!(v["exit_code"], 7);
+            assert_eq!(v["source"], "linux-connector");
+        }
+        Err(_) => {
+            assert!(
+                stderr.contains("waiting on pidfds alone"),
+                "no note about the fallback: {stderr}"
+            );
+            match out.status.code() {
+                // The kernel keeps the status on the pidfd (6.15+).
+                Some(7) => {
+                    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                    assert_eq!(v["exit_code"], 7);
+                    assert_eq!(v["source"], "handle");
+                    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+                }
+                // It does not: the end is known, the status plainly unknown.
+                Some(3) => {
+                    assert!(stdout.is_empty(), "{stdout}");
+                    assert!(stderr.contains("exit status is unknown"), "{stderr}");
+                }
+                other => panic!("status {other:?}: {stderr}"),
+            }
+        }
+    }
 }
 
 /// Reads `watch --json` lines on a thread; `lost` says when a loss marker

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{connector_bind_as, connector_usable, procexit, strict, AS_NOBODY};
+use common::{binary_for_nobody, connector_bind_as, connector_usable, procexit, strict, AS_NOBODY};
 
 /// The drills load both cores; one at a time.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -204,11 +204,7 @@ fn without_privileges_watch_falls_back_or_fails_with_one_clear_line() {
         return;
     }
     let dir = work_dir();
-    let exe = dir.join("procexit-nobody");
-    std::fs::copy(env!("CARGO_BIN_EXE_procexit"), &exe).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = binary_for_nobody("procexit-nobody");
     let mut watch = Command::new("setpriv")
         .args(AS_NOBODY)
         .arg(&exe)

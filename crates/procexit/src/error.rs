@@ -187,6 +187,26 @@ pub enum Error {
         pid: u32,
     },
 
+    /// Linux: a waited process ended, but its exit status cannot be
+    /// learned: the process connector refused this process as a listener
+    /// and the kernel keeps no status on a pidfd (that needs Linux 6.15+,
+    /// and the process's parent to have reaped it). Returned by
+    /// [`WaitSet::next_exit`](crate::WaitSet::next_exit) for that process
+    /// alone: the set goes on with the others.
+    #[error(
+        "process {pid} ({name}) has ended, but its exit status is unknown: the kernel refused \
+         this process as a listener of the process connector (os error {code}) and keeps no \
+         status on a pidfd here; run as root (sudo) or with CAP_NET_ADMIN to learn it"
+    )]
+    ExitStatusUnknown {
+        /// The pid that ended.
+        pid: u32,
+        /// Its name when waiting started (`comm`).
+        name: String,
+        /// The connector's refusal (errno).
+        code: i32,
+    },
+
     /// Not allowed to watch this process.
     #[error("not allowed to watch process {pid} (os error {code}): run with more privileges")]
     ProcessAccessDenied {

@@ -75,3 +75,16 @@ pub fn connector_bind_as(setpriv_args: &[&str]) -> Result<(), i32> {
 
 /// `setpriv` arguments that run a command as `nobody` with no groups.
 pub const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+/// A copy of the binary under test that `nobody` can run: the build tree
+/// may sit under a directory that `nobody` cannot enter.
+pub fn binary_for_nobody(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("procexit-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(name);
+    std::fs::copy(env!("CARGO_BIN_EXE_procexit"), &exe).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
+}

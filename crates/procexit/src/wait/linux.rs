@@ -26,9 +26,18 @@ use crate::sys::process;
 /// (Linux ≥ 6.15, once its parent reaped it). That is the only way inside a
 /// pid namespace, where the connector reports the initial namespace's pids
 /// and no record matches; it also covers a record lost to an overrun.
+///
+/// Where the kernel refuses this process as a connector listener (an
+/// unprivileged user on many kernels), the pidfds alone are watched: when
+/// each process ended is known, and its status where the pidfd keeps it
+/// (Linux 6.15+, once its parent has reaped it); elsewhere its end is
+/// [`Error::ExitStatusUnknown`].
 pub(crate) struct Waiter {
-    /// A monitor filtered on the pids; `None` once it has ended.
+    /// A monitor filtered on the pids; `None` once it has ended, or when
+    /// the connector refused us (then `fallback` says why).
     monitor: Option<Monitor>,
+    /// Why the pidfds alone are watched, if they are.
+    fallback: Option<Error>,
     /// Who each pid was when waiting started.
     identities: Vec<Identity>,
 }
@@ -77,11 +86,21 @@ impl Waiter {
         // The connector starts in milliseconds; the eBPF source needs a BTF
         // parse and program verification first (0.1–0.3 s on a busy
         // machine), a window in which a waited-for process could end.
-        let monitor = Monitor::builder()
+        let started = Monitor::builder()
             .backend(Backend::LinuxConnector)
             .filter(filter)
             .queue_capacity(1024)
-            .start()?;
+            .start();
+        let (monitor, fallback) = match started {
+            Ok(monitor) => (Some(monitor), None),
+            // Refused as a listener: the pidfds still tell when each ended.
+            Err(refused @ Error::ConnectorPermission { .. })
+                if identities.iter().all(|id| id.pidfd.is_some()) =>
+            {
+                (None, Some(refused))
+            }
+            Err(error) => return Err(error),
+        };
         // A process that ended before the monitor listened left no exit to
         // report: it had already ended.
         for id in &identities {
@@ -90,9 +109,25 @@ impl Waiter {
             }
         }
         Ok(Waiter {
-            monitor: Some(monitor),
+            monitor,
+            fallback,
             identities,
         })
+    }
+
+    /// Why the pidfds alone are watched (the connector refused us), if so.
+    pub(crate) fn fallback(&self) -> Option<&Error> {
+        self.fallback.as_ref()
+    }
+
+    /// How long an ended process may go without a connector record before
+    /// its pidfd is asked: no time when no record can come.
+    fn grace(&self) -> Duration {
+        if self.fallback.is_some() {
+            Duration::ZERO
+        } else {
+            CONNECTOR_GRACE
+        }
     }
 
     /// Whether `exit` is the exit of the process we wait for under its pid
@@ -106,7 +141,9 @@ impl Waiter {
     /// The exit of a waited process that ended more than
     /// [`CONNECTOR_GRACE`] ago without a connector record, read from its
     /// pidfd (see [`Waiter`]).
-    fn exit_from_pidfd(&mut self, now: Instant) -> Option<ProcessExit> {
+    fn exit_from_pidfd(&mut self, now: Instant) -> Option<Result<ProcessExit>> {
+        let grace = self.grace();
+        let without_connector = self.fallback.is_some();
         let mut found = None;
         for (index, id) in self.identities.iter_mut().enumerate() {
             let Some(pidfd) = id.pidfd.as_ref().filter(|_| !id.no_pidfd_status) else {
@@ -117,22 +154,39 @@ impl Waiter {
             }
             let waited_long_enough = id
                 .ended_at
-                .is_some_and(|t| now.saturating_duration_since(t) >= CONNECTOR_GRACE);
+                .is_some_and(|t| now.saturating_duration_since(t) >= grace);
             if !waited_long_enough {
                 continue;
             }
             match process::pidfd_exit_status(pidfd) {
                 Ok(Some(status)) => {
-                    found = Some((index, status));
+                    found = Some((index, Some(status)));
                     break;
                 }
                 // A zombie: its parent has not reaped it yet.
                 Ok(None) => {}
+                // This kernel keeps no status on pidfds: without the
+                // connector nothing else will tell it.
+                Err(_) if without_connector => {
+                    found = Some((index, None));
+                    break;
+                }
                 Err(_) => id.no_pidfd_status = true,
             }
         }
         let (index, status) = found?;
         let id = self.identities.remove(index);
+        let Some(status) = status else {
+            let code = match &self.fallback {
+                Some(Error::ConnectorPermission { code }) => *code,
+                _ => 0,
+            };
+            return Some(Err(Error::ExitStatusUnknown {
+                pid: id.pid,
+                name: id.comm,
+                code,
+            }));
+        };
         let mut exit = ProcessExit::new(
             id.pid,
             crate::event::ExitStatus::from_wait_status(status),
@@ -140,20 +194,28 @@ impl Waiter {
         );
         exit.name = Some(id.comm).filter(|c| !c.is_empty());
         exit.process_key = Some(id.start_ticks);
-        Some(exit)
+        Some(Ok(exit))
     }
 
     pub(crate) fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
-        if self.monitor.is_none() {
+        if self.monitor.is_none() && self.fallback.is_none() {
             return Ok(None);
         }
         loop {
             let now = Instant::now();
             if let Some(exit) = self.exit_from_pidfd(now) {
-                return Ok(Some(exit));
+                return exit.map(Some);
             }
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.is_some_and(|d| now >= d) || self.identities.is_empty() {
                 return Ok(None);
+            }
+            if self.fallback.is_some() {
+                // The pidfds alone: look again shortly.
+                let pause = deadline.map_or(PIDFD_POLL, |d| {
+                    d.saturating_duration_since(now).min(PIDFD_POLL)
+                });
+                std::thread::sleep(pause);
+                continue;
             }
             // Wake up now and then to look at the pidfds (while one may
             // still give a status).
@@ -245,6 +307,7 @@ mod tests {
     fn only_the_identified_process_is_waited_for() {
         let set = Waiter {
             monitor: None,
+            fallback: None,
             identities: vec![Identity {
                 pid: 40,
                 start_ticks: 1000,
@@ -276,16 +339,17 @@ mod tests {
         let start_ticks = id.start_ticks;
         let mut set = Waiter {
             monitor: None,
+            fallback: None,
             identities: vec![id],
         };
         let now = Instant::now();
-        assert_eq!(set.exit_from_pidfd(now), None, "still running");
+        assert!(set.exit_from_pidfd(now).is_none(), "still running");
         let _ = child.stdin.take().unwrap().write_all(b"\n");
         assert_eq!(child.wait().unwrap().code(), Some(5));
         // Ended, but a connector record may still come: not yet.
-        assert_eq!(set.exit_from_pidfd(now), None);
+        assert!(set.exit_from_pidfd(now).is_none());
         let later = now + CONNECTOR_GRACE;
-        match set.exit_from_pidfd(later) {
+        match set.exit_from_pidfd(later).transpose().unwrap() {
             Some(exit) => {
                 assert_eq!(exit.status, ExitStatus::Code(5));
                 assert_eq!(exit.source, Source::Handle);
@@ -296,6 +360,46 @@ mod tests {
             // A kernel before 6.15 keeps no status on the pidfd.
             None => assert!(set.identities[0].no_pidfd_status),
         }
+    }
+
+    /// Refused by the connector, the waiter takes each end from the pidfd at
+    /// once (no record can come): the status where the kernel keeps it,
+    /// else `ExitStatusUnknown` for that process.
+    #[test]
+    fn without_the_connector_the_pidfd_alone_reports_the_end() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 6"])
+            .spawn()
+            .unwrap();
+        let id = identify(child.id()).expect("the child is alive");
+        let mut set = Waiter {
+            monitor: None,
+            fallback: Some(Error::ConnectorPermission { code: 1 }),
+            identities: vec![id],
+        };
+        assert_eq!(child.wait().unwrap().code(), Some(6));
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(5);
+        match set.next_exit(Some(deadline)) {
+            Ok(Some(exit)) => {
+                assert_eq!(exit.status, ExitStatus::Code(6));
+                assert_eq!(exit.source, Source::Handle);
+                // Not held back by the grace a connector record would get.
+                assert!(
+                    started.elapsed() < CONNECTOR_GRACE,
+                    "{:?}",
+                    started.elapsed()
+                );
+            }
+            // A kernel before 6.15 keeps no status on the pidfd.
+            Err(Error::ExitStatusUnknown { pid, code, .. }) => {
+                assert_eq!(pid, child.id());
+                assert_eq!(code, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(set.identities.is_empty());
+        assert!(matches!(set.next_exit(Some(deadline)), Ok(None)));
     }
 
     #[test]
