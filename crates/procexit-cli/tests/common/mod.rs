@@ -78,6 +78,7 @@ pub const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-gro
 
 /// A copy of the binary under test that `nobody` can run: the build tree
 /// may sit under a directory that `nobody` cannot enter.
+#[cfg(unix)]
 pub fn binary_for_nobody(name: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("procexit-nobody-{}", std::process::id()));
