@@ -419,6 +419,19 @@ for n, label in order:
     print(f"| {n} | {label} | {bpf_cell} | {median(total.values()):.2f}{rng(list(total.values()), '.2f')} | {vs_snoop} | "
           f"{median(rate.values()):,.0f}/s | {med_ratio(rate, gen)}; {rounds_ratio(rate, gen) or '-'} | {slow_snoop} |")
 print()
+# The goal for the eBPF source: total per exit at most exitsnoop's, and the
+# generator no slower with it than with exitsnoop (medians).
+for n in sorted({n for n, _ in order}):
+    mine, snoop = by_round(n, "procexit-ebpf", "total_us"), by_round(n, "exitsnoop", "total_us")
+    mine_rate, snoop_rate = by_round(n, "procexit-ebpf", "rate"), by_round(n, "exitsnoop", "rate")
+    if not (mine and snoop and mine_rate and snoop_rate):
+        continue
+    cost = median(mine.values()) <= median(snoop.values())
+    slow = median(mine_rate.values()) >= median(snoop_rate.values())
+    verdict = lambda ok: "met" if ok else "NOT met"
+    print(f"Burst of {n}, eBPF source against exitsnoop: total cost per exit at most exitsnoop's: "
+          f"{verdict(cost)}; workload slowdown no worse than exitsnoop's: {verdict(slow)}.  ")
+print()
 print("| burst | tool | BPF program | runs per exit | ns per run, median | ns per exit, median | share of the tool's BPF time |")
 print("|---:|---|---|---:|---:|---:|---:|")
 for n, label in order:
@@ -443,12 +456,13 @@ for label, n, rate, d, l, p50, p99, us, mb in lat_rows:
     print(f"| {label} | {n} | {rate}/s | {d} | {l} | {p50:.2f} | {p99:.2f} | {us:.1f} | {mb:.1f} |")
 PY
 )
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "$table"
 {
     echo
     echo "### compare.sh, $(date -u +%Y-%m-%dT%H:%MZ)"
     echo
-    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r), pid_max $(cat /proc/sys/kernel/pid_max); load average before the run $load_before; procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); forkstat $(dpkg-query -W -f='${Version}' forkstat), libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools)."
+    echo "Machine: $(nproc) CPUs, $(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo), Linux $(uname -r), pid_max $(cat /proc/sys/kernel/pid_max); load average before the run $load_before, after it $load_after$(awk -v n="$(nproc)" '{if ($1 > n / 2) printf " (other work was running: every figure is inflated and noisier)"}' <<<"$load_after"); kernel.bpf_stats_enabled on for the run (was $stats_old); procexit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); forkstat $(dpkg-query -W -f='${Version}' forkstat), libbpf-tools $(dpkg-query -W -f='${Version}' libbpf-tools)."
     echo "Command: \`bench/compare.sh$([ $# -gt 0 ] && printf ' %s' "$@")\`$([ "${COMPARE_1M:-0}" = 1 ] && echo ' with COMPARE_1M=1'); $K children outstanding; $ROUNDS rounds of the bursts under 1 000 000."
     echo
     echo "$table"
