@@ -18,8 +18,8 @@ use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, ALL_PROCESS
 
 use super::console::{self, Registration};
 use super::ffi::{
-    etw_error, os_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA, NOT_RUNNING,
-    NO_SYSTEM_RESOURCES,
+    etw_error, os_error, start_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA,
+    NOT_RUNNING, NO_SYSTEM_RESOURCES,
 };
 use super::plan::Plan;
 use super::properties::{
@@ -71,8 +71,11 @@ pub(crate) enum Owner {
 
 /// StartTraceW with stale-session reclaiming: on ERROR_ALREADY_EXISTS ask
 /// who owns the session, stop it by name only when it is not proven to be
-/// another tool's, and retry with backoff.
+/// another tool's, and retry with backoff. Without the name's lock
+/// (`may_stop` false) nothing is ever stopped: the session may be a
+/// running monitor's.
 pub(crate) fn start_with_reclaim(
+    may_stop: bool,
     mut start: impl FnMut() -> WIN32_ERROR,
     mut owner: impl FnMut() -> Owner,
     mut stop: impl FnMut() -> WIN32_ERROR,
@@ -86,6 +89,7 @@ pub(crate) fn start_with_reclaim(
         match owner() {
             Owner::Other => return Outcome::NotOurs,
             Owner::Gone => {}
+            Owner::Ours | Owner::Unknown if !may_stop => return Outcome::Stuck(ALREADY_EXISTS),
             Owner::Ours | Owner::Unknown => match stop() {
                 0 | NOT_RUNNING | MORE_DATA => {}
                 refused => return Outcome::Stuck(refused),
@@ -126,8 +130,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Starts the session for `plan` with the options' name and buffers.
-    pub(crate) fn start(plan: Plan, options: &WindowsOptions) -> Result<Session> {
+    /// Starts the session for `plan` with the options' name and buffers;
+    /// `reclaim`: whether a leftover session of the name may be stopped
+    /// (only while holding the name's lock).
+    pub(crate) fn start(plan: Plan, options: &WindowsOptions, reclaim: bool) -> Result<Session> {
         let name = options.session_name_str().to_owned();
         check_name(&name)?;
         let config = session_config(plan, &name, options);
@@ -142,6 +148,7 @@ impl Session {
         };
         let mut handle = CONTROLTRACE_HANDLE { Value: 0 };
         let outcome = start_with_reclaim(
+            reclaim,
             || {
                 let mut props = PropertiesBuf::start(&config);
                 // SAFETY: `props` is a properties buffer whose BufferSize and
@@ -181,9 +188,16 @@ impl Session {
                 if plan == (Plan::PrivateKernel { independent: true }) =>
             {
                 drop(session);
-                return Session::start(Plan::PrivateKernel { independent: false }, options);
+                return Session::start(
+                    Plan::PrivateKernel { independent: false },
+                    options,
+                    reclaim,
+                );
             }
-            Outcome::Failed(code) => return Err(etw_error("StartTraceW", code, &session.name)),
+            Outcome::Failed(code) => {
+                let kernel = plan != Plan::KernelProcess;
+                return Err(start_error(code, kernel, &session.name));
+            }
         }
         if plan == Plan::KernelProcess {
             session.enable_kernel_process()?;
@@ -381,11 +395,21 @@ mod tests {
     /// Runs the reclaim logic against scripted StartTraceW / QUERY / STOP
     /// results; returns the outcome and the (start, stop) call counts.
     fn run(starts: &[u32], owners: &[Owner], stops: &[u32]) -> (Outcome, usize, usize) {
+        run_with(true, starts, owners, stops)
+    }
+
+    fn run_with(
+        may_stop: bool,
+        starts: &[u32],
+        owners: &[Owner],
+        stops: &[u32],
+    ) -> (Outcome, usize, usize) {
         let starts = RefCell::new(starts.iter().copied());
         let owners = RefCell::new(owners.iter().copied());
         let stops = RefCell::new(stops.iter().copied());
         let (n_start, n_stop) = (RefCell::new(0), RefCell::new(0));
         let outcome = start_with_reclaim(
+            may_stop,
             || {
                 *n_start.borrow_mut() += 1;
                 starts.borrow_mut().next().unwrap_or(ALREADY_EXISTS)
@@ -440,6 +464,29 @@ mod tests {
     }
 
     #[test]
+    fn without_the_lock_nothing_is_stopped() {
+        // Our GUID under our name, but no lock: it may be a running
+        // monitor's session (another account's), so it is left alone.
+        assert_eq!(
+            run_with(false, &[183], &[Owner::Ours], &[]),
+            (Outcome::Stuck(183), 1, 0)
+        );
+        assert_eq!(
+            run_with(false, &[183], &[Owner::Unknown], &[]),
+            (Outcome::Stuck(183), 1, 0)
+        );
+        assert_eq!(
+            run_with(false, &[183], &[Owner::Other], &[]),
+            (Outcome::NotOurs, 1, 0)
+        );
+        assert_eq!(
+            run_with(false, &[183, 0], &[Owner::Gone], &[]),
+            (Outcome::Started, 2, 0)
+        );
+        assert_eq!(run_with(false, &[0], &[], &[]), (Outcome::Started, 1, 0));
+    }
+
+    #[test]
     fn only_procexit_names_are_accepted() {
         for name in ["procexit", "ProcExit-2", "PROCEXIT_e2e", "procexit\u{e9}"] {
             assert!(check_name(name).is_ok(), "{name}");
@@ -469,7 +516,7 @@ mod tests {
             Plan::KernelProcess,
         ] {
             assert!(matches!(
-                Session::start(plan, &options),
+                Session::start(plan, &options, true),
                 Err(Error::SessionNameRejected { .. })
             ));
         }

@@ -14,11 +14,10 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
     ENABLE_TRACE_PARAMETERS, EVENT_DESCRIPTOR, EVENT_HEADER, EVENT_RECORD, EVENT_TRACE_LOGFILEW,
     EVENT_TRACE_PROPERTIES, TRACE_LOGFILE_HEADER, WNODE_HEADER,
 };
-use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 
 use super::console;
 use super::consumer::{on_event, Context};
-use super::ffi::{wide, win_guid};
+use super::ffi::{under_wine, win_guid};
 use super::lock::NameLock;
 use super::plan::Plan;
 use super::properties::LossCounters;
@@ -95,16 +94,6 @@ fn layouts_match_the_reference_tables() {
     assert_eq!(offset_of!(L, Context), pick(408, 440));
     assert_eq!(size_of::<TRACE_LOGFILE_HEADER>(), pick(272, 280));
     assert_eq!(size_of::<ENABLE_TRACE_PARAMETERS>(), pick(36, 48));
-}
-
-fn under_wine() -> bool {
-    let ntdll = wide("ntdll.dll");
-    // SAFETY: a NUL-terminated module name and export name; ntdll is
-    // always loaded, and only the presence of the export is checked.
-    unsafe {
-        let module = GetModuleHandleW(ntdll.as_ptr());
-        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
-    }
 }
 
 fn sink() -> (Arc<Shared>, Sink) {
@@ -461,7 +450,7 @@ fn a_second_monitor_of_one_name_is_refused_before_any_etw_call() {
     for backend in [Backend::Auto, Backend::EtwKernelProcess] {
         assert!(matches!(
             start_bounded(backend, "PROCEXIT-test-twice"),
-            Err(Error::AlreadyRunning { ref name }) if name == "PROCEXIT-test-twice"
+            Err(Error::AlreadyRunning { ref name, .. }) if name == "PROCEXIT-test-twice"
         ));
     }
     drop(held);
@@ -481,7 +470,7 @@ fn session_control_calls_against_the_local_etw() {
         Plan::PrivateKernel { independent: true },
         Plan::KernelProcess,
     ] {
-        let mut session = match Session::start(plan, &options) {
+        let mut session = match Session::start(plan, &options, true) {
             Ok(session) => session,
             Err(Error::NotElevated { code: 5 }) if !wine => {
                 return skip("ETW sessions need an elevated Administrator");
@@ -512,7 +501,7 @@ fn session_control_calls_against_the_local_etw() {
     }
     let long = WindowsOptions::new().session_name(format!("procexit{}", "x".repeat(193)));
     assert!(matches!(
-        Session::start(Plan::KernelProcess, &long),
+        Session::start(Plan::KernelProcess, &long, true),
         Err(Error::SessionNameRejected { .. })
     ));
 }
