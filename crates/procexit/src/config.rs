@@ -123,6 +123,7 @@ pub struct WindowsOptions {
     buffer_size_kb: u32,
     min_buffers: Option<u32>,
     max_buffers: Option<u32>,
+    service: bool,
 }
 
 impl Default for WindowsOptions {
@@ -133,6 +134,7 @@ impl Default for WindowsOptions {
             buffer_size_kb: 64,
             min_buffers: None,
             max_buffers: None,
+            service: false,
         }
     }
 }
@@ -172,6 +174,25 @@ impl WindowsOptions {
         self.min_buffers = Some(min);
         self.max_buffers = Some(max);
         self
+    }
+
+    /// Whether the monitor runs inside a Windows service (default `false`).
+    ///
+    /// A service is not ended by logoff or shutdown console events (the
+    /// service manager sends SERVICE_CONTROL_SHUTDOWN / PRESHUTDOWN
+    /// instead, and the service stops the monitor then), so in service mode
+    /// procexit's console handler leaves the session running on them. A
+    /// console program stops its session on logoff and shutdown, also in
+    /// session 0 (an OpenSSH login, a scheduled task). Told, never guessed:
+    /// session 0 alone does not make a process a service.
+    pub fn service(mut self, yes: bool) -> Self {
+        self.service = yes;
+        self
+    }
+
+    /// Whether service mode is set.
+    pub fn is_service(&self) -> bool {
+        self.service
     }
 
     /// The session name.

@@ -267,6 +267,10 @@ impl Lifecycle for Live {
             .is_none_or(|a| a.consumer.is_finished())
     }
 
+    fn terminating(&self) -> bool {
+        console::terminating()
+    }
+
     fn flush(&self) {
         // A failed flush only delays delivery to ETW's 1 s timer.
         if let Some(a) = &self.current {

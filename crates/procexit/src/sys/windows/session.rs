@@ -169,7 +169,7 @@ impl Session {
             Outcome::Started => {
                 session.handle = handle;
                 session.stopped = false;
-                session.console = Some(console::register(handle));
+                session.console = Some(console::register(handle, options.is_service()));
             }
             Outcome::NotOurs => {
                 return Err(Error::SessionNotOurs {

@@ -443,6 +443,25 @@ fn monitor_lifecycle_against_the_local_etw() {
 }
 
 #[test]
+fn a_service_session_outlives_logoff_and_shutdown_events() {
+    let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    use windows_sys::Win32::System::Console::{CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT};
+    // Listed as a service's session; the handle is never valid, so a STOP
+    // (which the handler must not send) would fail, never touch a session.
+    let listed = console::register(
+        windows_sys::Win32::System::Diagnostics::Etw::CONTROLTRACE_HANDLE {
+            Value: u64::MAX - 7,
+        },
+        true,
+    );
+    for event in [CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT] {
+        assert_eq!(console::stop_all_for(Some(event)), 0);
+    }
+    assert!(!console::terminating(), "a service keeps running");
+    drop(listed);
+}
+
+#[test]
 fn a_second_monitor_of_one_name_is_refused_before_any_etw_call() {
     let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
     // As a running monitor holds it.
@@ -486,7 +505,7 @@ fn session_control_calls_against_the_local_etw() {
         }
         // What the console handler does on close/logoff/shutdown: STOP by
         // handle, synchronously.
-        assert!(console::stop_all() >= 1, "our session is listed");
+        assert!(console::stop_all_for(None) >= 1, "our session is listed");
         if wine {
             // The stub accepts every STOP and never ends a session.
             assert_eq!(session.stop().unwrap(), Some(LossCounters::default()));
@@ -497,7 +516,11 @@ fn session_control_calls_against_the_local_etw() {
             assert!(session.query().is_err(), "{plan:?} still running");
         }
         assert_eq!(session.stop().unwrap(), None, "stop is idempotent");
-        assert_eq!(console::stop_all(), 0, "a stopped session is unlisted");
+        assert_eq!(
+            console::stop_all_for(None),
+            0,
+            "a stopped session is unlisted"
+        );
     }
     let long = WindowsOptions::new().session_name(format!("procexit{}", "x".repeat(193)));
     assert!(matches!(
