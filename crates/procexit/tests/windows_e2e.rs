@@ -288,6 +288,39 @@ fn a_non_administrator_cannot_keep_a_monitor_from_starting() {
     assert_no_session(name);
 }
 
+/// What ETW's QUERY reports for a running session with the default
+/// buffers (`logman query NAME -ets` is ControlTraceW QUERY), printed for
+/// the workflow's log (`--nocapture`).
+#[test]
+#[ignore = "needs elevated real Windows: PROCEXIT_WINDOWS_E2E=1, --ignored"]
+fn session_buffers_as_etw_reports_them() {
+    require_e2e();
+    for (backend, name) in [
+        (Backend::EtwKernel, "procexit-e2e-buffers"),
+        (Backend::EtwKernelProcess, "procexit-e2e-buffers-kp"),
+    ] {
+        let monitor = monitor(backend, name);
+        let out = Command::new("logman")
+            .args(["query", name, "-ets"])
+            .output()
+            .expect("logman");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!(
+            "{backend:?}, {} logical CPUs:\n{text}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        assert!(out.status.success(), "{text}");
+        // 64 KB buffers, as asked.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("Buffer Size") && l.trim_end().ends_with("64")),
+            "{text}"
+        );
+        monitor.stop().expect("stop");
+        assert_no_session(name);
+    }
+}
+
 #[test]
 #[ignore = "needs elevated real Windows: PROCEXIT_WINDOWS_E2E=1, --ignored"]
 fn a_30000_character_command_line_comes_through_whole() {

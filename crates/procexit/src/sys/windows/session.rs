@@ -540,7 +540,7 @@ mod tests {
         let plan = Plan::PrivateKernel { independent: true };
         let c = session_config(plan, "procexit", &WindowsOptions::new());
         assert_eq!(c.buffer_size_kb, 64);
-        assert!(c.min_buffers >= 32 && c.max_buffers >= c.min_buffers);
+        assert!(c.min_buffers >= 8 && c.max_buffers >= c.min_buffers);
         assert_eq!(c.guid, session_guid("procexit"));
         let o = WindowsOptions::new().buffer_size_kb(4096).buffers(100, 10);
         let c = session_config(plan, "procexit-x", &o);
