@@ -288,6 +288,53 @@ fn a_non_administrator_cannot_keep_a_monitor_from_starting() {
     assert_no_session(name);
 }
 
+/// Kernel-Audit-API-Calls event 2 joined to the exit: a process ended by
+/// taskkill's TerminateProcess names taskkill; one that exits by itself
+/// names nobody. Run for both sessions: the kernel one says whether a
+/// system logger takes the provider.
+#[test]
+#[ignore = "needs elevated real Windows: PROCEXIT_WINDOWS_E2E=1, --ignored"]
+fn a_terminated_process_names_its_killer() {
+    require_e2e();
+    for (backend, name) in [
+        (Backend::EtwKernelProcess, "procexit-e2e-killer-kp"),
+        (Backend::EtwKernel, "procexit-e2e-killer"),
+    ] {
+        let monitor = monitor(backend, name);
+        std::thread::sleep(Duration::from_millis(500));
+        let (pid, ended) = run_cmd(3);
+        let exit = exit_of(&monitor, pid, ended + Duration::from_secs(2)).expect("its exit");
+        assert_eq!(exit.killer, None, "{backend:?}: exited by itself");
+        let mut victim = helper("sleep", name).spawn().expect("victim");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut taskkill = Command::new("taskkill")
+            .args(["/F", "/PID", &victim.id().to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("taskkill");
+        let killer_pid = taskkill.id();
+        assert!(taskkill.wait().unwrap().success(), "taskkill");
+        victim.wait().unwrap();
+        let exit = exit_of(
+            &monitor,
+            victim.id(),
+            Instant::now() + Duration::from_secs(2),
+        )
+        .expect("the victim's exit");
+        let Some(killer) = exit.killer.clone() else {
+            panic!("{backend:?}: no killer on {exit:?}");
+        };
+        assert_eq!(killer.pid, killer_pid, "{backend:?}");
+        assert_eq!(
+            killer.name.map(|n| n.to_ascii_lowercase()).as_deref(),
+            Some("taskkill.exe"),
+            "{backend:?}"
+        );
+        monitor.stop().expect("stop");
+        assert_no_session(name);
+    }
+}
+
 /// What ETW's QUERY reports for a running session with the default
 /// buffers (`logman query NAME -ets` is ControlTraceW QUERY), printed for
 /// the workflow's log (`--nocapture`).
@@ -395,7 +442,8 @@ fn helper(role: &str, name: &str) -> Command {
 
 /// The helper child's side. Roles: `monitor` starts a monitor, prints
 /// `ready` and sleeps (to be killed); `not-elevated` checks that start
-/// fails with `NotElevated`; `exit-7` exits with code 7.
+/// fails with `NotElevated`; `exit-7` exits with code 7; `sleep` sleeps a
+/// minute (to be terminated); `squat` creates the old lock's mutex.
 #[test]
 #[ignore = "helper child of the tests above"]
 fn child_role() {
@@ -416,6 +464,7 @@ fn child_role() {
             other => panic!("expected NotElevated: {:?}", other.map(|_| "started")),
         },
         "exit-7" => std::process::exit(7),
+        "sleep" => std::thread::sleep(Duration::from_secs(60)),
         "squat" => {
             // What a non-administrator could do to keep monitors of `name`
             // from starting: create the old lock's global mutex first.

@@ -26,7 +26,7 @@ use super::properties::{
     default_buffers, session_guid, LossCounters, PropertiesBuf, SessionConfig, MAX_NAME_UNITS,
 };
 use crate::config::{WindowsOptions, SESSION_NAME_PREFIX};
-use crate::decode::{Guid, KERNEL_PROCESS_GUID};
+use crate::decode::{Guid, KERNEL_AUDIT_API_CALLS_GUID, KERNEL_PROCESS_GUID};
 use crate::error::{Error, Result};
 
 /// WINEVENT_KEYWORD_PROCESS of Microsoft-Windows-Kernel-Process.
@@ -127,6 +127,10 @@ pub(crate) struct Session {
     stopped: bool,
     /// Listed for the console handler while the session runs.
     console: Option<Registration>,
+    /// What EnableTraceEx2 gave for Microsoft-Windows-Kernel-Audit-API-Calls
+    /// (0: enabled; TerminateProcess calls then name who ended a process).
+    #[cfg_attr(not(test), allow(dead_code))] // the tests check it
+    pub(crate) audit: u32,
 }
 
 impl Session {
@@ -145,6 +149,7 @@ impl Session {
             // Nothing to stop until StartTraceW succeeded.
             stopped: true,
             console: None,
+            audit: u32::MAX,
         };
         let mut handle = CONTROLTRACE_HANDLE { Value: 0 };
         let outcome = start_with_reclaim(
@@ -202,6 +207,8 @@ impl Session {
         if plan == Plan::KernelProcess {
             session.enable_kernel_process()?;
         }
+        // Who ended a process: best effort, never a reason not to run.
+        session.audit = session.enable_provider(&KERNEL_AUDIT_API_CALLS_GUID, 0);
         Ok(session)
     }
 
@@ -209,23 +216,28 @@ impl Session {
         &self.name
     }
 
-    fn enable_kernel_process(&mut self) -> Result<()> {
-        let provider = win_guid(&KERNEL_PROCESS_GUID);
+    /// EnableTraceEx2 of `provider` at information level with `keywords`
+    /// (0: every event); its result.
+    fn enable_provider(&self, provider: &Guid, keywords: u64) -> u32 {
+        let provider = win_guid(provider);
         // SAFETY: the handle came from our StartTraceW; the GUID outlives
         // the call; NULL enable parameters are allowed.
-        let rc = unsafe {
+        unsafe {
             EnableTraceEx2(
                 self.handle,
                 &provider,
                 EVENT_CONTROL_CODE_ENABLE_PROVIDER,
                 TRACE_LEVEL_INFORMATION as u8,
-                KEYWORD_PROCESS,
+                keywords,
                 0,
                 0,
                 std::ptr::null(),
             )
-        };
-        match rc {
+        }
+    }
+
+    fn enable_kernel_process(&mut self) -> Result<()> {
+        match self.enable_provider(&KERNEL_PROCESS_GUID, KEYWORD_PROCESS) {
             0 => Ok(()),
             code => {
                 let _ = self.stop();

@@ -497,6 +497,10 @@ fn session_control_calls_against_the_local_etw() {
             Err(e) => panic!("{plan:?}: {e}"),
         };
         assert_eq!(session.name(), "procexit-test-control");
+        if wine {
+            // The stub accepts the Kernel-Audit-API-Calls enable too.
+            assert_eq!(session.audit, 0, "{plan:?}");
+        }
         session.flush().expect("FLUSH by our handle");
         let counters = session.query().expect("QUERY by our handle");
         if wine {
