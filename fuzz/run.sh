@@ -24,7 +24,7 @@ root="$(dirname "$here")"
 etl_dir="${PROCEXIT_ETL_DIR:-$root/testdata/etl}"
 cd "$here"
 
-all=(etl_file xpress mof_process kernel_process proc_connector taskstats lost_event ebpf_exit bpf_object)
+all=(etl_file xpress mof_process kernel_process audit_api proc_connector taskstats lost_event ebpf_exit bpf_object)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

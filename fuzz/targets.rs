@@ -8,7 +8,7 @@
 
 use procexit::etl::{EtlFile, ProcessEvents};
 use procexit::unstable::decode::{
-    ebpf_exit, kernel_process, lost_event, mof_process, netlink, proc_connector,
+    audit_api, ebpf_exit, kernel_process, lost_event, mof_process, netlink, proc_connector,
 };
 use procexit::unstable::decode::{taskstats, PointerSize};
 use procexit::unstable::xpress;
@@ -17,11 +17,12 @@ use procexit::unstable::xpress;
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the libFuzzer binary and seed folder names).
-pub const ALL: [(&str, Target); 9] = [
+pub const ALL: [(&str, Target); 10] = [
     ("etl_file", etl_file),
     ("xpress", xpress),
     ("mof_process", mof_process),
     ("kernel_process", kernel_process),
+    ("audit_api", audit_api),
     ("proc_connector", proc_connector),
     ("taskstats", taskstats),
     ("lost_event", lost_event),
@@ -98,6 +99,22 @@ pub fn kernel_process(data: &[u8]) {
         if let Some(name) = stop.image_name {
             assert!(name.chars().count() <= payload.len());
         }
+    }
+}
+
+/// Microsoft-Windows-Kernel-Audit-API-Calls TerminateProcess payloads:
+/// byte 0 is the version.
+pub fn audit_api(data: &[u8]) {
+    let [version, payload @ ..] = data else {
+        return;
+    };
+    if let Ok(t) = audit_api::decode_terminate_process(payload, *version) {
+        // A decoded event had its fields' bytes: 8, and 24 from v1 on.
+        let need = if *version >= 1 { 24 } else { 8 };
+        assert!(payload.len() >= need);
+        assert_eq!(t.target_start_key.is_some(), *version >= 1);
+    } else {
+        assert!(payload.len() < 24);
     }
 }
 

@@ -127,7 +127,13 @@ pub fn watch_with(
         .filter(args.filter.to_filter())
         .backend(args.source.backend())
         .linux(linux)
-        .windows(WindowsOptions::new().session_name(args.session_name.clone()));
+        // `quiet` is the service's run (see service.rs): the library is
+        // told so, for its console handler.
+        .windows(
+            WindowsOptions::new()
+                .session_name(args.session_name.clone())
+                .service(quiet),
+        );
     let backend = builder.resolved_backend();
     let monitor = builder
         .start()

@@ -1,8 +1,11 @@
 //! `procexit service install|uninstall|start|stop`: `watch` as a Windows
 //! service. The service manager starts `procexit service run --name NAME --
-//! WATCH OPTIONS`; a stop (or system shutdown) request stops the monitor
-//! (and with it the ETW session), the sinks write what they hold and the
-//! closing stats record, and the service reports itself stopped.
+//! WATCH OPTIONS`; a stop, preshutdown or shutdown request stops the
+//! monitor (and with it the ETW session), the sinks write what they hold
+//! and the closing stats record, and the service reports itself stopped.
+//! The monitor runs in the library's service mode, so its console handler
+//! leaves the session alone on logoff and shutdown console events (a
+//! service is not ended by them; the service manager's request comes).
 //!
 //! On other systems these commands say what to use instead.
 
@@ -255,8 +258,13 @@ mod windows {
             let _ = status.set_service_status(ServiceStatus {
                 service_type: SERVICE_TYPE,
                 current_state: state,
+                // PRESHUTDOWN comes first at a system shutdown (with time
+                // to write the closing stats); SHUTDOWN where preshutdown
+                // is not sent.
                 controls_accepted: if state == ServiceState::Running {
-                    ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+                    ServiceControlAccept::STOP
+                        | ServiceControlAccept::PRESHUTDOWN
+                        | ServiceControlAccept::SHUTDOWN
                 } else {
                     ServiceControlAccept::empty()
                 },

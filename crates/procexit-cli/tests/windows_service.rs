@@ -51,6 +51,16 @@ fn launch_command(name: &str) -> Option<String> {
     Some(config.executable_path.to_string_lossy().into_owned())
 }
 
+/// The service's status as the service manager reports it.
+fn query_status(name: &str) -> Option<windows_service::service::ServiceStatus> {
+    let manager =
+        ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT).ok()?;
+    let service = manager
+        .open_service(name, ServiceAccess::QUERY_STATUS)
+        .ok()?;
+    service.query_status().ok()
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -125,6 +135,37 @@ fn service_runs_watch_with_its_output_options() {
             }
         };
         assert!(seen, "no cmd.exe exit 42 in {}", file.display());
+        // A system shutdown reaches it as PRESHUTDOWN (or SHUTDOWN).
+        let accepted = query_status(&name).expect("status").controls_accepted;
+        use windows_service::service::ServiceControlAccept as A;
+        assert!(
+            accepted.contains(A::STOP | A::PRESHUTDOWN | A::SHUTDOWN),
+            "{accepted:?}"
+        );
+        // The LocalSystem service holds the name's lock: this elevated
+        // administrator's watch of the same session name is told another
+        // monitor runs (not "run as Administrator"), at once.
+        let mut watch = procexit()
+            .arg("watch")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while watch.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = watch.kill();
+                panic!("a second watch of the service's session name kept running");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = watch.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("already running") && !stderr.contains("run as Administrator"),
+            "{stderr}"
+        );
         let out = service(&name, "stop");
         assert!(out.status.success(), "{out:?}");
         // A clean stop: the file ends with the closing stats record.

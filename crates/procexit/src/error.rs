@@ -73,15 +73,31 @@ pub enum Error {
         code: i32,
     },
 
-    /// Windows: ETW needs an elevated process.
-    #[error("starting a kernel trace session was denied (os error {code}): run as Administrator")]
+    /// Windows: starting or controlling the trace session was denied.
+    #[error(
+        "starting a trace session was denied (os error {code}): run as Administrator (a kernel \
+         session needs an elevated Administrator or LocalSystem; the Kernel-Process source \
+         also runs for members of Performance Log Users)"
+    )]
     NotElevated {
         /// ERROR_ACCESS_DENIED = 5.
         code: u32,
     },
 
-    /// Windows: ETW exists but does not work here (for example under Wine,
-    /// whose ETW functions are stubs).
+    /// Windows: the session started, but this account may not read it in
+    /// real time (OpenTraceW was denied).
+    #[error(
+        "reading the trace session in real time was denied (os error {code}): real-time \
+         consumers must be Administrators, members of Performance Log Users, or run as \
+         LocalSystem, LocalService or NetworkService"
+    )]
+    NoConsumerRights {
+        /// ERROR_ACCESS_DENIED = 5 from OpenTraceW.
+        code: u32,
+    },
+
+    /// Windows: ETW exists but does not work here: Wine (detected by
+    /// ntdll's `wine_get_version` export), whose ETW functions are stubs.
     #[error(
         "ETW is not available here: {call} failed with os error {code} (Wine and some \
          sandboxes only stub ETW; run on real Windows)"
@@ -134,12 +150,16 @@ pub enum Error {
     /// Windows: another procexit monitor on this machine runs the session
     /// of that name (it holds the name's lock).
     #[error(
-        "another procexit monitor is already running session {name:?}: stop it first, or give \
-         this one another session name (`--session-name procexit-2`)"
+        "another procexit monitor is already running session {name:?}{}: stop it first, or give \
+         this one another session name (`--session-name procexit-2`)",
+        if *other_account { " (its lock is held by another account, such as the procexit service)" } else { "" }
     )]
     AlreadyRunning {
         /// The session name.
         name: String,
+        /// The lock exists but this account may not open it: another
+        /// account's monitor (the LocalSystem service, for one) holds it.
+        other_account: bool,
     },
 
     /// Windows: the trace session kept being stopped from outside; procexit
@@ -170,14 +190,16 @@ pub enum Error {
         code: u32,
     },
 
-    /// Windows: every system-logger slot is taken.
-    #[error(
-        "no free kernel trace session slot (os error {code}): stop an unused session \
-         (`logman query -ets` lists them) or use the Kernel-Process source"
-    )]
+    /// Windows: StartTraceW found the system's session limit reached: 64
+    /// sessions at once by default (the `EtwMaxLoggers` registry value),
+    /// of which at most 8 system loggers.
+    #[error("{}", no_session_slots(*code, *kernel))]
     NoSessionSlots {
         /// ERROR_NO_SYSTEM_RESOURCES = 1450.
         code: u32,
+        /// Whether it was a kernel (system logger) session that could not
+        /// start; `false` for the Kernel-Process source's ordinary session.
+        kernel: bool,
     },
 
     /// The process to wait for does not exist (or already ended).
@@ -259,9 +281,10 @@ impl Error {
             | Error::ProcessAccessDenied { code, .. }
             | Error::Os { code, .. } => Some(i64::from(code)),
             Error::NotElevated { code }
+            | Error::NoConsumerRights { code }
             | Error::EtwUnavailable { code, .. }
             | Error::SessionExists { code, .. }
-            | Error::NoSessionSlots { code }
+            | Error::NoSessionSlots { code, .. }
             | Error::ProviderLimit { code, .. } => Some(i64::from(code)),
             Error::File { ref source, .. } => source.raw_os_error().map(i64::from),
             _ => None,
@@ -269,5 +292,65 @@ impl Error {
     }
 }
 
+/// The text of [`Error::NoSessionSlots`]: only a kernel session that hit
+/// the limit is pointed to the Kernel-Process source (which uses an
+/// ordinary session, not one of the 8 system-logger slots).
+fn no_session_slots(code: u32, kernel: bool) -> String {
+    let common = format!(
+        "no free trace session slot (os error {code}): Windows runs at most 64 trace sessions \
+         at once (the EtwMaxLoggers value under HKLM\\SYSTEM\\CurrentControlSet\\Control\\WMI, \
+         read at boot)"
+    );
+    if kernel {
+        format!(
+            "{common}, and at most 8 kernel system loggers among them: stop an unused session \
+             (`logman query -ets` lists them, `logman stop NAME -ets` stops one) or use the \
+             Kernel-Process source"
+        )
+    } else {
+        format!(
+            "{common}: stop an unused session (`logman query -ets` lists them, `logman stop \
+             NAME -ets` stops one) or raise EtwMaxLoggers and restart Windows"
+        )
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_limit_is_worded_per_session_kind() {
+        let kernel = Error::NoSessionSlots {
+            code: 1450,
+            kernel: true,
+        }
+        .to_string();
+        let ordinary = Error::NoSessionSlots {
+            code: 1450,
+            kernel: false,
+        }
+        .to_string();
+        for text in [&kernel, &ordinary] {
+            assert!(
+                text.contains("os error 1450") && text.contains("64"),
+                "{text}"
+            );
+            assert!(text.contains("EtwMaxLoggers"), "{text}");
+        }
+        assert!(kernel.contains("Kernel-Process source"), "{kernel}");
+        // The Kernel-Process source itself hit the limit: never advised.
+        assert!(!ordinary.contains("Kernel-Process"), "{ordinary}");
+    }
+
+    #[test]
+    fn consumer_rights_are_not_elevation_nor_wine() {
+        let text = Error::NoConsumerRights { code: 5 }.to_string();
+        assert!(text.contains("Performance Log Users"), "{text}");
+        assert!(!text.contains("Wine"), "{text}");
+        assert_eq!(Error::NoConsumerRights { code: 5 }.os_code(), Some(5));
+    }
+}

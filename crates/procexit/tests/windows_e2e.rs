@@ -15,6 +15,13 @@ use std::time::{Duration, Instant};
 use procexit::{
     Backend, Error, Event, ExitStatus, LossReason, Monitor, ProcessExit, WindowsOptions,
 };
+use windows_sys::Win32::Foundation::CloseHandle;
+use windows_sys::Win32::System::Threading::{CreateMutexW, OpenMutexW};
+
+/// `s` as a NUL-terminated UTF-16 string.
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
 
 /// Environment variable that makes this test executable act as a helper
 /// child (see [`child_role`]).
@@ -201,7 +208,7 @@ fn a_second_monitor_of_one_name_is_refused_and_the_first_runs_on() {
     let first = monitor(Backend::EtwKernel, name);
     for backend in [Backend::EtwKernel, Backend::EtwKernelProcess, Backend::Auto] {
         match start(backend, name) {
-            Err(Error::AlreadyRunning { name: n }) => assert_eq!(n, name),
+            Err(Error::AlreadyRunning { name: n, .. }) => assert_eq!(n, name),
             other => panic!("{backend:?}: {:?}", other.map(|_| "started")),
         }
     }
@@ -247,6 +254,118 @@ fn a_start_without_elevation_is_not_elevated() {
     let code = restricted::run(helper("not-elevated", name)).expect("restricted child");
     assert_eq!(code, 0, "the restricted child's check failed");
     assert_no_session(name);
+}
+
+#[test]
+#[ignore = "needs elevated real Windows: PROCEXIT_WINDOWS_E2E=1, --ignored"]
+fn a_non_administrator_cannot_keep_a_monitor_from_starting() {
+    require_e2e();
+    let name = "procexit-e2e-squat";
+    let squatter = restricted::spawn(helper("squat", name)).expect("restricted child");
+    let mutex = wide(&format!("Global\\procexit-{}", name.to_uppercase()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // SAFETY: a NUL-terminated name; the handle is closed at once.
+        let h = unsafe { OpenMutexW(0x0010_0000, 0, mutex.as_ptr()) };
+        if !h.is_null() {
+            // SAFETY: the handle just opened.
+            unsafe { CloseHandle(h) };
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the squatter never created its mutex"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The squatted name does not stop an administrator's monitor.
+    let monitor = monitor(Backend::EtwKernel, name);
+    let (pid, ended) = run_cmd(14);
+    let exit = exit_of(&monitor, pid, ended + Duration::from_secs(2)).expect("delivers");
+    assert_eq!(exit.status, ExitStatus::Code(14));
+    monitor.stop().expect("stop");
+    drop(squatter);
+    assert_no_session(name);
+}
+
+/// Kernel-Audit-API-Calls event 2 joined to the exit: a process ended by
+/// taskkill's TerminateProcess names taskkill; one that exits by itself
+/// names nobody. Run for both sessions: the kernel one says whether a
+/// system logger takes the provider.
+#[test]
+#[ignore = "needs elevated real Windows: PROCEXIT_WINDOWS_E2E=1, --ignored"]
+fn a_terminated_process_names_its_killer() {
+    require_e2e();
+    for (backend, name) in [
+        (Backend::EtwKernelProcess, "procexit-e2e-killer-kp"),
+        (Backend::EtwKernel, "procexit-e2e-killer"),
+    ] {
+        let monitor = monitor(backend, name);
+        std::thread::sleep(Duration::from_millis(500));
+        let (pid, ended) = run_cmd(3);
+        let exit = exit_of(&monitor, pid, ended + Duration::from_secs(2)).expect("its exit");
+        assert_eq!(exit.killer, None, "{backend:?}: exited by itself");
+        let mut victim = helper("sleep", name).spawn().expect("victim");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut taskkill = Command::new("taskkill")
+            .args(["/F", "/PID", &victim.id().to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("taskkill");
+        let killer_pid = taskkill.id();
+        assert!(taskkill.wait().unwrap().success(), "taskkill");
+        victim.wait().unwrap();
+        let exit = exit_of(
+            &monitor,
+            victim.id(),
+            Instant::now() + Duration::from_secs(2),
+        )
+        .expect("the victim's exit");
+        let Some(killer) = exit.killer.clone() else {
+            panic!("{backend:?}: no killer on {exit:?}");
+        };
+        assert_eq!(killer.pid, killer_pid, "{backend:?}");
+        assert_eq!(
+            killer.name.map(|n| n.to_ascii_lowercase()).as_deref(),
+            Some("taskkill.exe"),
+            "{backend:?}"
+        );
+        monitor.stop().expect("stop");
+        assert_no_session(name);
+    }
+}
+
+/// What ETW's QUERY reports for a running session with the default
+/// buffers (`logman query NAME -ets` is ControlTraceW QUERY), printed for
+/// the workflow's log (`--nocapture`).
+#[test]
+#[ignore = "needs elevated real Windows: PROCEXIT_WINDOWS_E2E=1, --ignored"]
+fn session_buffers_as_etw_reports_them() {
+    require_e2e();
+    for (backend, name) in [
+        (Backend::EtwKernel, "procexit-e2e-buffers"),
+        (Backend::EtwKernelProcess, "procexit-e2e-buffers-kp"),
+    ] {
+        let monitor = monitor(backend, name);
+        let out = Command::new("logman")
+            .args(["query", name, "-ets"])
+            .output()
+            .expect("logman");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!(
+            "{backend:?}, {} logical CPUs:\n{text}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        assert!(out.status.success(), "{text}");
+        // 64 KB buffers, as asked.
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("Buffer Size") && l.trim_end().ends_with("64")),
+            "{text}"
+        );
+        monitor.stop().expect("stop");
+        assert_no_session(name);
+    }
 }
 
 #[test]
@@ -323,7 +442,8 @@ fn helper(role: &str, name: &str) -> Command {
 
 /// The helper child's side. Roles: `monitor` starts a monitor, prints
 /// `ready` and sleeps (to be killed); `not-elevated` checks that start
-/// fails with `NotElevated`; `exit-7` exits with code 7.
+/// fails with `NotElevated`; `exit-7` exits with code 7; `sleep` sleeps a
+/// minute (to be terminated); `squat` creates the old lock's mutex.
 #[test]
 #[ignore = "helper child of the tests above"]
 fn child_role() {
@@ -344,6 +464,17 @@ fn child_role() {
             other => panic!("expected NotElevated: {:?}", other.map(|_| "started")),
         },
         "exit-7" => std::process::exit(7),
+        "sleep" => std::thread::sleep(Duration::from_secs(60)),
+        "squat" => {
+            // What a non-administrator could do to keep monitors of `name`
+            // from starting: create the old lock's global mutex first.
+            let mutex = wide(&format!("Global\\procexit-{}", name.to_uppercase()));
+            // SAFETY: default security, a NUL-terminated name.
+            let handle = unsafe { CreateMutexW(std::ptr::null(), 0, mutex.as_ptr()) };
+            assert!(!handle.is_null(), "a restricted token may create it");
+            // Held until the elevated test, done, kills this child.
+            std::thread::sleep(Duration::from_secs(120));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -362,12 +493,46 @@ mod restricted {
     };
     use windows_sys::Win32::System::Threading::{
         CreateProcessAsUserW, GetCurrentProcess, GetExitCodeProcess, OpenProcessToken,
-        WaitForSingleObject, INFINITE, PROCESS_INFORMATION, STARTUPINFOW,
+        TerminateProcess, WaitForSingleObject, INFINITE, PROCESS_INFORMATION, STARTUPINFOW,
     };
 
     /// Runs `command` (program, arguments and its one environment variable)
     /// under the restricted token; returns its exit code.
     pub fn run(command: Command) -> Result<u32, u32> {
+        let child = spawn(command)?;
+        Ok(child.wait())
+    }
+
+    /// A restricted child; killed if still running when dropped.
+    pub struct Child {
+        process: HANDLE,
+    }
+
+    impl Child {
+        /// Waits for it to end; its exit code.
+        pub fn wait(&self) -> u32 {
+            let mut code = 0u32;
+            // SAFETY: our process handle, open until drop.
+            unsafe {
+                WaitForSingleObject(self.process, INFINITE);
+                GetExitCodeProcess(self.process, &mut code);
+            }
+            code
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            // SAFETY: our process handle, closed once.
+            unsafe {
+                TerminateProcess(self.process, 1);
+                CloseHandle(self.process);
+            }
+        }
+    }
+
+    /// Starts `command` under the restricted token.
+    pub fn spawn(command: Command) -> Result<Child, u32> {
         let mut line: Vec<u16> = Vec::new();
         let program = command.get_program().to_owned();
         for (i, arg) in std::iter::once(program.as_os_str())
@@ -450,12 +615,10 @@ mod restricted {
             if ok == 0 {
                 return Err(error);
             }
-            WaitForSingleObject(info.hProcess, INFINITE);
-            let mut code = 0u32;
-            GetExitCodeProcess(info.hProcess, &mut code);
             CloseHandle(info.hThread);
-            CloseHandle(info.hProcess);
-            Ok(code)
+            Ok(Child {
+                process: info.hProcess,
+            })
         }
     }
 }

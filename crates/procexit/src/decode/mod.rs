@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+pub mod audit_api;
 pub mod cgroup;
 pub mod ebpf_exit;
 pub mod kernel_process;
@@ -90,6 +91,14 @@ pub const KERNEL_PROCESS_GUID: Guid = Guid::new(
     0x0e7b,
     0x422b,
     [0xa0, 0xc7, 0x2f, 0xad, 0x1f, 0xd0, 0xe7, 0x16],
+);
+
+/// Microsoft-Windows-Kernel-Audit-API-Calls: `e02a841c-75a3-4fa7-afc8-ae09cf9b7f23`.
+pub const KERNEL_AUDIT_API_CALLS_GUID: Guid = Guid::new(
+    0xe02a_841c,
+    0x75a3,
+    0x4fa7,
+    [0xaf, 0xc8, 0xae, 0x09, 0xcf, 0x9b, 0x7f, 0x23],
 );
 
 /// Real-time Lost_Event provider: `6a399ae0-4bc6-4de9-870b-3657f8947e7e`.

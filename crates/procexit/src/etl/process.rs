@@ -226,6 +226,13 @@ impl<R: BufRead> ProcessEvents<R> {
                     Route::KernelProcess(op) => {
                         kernel_process_item(&mut self.tracker, &mut self.summary, &event, op);
                     }
+                    // A kill waits for its target's exit; nothing released.
+                    Route::Terminate => {
+                        let version = u8::try_from(event.header.version).unwrap_or(u8::MAX);
+                        let (pid, time) = (event.header.pid, event.header.time);
+                        self.tracker.on_terminate(pid, version, time, event.payload);
+                        continue;
+                    }
                     // Most events: nothing for the tracker, nothing released.
                     Route::Lost(_) | Route::Other => continue,
                 }

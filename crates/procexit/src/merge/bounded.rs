@@ -209,6 +209,16 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
         Some(value)
     }
 
+    /// The value of some live entry whose key satisfies `pred`: a scan of
+    /// every slot, for rare lookups by part of the key.
+    pub(super) fn find(&self, mut pred: impl FnMut(&K) -> bool) -> Option<&V> {
+        self.slab
+            .slots
+            .iter()
+            .find(|slot| slot.value.is_some() && pred(&slot.key))
+            .and_then(|slot| slot.value.as_ref())
+    }
+
     pub(super) fn contains(&self, key: &K) -> bool {
         self.index.contains_key(key)
     }

@@ -29,6 +29,16 @@
 //! ProcessStops are kept in insertion-ordered maps or queues that drop (or,
 //! for ProcessStops, release) their oldest entries when full.
 //!
+//! Microsoft-Windows-Kernel-Audit-API-Calls event 2 (§7) is logged when a
+//! process terminates another one: the caller is the event header's pid,
+//! the target's pid (and, from v1, its creation time) are in the payload.
+//! A successful call waits (a bounded queue) for the target's exit and is
+//! joined to it by pid, creation time when both sides have one, and time:
+//! the exit comes after the call, within [`KILL_WINDOW`]. The joined exit
+//! names the caller as its [`Killer`], with the name the caller's own start
+//! or rundown event gave. A process that ends by itself, or whose end came
+//! before the call was delivered, names none.
+//!
 //! [`on_kernel_process_event`]: EtwExitTracker::on_kernel_process_event
 //! [`finish`]: EtwExitTracker::finish
 
@@ -37,6 +47,7 @@ use std::hash::{Hash, Hasher};
 
 use super::bounded::Bounded;
 
+use crate::decode::audit_api::{decode_terminate_process, EVENT_TERMINATE_PROCESS};
 use crate::decode::kernel_process::{
     decode_process_start, decode_process_stop, ProcessStop, EVENT_PROCESS_START, EVENT_PROCESS_STOP,
 };
@@ -47,9 +58,12 @@ use crate::decode::mof_process::{
 };
 use crate::decode::view::{EventHeader, EventView};
 use crate::decode::{
-    DecodeError, DecodeErrorKind, PayloadText, KERNEL_PROCESS_GUID, LOST_EVENT_GUID, PROCESS_GUID,
+    DecodeError, DecodeErrorKind, PayloadText, KERNEL_AUDIT_API_CALLS_GUID, KERNEL_PROCESS_GUID,
+    LOST_EVENT_GUID, PROCESS_GUID,
 };
-use crate::event::{system_time_from_filetime, ExitStatus, ProcessExit, Resources, Source, User};
+use crate::event::{
+    system_time_from_filetime, ExitStatus, Killer, ProcessExit, Resources, Source, User,
+};
 
 /// Processes seen starting and not yet ended. Entries whose End was lost
 /// are evicted oldest-first beyond this.
@@ -70,6 +84,21 @@ const MAX_PAIRING: usize = 1024;
 /// The two records of one exit carry exit times microseconds apart; pids are
 /// reused far more slowly.
 const SAME_EXIT_WINDOW: u64 = 2 * 10_000_000;
+/// How long after a TerminateProcess call its target's exit may come
+/// (FILETIME ticks): a terminated process ends once its threads leave the
+/// kernel, normally at once.
+const KILL_WINDOW: u64 = 30 * 10_000_000;
+
+/// A successful TerminateProcess of another process, waiting for the
+/// target's exit.
+#[derive(Debug, Clone)]
+struct Kill {
+    target_pid: u32,
+    target_create_time: Option<u64>,
+    /// FILETIME of the call.
+    time: Option<u64>,
+    killer: Killer,
+}
 
 /// (pid, UniqueProcessKey): one process across pid reuse. `key` is 0
 /// before v2 or when the payload's is 0 (an EPROCESS address never is).
@@ -156,6 +185,9 @@ pub(crate) struct EtwExitTracker<T = ()> {
     /// The last user SID's text: Starts and Ends of one user's processes
     /// copy it instead of writing the SID out each time.
     sid_text: SidTextCache,
+    /// TerminateProcess calls waiting for their target's exit, oldest
+    /// first.
+    kills: VecDeque<Kill>,
 }
 
 impl<T> EtwExitTracker<T> {
@@ -180,6 +212,7 @@ impl<T> EtwExitTracker<T> {
             released: VecDeque::new(),
             recent_exits: VecDeque::with_capacity(MAX_PAIRING),
             sid_text: SidTextCache::default(),
+            kills: VecDeque::new(),
         }
     }
 
@@ -322,6 +355,86 @@ impl<T> EtwExitTracker<T> {
         }
     }
 
+    /// One Kernel-Audit-API-Calls TerminateProcess event (id 2) of version
+    /// `version`, by `caller` (the header's pid) at `timestamp`. A call
+    /// that failed, or without a caller, is no kill; a payload that does
+    /// not decode is an anomaly.
+    pub(crate) fn on_terminate(
+        &mut self,
+        caller: Option<u32>,
+        version: u8,
+        timestamp: Option<u64>,
+        payload: &[u8],
+    ) {
+        let call = match decode_terminate_process(payload, version) {
+            Ok(call) => call,
+            Err(_) => return self.bump_anomalies(),
+        };
+        let Some(caller) = caller.filter(|&c| c != call.target_pid) else {
+            return;
+        };
+        if !call.succeeded() {
+            return;
+        }
+        let name = self.name_of(caller);
+        if self.kills.len() == MAX_PAIRING {
+            self.kills.pop_front();
+        }
+        self.kills.push_back(Kill {
+            target_pid: call.target_pid,
+            target_create_time: call.target_create_time,
+            time: timestamp,
+            killer: Killer { pid: caller, name },
+        });
+    }
+
+    /// The short name of a live process by pid, from its start or rundown
+    /// event: kernel Process seeds first, then Kernel-Process starts. A
+    /// scan, done only for a TerminateProcess call.
+    fn name_of(&self, pid: u32) -> Option<String> {
+        if let Some(name) = self
+            .live
+            .find(|k| k.pid == pid)
+            .and_then(|s| s.name.as_deref())
+        {
+            return Some(name.to_owned());
+        }
+        self.kp_live
+            .find(|&(p, _)| p == pid)
+            .and_then(|s| s.image_path.as_deref())
+            .and_then(leaf_name)
+    }
+
+    /// The waiting TerminateProcess call that ended the process `pid`
+    /// created at `create_ft` and ended at `exit_ft` (FILETIMEs, when
+    /// known), taken out of the queue: the newest that matches.
+    fn take_kill(
+        &mut self,
+        pid: u32,
+        create_ft: Option<u64>,
+        exit_ft: Option<u64>,
+    ) -> Option<Killer> {
+        if self.kills.is_empty() {
+            return None;
+        }
+        let at = self.kills.iter().rposition(|k| {
+            let created = match (k.target_create_time, create_ft) {
+                (Some(a), Some(b)) => a.abs_diff(b) <= SAME_EXIT_WINDOW,
+                _ => true,
+            };
+            // Clocks of two processors: a little slack before the exit.
+            let timely = match (k.time, exit_ft) {
+                (Some(call), Some(exit)) => {
+                    call <= exit.saturating_add(SAME_EXIT_WINDOW)
+                        && exit.saturating_sub(call) <= KILL_WINDOW
+                }
+                _ => true,
+            };
+            k.target_pid == pid && created && timely
+        })?;
+        self.kills.remove(at).map(|k| k.killer)
+    }
+
     fn on_stop(&mut self, s: ProcessStop, timestamp: Option<u64>, tag: T) {
         if s.image_name.is_none() {
             self.bump_anomalies();
@@ -337,6 +450,7 @@ impl<T> EtwExitTracker<T> {
         exit.exit_time = system_time_from_filetime(s.exit_time)
             .or_else(|| timestamp.and_then(system_time_from_filetime));
         exit.ppid = seed.as_ref().map(|seed| seed.ppid);
+        exit.killer = self.take_kill(s.pid, Some(s.create_time), Some(s.exit_time));
         exit.name = non_empty(s.image_name).or_else(|| {
             seed.and_then(|seed| seed.image_path)
                 .as_deref()
@@ -525,6 +639,10 @@ impl<T> EtwExitTracker<T> {
             user: None,
         });
         let start_time = seed.start_time.and_then(system_time_from_filetime);
+        // A ProcessStop that waited for this End may have taken the kill.
+        let killer = self
+            .take_kill(p.pid, seed.start_time, exit_time)
+            .or_else(|| stop.as_ref().and_then(|stop| stop.killer.clone()));
         Ok(Some(ProcessExit {
             pid: p.pid,
             ppid: Some(p.ppid),
@@ -541,7 +659,7 @@ impl<T> EtwExitTracker<T> {
                 .map(User::Sid),
             process_key: key.process_key(),
             source: self.source,
-            killer: None,
+            killer,
             oom_killed: None,
             // Only the ProcessStop reports resource use. Chosen here, not
             // in a variable first: the record is written once, in place.
@@ -574,6 +692,11 @@ impl EtwExitTracker<()> {
                 let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
                 self.on_kernel_process_event(op, version, view.header.time, view.payload, ())
                     .map(|()| None)
+            }
+            Route::Terminate => {
+                let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+                self.on_terminate(view.header.pid, version, view.header.time, view.payload);
+                Ok(None)
             }
             Route::Lost(_) | Route::Other => Ok(None),
         }
@@ -612,6 +735,8 @@ pub(crate) enum Route {
     Process(ProcessOp),
     /// A Kernel-Process start or stop.
     KernelProcess(KernelProcessOp),
+    /// A Kernel-Audit-API-Calls TerminateProcess of another process (id 2).
+    Terminate,
     /// A real-time loss notification; `None` for an unknown loss opcode.
     Lost(Option<LostKind>),
     /// Anything else (other kernel classes and Process opcodes such as
@@ -638,6 +763,10 @@ pub(crate) fn route(header: &EventHeader) -> Route {
         }
     } else if header.provider == LOST_EVENT_GUID {
         Route::Lost(classify_lost(header.opcode))
+    } else if header.provider == KERNEL_AUDIT_API_CALLS_GUID
+        && header.event_id == EVENT_TERMINATE_PROCESS
+    {
+        Route::Terminate
     } else {
         Route::Other
     }
@@ -1207,6 +1336,156 @@ mod tests {
         b.extend(name.as_bytes());
         b.push(0);
         b
+    }
+
+    /// A Kernel-Audit-API-Calls event 2 v1 payload.
+    fn terminate(target: u32, rc: u32, created: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(target.to_le_bytes());
+        b.extend(rc.to_le_bytes());
+        b.extend(0x0001_0000_0000_0042u64.to_le_bytes());
+        b.extend(created.to_le_bytes());
+        b
+    }
+
+    /// Routes a TerminateProcess event by `caller` at `time` as the
+    /// callback does.
+    fn kill(t: &mut EtwExitTracker, caller: u32, version: u8, time: u64, payload: &[u8]) {
+        let mut header = EventHeader::new(KERNEL_AUDIT_API_CALLS_GUID, 0, version.into(), P8);
+        header.event_id = EVENT_TERMINATE_PROCESS;
+        header.pid = Some(caller);
+        header.time = Some(time);
+        assert_eq!(route(&header), Route::Terminate);
+        let view = EventView {
+            header,
+            payload,
+            extended: &[],
+            place: (),
+        };
+        assert_eq!(t.on_event(&view), Ok(None));
+    }
+
+    #[test]
+    fn a_terminate_call_names_its_caller_on_the_targets_exit() {
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+        // The killer's rundown and the victim's start.
+        let killer = mof(4, 0xbb, 20, 259, "taskkill.exe", "taskkill /f /pid 10");
+        t.on_process_bytes(OPCODE_DC_START, 4, P8, Some(T_START), &killer)
+            .unwrap();
+        let victim = mof(4, 0xaa, 10, 259, "sleep.exe", "sleep 60");
+        t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &victim)
+            .unwrap();
+        kill(&mut t, 20, 1, T_END - 100, &terminate(10, 0, T_START));
+        let end = mof(4, 0xaa, 10, 1, "", "");
+        let exit = t
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            exit.killer,
+            Some(Killer {
+                pid: 20,
+                name: Some("taskkill.exe".into())
+            })
+        );
+        // The kill was used up: the killer's own exit names nobody.
+        let end = mof(4, 0xbb, 20, 0, "", "");
+        let exit = t
+            .on_process_bytes(OPCODE_END, 4, P8, Some(T_END + 10), &end)
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.killer, None);
+    }
+
+    #[test]
+    fn exits_without_a_matching_successful_call_name_no_killer() {
+        let end = |t: &mut EtwExitTracker, pid: u32, at: u64| {
+            let payload = mof(4, 0xaa, pid, 1, "x.exe", "");
+            t.on_process_bytes(OPCODE_END, 4, P8, Some(at), &payload)
+                .unwrap()
+                .unwrap()
+                .killer
+        };
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernel, Some(T_WINDOW));
+        // A process that exits by itself.
+        assert_eq!(end(&mut t, 10, T_END), None);
+        // A failed call (STATUS_ACCESS_DENIED), a call on itself, a call on
+        // another pid, a call after the exit, one too long before it, and
+        // one on an older process of the same pid: none is this exit's.
+        kill(
+            &mut t,
+            20,
+            1,
+            T_END - 100,
+            &terminate(11, 0xc000_0022, T_START),
+        );
+        kill(&mut t, 11, 1, T_END - 100, &terminate(11, 0, T_START));
+        kill(&mut t, 20, 1, T_END - 100, &terminate(12, 0, T_START));
+        assert_eq!(end(&mut t, 11, T_END), None);
+        kill(
+            &mut t,
+            20,
+            1,
+            T_END + 3 * 10_000_000,
+            &terminate(13, 0, T_START),
+        );
+        assert_eq!(end(&mut t, 13, T_END), None);
+        kill(
+            &mut t,
+            20,
+            1,
+            T_END - KILL_WINDOW - 1,
+            &terminate(14, 0, T_START),
+        );
+        assert_eq!(end(&mut t, 14, T_END), None);
+        let earlier = T_START - 100 * 10_000_000;
+        kill(&mut t, 20, 1, T_END - 100, &terminate(15, 0, earlier));
+        let start = mof(4, 0xaa, 15, 259, "x.exe", "");
+        t.on_process_bytes(OPCODE_START, 4, P8, Some(T_START), &start)
+            .unwrap();
+        assert_eq!(end(&mut t, 15, T_END), None);
+        // A v0 call (no creation time) still joins by pid and time; its
+        // caller's name is unknown (no start or rundown seen).
+        kill(&mut t, 30, 0, T_END - 100, &terminate(16, 0, 0)[..8]);
+        assert_eq!(
+            end(&mut t, 16, T_END),
+            Some(Killer {
+                pid: 30,
+                name: None
+            })
+        );
+        // A payload that does not decode is an anomaly, never a kill.
+        let before = t.anomalies();
+        kill(&mut t, 20, 1, T_END, &[1, 2, 3]);
+        assert_eq!(t.anomalies(), before + 1);
+    }
+
+    #[test]
+    fn a_kernel_process_stop_names_its_killer() {
+        // The Kernel-Process session: the killer's name from its
+        // ProcessStart image path, the victim's exact creation time.
+        let mut t = EtwExitTracker::<()>::new(Source::EtwKernelProcess, Some(T_WINDOW));
+        let mut start = Vec::new();
+        start.extend(20u32.to_le_bytes());
+        start.extend(T_START.to_le_bytes());
+        start.extend(4u32.to_le_bytes());
+        start.extend(1u32.to_le_bytes());
+        start.extend(0u32.to_le_bytes());
+        start.extend(utf16z(
+            "\\Device\\HarddiskVolume2\\Windows\\System32\\taskkill.exe",
+        ));
+        kp(&mut t, EVENT_PROCESS_START, 1, Some(T_START), &start).unwrap();
+        kill(&mut t, 20, 1, T_END - 100, &terminate(71, 0, T_START));
+        let exit = kp(&mut t, EVENT_PROCESS_STOP, 1, None, &stop_at(1, 71, T_END))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            exit.killer,
+            Some(Killer {
+                pid: 20,
+                name: Some("taskkill.exe".into())
+            })
+        );
     }
 
     #[test]

@@ -5,14 +5,17 @@
 //! return for those events, and a handler that only signals another thread
 //! (as Ctrl-C handlers usually do) returns at once: the process would die
 //! with its session still running, holding a system-logger slot until the
-//! next start reclaims it. This handler stops every running session
-//! synchronously, then lets the next handler run. Handlers run last
+//! next start reclaims it. This handler stops every running session the
+//! event ends the process of (not a service's on logoff or shutdown: the
+//! service manager stops a service), marks the process as terminating so
+//! the supervisors do not restart them, then lets the next handler run. Handlers run last
 //! registered first, so programs that install their own console handler
 //! do so before starting the first monitor (docs/windows-sessions.md).
 
 #![allow(unsafe_code)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once, PoisonError};
 
 use windows_sys::core::BOOL;
@@ -20,15 +23,24 @@ use windows_sys::Win32::System::Console::{
     SetConsoleCtrlHandler, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
 };
 use windows_sys::Win32::System::Diagnostics::Etw::CONTROLTRACE_HANDLE;
-use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
 
 use super::session::stop_by_handle;
 
-/// Handles of the sessions running in this process, with the id of the
-/// registration that added each.
-static RUNNING: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+/// A running session listed for the handler.
+struct Listed {
+    id: u64,
+    handle: u64,
+    /// Registered by a monitor in service mode.
+    service: bool,
+}
+
+/// Sessions running in this process.
+static RUNNING: Mutex<Vec<Listed>> = Mutex::new(Vec::new());
 static NEXT_ID: Mutex<u64> = Mutex::new(0);
 static INSTALL: Once = Once::new();
+/// Set once the handler stopped sessions because the process is about to
+/// end: their consumers' ends are no outside stop to recover from.
+static TERMINATING: AtomicBool = AtomicBool::new(false);
 
 /// A session listed for the handler; unlisted on drop.
 #[derive(Debug)]
@@ -36,8 +48,9 @@ pub(crate) struct Registration {
     id: u64,
 }
 
-/// Lists a started session so the handler stops it.
-pub(crate) fn register(handle: CONTROLTRACE_HANDLE) -> Registration {
+/// Lists a started session so the handler stops it; `service`: the
+/// monitor runs in a Windows service.
+pub(crate) fn register(handle: CONTROLTRACE_HANDLE, service: bool) -> Registration {
     INSTALL.call_once(|| {
         // SAFETY: a valid handler routine of the right signature, added
         // once per process and never removed. Failure (no console) only
@@ -52,7 +65,11 @@ pub(crate) fn register(handle: CONTROLTRACE_HANDLE) -> Registration {
     RUNNING
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push((id, handle.Value));
+        .push(Listed {
+            id,
+            handle: handle.Value,
+            service,
+        });
     Registration { id }
 }
 
@@ -61,33 +78,44 @@ impl Drop for Registration {
         RUNNING
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|&(id, _)| id != self.id);
+            .retain(|listed| listed.id != self.id);
     }
 }
 
-/// Whether Windows ends this process after `event`. A logoff ends only
-/// interactive processes: in session 0 (services) it is another user's.
-pub(crate) fn ends_process(event: u32, service_session: bool) -> bool {
+/// Whether Windows ends this process after `event`. A service's process
+/// is not ended by logoff or shutdown events (the service manager's
+/// SHUTDOWN / PRESHUTDOWN stops it); a console process is, in any
+/// session, session 0 included.
+pub(crate) fn ends_process(event: u32, service: bool) -> bool {
     match event {
-        CTRL_CLOSE_EVENT | CTRL_SHUTDOWN_EVENT => true,
-        CTRL_LOGOFF_EVENT => !service_session,
+        CTRL_CLOSE_EVENT => true,
+        CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => !service,
         _ => false,
     }
 }
 
-fn in_service_session() -> bool {
-    let mut session = u32::MAX;
-    // SAFETY: a writable u32 for the session id of our own pid.
-    let ok = unsafe { ProcessIdToSessionId(std::process::id(), &mut session) };
-    ok != 0 && session == 0
+/// Whether the handler stopped sessions because the process ends.
+pub(crate) fn terminating() -> bool {
+    TERMINATING.load(Ordering::SeqCst)
 }
 
-/// Stops every listed session; returns how many STOPs succeeded.
-pub(crate) fn stop_all() -> usize {
+/// Stops every listed session Windows is about to end with the process on
+/// `event` (all of them for `None`); returns how many STOPs succeeded.
+pub(crate) fn stop_all_for(event: Option<u32>) -> usize {
     let running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-    running
+    let ending: Vec<u64> = running
         .iter()
-        .filter(|&&(_, handle)| stop_by_handle(CONTROLTRACE_HANDLE { Value: handle }))
+        .filter(|listed| event.is_none_or(|e| ends_process(e, listed.service)))
+        .map(|listed| listed.handle)
+        .collect();
+    if event.is_some() && !ending.is_empty() {
+        // Before the STOPs: the supervisors must see their consumers end
+        // as ours, not as a session stopped from outside to restart.
+        TERMINATING.store(true, Ordering::SeqCst);
+    }
+    ending
+        .into_iter()
+        .filter(|&handle| stop_by_handle(CONTROLTRACE_HANDLE { Value: handle }))
         .count()
 }
 
@@ -95,9 +123,7 @@ pub(crate) fn stop_all() -> usize {
 /// the next handler run (returns FALSE).
 pub(crate) unsafe extern "system" fn on_console_event(event: u32) -> BOOL {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        if ends_process(event, in_service_session()) {
-            stop_all();
-        }
+        stop_all_for(Some(event));
     }));
     0
 }
@@ -111,12 +137,15 @@ mod tests {
     fn which_events_end_the_process() {
         for service in [false, true] {
             assert!(ends_process(CTRL_CLOSE_EVENT, service));
-            assert!(ends_process(CTRL_SHUTDOWN_EVENT, service));
             // Ctrl-C / Ctrl-Break are the program's own handler's business.
             assert!(!ends_process(CTRL_C_EVENT, service));
             assert!(!ends_process(CTRL_BREAK_EVENT, service));
         }
+        // A console program, in session 0 too (OpenSSH, a scheduled task).
         assert!(ends_process(CTRL_LOGOFF_EVENT, false));
+        assert!(ends_process(CTRL_SHUTDOWN_EVENT, false));
+        // A service: the service manager's SHUTDOWN stops it, not this.
         assert!(!ends_process(CTRL_LOGOFF_EVENT, true));
+        assert!(!ends_process(CTRL_SHUTDOWN_EVENT, true));
     }
 }

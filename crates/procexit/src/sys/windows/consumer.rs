@@ -85,6 +85,13 @@ impl Context {
                         .map(|()| None)
                 });
             }
+            Route::Terminate => {
+                let version = u8::try_from(view.header.version).unwrap_or(u8::MAX);
+                self.with_tracker(|t| {
+                    t.on_terminate(view.header.pid, version, time, view.payload);
+                    Ok(None)
+                });
+            }
             // Where a gap is, never how big: the polled session counters
             // are the one count of loss (see `supervise::report_loss`), so
             // a marker can neither double-count nor hide later loss.

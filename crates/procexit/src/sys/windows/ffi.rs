@@ -8,6 +8,8 @@ use windows_sys::Win32::Foundation::{
     ERROR_NO_SYSTEM_RESOURCES, ERROR_WMI_INSTANCE_NOT_FOUND, HANDLE, WIN32_ERROR,
 };
 
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+
 use crate::error::Error;
 
 /// ERROR_ACCESS_DENIED: not elevated (StartTraceW, ControlTraceW).
@@ -34,8 +36,42 @@ pub(crate) fn etw_error(call: &'static str, code: WIN32_ERROR, session: &str) ->
             name: session.to_owned(),
             code,
         },
-        NO_SYSTEM_RESOURCES => Error::NoSessionSlots { code },
         _ => os_error(call, code),
+    }
+}
+
+/// StartTraceW's failures: ERROR_NO_SYSTEM_RESOURCES is the system's
+/// session limit, worded for the kind of session that hit it.
+pub(crate) fn start_error(code: WIN32_ERROR, kernel: bool, session: &str) -> Error {
+    match code {
+        NO_SYSTEM_RESOURCES => Error::NoSessionSlots { code, kernel },
+        code => etw_error("StartTraceW", code, session),
+    }
+}
+
+/// OpenTraceW's failures. Access denied right after our own StartTraceW
+/// succeeded means this account may not consume in real time; only under
+/// Wine (whose OpenTraceW is a stub) is it "ETW unavailable".
+pub(crate) fn open_error(code: WIN32_ERROR, wine: bool, session: &str) -> Error {
+    match code {
+        ACCESS_DENIED if wine => Error::EtwUnavailable {
+            call: "OpenTraceW",
+            code,
+        },
+        ACCESS_DENIED => Error::NoConsumerRights { code },
+        code => etw_error("OpenTraceW", code, session),
+    }
+}
+
+/// Whether this process runs under Wine: ntdll exports `wine_get_version`
+/// there and nowhere else.
+pub(crate) fn under_wine() -> bool {
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: a NUL-terminated module name and export name; ntdll is
+    // always loaded, and only the presence of the export is checked.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
     }
 }
 
@@ -112,9 +148,24 @@ mod tests {
             etw_error("StartTraceW", 183, "x"),
             Error::SessionExists { ref name, code: 183 } if name == "x"
         ));
+        // The session limit, per kind of session.
         assert!(matches!(
-            etw_error("StartTraceW", 1450, "x"),
-            Error::NoSessionSlots { code: 1450 }
+            start_error(1450, true, "x"),
+            Error::NoSessionSlots {
+                code: 1450,
+                kernel: true
+            }
+        ));
+        assert!(matches!(
+            start_error(1450, false, "x"),
+            Error::NoSessionSlots {
+                code: 1450,
+                kernel: false
+            }
+        ));
+        assert!(matches!(
+            start_error(5, false, "x"),
+            Error::NotElevated { code: 5 }
         ));
         assert!(matches!(
             etw_error("ControlTraceW", 4201, "x"),
@@ -123,6 +174,35 @@ mod tests {
                 code: 4201
             }
         ));
+    }
+
+    #[test]
+    fn open_trace_denied_is_consumer_rights_except_under_wine() {
+        assert!(matches!(
+            open_error(5, false, "x"),
+            Error::NoConsumerRights { code: 5 }
+        ));
+        assert!(matches!(
+            open_error(5, true, "x"),
+            Error::EtwUnavailable {
+                call: "OpenTraceW",
+                code: 5
+            }
+        ));
+        assert!(matches!(
+            open_error(1450, false, "x"),
+            Error::Os {
+                call: "OpenTraceW",
+                code: 1450
+            }
+        ));
+    }
+
+    #[test]
+    fn wine_is_told_by_its_ntdll_export() {
+        // Every Wine prefix has winecfg.exe in system32; Windows has none.
+        let wine_prefix = std::path::Path::new(r"C:\windows\system32\winecfg.exe").exists();
+        assert_eq!(under_wine(), wine_prefix);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use consumer::Context;
-use ffi::{os_error, ACCESS_DENIED, NOT_RUNNING};
+use ffi::{os_error, NOT_RUNNING};
 use lock::NameLock;
 use plan::Plan;
 use properties::LossCounters;
@@ -66,7 +66,7 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
     // Before any session exists: a second monitor of this name must not
     // touch the first one's session.
     let lock = NameLock::acquire(win.session_name_str())?;
-    let session = start_session(options.backend, plan, &win)?;
+    let session = start_session(options.backend, plan, &win, lock.held())?;
     let source = match session.plan {
         Plan::KernelProcess => Source::EtwKernelProcess,
         Plan::PrivateKernel { .. } => Source::EtwKernel,
@@ -78,7 +78,7 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
         options: win.clone(),
         context,
         current: Some(attached),
-        _lock: lock,
+        lock,
     };
     let stop = Arc::new(Stop::default());
     let flush_interval = win.flush_interval_duration().max(Duration::from_millis(1));
@@ -102,25 +102,41 @@ pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
 
 /// Starts the session for `plan`; `Backend::Auto` falls back from the
 /// kernel session to Kernel-Process on any failure the latter may not
-/// share (no system-logger slot, containers, clock-type limits, rights
-/// that allow ordinary sessions only).
-fn start_session(backend: Backend, plan: Plan, options: &WindowsOptions) -> Result<Session> {
-    match Session::start(plan, options) {
+/// share (no system-logger slot, containers, clock-type limits, and access
+/// denied: Performance Log Users and LocalService / NetworkService may
+/// control ordinary sessions but not a kernel one).
+fn start_session(
+    backend: Backend,
+    plan: Plan,
+    options: &WindowsOptions,
+    reclaim: bool,
+) -> Result<Session> {
+    start_with_fallback(backend, plan, |plan| Session::start(plan, options, reclaim))
+}
+
+/// [`start_session`] apart from the Win32 calls. Kernel-Process is tried
+/// once; when it is denied too, the error stays `NotElevated`, otherwise
+/// its own error is the one to act on.
+fn start_with_fallback<S>(
+    backend: Backend,
+    plan: Plan,
+    mut start: impl FnMut(Plan) -> Result<S>,
+) -> Result<S> {
+    match start(plan) {
         Err(e) if backend == Backend::Auto && plan != Plan::KernelProcess && falls_back(&e) => {
-            Session::start(Plan::KernelProcess, options)
+            start(Plan::KernelProcess)
         }
         other => other,
     }
 }
 
 /// Whether a failed kernel-session start is worth retrying with
-/// Kernel-Process: not when elevation is missing or the name is the
-/// problem, which the other session would meet the same way.
+/// Kernel-Process: not when the name is the problem, which the other
+/// session would meet the same way.
 fn falls_back(error: &Error) -> bool {
     !matches!(
         error,
-        Error::NotElevated { .. }
-            | Error::SessionNameRejected { .. }
+        Error::SessionNameRejected { .. }
             | Error::SessionNotOurs { .. }
             | Error::SessionExists { .. }
             | Error::AlreadyRunning { .. }
@@ -168,17 +184,7 @@ impl Attached {
             Ok(reader) => Arc::new(reader),
             Err(code) => {
                 let _ = session.stop();
-                // Right after our own StartTraceW succeeded, access denied
-                // means ETW does not work here (Wine's stub), not missing
-                // elevation.
-                return Err(if code == ACCESS_DENIED {
-                    Error::EtwUnavailable {
-                        call: "OpenTraceW",
-                        code,
-                    }
-                } else {
-                    ffi::etw_error("OpenTraceW", code, session.name())
-                });
+                return Err(ffi::open_error(code, ffi::under_wine(), session.name()));
             }
         };
         let consumer = spawn_counted("procexit-etw-consumer", {
@@ -247,7 +253,7 @@ struct Live {
     /// `None` after a restart failed.
     current: Option<Attached>,
     /// Held until the monitor is gone.
-    _lock: NameLock,
+    lock: NameLock,
 }
 
 impl Lifecycle for Live {
@@ -259,6 +265,10 @@ impl Lifecycle for Live {
         self.current
             .as_ref()
             .is_none_or(|a| a.consumer.is_finished())
+    }
+
+    fn terminating(&self) -> bool {
+        console::terminating()
     }
 
     fn flush(&self) {
@@ -281,7 +291,7 @@ impl Lifecycle for Live {
             }
             None => Plan::choose(self.backend)?,
         };
-        let session = start_session(self.backend, plan, &self.options)?;
+        let session = start_session(self.backend, plan, &self.options, self.lock.held())?;
         self.current = Some(Attached::open(session, &self.context)?);
         Ok(())
     }
@@ -299,7 +309,11 @@ impl Lifecycle for Live {
 fn auto_falls_back_unless_the_other_session_would_fail_the_same_way() {
     let name = || "procexit".to_owned();
     for e in [
-        Error::NoSessionSlots { code: 1450 },
+        Error::NoSessionSlots {
+            code: 1450,
+            kernel: true,
+        },
+        Error::NotElevated { code: 5 },
         Error::Os {
             call: "StartTraceW",
             code: 87,
@@ -312,17 +326,55 @@ fn auto_falls_back_unless_the_other_session_would_fail_the_same_way() {
         assert!(falls_back(&e), "{e:?}");
     }
     for e in [
-        Error::NotElevated { code: 5 },
         Error::SessionNameRejected { name: name() },
         Error::SessionNotOurs { name: name() },
         Error::SessionExists {
             name: name(),
             code: 183,
         },
-        Error::AlreadyRunning { name: name() },
+        Error::AlreadyRunning {
+            name: name(),
+            other_account: false,
+        },
     ] {
         assert!(!falls_back(&e), "{e:?}");
     }
+}
+
+#[cfg(test)]
+#[test]
+fn auto_tries_kernel_process_once_when_the_kernel_session_is_denied() {
+    let kernel = Plan::PrivateKernel { independent: true };
+    let denied = || Error::NotElevated { code: 5 };
+    // A Performance Log Users member: the kernel session is denied, an
+    // ordinary one is not.
+    let mut tried = Vec::new();
+    let r = start_with_fallback(Backend::Auto, kernel, |plan| {
+        tried.push(plan);
+        if plan == kernel {
+            Err(denied())
+        } else {
+            Ok(plan)
+        }
+    });
+    assert_eq!(r.unwrap(), Plan::KernelProcess);
+    assert_eq!(tried, [kernel, Plan::KernelProcess]);
+    // Denied both ways: NotElevated, after one try each.
+    let mut tried = Vec::new();
+    let r: Result<()> = start_with_fallback(Backend::Auto, kernel, |plan| {
+        tried.push(plan);
+        Err(denied())
+    });
+    assert!(matches!(r, Err(Error::NotElevated { code: 5 })));
+    assert_eq!(tried, [kernel, Plan::KernelProcess]);
+    // A backend asked for by name never falls back.
+    let mut tried = Vec::new();
+    let r: Result<()> = start_with_fallback(Backend::EtwKernel, kernel, |plan| {
+        tried.push(plan);
+        Err(denied())
+    });
+    assert!(matches!(r, Err(Error::NotElevated { .. })));
+    assert_eq!(tried, [kernel]);
 }
 
 /// Polls `done` every 10 ms until it holds (`true`) or `deadline` passed.

@@ -93,15 +93,17 @@ pub(crate) struct LossCounters {
 
 /// Buffer counts for `cpus` processors, when the caller set none.
 ///
-/// ETW keeps per-processor buffers and raises MinimumBuffers below about
-/// 2 per CPU anyway, so the floor scales with the CPU count (as TraceEvent
-/// does). 64 KB × max(32, 4·CPU) lets ~2 MB+ of events wait between two
-/// 100 ms flushes; the maximum, max(256, 16·CPU) buffers (16 MB+ at 64 KB),
-/// absorbs a fork burst while the consumer catches up. ETW allocates the
-/// minimum up front and grows only on demand. A Rust tool that kept small
-/// defaults lost 42 % of process events with no counter moving.
+/// The minimum is what ETW allocates up front, from non-paged memory, for
+/// as long as the session runs: 2 buffers per processor, the least ETW
+/// accepts (a smaller value is raised to it), and at least 8. With a flush
+/// every timer tick a buffer rarely holds more than a tick's events, so
+/// the pool only grows (on demand, up to the maximum) in a burst. The
+/// maximum, max(256, 16·CPU) buffers, absorbs a fork burst while the
+/// consumer catches up: too small a pool loses events (a Rust tool that
+/// kept ETW's small defaults lost 42 % of process events in a burst).
+/// Memory per CPU count: docs/windows-sessions.md.
 pub(crate) fn default_buffers(cpus: u32) -> (u32, u32) {
-    let min = cpus.saturating_mul(4).clamp(32, 1024);
+    let min = cpus.saturating_mul(2).clamp(8, 1024);
     let max = cpus.saturating_mul(16).clamp(256, 4096).max(min);
     (min, max)
 }
@@ -211,9 +213,33 @@ mod tests {
 
     #[test]
     fn buffer_defaults_scale_with_cpus() {
-        assert_eq!(default_buffers(1), (32, 256));
-        assert_eq!(default_buffers(8), (32, 256));
-        assert_eq!(default_buffers(64), (256, 1024));
+        assert_eq!(default_buffers(1), (8, 256));
+        assert_eq!(default_buffers(8), (16, 256));
+        assert_eq!(default_buffers(64), (128, 1024));
+        assert_eq!(default_buffers(128), (256, 2048));
         assert_eq!(default_buffers(4096), (1024, 4096));
+        // Up front at 64 KiB: 16 MiB on a 128-CPU machine (it was 32), at
+        // most 2 per CPU plus the floor.
+        for cpus in [1u32, 4, 16, 64, 128, 640] {
+            let (min, max) = default_buffers(cpus);
+            assert!(min <= (2 * cpus).max(8), "{cpus}: {min}");
+            assert!(min >= 2 * cpus.min(512), "below ETW's floor at {cpus}");
+            assert!(max >= min && max >= 256);
+        }
+    }
+
+    #[test]
+    fn the_default_flush_keeps_the_latency_goal() {
+        // The wait is rounded up to the timer tick; an exit then waits at
+        // most one rounded interval for its buffer (p95 goal: 25 ms from
+        // exit to line, with room for delivery and printing).
+        const TICK_US: u128 = 15_625;
+        let interval = crate::config::DEFAULT_FLUSH_INTERVAL.as_micros();
+        let rounded = interval.div_ceil(TICK_US) * TICK_US;
+        assert!(rounded <= 20_000, "{rounded} us");
+        assert_eq!(
+            crate::config::WindowsOptions::new().flush_interval_duration(),
+            crate::config::DEFAULT_FLUSH_INTERVAL
+        );
     }
 }

@@ -18,15 +18,15 @@ use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, ALL_PROCESS
 
 use super::console::{self, Registration};
 use super::ffi::{
-    etw_error, os_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA, NOT_RUNNING,
-    NO_SYSTEM_RESOURCES,
+    etw_error, os_error, start_error, wide, win_guid, ALREADY_EXISTS, INVALID_PARAMETER, MORE_DATA,
+    NOT_RUNNING, NO_SYSTEM_RESOURCES,
 };
 use super::plan::Plan;
 use super::properties::{
     default_buffers, session_guid, LossCounters, PropertiesBuf, SessionConfig, MAX_NAME_UNITS,
 };
 use crate::config::{WindowsOptions, SESSION_NAME_PREFIX};
-use crate::decode::{Guid, KERNEL_PROCESS_GUID};
+use crate::decode::{Guid, KERNEL_AUDIT_API_CALLS_GUID, KERNEL_PROCESS_GUID};
 use crate::error::{Error, Result};
 
 /// WINEVENT_KEYWORD_PROCESS of Microsoft-Windows-Kernel-Process.
@@ -71,8 +71,11 @@ pub(crate) enum Owner {
 
 /// StartTraceW with stale-session reclaiming: on ERROR_ALREADY_EXISTS ask
 /// who owns the session, stop it by name only when it is not proven to be
-/// another tool's, and retry with backoff.
+/// another tool's, and retry with backoff. Without the name's lock
+/// (`may_stop` false) nothing is ever stopped: the session may be a
+/// running monitor's.
 pub(crate) fn start_with_reclaim(
+    may_stop: bool,
     mut start: impl FnMut() -> WIN32_ERROR,
     mut owner: impl FnMut() -> Owner,
     mut stop: impl FnMut() -> WIN32_ERROR,
@@ -86,6 +89,7 @@ pub(crate) fn start_with_reclaim(
         match owner() {
             Owner::Other => return Outcome::NotOurs,
             Owner::Gone => {}
+            Owner::Ours | Owner::Unknown if !may_stop => return Outcome::Stuck(ALREADY_EXISTS),
             Owner::Ours | Owner::Unknown => match stop() {
                 0 | NOT_RUNNING | MORE_DATA => {}
                 refused => return Outcome::Stuck(refused),
@@ -123,11 +127,17 @@ pub(crate) struct Session {
     stopped: bool,
     /// Listed for the console handler while the session runs.
     console: Option<Registration>,
+    /// What EnableTraceEx2 gave for Microsoft-Windows-Kernel-Audit-API-Calls
+    /// (0: enabled; TerminateProcess calls then name who ended a process).
+    #[cfg_attr(not(test), allow(dead_code))] // the tests check it
+    pub(crate) audit: u32,
 }
 
 impl Session {
-    /// Starts the session for `plan` with the options' name and buffers.
-    pub(crate) fn start(plan: Plan, options: &WindowsOptions) -> Result<Session> {
+    /// Starts the session for `plan` with the options' name and buffers;
+    /// `reclaim`: whether a leftover session of the name may be stopped
+    /// (only while holding the name's lock).
+    pub(crate) fn start(plan: Plan, options: &WindowsOptions, reclaim: bool) -> Result<Session> {
         let name = options.session_name_str().to_owned();
         check_name(&name)?;
         let config = session_config(plan, &name, options);
@@ -139,9 +149,11 @@ impl Session {
             // Nothing to stop until StartTraceW succeeded.
             stopped: true,
             console: None,
+            audit: u32::MAX,
         };
         let mut handle = CONTROLTRACE_HANDLE { Value: 0 };
         let outcome = start_with_reclaim(
+            reclaim,
             || {
                 let mut props = PropertiesBuf::start(&config);
                 // SAFETY: `props` is a properties buffer whose BufferSize and
@@ -162,7 +174,7 @@ impl Session {
             Outcome::Started => {
                 session.handle = handle;
                 session.stopped = false;
-                session.console = Some(console::register(handle));
+                session.console = Some(console::register(handle, options.is_service()));
             }
             Outcome::NotOurs => {
                 return Err(Error::SessionNotOurs {
@@ -181,13 +193,22 @@ impl Session {
                 if plan == (Plan::PrivateKernel { independent: true }) =>
             {
                 drop(session);
-                return Session::start(Plan::PrivateKernel { independent: false }, options);
+                return Session::start(
+                    Plan::PrivateKernel { independent: false },
+                    options,
+                    reclaim,
+                );
             }
-            Outcome::Failed(code) => return Err(etw_error("StartTraceW", code, &session.name)),
+            Outcome::Failed(code) => {
+                let kernel = plan != Plan::KernelProcess;
+                return Err(start_error(code, kernel, &session.name));
+            }
         }
         if plan == Plan::KernelProcess {
             session.enable_kernel_process()?;
         }
+        // Who ended a process: best effort, never a reason not to run.
+        session.audit = session.enable_provider(&KERNEL_AUDIT_API_CALLS_GUID, 0);
         Ok(session)
     }
 
@@ -195,23 +216,28 @@ impl Session {
         &self.name
     }
 
-    fn enable_kernel_process(&mut self) -> Result<()> {
-        let provider = win_guid(&KERNEL_PROCESS_GUID);
+    /// EnableTraceEx2 of `provider` at information level with `keywords`
+    /// (0: every event); its result.
+    fn enable_provider(&self, provider: &Guid, keywords: u64) -> u32 {
+        let provider = win_guid(provider);
         // SAFETY: the handle came from our StartTraceW; the GUID outlives
         // the call; NULL enable parameters are allowed.
-        let rc = unsafe {
+        unsafe {
             EnableTraceEx2(
                 self.handle,
                 &provider,
                 EVENT_CONTROL_CODE_ENABLE_PROVIDER,
                 TRACE_LEVEL_INFORMATION as u8,
-                KEYWORD_PROCESS,
+                keywords,
                 0,
                 0,
                 std::ptr::null(),
             )
-        };
-        match rc {
+        }
+    }
+
+    fn enable_kernel_process(&mut self) -> Result<()> {
+        match self.enable_provider(&KERNEL_PROCESS_GUID, KEYWORD_PROCESS) {
             0 => Ok(()),
             code => {
                 let _ = self.stop();
@@ -381,11 +407,21 @@ mod tests {
     /// Runs the reclaim logic against scripted StartTraceW / QUERY / STOP
     /// results; returns the outcome and the (start, stop) call counts.
     fn run(starts: &[u32], owners: &[Owner], stops: &[u32]) -> (Outcome, usize, usize) {
+        run_with(true, starts, owners, stops)
+    }
+
+    fn run_with(
+        may_stop: bool,
+        starts: &[u32],
+        owners: &[Owner],
+        stops: &[u32],
+    ) -> (Outcome, usize, usize) {
         let starts = RefCell::new(starts.iter().copied());
         let owners = RefCell::new(owners.iter().copied());
         let stops = RefCell::new(stops.iter().copied());
         let (n_start, n_stop) = (RefCell::new(0), RefCell::new(0));
         let outcome = start_with_reclaim(
+            may_stop,
             || {
                 *n_start.borrow_mut() += 1;
                 starts.borrow_mut().next().unwrap_or(ALREADY_EXISTS)
@@ -440,6 +476,29 @@ mod tests {
     }
 
     #[test]
+    fn without_the_lock_nothing_is_stopped() {
+        // Our GUID under our name, but no lock: it may be a running
+        // monitor's session (another account's), so it is left alone.
+        assert_eq!(
+            run_with(false, &[183], &[Owner::Ours], &[]),
+            (Outcome::Stuck(183), 1, 0)
+        );
+        assert_eq!(
+            run_with(false, &[183], &[Owner::Unknown], &[]),
+            (Outcome::Stuck(183), 1, 0)
+        );
+        assert_eq!(
+            run_with(false, &[183], &[Owner::Other], &[]),
+            (Outcome::NotOurs, 1, 0)
+        );
+        assert_eq!(
+            run_with(false, &[183, 0], &[Owner::Gone], &[]),
+            (Outcome::Started, 2, 0)
+        );
+        assert_eq!(run_with(false, &[0], &[], &[]), (Outcome::Started, 1, 0));
+    }
+
+    #[test]
     fn only_procexit_names_are_accepted() {
         for name in ["procexit", "ProcExit-2", "PROCEXIT_e2e", "procexit\u{e9}"] {
             assert!(check_name(name).is_ok(), "{name}");
@@ -469,7 +528,7 @@ mod tests {
             Plan::KernelProcess,
         ] {
             assert!(matches!(
-                Session::start(plan, &options),
+                Session::start(plan, &options, true),
                 Err(Error::SessionNameRejected { .. })
             ));
         }
@@ -493,7 +552,7 @@ mod tests {
         let plan = Plan::PrivateKernel { independent: true };
         let c = session_config(plan, "procexit", &WindowsOptions::new());
         assert_eq!(c.buffer_size_kb, 64);
-        assert!(c.min_buffers >= 32 && c.max_buffers >= c.min_buffers);
+        assert!(c.min_buffers >= 8 && c.max_buffers >= c.min_buffers);
         assert_eq!(c.guid, session_guid("procexit"));
         let o = WindowsOptions::new().buffer_size_kb(4096).buffers(100, 10);
         let c = session_config(plan, "procexit-x", &o);

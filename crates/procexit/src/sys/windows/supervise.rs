@@ -25,6 +25,10 @@ pub(crate) trait Lifecycle {
     /// Whether ProcessTrace returned (without our stop: the loop checks
     /// this only before asking for one).
     fn consumer_ended(&self) -> bool;
+    /// Whether the process is terminating (the console handler stopped
+    /// the session because Windows ends the process): an ended consumer
+    /// is then no outside stop, nothing is restarted.
+    fn terminating(&self) -> bool;
     /// Hands partly filled buffers to the consumer now.
     fn flush(&self);
     /// The session's cumulative loss counters, when ETW answers.
@@ -105,6 +109,11 @@ pub(crate) fn supervise<L: Lifecycle>(
     let mut restarts: VecDeque<Instant> = VecDeque::new();
     while !stop.wait(flush_interval) {
         if live.consumer_ended() {
+            if live.terminating() {
+                // Our own stop, from the console handler: no gap, no new
+                // session while the process ends.
+                break;
+            }
             // Stopped from outside (logman, another tool) or failed: the
             // events since the last delivery are gone, how many is unknown.
             sink.session_stopped();
@@ -165,6 +174,8 @@ mod tests {
         ended: Cell<bool>,
         restarts: usize,
         restart_fails: bool,
+        /// The console handler stopped the session: the process ends.
+        terminating: bool,
         /// Counter readings, one per QUERY (the last repeats).
         readings: Vec<LossCounters>,
         queries: Cell<usize>,
@@ -183,6 +194,7 @@ mod tests {
                 ended: Cell::new(false),
                 restarts: 0,
                 restart_fails: false,
+                terminating: false,
                 readings: vec![LossCounters::default()],
                 queries: Cell::new(0),
                 final_counters: None,
@@ -197,6 +209,9 @@ mod tests {
         }
         fn consumer_ended(&self) -> bool {
             self.ended.get()
+        }
+        fn terminating(&self) -> bool {
+            self.terminating
         }
         fn flush(&self) {
             let n = self.flushes.get() + 1;
@@ -280,6 +295,22 @@ mod tests {
             events.iter().filter(|e| **e == session_stopped()).count(),
             1
         );
+    }
+
+    #[test]
+    fn a_session_the_console_handler_stopped_is_no_gap_and_not_restarted() {
+        // Logoff or shutdown of a console program: the handler stopped the
+        // session and the process is about to end.
+        let (shared, sink) = sink();
+        let stop = Arc::new(Stop::default());
+        let mut fake = Fake::new(&stop, 100);
+        fake.ends_after = vec![2];
+        fake.terminating = true;
+        let shutdowns = fake.shutdowns.clone();
+        supervise(fake, &sink, &stop, TICK, Duration::from_secs(3600)).expect("clean");
+        assert_eq!(shutdowns.get(), 1, "shut down once");
+        assert_eq!(shared.stats().session_gaps, 0);
+        assert!(!drain(&shared).contains(&session_stopped()));
     }
 
     #[test]

@@ -14,11 +14,10 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
     ENABLE_TRACE_PARAMETERS, EVENT_DESCRIPTOR, EVENT_HEADER, EVENT_RECORD, EVENT_TRACE_LOGFILEW,
     EVENT_TRACE_PROPERTIES, TRACE_LOGFILE_HEADER, WNODE_HEADER,
 };
-use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 
 use super::console;
 use super::consumer::{on_event, Context};
-use super::ffi::{wide, win_guid};
+use super::ffi::{under_wine, win_guid};
 use super::lock::NameLock;
 use super::plan::Plan;
 use super::properties::LossCounters;
@@ -95,16 +94,6 @@ fn layouts_match_the_reference_tables() {
     assert_eq!(offset_of!(L, Context), pick(408, 440));
     assert_eq!(size_of::<TRACE_LOGFILE_HEADER>(), pick(272, 280));
     assert_eq!(size_of::<ENABLE_TRACE_PARAMETERS>(), pick(36, 48));
-}
-
-fn under_wine() -> bool {
-    let ntdll = wide("ntdll.dll");
-    // SAFETY: a NUL-terminated module name and export name; ntdll is
-    // always loaded, and only the presence of the export is checked.
-    unsafe {
-        let module = GetModuleHandleW(ntdll.as_ptr());
-        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
-    }
 }
 
 fn sink() -> (Arc<Shared>, Sink) {
@@ -454,6 +443,25 @@ fn monitor_lifecycle_against_the_local_etw() {
 }
 
 #[test]
+fn a_service_session_outlives_logoff_and_shutdown_events() {
+    let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
+    use windows_sys::Win32::System::Console::{CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT};
+    // Listed as a service's session; the handle is never valid, so a STOP
+    // (which the handler must not send) would fail, never touch a session.
+    let listed = console::register(
+        windows_sys::Win32::System::Diagnostics::Etw::CONTROLTRACE_HANDLE {
+            Value: u64::MAX - 7,
+        },
+        true,
+    );
+    for event in [CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT] {
+        assert_eq!(console::stop_all_for(Some(event)), 0);
+    }
+    assert!(!console::terminating(), "a service keeps running");
+    drop(listed);
+}
+
+#[test]
 fn a_second_monitor_of_one_name_is_refused_before_any_etw_call() {
     let _serial = SESSIONS.lock().unwrap_or_else(|p| p.into_inner());
     // As a running monitor holds it.
@@ -461,7 +469,7 @@ fn a_second_monitor_of_one_name_is_refused_before_any_etw_call() {
     for backend in [Backend::Auto, Backend::EtwKernelProcess] {
         assert!(matches!(
             start_bounded(backend, "PROCEXIT-test-twice"),
-            Err(Error::AlreadyRunning { ref name }) if name == "PROCEXIT-test-twice"
+            Err(Error::AlreadyRunning { ref name, .. }) if name == "PROCEXIT-test-twice"
         ));
     }
     drop(held);
@@ -481,7 +489,7 @@ fn session_control_calls_against_the_local_etw() {
         Plan::PrivateKernel { independent: true },
         Plan::KernelProcess,
     ] {
-        let mut session = match Session::start(plan, &options) {
+        let mut session = match Session::start(plan, &options, true) {
             Ok(session) => session,
             Err(Error::NotElevated { code: 5 }) if !wine => {
                 return skip("ETW sessions need an elevated Administrator");
@@ -489,6 +497,10 @@ fn session_control_calls_against_the_local_etw() {
             Err(e) => panic!("{plan:?}: {e}"),
         };
         assert_eq!(session.name(), "procexit-test-control");
+        if wine {
+            // The stub accepts the Kernel-Audit-API-Calls enable too.
+            assert_eq!(session.audit, 0, "{plan:?}");
+        }
         session.flush().expect("FLUSH by our handle");
         let counters = session.query().expect("QUERY by our handle");
         if wine {
@@ -497,7 +509,7 @@ fn session_control_calls_against_the_local_etw() {
         }
         // What the console handler does on close/logoff/shutdown: STOP by
         // handle, synchronously.
-        assert!(console::stop_all() >= 1, "our session is listed");
+        assert!(console::stop_all_for(None) >= 1, "our session is listed");
         if wine {
             // The stub accepts every STOP and never ends a session.
             assert_eq!(session.stop().unwrap(), Some(LossCounters::default()));
@@ -508,11 +520,15 @@ fn session_control_calls_against_the_local_etw() {
             assert!(session.query().is_err(), "{plan:?} still running");
         }
         assert_eq!(session.stop().unwrap(), None, "stop is idempotent");
-        assert_eq!(console::stop_all(), 0, "a stopped session is unlisted");
+        assert_eq!(
+            console::stop_all_for(None),
+            0,
+            "a stopped session is unlisted"
+        );
     }
     let long = WindowsOptions::new().session_name(format!("procexit{}", "x".repeat(193)));
     assert!(matches!(
-        Session::start(Plan::KernelProcess, &long),
+        Session::start(Plan::KernelProcess, &long, true),
         Err(Error::SessionNameRejected { .. })
     ));
 }
