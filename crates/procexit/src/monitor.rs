@@ -198,6 +198,23 @@ pub enum RecvError {
     Stopped,
 }
 
+/// Record keys a monitor leaves null on this machine, and why (see
+/// [`Monitor::limitations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limitation {
+    /// The JSON keys left null (`"killer_pid"`, `"killer_name"`).
+    pub keys: &'static [&'static str],
+    /// Why: the part that did not load or attach, and the kernel's error.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Limitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} null: {}", self.keys.join(", "), self.reason)
+    }
+}
+
 /// A running system-wide exit monitor. Stops on [`Monitor::stop`] or drop.
 ///
 /// ```no_run
@@ -265,6 +282,14 @@ impl Monitor {
     /// or a backend was forced.
     pub fn fallback(&self) -> Option<&Error> {
         self.fallback.as_ref()
+    }
+
+    /// The record keys this monitor leaves null on this machine although
+    /// its source fills them elsewhere (a kernel without a hook or helper
+    /// the source uses), each with the reason; empty when the source gives
+    /// its full record. Known once [`MonitorBuilder::start`] returned.
+    pub fn limitations(&self) -> Vec<Limitation> {
+        self.shared.limitations()
     }
 
     /// Counters so far.

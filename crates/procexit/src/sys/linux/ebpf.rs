@@ -23,7 +23,7 @@ use super::ffi::{self, Waker};
 use crate::decode::ebpf_exit::EbpfExit;
 use crate::error::{Error, Result};
 use crate::merge::ebpf::{exit_from_record, Machine};
-use crate::monitor::{spawn_backend, Backend, Running, StopSignal};
+use crate::monitor::{spawn_backend, Backend, Limitation, Running, StopSignal};
 use crate::queue::Sink;
 use crate::sys::Config;
 
@@ -146,6 +146,8 @@ impl StopSignal for Stop {
 /// detaches every hook.
 struct Loaded {
     _links: Vec<Link>,
+    /// Keys the optional hooks that failed leave null.
+    limitations: Vec<Limitation>,
     ring: RingBuffer,
     /// Records the ring holds at least.
     ring_records: usize,
@@ -231,14 +233,30 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .map_err(|e| load_error("write config", &e))?;
 
     let mut links = Vec::new();
-    // Optional hooks first: a kernel without one loses only that field.
-    let signal = bpf.attach("handle_signal").ok();
-    let sees_killer = signal.is_some();
-    let oom = bpf.attach("handle_oom_victim").ok();
-    let sees_oom = oom.is_some();
-    // Needed only where the address space is gone at exit; harmless elsewhere.
-    let exec = bpf.attach("handle_exec").ok();
-    links.extend([signal, oom, exec].into_iter().flatten());
+    let mut limitations = Vec::new();
+    // Optional hooks first: a kernel without one loses only those keys,
+    // and says so (`Monitor::limitations`).
+    let mut optional =
+        |program: &'static str, keys: &'static [&'static str]| match bpf.attach(program) {
+            Ok(link) => {
+                links.push(link);
+                true
+            }
+            Err(e) => {
+                limitations.push(Limitation {
+                    keys,
+                    reason: format!("the BPF program {program} did not load or attach: {e}"),
+                });
+                false
+            }
+        };
+    let sees_killer = optional("handle_signal", &["killer_pid", "killer_name"]);
+    let sees_oom = optional("handle_oom_victim", &["oom_killed"]);
+    // Needed only where the address space is gone at exit.
+    optional(
+        "handle_exec",
+        &["command_line (of processes that exit after the address space is freed)"],
+    );
     links.push(
         bpf.attach("handle_exit")
             .map_err(|e| load_error("load and attach the exit program", &e))?,
@@ -253,6 +271,7 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .map_err(|e| load_error("counters map", &e))?;
     Ok(Loaded {
         _links: links,
+        limitations,
         ring,
         ring_records: usize::try_from(ring_bytes).unwrap_or(usize::MAX) / RECORD_BYTES,
         counters,
@@ -278,7 +297,10 @@ fn page_size() -> u64 {
 
 /// Starts the eBPF source.
 pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
-    let loaded = load(options)?;
+    let mut loaded = load(options)?;
+    for limitation in std::mem::take(&mut loaded.limitations) {
+        sink.limitation(limitation);
+    }
     let waker = Waker::new().map_err(|code| Error::Os {
         call: "eventfd",
         code,

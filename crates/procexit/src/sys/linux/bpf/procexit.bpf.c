@@ -517,7 +517,9 @@ int BPF_PROG(handle_signal, int sig, struct kernel_siginfo *info, struct task_st
 		return 0;
 	if (info && BPF_CORE_READ(info, si_code) > 0)
 		return 0;
-	current = (struct task_struct *)bpf_get_current_task_btf();
+	/* bpf_get_current_task, not _btf (helper 158, new in 5.11): the
+	 * reads below are CO-RE reads either way. */
+	current = (struct task_struct *)bpf_get_current_task();
 	sender.pid = BPF_CORE_READ(current, tgid);
 	target_tgid = BPF_CORE_READ(target, tgid);
 	if (sender.pid == target_tgid)
