@@ -24,6 +24,8 @@ command -v llvm-strip >/dev/null || need_apt+=(llvm)
 [ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null || need_apt+=(systemd)
 # The syslog sink's tests start a real rsyslogd with a configuration of their own.
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
+# Tests probe what the running kernel allows (the connector as nobody) with Python.
+[ -x /usr/bin/python3 ] || need_apt+=(python3)
 # The NTSTATUS names are generated from mingw-w64's ntstatus.h.
 [ -r /usr/share/mingw-w64/include/ntstatus.h ] || need_apt+=(mingw-w64-common)
 if ((${#need_apt[@]})); then

@@ -31,7 +31,8 @@ const EXIT_ERROR: u8 = 2;
 const EXIT_USAGE: u8 = 2;
 /// Exit status when `wait --timeout` ran out (like timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
-/// Exit status of `watch --strict` when exits were lost, dropped or overrun.
+/// Exit status of `watch --strict` when exits were lost, dropped or overrun,
+/// and of `wait` when the last process's exit status could not be learned.
 const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
@@ -267,13 +268,30 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let mut set = WaitSet::new(&args.pids).context("cannot wait")?;
+    if let Some(procexit::Error::ConnectorPermission { code }) = set.fallback() {
+        eprintln!(
+            "procexit: the kernel refused this process as a listener of the process connector \
+             (os error {code}): waiting on pidfds alone, which give the pid, name and status, the \
+             status only where the kernel keeps it (Linux 6.15+, once the parent reaped the \
+             process); run as root or with CAP_NET_ADMIN for the full record"
+        );
+    }
     let deadline = args.timeout.map(|t| Instant::now() + t);
     let mut printer = Printer::new(format(args.output.json));
+    // The last process's shell status; `None` inside when it is unknown.
     let mut last_status = None;
     while !set.remaining().is_empty() {
-        match set.next_exit(deadline)? {
+        let next = match set.next_exit(deadline) {
+            Err(unknown @ procexit::Error::ExitStatusUnknown { .. }) => {
+                eprintln!("procexit: {unknown}");
+                last_status = Some(None);
+                continue;
+            }
+            next => next?,
+        };
+        match next {
             Some(exit) => {
-                last_status = Some(exit.status.shell_status());
+                last_status = Some(Some(exit.status.shell_status()));
                 printer.event(&Event::Exit(exit))?;
             }
             None => {
@@ -286,7 +304,11 @@ fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(exit_status(last_status.unwrap_or(0)))
+    match last_status {
+        Some(None) => Ok(ExitCode::from(EXIT_INCOMPLETE)),
+        Some(Some(status)) => Ok(exit_status(status)),
+        None => Ok(exit_status(0)),
+    }
 }
 
 /// Like a shell: the status of the last process. Unix keeps 8 bits; Windows

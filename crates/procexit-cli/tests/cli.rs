@@ -6,7 +6,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{connector_usable, is_root, procexit, skip, strict};
+use common::{
+    binary_for_nobody, connector_bind_as, connector_usable, is_root, procexit, skip, strict,
+    AS_NOBODY,
+};
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
 /// the processes of one test even when tests run in parallel.
@@ -397,31 +400,21 @@ fn bad_flag_values_are_one_line_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
 }
 
+/// As `nobody`, `watch` delivers through the connector alone where the
+/// running kernel lets unprivileged processes listen, and otherwise fails
+/// with one line and status 2 that says what to do. Which of the two this
+/// kernel does is probed first, independently of procexit.
 #[test]
-fn watch_works_unprivileged_on_this_kernel() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+fn watch_unprivileged_matches_what_this_kernel_allows() {
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
-    if !root || !setpriv {
-        assert!(
-            !strict(),
-            "PROCEXIT_STRICT_SKIPS=1 but this test needs root and setpriv"
-        );
-        eprintln!("SKIPPED: needs root (to drop to nobody) and setpriv");
+    if !is_root() || !setpriv {
+        skip("needs root (to drop to nobody) and setpriv");
         return;
     }
-    // A copy in a world-readable place: the build tree may sit under a
-    // directory that `nobody` cannot enter.
-    let dir = std::env::temp_dir().join(format!("procexit-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("procexit-unprivileged");
-    std::fs::copy(env!("CARGO_BIN_EXE_procexit"), &exe).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let allowed = connector_bind_as(&AS_NOBODY);
+    let exe = binary_for_nobody("procexit-unprivileged");
     let mut watch = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(AS_NOBODY)
         .arg(&exe)
         .args([
             "watch", "--json", "--count", "1", "--failed", "--name", "pxunpriv",
@@ -432,36 +425,56 @@ fn watch_works_unprivileged_on_this_kernel() {
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
     let shell = renamed_shell("pxunpriv");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
     let producer = std::thread::spawn(move || {
         for _ in 0..50 {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
             let _ = Command::new(&shell)
                 .args(["-c", "sleep 0.05; exit 12"])
                 .status();
         }
     });
-    let mut lines = BufReader::new(stdout).lines();
-    let line = match lines.next() {
-        Some(Ok(line)) => line,
-        other => {
-            let out = watch.wait_with_output().unwrap();
-            panic!(
-                "no line ({other:?}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    };
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["exit_code"], 12);
-    // Without root there is no taskstats and no eBPF: the connector alone.
-    assert_eq!(v["source"], "linux-connector");
+    let first_line = BufReader::new(stdout).lines().next();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let out = watch.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("source linux-connector"));
     producer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match allowed {
+        Ok(()) => {
+            let line = match first_line {
+                Some(Ok(line)) => line,
+                other => panic!("the kernel lets nobody listen, but no line ({other:?}): {stderr}"),
+            };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["exit_code"], 12);
+            // Without root there is no taskstats and no eBPF: the connector alone.
+            assert_eq!(v["source"], "linux-connector");
+            assert!(out.status.success(), "{stderr}");
+            assert!(stderr.contains("source linux-connector"), "{stderr}");
+        }
+        Err(errno) => {
+            assert_eq!(errno, 1, "the probe's bind failed with an unexpected errno");
+            assert!(
+                first_line.is_none(),
+                "a line although the kernel refuses nobody"
+            );
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+            // Says what to do, and claims no kernel version it did not check.
+            assert!(
+                stderr.contains("CAP_NET_ADMIN") && stderr.contains("os error 1"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("before 6.6"), "{stderr}");
+        }
+    }
 
     // Forcing eBPF without the right: one line saying what is missing.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(AS_NOBODY)
         .arg(&exe)
         .args(["watch", "--source", "ebpf"])
         .output()
@@ -472,6 +485,78 @@ fn watch_works_unprivileged_on_this_kernel() {
         stderr.contains("eBPF source needs root") && stderr.contains("CAP_BPF and CAP_PERFMON"),
         "{stderr}"
     );
+}
+
+/// As `nobody`, `wait` on another user's process reports its end: with the
+/// connector's record where the kernel lets `nobody` listen, else from the
+/// pidfd alone (one stderr line says so), with the status where the kernel
+/// keeps it and a plain "unknown" (status 3) where it does not.
+#[test]
+fn wait_unprivileged_matches_what_this_kernel_allows() {
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !is_root() || !setpriv {
+        skip("needs root (to drop to nobody) and setpriv");
+        return;
+    }
+    let allowed = connector_bind_as(&AS_NOBODY);
+    let exe = binary_for_nobody("procexit-wait-unprivileged");
+    // Root's process, which nobody may not signal or trace.
+    let mut target = Command::new("sh")
+        .args(["-c", "read -r line; exit 7"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait = Command::new("setpriv")
+        .args(AS_NOBODY)
+        .arg(&exe)
+        .args([
+            "wait",
+            "--json",
+            "--timeout",
+            "20s",
+            &target.id().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the waiter time to start before the process ends.
+    std::thread::sleep(Duration::from_millis(500));
+    use std::io::Write;
+    target.stdin.take().unwrap().write_all(b"\n").unwrap();
+    assert_eq!(target.wait().unwrap().code(), Some(7));
+    let out = wait.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match allowed {
+        Ok(()) => {
+            assert_eq!(out.status.code(), Some(7), "{stderr}");
+            let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert_eq!(v["exit_code"], 7);
+            assert_eq!(v["source"], "linux-connector");
+        }
+        Err(_) => {
+            assert!(
+                stderr.contains("waiting on pidfds alone"),
+                "no note about the fallback: {stderr}"
+            );
+            match out.status.code() {
+                // The kernel keeps the status on the pidfd (6.15+).
+                Some(7) => {
+                    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                    assert_eq!(v["exit_code"], 7);
+                    assert_eq!(v["source"], "handle");
+                    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+                }
+                // It does not: the end is known, the status plainly unknown.
+                Some(3) => {
+                    assert!(stdout.is_empty(), "{stdout}");
+                    assert!(stderr.contains("exit status is unknown"), "{stderr}");
+                }
+                other => panic!("status {other:?}: {stderr}"),
+            }
+        }
+    }
 }
 
 /// Reads `watch --json` lines on a thread; `lost` says when a loss marker

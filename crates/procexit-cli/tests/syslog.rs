@@ -269,6 +269,56 @@ fn unreachable_syslog_server_is_a_clear_error() {
     );
 }
 
+/// A UDP target with nothing listening answers every datagram with ICMP
+/// port unreachable: every record is counted as not written, none as
+/// written (UDP itself would let them vanish silently).
+#[test]
+fn a_dead_udp_target_counts_every_record_as_not_written() {
+    if !connector_usable() {
+        return;
+    }
+    let port = free_udp_port();
+    let dir = std::env::temp_dir().join(format!("procexit-deadudp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("pxudp{}", std::process::id());
+    let shell = dir.join(&name);
+    std::fs::copy("/bin/sh", &shell).unwrap();
+    settle_executable(&shell);
+    let target = format!("udp:127.0.0.1:{port}");
+    let watch = procexit()
+        .args([
+            "watch", "--name", &name, "--count", "3", "--syslog", &target,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = watch.id();
+    while Instant::now() < deadline && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let _ = Command::new(&shell).args(["-c", "exit 1"]).status();
+        std::thread::sleep(Duration::from_millis(100));
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.contains(") Z ") {
+            break;
+        }
+    }
+    let out = watch.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Records that could not be written make the run an error.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Three exits and the closing stats record.
+    assert!(
+        stderr.contains(&format!(
+            "syslog {target}: 0 records written, 4 could not be written"
+        )),
+        "{stderr}"
+    );
+    // Said once, not once per record.
+    assert_eq!(stderr.matches("Connection refused").count(), 2, "{stderr}");
+}
+
 /// The README's rsyslog recipes (packaging/recipes/rsyslog-*.conf, shown
 /// verbatim in the README) run in a real rsyslogd: one follows the JSON
 /// Lines file with imfile, the other parses what --syslog sends.

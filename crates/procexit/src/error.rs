@@ -7,11 +7,14 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Linux: the process connector refused us. Kernels before 6.6 require
-    /// CAP_NET_ADMIN to listen.
+    /// Linux: the kernel refused this process as a process connector
+    /// listener. Whether unprivileged processes may listen depends on the
+    /// kernel's build and version; where they may not, CAP_NET_ADMIN is
+    /// needed.
     #[error(
-        "the Linux process connector refused to listen (os error {code}): kernels before 6.6 \
-         need CAP_NET_ADMIN, run with sudo"
+        "the kernel refused this process as a listener of the Linux process connector (os \
+         error {code}): this kernel lets only processes with CAP_NET_ADMIN listen; run as root \
+         (sudo), or give procexit CAP_NET_ADMIN (as packaging/procexit.service does)"
     )]
     ConnectorPermission {
         /// errno (EPERM = 1).
@@ -182,6 +185,26 @@ pub enum Error {
     NoSuchProcess {
         /// The pid asked for.
         pid: u32,
+    },
+
+    /// Linux: a waited process ended, but its exit status cannot be
+    /// learned: the process connector refused this process as a listener
+    /// and the kernel keeps no status on a pidfd (that needs Linux 6.15+,
+    /// and the process's parent to have reaped it). Returned by
+    /// [`WaitSet::next_exit`](crate::WaitSet::next_exit) for that process
+    /// alone: the set goes on with the others.
+    #[error(
+        "process {pid} ({name}) has ended, but its exit status is unknown: the kernel refused \
+         this process as a listener of the process connector (os error {code}) and keeps no \
+         status on a pidfd here; run as root (sudo) or with CAP_NET_ADMIN to learn it"
+    )]
+    ExitStatusUnknown {
+        /// The pid that ended.
+        pid: u32,
+        /// Its name when waiting started (`comm`).
+        name: String,
+        /// The connector's refusal (errno).
+        code: i32,
     },
 
     /// Not allowed to watch this process.

@@ -3,9 +3,14 @@
 //! One exit record ([`ProcessExit`]) and one API ([`Monitor`]) over the OS
 //! facilities that report process exits system-wide:
 //!
-//! - Linux: the netlink process connector (any user on kernels ≥ 6.6),
-//!   merged with taskstats when running as root;
-//! - Windows: an ETW kernel trace session, through raw FFI;
+//! - Linux: an eBPF program on each process's last thread exit (root, or
+//!   CAP_BPF + CAP_PERFMON, and a kernel with BTF): the complete record,
+//!   with command line, CPU time, peak RSS, killer and OOM kills; otherwise
+//!   the netlink process connector (unprivileged where the kernel allows
+//!   it, CAP_NET_ADMIN elsewhere), merged with taskstats when permitted
+//!   ([`Backend`] chooses);
+//! - Windows: an ETW kernel trace session (or Microsoft-Windows-Kernel-Process),
+//!   through raw FFI;
 //! - any OS: Windows `.etl` trace files, read offline ([`etl`]).
 //!
 //! Loss is never silent: exits the kernel lost or the consumer was too slow
@@ -33,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 pub mod config;
 pub(crate) mod decode;
 mod error;

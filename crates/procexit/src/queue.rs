@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     filter: Filter,
     counters: Counters,
     /// What the backend cannot report on this machine (set at its start).
-    limitations: Mutex<Vec<crate::monitor::Limitation>>,
+    limitations: Mutex<Vec<crate::backend::Limitation>>,
 }
 
 /// Where a backend puts what it learns. Cheap to clone; every method is
@@ -260,7 +260,7 @@ impl Shared {
     }
 
     /// What the backend said it cannot report here.
-    pub(crate) fn limitations(&self) -> Vec<crate::monitor::Limitation> {
+    pub(crate) fn limitations(&self) -> Vec<crate::backend::Limitation> {
         self.limitations
             .lock()
             .map(|l| l.clone())
@@ -319,7 +319,7 @@ impl Sink {
 
     /// A process ended: filter it and queue it (or count it as dropped).
     /// Records keys the backend leaves null on this machine, and why.
-    pub(crate) fn limitation(&self, limitation: crate::monitor::Limitation) {
+    pub(crate) fn limitation(&self, limitation: crate::backend::Limitation) {
         let mut list = self
             .shared
             .limitations

@@ -122,6 +122,21 @@ impl Health {
     }
 }
 
+impl Health {
+    /// Counts records first counted as delivered that the destination
+    /// refused afterwards (a UDP datagram answered by ICMP port
+    /// unreachable) as not written.
+    pub fn refused_after_delivery(
+        &mut self,
+        what: &str,
+        records: u64,
+        error: &dyn std::fmt::Display,
+    ) {
+        self.written = self.written.saturating_sub(records);
+        self.failed(what, records, error);
+    }
+}
+
 /// A destination for records.
 pub trait Sink {
     /// What it writes to, for messages: `output file /var/log/exits.jsonl`.

@@ -17,6 +17,14 @@
 //!
 //! Framing: one datagram per message on `unix:` and `udp:` (RFC 5426),
 //! octet counting (`LEN SP MSG`, RFC 6587 3.4.1) on `tcp:`.
+//!
+//! UDP promises little: the socket is connected, so when the target's host
+//! answers a datagram with ICMP "port unreachable" the kernel reports it
+//! (right after the send on loopback, at a later send or at the end
+//! otherwise), and that datagram is counted as not written. A datagram
+//! dropped on the way, or by a host that sends no ICMP, goes uncounted, and
+//! refusals that arrive together are reported once. Use `tcp:` or `unix:`
+//! where every record must be accounted for.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -31,6 +39,9 @@ use super::{Health, Record, Sink};
 
 /// Facility `daemon`.
 const FACILITY: u8 = 3;
+/// How long `finish` waits for a refusal of the last UDP datagram.
+const UDP_LAST_ANSWER: Duration = Duration::from_millis(100);
+
 /// How long a TCP connect or write may block before it counts as failed.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,7 +132,16 @@ impl SyslogSink {
             let result = match connection {
                 #[cfg(unix)]
                 Connection::Unix(socket) => socket.send(message).map(drop),
-                Connection::Udp(socket) => socket.send(message).map(drop),
+                // A refusal reported here is an earlier datagram's (the
+                // kernel did not send this one): count it, send this again.
+                Connection::Udp(socket) => match socket.send(message) {
+                    Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                        self.health
+                            .refused_after_delivery(&self.describe, 1, &error);
+                        socket.send(message).map(drop)
+                    }
+                    result => result.map(drop),
+                },
                 Connection::Tcp(stream) => {
                     let mut framed = format!("{} ", message.len()).into_bytes();
                     framed.extend_from_slice(message);
@@ -149,7 +169,11 @@ impl Sink for SyslogSink {
     fn send(&mut self, record: &Record) {
         let message = message(record, &self.hostname, SystemTime::now());
         match self.deliver(message.as_bytes()) {
-            Ok(()) => self.health.delivered(&self.describe, 1),
+            // On loopback the refusal of this datagram is already known.
+            Ok(()) => match self.udp_refusal() {
+                Some(error) => self.health.failed(&self.describe, 1, &error),
+                None => self.health.delivered(&self.describe, 1),
+            },
             Err(error) => {
                 self.connection = None;
                 self.health.failed(&self.describe, 1, &error);
@@ -158,14 +182,36 @@ impl Sink for SyslogSink {
     }
 
     fn finish(&mut self) {
-        if let Some(Connection::Tcp(stream)) = &mut self.connection {
-            let _ = stream.flush();
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+        match &mut self.connection {
+            Some(Connection::Tcp(stream)) => {
+                let _ = stream.flush();
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+            Some(Connection::Udp(_)) => {
+                // Gives a remote host's answer to the last datagram a moment.
+                std::thread::sleep(UDP_LAST_ANSWER);
+                if let Some(error) = self.udp_refusal() {
+                    self.health
+                        .refused_after_delivery(&self.describe, 1, &error);
+                }
+            }
+            _ => {}
         }
     }
 
     fn health(&self) -> &Health {
         &self.health
+    }
+}
+
+impl SyslogSink {
+    /// UDP: a refusal of a datagram sent (ICMP port unreachable, pending
+    /// on the connected socket), taken from the socket.
+    fn udp_refusal(&self) -> Option<io::Error> {
+        match &self.connection {
+            Some(Connection::Udp(socket)) => socket.take_error().ok().flatten(),
+            _ => None,
+        }
     }
 }
 

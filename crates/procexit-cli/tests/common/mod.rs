@@ -42,3 +42,49 @@ pub fn connector_usable() -> bool {
     }
     true
 }
+
+/// Whether the running kernel lets a process, run through `setpriv` with
+/// `setpriv_args` (for example `--reuid=65534`), listen to the process
+/// connector: `Ok(())` when its `bind` to the proc-events group succeeds,
+/// `Err(errno)` when the kernel refuses it. Kernels differ here by build, not
+/// only by version, so tests ask the running one instead of assuming. The
+/// probe is Python's socket module, independent of procexit's own code.
+pub fn connector_bind_as(setpriv_args: &[&str]) -> Result<(), i32> {
+    const PROBE: &str = "import socket\n\
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11)\n\
+        try:\n    s.bind((0, 1))\n    print(0)\n\
+        except OSError as e:\n    print(e.errno)\n";
+    let out = Command::new("setpriv")
+        .args(setpriv_args)
+        .args(["/usr/bin/python3", "-c", PROBE])
+        .output()
+        .expect("run setpriv and /usr/bin/python3 (apt-get install util-linux python3)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errno: i32 = text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "connector probe printed {text:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    if errno == 0 {
+        Ok(())
+    } else {
+        Err(errno)
+    }
+}
+
+/// `setpriv` arguments that run a command as `nobody` with no groups.
+pub const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+/// A copy of the binary under test that `nobody` can run: the build tree
+/// may sit under a directory that `nobody` cannot enter.
+pub fn binary_for_nobody(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("procexit-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(name);
+    std::fs::copy(env!("CARGO_BIN_EXE_procexit"), &exe).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
+}

@@ -3,12 +3,15 @@
 //! Each OS module provides, with these exact names:
 //! - `fn start(config: &Config, sink: Sink) -> Result<Running>`:
 //!   open the OS facility, spawn the backend thread with
-//!   [`spawn_backend`](crate::monitor::spawn_backend), and return at once.
+//!   [`spawn_backend`](crate::backend::spawn_backend), and return at once.
 //!   The thread puts exits and losses into the `Sink` (never blocking) and,
 //!   once stopped, drains what the OS already delivered and returns.
-//! - `struct Waiter` with `fn new(pids: &[u32]) -> Result<Waiter>` and
+//! - on Windows (and where nothing is supported), `struct Waiter` with
+//!   `fn new(pids: &[u32]) -> Result<Waiter>` and
 //!   `fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>>`,
-//!   the per-OS waiter behind [`crate::wait::WaitSet`].
+//!   the per-OS waiter behind [`crate::wait::WaitSet`]; Linux's waiter is
+//!   built on a public `Monitor` and lives in `wait/linux.rs`, over the
+//!   pidfd calls of `sys::process`.
 //!
 //! All `unsafe` code of the crate lives below this module, each block with a
 //! `// SAFETY:` comment.
@@ -37,8 +40,8 @@ pub(crate) use unsupported::*;
 mod hint;
 pub(crate) use hint::prefetch;
 
+use crate::backend::Backend;
 use crate::config::{LinuxOptions, WindowsOptions};
-use crate::monitor::Backend;
 
 /// What a backend needs to start: the OS-facing options of a monitor. The
 /// consumer-side settings (filter, queue) stay with the monitor.

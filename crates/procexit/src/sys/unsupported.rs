@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
+use crate::backend::Running;
 use crate::error::{Error, Result};
 use crate::event::ProcessExit;
-use crate::monitor::Running;
 use crate::queue::Sink;
 use crate::sys::Config;
 
@@ -18,6 +18,12 @@ pub(crate) fn start(_options: &Config<'_>, _sink: Sink) -> Result<Running> {
 pub(crate) struct Waiter;
 
 impl Waiter {
+    /// Always `None`: there is no fallback to report here (see
+    /// [`WaitSet::fallback`](crate::WaitSet::fallback)).
+    pub(crate) fn fallback(&self) -> Option<&crate::Error> {
+        None
+    }
+
     pub(crate) fn new(_pids: &[u32]) -> Result<Waiter> {
         Err(Error::Unsupported {
             what: "waiting for processes",

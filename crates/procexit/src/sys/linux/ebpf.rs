@@ -20,10 +20,10 @@ use super::bpf_loader::ringbuf::RingBuffer;
 use super::bpf_loader::syscall::Map;
 use super::bpf_loader::{self, Collection, Link, LoadError};
 use super::ffi::{self, Waker};
+use crate::backend::{spawn_backend, Backend, Limitation, Running, StopSignal};
 use crate::decode::ebpf_exit::EbpfExit;
 use crate::error::{Error, Result};
 use crate::merge::ebpf::{exit_from_record, Machine};
-use crate::monitor::{spawn_backend, Backend, Limitation, Running, StopSignal};
 use crate::queue::Sink;
 use crate::sys::Config;
 

@@ -37,10 +37,10 @@ use session::Session;
 use supervise::{supervise, Lifecycle, Stop};
 use trace::TraceReader;
 
+use crate::backend::{spawn_backend, Backend, Running};
 use crate::config::WindowsOptions;
 use crate::error::{Error, Result};
 use crate::event::Source;
-use crate::monitor::{spawn_backend, Backend, Running};
 use crate::queue::Sink;
 use crate::sys::Config;
 

@@ -10,8 +10,8 @@ use windows_sys::Win32::System::Diagnostics::Etw::{
     EVENT_TRACE_REAL_TIME_MODE, EVENT_TRACE_SYSTEM_LOGGER_MODE,
 };
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::monitor::Backend;
 
 /// The kind of session a monitor runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::properties::LossCounters;
+use crate::backend::StopSignal;
 use crate::error::{Error, Result};
-use crate::monitor::StopSignal;
 use crate::queue::Sink;
 
 /// A session stopped from outside more often than this within

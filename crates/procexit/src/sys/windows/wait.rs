@@ -35,6 +35,12 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
+    /// Always `None`: there is no fallback to report here (see
+    /// [`WaitSet::fallback`](crate::WaitSet::fallback)).
+    pub(crate) fn fallback(&self) -> Option<&crate::Error> {
+        None
+    }
+
     pub(crate) fn new(pids: &[u32]) -> Result<Waiter> {
         let procs = pids
             .iter()

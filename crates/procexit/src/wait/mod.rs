@@ -4,7 +4,12 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::event::ProcessExit;
-use crate::sys;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(not(target_os = "linux"))]
+use crate::sys::Waiter;
+#[cfg(target_os = "linux")]
+use linux::Waiter;
 
 /// A set of processes to wait for. Exits come back one at a time, in the
 /// order the processes end.
@@ -26,7 +31,7 @@ use crate::sys;
 /// # Ok::<(), procexit::Error>(())
 /// ```
 pub struct WaitSet {
-    inner: sys::Waiter,
+    inner: Waiter,
     remaining: Vec<u32>,
 }
 
@@ -46,22 +51,37 @@ impl WaitSet {
         remaining.sort_unstable();
         remaining.dedup();
         Ok(WaitSet {
-            inner: sys::Waiter::new(&remaining)?,
+            inner: Waiter::new(&remaining)?,
             remaining,
         })
     }
 
     /// The next process of the set to end. `Ok(None)` when every process has
     /// been reported, or when `deadline` passed first.
+    /// [`Error::ExitStatusUnknown`](crate::Error::ExitStatusUnknown) reports
+    /// one process that ended with a status this user cannot learn (see
+    /// [`fallback`](Self::fallback)); the set goes on with the others.
     pub fn next_exit(&mut self, deadline: Option<Instant>) -> Result<Option<ProcessExit>> {
         if self.remaining.is_empty() {
             return Ok(None);
         }
-        let exit = self.inner.next_exit(deadline)?;
-        if let Some(exit) = &exit {
-            self.remaining.retain(|&pid| pid != exit.pid);
+        let exit = self.inner.next_exit(deadline);
+        match &exit {
+            Ok(Some(exit)) => self.remaining.retain(|&pid| pid != exit.pid),
+            Err(crate::Error::ExitStatusUnknown { pid, .. }) => self.remaining.retain(|p| p != pid),
+            _ => {}
         }
-        Ok(exit)
+        exit
+    }
+
+    /// Why the set waits without the process connector, if it does: the
+    /// kernel refused this process as a listener (Linux, often for
+    /// unprivileged users), so exits are learned from pidfds alone, with
+    /// their status only where the kernel keeps it (see
+    /// [`Error::ExitStatusUnknown`](crate::Error::ExitStatusUnknown)).
+    /// Always `None` on Windows.
+    pub fn fallback(&self) -> Option<&crate::Error> {
+        self.inner.fallback()
     }
 
     /// The pids still running.
