@@ -7,6 +7,9 @@
 #   PROCEXIT_STRICT_SKIPS=1   a test that would skip (no root, no kernel
 #                             feature) fails instead
 #   PROCEXIT_SKIP_WINDOWS=1   skip the Windows cross build and Wine tests
+#   PROCEXIT_SKIP_KERNEL_MATRIX=1
+#                             skip the kernel matrix (Debian's 5.10, 6.1 and
+#                             6.12 kernels under qemu, plus this kernel)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -51,6 +54,16 @@ echo "== cargo clippy (linux)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (linux)"
 cargo test --workspace --locked
+
+if [ "${PROCEXIT_SKIP_KERNEL_MATRIX:-0}" = 1 ]; then
+  echo "== kernel matrix: SKIPPED: PROCEXIT_SKIP_KERNEL_MATRIX=1"
+elif [ "$(id -u)" != 0 ]; then
+  echo "== kernel matrix: SKIPPED: needs root (BPF, cgroups, apt)"
+  [ "${PROCEXIT_STRICT_SKIPS:-0}" = 1 ] && { echo "test.sh: strict skips: the kernel matrix was skipped" >&2; exit 1; }
+else
+  echo "== kernel matrix (Linux kernels under qemu and this one)"
+  bash scripts/kernel-matrix.sh
+fi
 
 if [ "${PROCEXIT_SKIP_WINDOWS:-0}" != 1 ] && [ -f .ci/windows.sh ]; then
   echo "== windows (cross-compiled, tests under Wine)"

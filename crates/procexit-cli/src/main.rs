@@ -144,7 +144,13 @@ pub fn watch_with(
         backend = Backend::LinuxConnector;
     }
     if let Some(note) = source_note(backend) {
-        eprintln!("procexit: {note}");
+        // One line: what the source never gives, then what this kernel
+        // keeps from it.
+        let mut line = format!("procexit: {note}");
+        for limitation in monitor.limitations() {
+            line.push_str(&format!("; on this kernel also {limitation}"));
+        }
+        eprintln!("{line}");
     }
     slot.attach(monitor.stopper());
     on_running();

@@ -73,3 +73,20 @@ where
             code: e.raw_os_error().unwrap_or(0),
         })
 }
+
+/// Record keys a monitor leaves null on this machine, and why (see
+/// [`Monitor::limitations`](crate::Monitor::limitations)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limitation {
+    /// The JSON keys left null (`"killer_pid"`, `"killer_name"`).
+    pub keys: &'static [&'static str],
+    /// Why: the part that did not load or attach, and the kernel's error.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Limitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} null: {}", self.keys.join(", "), self.reason)
+    }
+}

@@ -77,7 +77,7 @@ pub use exit_kind::{
 };
 pub use filter::Filter;
 pub use monitor::{
-    Backend, Iter, Monitor, MonitorBuilder, RecvError, Stopper, DEFAULT_QUEUE_CAPACITY,
+    Backend, Iter, Limitation, Monitor, MonitorBuilder, RecvError, Stopper, DEFAULT_QUEUE_CAPACITY,
 };
 pub use stats::Stats;
 pub use wait::WaitSet;

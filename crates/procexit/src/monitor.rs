@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use crate::backend::Backend;
+pub use crate::backend::{Backend, Limitation};
 use crate::backend::{Running, StopSignal};
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -203,6 +203,14 @@ impl Monitor {
     /// or a backend was forced.
     pub fn fallback(&self) -> Option<&Error> {
         self.fallback.as_ref()
+    }
+
+    /// The record keys this monitor leaves null on this machine although
+    /// its source fills them elsewhere (a kernel without a hook or helper
+    /// the source uses), each with the reason; empty when the source gives
+    /// its full record. Known once [`MonitorBuilder::start`] returned.
+    pub fn limitations(&self) -> Vec<Limitation> {
+        self.shared.limitations()
     }
 
     /// Counters so far.

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     capacity: usize,
     filter: Filter,
     counters: Counters,
+    /// What the backend cannot report on this machine (set at its start).
+    limitations: Mutex<Vec<crate::backend::Limitation>>,
 }
 
 /// Where a backend puts what it learns. Cheap to clone; every method is
@@ -75,6 +77,7 @@ impl Shared {
             capacity: capacity.max(1),
             filter,
             counters: Counters::default(),
+            limitations: Mutex::new(Vec::new()),
         }
     }
 
@@ -256,6 +259,14 @@ impl Shared {
         }
     }
 
+    /// What the backend said it cannot report here.
+    pub(crate) fn limitations(&self) -> Vec<crate::backend::Limitation> {
+        self.limitations
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -307,6 +318,16 @@ impl Sink {
     }
 
     /// A process ended: filter it and queue it (or count it as dropped).
+    /// Records keys the backend leaves null on this machine, and why.
+    pub(crate) fn limitation(&self, limitation: crate::backend::Limitation) {
+        let mut list = self
+            .shared
+            .limitations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        list.push(limitation);
+    }
+
     pub(crate) fn exit(&self, exit: ProcessExit) {
         self.shared.push_exit(exit);
     }

@@ -53,10 +53,15 @@ const TYPE_AGGR_TGID: u16 = 5;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 /// `AGROUP`: this record is the last task of its thread group.
 pub const AGROUP: u8 = 0x20;
+/// The first `struct taskstats` version whose kernels set [`AGROUP`]
+/// (Linux 5.19). Earlier ones (5.10 sends version 10) never set it.
+pub const AGROUP_VERSION: u16 = 11;
 
 /// One task's exit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskExit {
+    /// `version` of the kernel's `struct taskstats`.
+    pub version: u16,
     /// Task id (from the AGGR_PID attribute).
     pub pid: u32,
     /// Thread-group id when the message carried one (multi-threaded group
@@ -187,9 +192,16 @@ impl TaskExit {
         resources
     }
 
-    /// Whether this is the last task of its process.
+    /// Whether this is the last task of its process: the [`AGROUP`] flag
+    /// where the kernel sets it. Before version [`AGROUP_VERSION`] the
+    /// message's shape says it: the thread-group aggregate (`tgid`) comes
+    /// only with the last task of a process that had several threads, and a
+    /// record without it is taken as the end of the process `pid` (true for
+    /// a single-threaded process; the record of a thread that is not the
+    /// last names a thread id, which matches no ended process, and one of a
+    /// main thread that ended first is replaced by the last task's record).
     pub fn is_group_end(&self) -> bool {
-        self.flags & AGROUP != 0
+        self.flags & AGROUP != 0 || self.version < AGROUP_VERSION
     }
 
     /// The process this task belonged to.
@@ -230,7 +242,8 @@ pub fn attributes(data: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), Deco
 /// Decodes a `struct taskstats` payload.
 fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, DecodeError> {
     let mut c = Cursor::new(stats);
-    c.skip(4)?;
+    let version = c.u16()?;
+    c.skip(2)?;
     let exit_code = c.u32()?;
     let flags = c.u8()?;
     c.skip(80 - 9)?;
@@ -245,6 +258,7 @@ fn parse_stats(pid: u32, tgid: Option<u32>, stats: &[u8]) -> Result<TaskExit, De
     let etime_us = c.u64()?;
     let usage = parse_usage(stats).ok();
     Ok(TaskExit {
+        version,
         pid,
         tgid,
         exit_code,
@@ -421,6 +435,30 @@ mod tests {
         assert_eq!((usage.major_faults, usage.hiwater_rss_kib), (176, 200));
         assert_eq!((usage.read_bytes, usage.write_bytes), (216, 224));
         assert_eq!((usage.read_calls, usage.write_calls), (232, 240));
+    }
+
+    #[test]
+    fn before_version_11_a_record_without_agroup_still_ends_its_process() {
+        // 5.10 sends version 10, whose kernels never set AGROUP.
+        let mut v10 = stats(0x300, 0, "sh", 0, 1);
+        v10[0..2].copy_from_slice(&10u16.to_le_bytes());
+        let mut pid_attr = attr(TYPE_PID, &9u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &v10));
+        let got = parse_message(&message(&attr(TYPE_AGGR_PID, &pid_attr)))
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.version, got.process_id()), (10, 9));
+        assert!(got.is_group_end());
+        assert_eq!(got.resources().cpu_user, Some(Duration::from_micros(152)));
+        // From version 11 on, only AGROUP says so: a thread that is not the
+        // last is not the end of its process.
+        let mut pid_attr = attr(TYPE_PID, &9u32.to_le_bytes());
+        pid_attr.extend(attr(TYPE_STATS, &stats(0, 0, "sh", 0, 1)));
+        let got = parse_message(&message(&attr(TYPE_AGGR_PID, &pid_attr)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.version, 16);
+        assert!(!got.is_group_end());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (on the last thread's exit, with the group's wait status), so an exit is
 //! exactly one record; this turns it into a [`ProcessExit`].
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use crate::decode::cgroup::container_id;
@@ -24,6 +25,40 @@ pub(crate) struct Machine {
     pub(crate) sees_oom: bool,
     /// Whether the signal-sender hook is attached.
     pub(crate) sees_killer: bool,
+}
+
+/// The command lines of the processes alive when the source started (read
+/// from /proc), for the exits whose record has none: on kernels that free
+/// the address space before the exit hook, the program has a command line
+/// only for processes that exec'd after it was attached.
+#[derive(Debug, Default)]
+pub(crate) struct StartedBefore {
+    /// pid → (start time in clock ticks since boot, command line).
+    by_pid: HashMap<u32, (u64, String)>,
+}
+
+impl StartedBefore {
+    /// From (pid, start ticks, command line) of each live process.
+    pub(crate) fn from_proc(processes: impl IntoIterator<Item = (u32, u64, String)>) -> Self {
+        StartedBefore {
+            by_pid: processes
+                .into_iter()
+                .map(|(pid, ticks, line)| (pid, (ticks, line)))
+                .collect(),
+        }
+    }
+
+    /// Gives `exit` the command line its process had at the start when the
+    /// record has none and it is the same process (same start time, not a
+    /// later holder of the pid); forgets the pid either way.
+    pub(crate) fn complete(&mut self, exit: &mut ProcessExit) {
+        let Some((ticks, line)) = self.by_pid.remove(&exit.pid) else {
+            return;
+        };
+        if exit.command_line.is_none() && exit.process_key == Some(ticks) {
+            exit.command_line = Some(line);
+        }
+    }
 }
 
 /// Marks a command line that was cut at the BPF program's bound.
@@ -217,5 +252,34 @@ mod tests {
             ..machine()
         };
         assert_eq!(exit_from_record(&r, &blind).oom_killed, None);
+    }
+
+    #[test]
+    fn a_process_from_before_the_start_gets_its_command_line_from_proc() {
+        let mut r = record();
+        r.flags = FLAG_ARGS_UNKNOWN;
+        let mut before = StartedBefore::from_proc([
+            (4242, 1234, "daemon --foreground".to_string()),
+            (4243, 99, "other".to_string()),
+        ]);
+        let mut exit = exit_from_record(&r, &machine());
+        before.complete(&mut exit);
+        assert_eq!(exit.command_line.as_deref(), Some("daemon --foreground"));
+        // Used once: a later process with the pid gets nothing from it.
+        let mut again = exit_from_record(&r, &machine());
+        before.complete(&mut again);
+        assert_eq!(again.command_line, None);
+        // A later holder of a pid (another start time) gets nothing either,
+        // and a record's own command line is kept.
+        let mut later = record();
+        later.pid = 4243;
+        later.flags = FLAG_ARGS_UNKNOWN;
+        let mut exit = exit_from_record(&later, &machine());
+        before.complete(&mut exit);
+        assert_eq!(exit.command_line, None);
+        let mut before = StartedBefore::from_proc([(4242, 1234, "old".to_string())]);
+        let mut exit = exit_from_record(&record(), &machine());
+        before.complete(&mut exit);
+        assert_eq!(exit.command_line.as_deref(), Some("sleep 10"));
     }
 }

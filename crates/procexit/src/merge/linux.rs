@@ -820,6 +820,7 @@ mod tests {
 
     fn taskstats(pid: u32, comm: &str, ppid: u32, uid: u32, group_end: bool) -> TaskExit {
         TaskExit {
+            version: 16,
             pid,
             tgid: None,
             exit_code: 0,

@@ -20,16 +20,19 @@ use super::bpf_loader::ringbuf::RingBuffer;
 use super::bpf_loader::syscall::Map;
 use super::bpf_loader::{self, Collection, Link, LoadError};
 use super::ffi::{self, Waker};
-use crate::backend::{spawn_backend, Backend, Running, StopSignal};
+use crate::backend::{spawn_backend, Backend, Limitation, Running, StopSignal};
 use crate::decode::ebpf_exit::EbpfExit;
 use crate::error::{Error, Result};
-use crate::merge::ebpf::{exit_from_record, Machine};
+use crate::merge::ebpf::{exit_from_record, Machine, StartedBefore};
 use crate::queue::Sink;
 use crate::sys::Config;
 
 /// Per-CPU counter slots (`COUNT_*` in the C source).
 const COUNT_RINGBUF_FULL: u32 = 0;
 const COUNT_FILTERED: u32 = 1;
+/// `config.args_at_exec` (`ARGS_AT_EXEC_*` in the C source).
+const ARGS_AT_EXEC_UNTIL_MM: u32 = 1;
+const ARGS_AT_EXEC_ALWAYS: u32 = 2;
 /// Entries of the in-kernel pid and ppid filter maps.
 const FILTER_MAP_ENTRIES: usize = 1024;
 /// Idle wake-up: loss and filter counters, clock refresh.
@@ -146,6 +149,10 @@ impl StopSignal for Stop {
 /// detaches every hook.
 struct Loaded {
     _links: Vec<Link>,
+    /// Command lines of the processes alive at the start.
+    started_before: StartedBefore,
+    /// Keys the optional hooks that failed leave null.
+    limitations: Vec<Limitation>,
     ring: RingBuffer,
     /// Records the ring holds at least.
     ring_records: usize,
@@ -206,7 +213,13 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         failed_only: u32::from(filter.is_failed_only()),
         filter_pids: u32::from(!pids.is_empty() && pids.len() <= FILTER_MAP_ENTRIES),
         filter_ppids: u32::from(!ppids.is_empty() && ppids.len() <= FILTER_MAP_ENTRIES),
-        args_at_exec: u32::from(options.linux.ebpf_args_at_exec_enabled()),
+        // Copies at exec from the start (until the exit hook finds the
+        // address space still there), or always when asked.
+        args_at_exec: if options.linux.ebpf_args_at_exec_enabled() {
+            ARGS_AT_EXEC_ALWAYS
+        } else {
+            ARGS_AT_EXEC_UNTIL_MM
+        },
         // 0: the kernel's own rule, a wake-up only when the reader has
         // caught up (it is asleep); a burst is gathered in user space
         // instead (`BurstGate`), so a lone exit is read at once.
@@ -231,19 +244,42 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .map_err(|e| load_error("write config", &e))?;
 
     let mut links = Vec::new();
-    // Optional hooks first: a kernel without one loses only that field.
-    let signal = bpf.attach("handle_signal").ok();
-    let sees_killer = signal.is_some();
-    let oom = bpf.attach("handle_oom_victim").ok();
-    let sees_oom = oom.is_some();
-    // Needed only where the address space is gone at exit; harmless elsewhere.
-    let exec = bpf.attach("handle_exec").ok();
-    links.extend([signal, oom, exec].into_iter().flatten());
+    let mut limitations = Vec::new();
+    // Optional hooks first: a kernel without one loses only those keys,
+    // and says so (`Monitor::limitations`).
+    let mut optional =
+        |program: &'static str, keys: &'static [&'static str]| match bpf.attach(program) {
+            Ok(link) => {
+                links.push(link);
+                true
+            }
+            Err(e) => {
+                limitations.push(Limitation {
+                    keys,
+                    reason: format!("the BPF program {program} did not load or attach: {e}"),
+                });
+                false
+            }
+        };
+    let sees_killer = optional("handle_signal", &["killer_pid", "killer_name"]);
+    let sees_oom = optional("handle_oom_victim", &["oom_killed"]);
+    // Needed only where the address space is gone at exit.
+    optional(
+        "handle_exec",
+        &["command_line (of processes that exit after the address space is freed)"],
+    );
     links.push(
         bpf.attach("handle_exit")
             .map_err(|e| load_error("load and attach the exit program", &e))?,
     );
 
+    // Processes that exec'd before the hooks were attached: their command
+    // lines from /proc, for kernels where the exit hook cannot read them.
+    let started_before =
+        StartedBefore::from_proc(super::procfs::pids().into_iter().filter_map(|pid| {
+            let stat = super::procfs::stat(pid)?;
+            Some((pid, stat.start_ticks, super::procfs::cmdline(pid)?))
+        }));
     let ring = bpf
         .take_map("EXITS")
         .and_then(RingBuffer::new)
@@ -253,6 +289,8 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .map_err(|e| load_error("counters map", &e))?;
     Ok(Loaded {
         _links: links,
+        started_before,
+        limitations,
         ring,
         ring_records: usize::try_from(ring_bytes).unwrap_or(usize::MAX) / RECORD_BYTES,
         counters,
@@ -278,7 +316,10 @@ fn page_size() -> u64 {
 
 /// Starts the eBPF source.
 pub(crate) fn start(options: &Config<'_>, sink: Sink) -> Result<Running> {
-    let loaded = load(options)?;
+    let mut loaded = load(options)?;
+    for limitation in std::mem::take(&mut loaded.limitations) {
+        sink.limitation(limitation);
+    }
     let waker = Waker::new().map_err(|code| Error::Os {
         call: "eventfd",
         code,
@@ -323,7 +364,9 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
                 .drain(|item| match EbpfExit::parse(item) {
                     Ok(record) => {
                         read += 1;
-                        sink.exit(exit_from_record(&record, machine))
+                        let mut exit = exit_from_record(&record, machine);
+                        loaded.started_before.complete(&mut exit);
+                        sink.exit(exit)
                     }
                     Err(_) => sink.anomaly(),
                 })

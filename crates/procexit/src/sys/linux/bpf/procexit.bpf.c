@@ -12,8 +12,9 @@
  * - sched_process_exit: the record, when the thread group is dead;
  * - signal_generate: who sent a signal to whom (kept until the target ends);
  * - mark_victim: the OOM killer chose this process;
- * - sched_process_exec: argv copy, only on kernels that free the address
- *   space before the exit hook (switched on by the exit hook itself).
+ * - sched_process_exec: argv copy, from the start until an exit hook
+ *   finds the address space still there (kept on where the kernel frees it
+ *   before the exit hook).
  *
  * The record also carries the process's cgroup path, written here from the
  * task's css_set (its kernfs directory names up to the hierarchy root), so
@@ -51,6 +52,14 @@
 #define EXIT_ARGS_FROM_EXEC 16u
 #define EXIT_CGROUP_UNKNOWN 32u
 
+/* config.args_at_exec */
+#define ARGS_AT_EXEC_OFF 0
+/* Until an exit hook finds the address space still there: kernels that
+ * free it first (before about 6.16) need every exec's copy, from the
+ * start, so that the first exits after the start have their argv too. */
+#define ARGS_AT_EXEC_UNTIL_MM 1
+#define ARGS_AT_EXEC_ALWAYS 2
+
 /* Per-CPU counters (index). */
 #define COUNT_RINGBUF_FULL 0
 #define COUNT_FILTERED 1
@@ -83,8 +92,9 @@ struct config {
 	__u32 failed_only;
 	__u32 filter_pids;
 	__u32 filter_ppids;
-	/* Copy argv at exec (set by user space, or by the exit hook when it
-	 * finds the address space already gone). */
+	/* Copy argv at exec: ARGS_AT_EXEC_* (user space starts with
+	 * UNTIL_MM, or ALWAYS when asked; the exit hook turns UNTIL_MM off
+	 * once it finds the address space still there). */
 	__u32 args_at_exec;
 	/* Wake the reader only once this many bytes wait (0: every record). */
 	__u64 wakeup_bytes;
@@ -149,9 +159,11 @@ struct {
 	__type(value, __u8);
 } OOM_VICTIMS SEC(".maps");
 
+/* Processes alive at once whose argv waits for their exit (where the exec
+ * copies are on); the least recently used is dropped beyond that. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct exec_args);
 } EXEC_ARGS SEC(".maps");
@@ -449,16 +461,21 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 
 	mm = BPF_CORE_READ(task, mm);
 	record->maxrss_pages = mm ? peak_rss_pages(mm) : 0;
-	if (mm && !cfg->args_at_exec) {
+	if (mm && cfg->args_at_exec != ARGS_AT_EXEC_ALWAYS) {
 		record->args_len = copy_args(record->args, BPF_CORE_READ(mm, arg_start),
 					     BPF_CORE_READ(mm, arg_end), &truncated);
 		if (truncated)
 			record->flags |= EXIT_ARGS_TRUNCATED;
+		/* This kernel keeps the address space up to this hook: the
+		 * copies at exec are not needed. */
+		if (cfg->args_at_exec == ARGS_AT_EXEC_UNTIL_MM)
+			cfg->args_at_exec = ARGS_AT_EXEC_OFF;
 	} else {
 		struct exec_args *saved = bpf_map_lookup_elem(&EXEC_ARGS, &tgid);
 		if (!mm) {
 			count(COUNT_EXIT_WITHOUT_MM);
-			cfg->args_at_exec = 1;
+			if (cfg->args_at_exec == ARGS_AT_EXEC_OFF)
+				cfg->args_at_exec = ARGS_AT_EXEC_UNTIL_MM;
 		}
 		if (saved) {
 			__u32 len = saved->len;
@@ -517,7 +534,9 @@ int BPF_PROG(handle_signal, int sig, struct kernel_siginfo *info, struct task_st
 		return 0;
 	if (info && BPF_CORE_READ(info, si_code) > 0)
 		return 0;
-	current = (struct task_struct *)bpf_get_current_task_btf();
+	/* bpf_get_current_task, not _btf (helper 158, new in 5.11): the
+	 * reads below are CO-RE reads either way. */
+	current = (struct task_struct *)bpf_get_current_task();
 	sender.pid = BPF_CORE_READ(current, tgid);
 	target_tgid = BPF_CORE_READ(target, tgid);
 	if (sender.pid == target_tgid)

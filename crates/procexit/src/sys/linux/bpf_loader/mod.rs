@@ -1,6 +1,24 @@
 //! A small loader for procexit's own BPF object: just what that object
 //! needs, in place of a general-purpose BPF library.
 //!
+//! # Scope fence
+//!
+//! Supported, and nothing more: one ELF64 little-endian object; programs in
+//! `tp_btf/<tracepoint>` sections (BTF-typed raw tracepoints, attached with
+//! `BPF_RAW_TRACEPOINT_OPEN`), each a single function; BTF-defined maps in
+//! `.maps` (hash, LRU hash, array, per-CPU array, ring buffer) referenced
+//! by map relocations; CO-RE relocations of fields (offset, size,
+//! existence), types and enumerators against the running kernel's
+//! `/sys/kernel/btf/vmlinux`; the license section.
+//!
+//! Not supported, on purpose: BPF-to-BPF calls (subprograms), global data
+//! (`.data`, `.rodata`, `.bss` maps), `extern` variables (kconfig, ksyms),
+//! module BTF, kprobes, fentry/fexit, tracefs tracepoints, map pinning and
+//! map-in-map. A program that needs any of these moves to a well-kept
+//! loader (libbpf-rs, or aya with a clang-built object) instead of this one
+//! growing: keep it this small. `tests/linux_core_parity.rs` holds its
+//! relocations to libbpf's, instruction by instruction.
+//!
 //! - [`elf`]: sections, symbols and relocations of the ELF64 object;
 //! - [`btf`]: BTF types and strings (the object's and the kernel's), and the
 //!   CO-RE relocation records of `.BTF.ext`;
