@@ -1,7 +1,6 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
-mod cli;
 mod docs;
 mod escape;
 mod json;
@@ -35,17 +34,10 @@ const EXIT_TIMEOUT: u8 = 124;
 const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(cli::Parsed::Run(cli)) => cli,
-        Ok(cli::Parsed::Help(text)) => return print(&text),
-        Ok(cli::Parsed::Version) => return print(cli::VERSION),
-        Err(error) => {
-            match error.help {
-                Some(help) => eprint!("{help}"),
-                None => eprintln!("procexit: {error}"),
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match <Cli as clap::Parser>::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error, &argv[1.min(argv.len())..]),
     };
     match run(cli) {
         Ok(code) => code,
@@ -59,12 +51,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// Help and version go to stdout; a closed pipe (`procexit --help | head`)
-/// is not an error.
-fn print(text: &str) -> ExitCode {
+/// What clap stopped at: help and version go to stdout (status 0; a closed
+/// pipe, `procexit --help | head`, is not an error); a command that needs a
+/// subcommand prints its help on stderr; any other usage error is one line
+/// on stderr, status 2.
+fn usage(error: &clap::Error, argv: &[std::ffi::OsString]) -> ExitCode {
     use std::io::Write;
-    let _ = io::stdout().lock().write_all(text.as_bytes());
-    ExitCode::SUCCESS
+    let text = error.render().to_string();
+    if !error.use_stderr() {
+        let _ = io::stdout().lock().write_all(text.as_bytes());
+        return ExitCode::SUCCESS;
+    }
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        eprint!("{text}");
+    } else {
+        eprintln!("procexit: {}", args::one_line(error, argv));
+    }
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
