@@ -172,7 +172,7 @@ pub fn watch_with(
             if to_stdout {
                 printer.event(&event)?;
             }
-            sinks.send(&Message::from(&event))?;
+            sinks.send(&Message::from(&event));
             if matches!(event, Event::Exit(_)) {
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
@@ -184,7 +184,7 @@ pub fn watch_with(
     })();
     let stopped = monitor.stop();
     if let Ok(stats) = &stopped {
-        sinks.send(&Message::Stats(stats))?;
+        sinks.send(&Message::Stats(stats));
     }
     sinks.finish();
     let stats = stopped.context("the monitor stopped with an error")?;
