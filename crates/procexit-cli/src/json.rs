@@ -8,9 +8,9 @@
 //! the same `Message` (the tests compare the two), so the documented form
 //! stays the library's.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use procexit::schema::{Message, Value};
+use procexit::schema::{Message, Value, MAX_EXACT_JSON_INTEGER};
 use procexit::{Rfc3339, User};
 
 /// Appends `message` as one JSON object (no newline).
@@ -41,7 +41,14 @@ pub fn write_value(out: &mut Vec<u8>, value: Value<'_>) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(value) => boolean(out, value),
-        Value::Unsigned(value) | Value::Key(value) => integer(out, value),
+        Value::Unsigned(value) => integer(out, value),
+        // Above 2^53 a double cannot hold it: a string of its digits.
+        Value::Key(key) if key > MAX_EXACT_JSON_INTEGER => {
+            out.push(b'"');
+            integer(out, key);
+            out.push(b'"');
+        }
+        Value::Key(key) => integer(out, key),
         Value::Signed(value) => integer(out, value),
         Value::Text(text) => string(out, text),
         // A uid is written as a string, as `User`'s `Display` writes it.
@@ -52,7 +59,7 @@ pub fn write_value(out: &mut Vec<u8>, value: Value<'_>) {
         }
         Value::User(User::Sid(sid)) => string(out, sid),
         Value::Time(value) => time(out, value),
-        Value::Duration(d) => float(out, d.as_secs_f64() * 1000.0),
+        Value::Duration(d) => milliseconds(out, d),
         // Kinds added to the schema later: null until written here.
         _ => out.extend_from_slice(b"null"),
     }
@@ -67,11 +74,24 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-/// Floats through serde_json itself, so their form (shortest round-trip
-/// digits, `null` when not finite) is serde_json's by construction.
-fn float(out: &mut Vec<u8>, value: f64) {
-    // Writing a number into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, &value);
+/// A duration in milliseconds, exactly: the whole milliseconds, a point,
+/// and the nanoseconds' digits without trailing zeros (at least one digit):
+/// `1000.0`, `0.893268`, `12.5`. No float is involved, so no noise.
+fn milliseconds(out: &mut Vec<u8>, d: Duration) {
+    let nanos = d.as_nanos();
+    integer(out, nanos / 1_000_000);
+    out.push(b'.');
+    let mut fraction = nanos % 1_000_000;
+    let mut digits = 6;
+    while digits > 1 && fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = itoa::Buffer::new().format(fraction).to_owned();
+    for _ in text.len()..digits {
+        out.push(b'0');
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// A time as a JSON string (the form needs no escaping).
@@ -225,17 +245,60 @@ mod tests {
 
     #[test]
     fn durations_are_written_like_serde_json_writes_them() {
-        // Shortest round-trip forms across the range: sub-microsecond,
-        // whole milliseconds (".0"), and years.
-        let mut nanos = 1u64;
-        while nanos < u64::MAX / 7 {
+        // Across the range where the shortest double form is the exact value
+        // (1 µs to about eleven days): whole milliseconds (".0") included.
+        let mut nanos = 1_000u64;
+        while nanos < 1_000_000_000_000_000 {
             let mut exit = ProcessExit::new(1, ExitStatus::Code(0), Source::LinuxEbpf);
             exit.resources.cpu_user = Some(Duration::from_nanos(nanos));
-            exit.resources.cpu_system = Some(Duration::from_micros(nanos / 3));
+            exit.resources.cpu_system = Some(Duration::from_nanos(nanos / 3 + 1));
             let message = Message::Exit(&exit);
             assert_eq!(fast_line(&message), serde_line(&message), "{nanos} ns");
             nanos = nanos * 7 + 3;
         }
+    }
+
+    /// The value of `key` in the JSON line of `exit`, as text.
+    fn json_value(exit: &ProcessExit, key: &str) -> String {
+        let line = fast_line(&Message::Exit(exit));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        value[key].to_string()
+    }
+
+    #[test]
+    fn durations_are_exact() {
+        let mut exit = ProcessExit::new(1, ExitStatus::Code(0), Source::LinuxEbpf);
+        for (nanos, text) in [
+            (893_268, "0.893268"),
+            (1, "0.000001"),
+            (1_000_000_000, "1000.0"),
+            (12_500_000, "12.5"),
+            (86_400_000_000_000 * 400, "34560000000.0"),
+            (123_456_789_012_345_678, "123456789012.345678"),
+        ] {
+            exit.resources.cpu_user = Some(Duration::from_nanos(nanos));
+            let line = fast_line(&Message::Exit(&exit));
+            assert!(
+                line.contains(&format!(r#""cpu_user_ms":{text},"#)),
+                "{line}"
+            );
+        }
+        // The case from the field: start and exit 893 268 ns apart.
+        exit.start_time = Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_000));
+        exit.exit_time = Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_893_268));
+        assert_eq!(json_value(&exit, "duration_ms"), "0.893268");
+    }
+
+    #[test]
+    fn keys_beyond_two_to_the_53_are_strings() {
+        let mut exit = ProcessExit::new(1, ExitStatus::Code(0), Source::EtwKernel);
+        exit.process_key = Some(1 << 53);
+        assert_eq!(json_value(&exit, "process_key"), "9007199254740992");
+        exit.process_key = Some(0xFFFF_A08B_1234_5080);
+        assert_eq!(
+            json_value(&exit, "process_key"),
+            r#""18446639117899157632""#
+        );
     }
 
     #[test]

@@ -141,11 +141,20 @@ pub enum Value<'a> {
     User(&'a User),
     /// A point in time (RFC 3339 text in JSON).
     Time(SystemTime),
-    /// A length of time: a lifetime or a CPU time (milliseconds in JSON).
+    /// A length of time: a lifetime or a CPU time (milliseconds in JSON,
+    /// exact to the nanosecond: `0.893268`, not `0.8932680000000001`).
     Duration(Duration),
-    /// An opaque identifier that may not fit a double (`process_key`).
+    /// An opaque identifier that may not fit a double (`process_key`):
+    /// a JSON number up to [`MAX_EXACT_JSON_INTEGER`], a JSON string of its
+    /// decimal digits above (so that readers that parse numbers as doubles,
+    /// jq among them, do not round it).
     Key(u64),
 }
+
+/// The largest integer every JSON reader holds exactly (2^53: readers such
+/// as jq and JavaScript parse numbers as doubles); a [`Value::Key`] above it
+/// is written as a string.
+pub const MAX_EXACT_JSON_INTEGER: u64 = 1 << 53;
 
 /// One field: its key (a [`key`] constant) and value.
 pub type Field<'a> = (&'static str, Value<'a>);
@@ -387,7 +396,7 @@ impl<'a> ProcessRecord<'a> {
 mod serde_impl {
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use super::{Message, Value};
+    use super::{Message, Value, MAX_EXACT_JSON_INTEGER};
     use crate::event::{Event, ProcessExit, Rfc3339, User};
     use crate::stats::Stats;
 
@@ -403,19 +412,27 @@ mod serde_impl {
     }
 
     /// A value in its JSON form (README): times as RFC 3339 text, durations
-    /// in milliseconds, a uid as text.
+    /// in milliseconds (the nearest double to the exact value: the shortest
+    /// form a JSON writer gives it is exact below about eleven days), a uid
+    /// as text, a key above 2^53 as text.
     impl Serialize for Value<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             match *self {
                 Value::Null => serializer.serialize_none(),
                 Value::Bool(value) => serializer.serialize_bool(value),
-                Value::Unsigned(value) | Value::Key(value) => serializer.serialize_u64(value),
+                Value::Unsigned(value) => serializer.serialize_u64(value),
+                Value::Key(key) if key > MAX_EXACT_JSON_INTEGER => serializer.collect_str(&key),
+                Value::Key(key) => serializer.serialize_u64(key),
                 Value::Signed(value) => serializer.serialize_i64(value),
                 Value::Text(text) => serializer.serialize_str(text),
                 Value::User(User::Uid(uid)) => serializer.collect_str(uid),
                 Value::User(User::Sid(sid)) => serializer.serialize_str(sid),
                 Value::Time(time) => serializer.serialize_str(Rfc3339::new(time).as_str()),
-                Value::Duration(d) => serializer.serialize_f64(d.as_secs_f64() * 1000.0),
+                // One rounding (integer nanoseconds to the nearest double, then
+                // a correctly rounded division), not the two of
+                // `as_secs_f64() * 1000.0` that left noise in the last digits.
+                #[allow(clippy::cast_precision_loss)]
+                Value::Duration(d) => serializer.serialize_f64(d.as_nanos() as f64 / 1e6),
             }
         }
     }
