@@ -64,8 +64,9 @@ Examples:
     /// Print the process exits recorded in Windows .etl trace files (on any OS).
     #[command(after_help = "\
 Reads kernel traces recorded by xperf, WPR, PerfView or logman (compressed or
-not, 32- or 64-bit) and prints the exits they hold, with the same filters and
-output as watch. A summary per file (events, exits, anomalies) goes to stderr.
+not, 32- or 64-bit) and prints the exits they hold in exit-time order (over
+all files), with the same filters and output as watch; table rows carry the
+date. A summary per file (events, exits, anomalies) goes to stderr first.
 Exit status: 0, or 2 when a file could not be read or had damaged parts (the
 exits before and after the damage are still printed).
 

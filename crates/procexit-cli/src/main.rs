@@ -253,7 +253,7 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut printer = Printer::new(format(args.output.json));
+    let mut printer = Printer::for_trace(format(args.output.json));
     let outcome = replay::replay(&args, &mut printer)?;
     Ok(if outcome.files_with_errors > 0 {
         ExitCode::from(EXIT_ERROR)

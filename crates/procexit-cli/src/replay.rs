@@ -1,4 +1,9 @@
 //! `procexit replay`: the exits recorded in Windows .etl trace files, on any OS.
+//!
+//! Every file is read first (each one's summary goes to stderr as it ends),
+//! then what matched is printed in time order over all files: exits by exit
+//! time, starts and rundowns (`--all`) by their event time. A trace's
+//! buffers hold events in the order each CPU wrote them, not in time order.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
@@ -7,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use procexit::etl::{read_process_events, ProcessItem, ProcessSummary};
 use procexit::schema::Message;
-use procexit::{Event, Filter};
+use procexit::{Event, Filter, ProcessExit};
 
 use crate::args::ReplayArgs;
 use crate::escape;
@@ -25,11 +30,36 @@ pub struct Outcome {
     pub printed: u64,
 }
 
+/// What a replay prints: an exit, or (`--all`) a start, rundown or zombie
+/// (boxed: larger, and rarer).
+#[allow(clippy::large_enum_variant)] // exits are most of them: kept unboxed
+enum Found {
+    Exit(ProcessExit),
+    Item(Box<ProcessItem>),
+}
+
+impl Found {
+    /// Where it goes in the output: exits by exit time, other records by
+    /// the time their table row shows (a zombie's exit time when known);
+    /// those without a time first, as read.
+    fn time(&self) -> Option<std::time::SystemTime> {
+        match self {
+            Found::Exit(exit) => exit.exit_time,
+            Found::Item(item) => match Message::from_item(item)? {
+                Message::Zombie(record) => record.exit_time.or(record.time),
+                Message::Process(record) => record.time,
+                _ => None,
+            },
+        }
+    }
+}
+
 pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
     let filter = args.filter.to_filter();
     let mut outcome = Outcome::default();
+    let mut found = Vec::new();
     for path in &args.files {
-        match replay_file(path, args, &filter, printer, &mut outcome) {
+        match replay_file(path, args, &filter, &mut found) {
             Ok(had_errors) => {
                 if had_errors {
                     outcome.files_with_errors += 1;
@@ -46,20 +76,35 @@ pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcom
                 outcome.files_with_errors += 1;
             }
         }
-        if args.count.is_some_and(|n| outcome.printed >= n) {
-            break;
+    }
+    // Stable: records of the same time stay in file order.
+    found.sort_by_key(Found::time);
+    for item in found {
+        match item {
+            Found::Exit(exit) => {
+                if args.count.is_some_and(|n| outcome.printed >= n) {
+                    break;
+                }
+                printer.event(&Event::Exit(exit))?;
+                outcome.printed += 1;
+            }
+            Found::Item(item) => {
+                if let Some(message) = Message::from_item(&item) {
+                    printer.message(message)?;
+                }
+            }
         }
     }
     Ok(outcome)
 }
 
 /// Returns whether the file had damaged parts (reported on stderr).
+/// Reads one file, keeping what matches in `found`.
 fn replay_file(
     path: &Path,
     args: &ReplayArgs,
     filter: &Filter,
-    printer: &mut Printer,
-    outcome: &mut Outcome,
+    found: &mut Vec<Found>,
 ) -> anyhow::Result<bool> {
     let mut events = read_process_events(path).context("cannot read the trace")?;
     let total = events.file().total_bytes();
@@ -81,16 +126,10 @@ fn replay_file(
         // Kernel-Process stop merged; zombie rundowns are not exits).
         if let Some(exit) = item.exit {
             if filter.matches(&exit) {
-                progress.clear();
-                printer.event(&Event::Exit(exit))?;
-                outcome.printed += 1;
+                found.push(Found::Exit(exit));
             }
-            if args.count.is_some_and(|n| outcome.printed >= n) {
-                break;
-            }
-        } else if args.all {
-            progress.clear();
-            print_lifecycle(&item, filter, printer)?;
+        } else if args.all && lifecycle_matches(&item, filter) {
+            found.push(Found::Item(Box::new(item)));
         }
     }
     progress.clear();
@@ -122,19 +161,15 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
     line
 }
 
-/// A start, rundown or zombie record (`--all`): a table row like an
-/// exit's, or a `process` or `zombie` JSON object.
-fn print_lifecycle(item: &ProcessItem, filter: &Filter, printer: &mut Printer) -> io::Result<()> {
-    let Some(message) = Message::from_item(item) else {
-        return Ok(());
-    };
-    let (Message::Process(record) | Message::Zombie(record)) = message else {
-        return Ok(());
-    };
-    if !filter.matches_process(record.pid, Some(record.ppid), record.name) {
-        return Ok(());
+/// Whether a start, rundown or zombie record (`--all`) is printed: one
+/// that decodes and passes the filter.
+fn lifecycle_matches(item: &ProcessItem, filter: &Filter) -> bool {
+    match Message::from_item(item) {
+        Some(Message::Process(record) | Message::Zombie(record)) => {
+            filter.matches_process(record.pid, Some(record.ppid), record.name)
+        }
+        _ => false,
     }
-    printer.message(message)
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal and

@@ -347,3 +347,32 @@ fn replay_reports_the_resources_of_a_kernel_process_stop() {
     let same_pid = lines.iter().filter(|l| l["pid"] == stop["ProcessID"]);
     assert_eq!(same_pid.count(), 1);
 }
+
+/// Replay prints exits in exit-time order (the trace holds them in the
+/// order each CPU's buffer was written), and every table row has its date.
+#[test]
+fn replay_prints_exits_in_time_order_with_dates() {
+    let file = trace("etlparser_ShutdownPerfDiagLogger.etl");
+    let json = json_lines(
+        &procexit()
+            .args(["replay", "--json"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    let times: Vec<&str> = json
+        .iter()
+        .map(|l| l["exit_time"].as_str().unwrap())
+        .collect();
+    assert_eq!(times.len(), 60);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let out = procexit().arg("replay").arg(&file).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 60, "{table}");
+    for (row, time) in rows.iter().zip(&times) {
+        // `2020-02-28T17:15:47.436123Z` is shown as `2020-02-28 17:15:47.436`.
+        let shown = format!("{} {}", &time[..10], &time[11..23]);
+        assert!(row.starts_with(&shown), "{row} / {time}");
+    }
+}
