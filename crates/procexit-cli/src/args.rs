@@ -21,7 +21,7 @@ Examples:
   procexit watch --duration 5s           processes that lived 5 s or more
   procexit wait 1234 5678                wait for two processes (any, not only children)
   procexit wait --timeout 30s 1234; echo $?
-  procexit replay --failed trace.etl       exits recorded in a Windows trace, on any OS";
+  procexit replay --failed trace.etl     exits recorded in a Windows trace, on any OS";
 
 #[derive(Debug, PartialEq, clap::Parser)]
 #[command(name = "procexit", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -48,8 +48,11 @@ Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
 On Linux any user can watch on kernels 6.6 and later (root before) through the
 process connector; root (or CAP_BPF + CAP_PERFMON) gets the eBPF source, which adds
 the command line of every process, CPU time, peak RSS, the killer and OOM kills
-(--source forces one). On Windows run as Administrator. The command line is shown when the OS still had it: programs that
-exit at once often have none (shown as '-', null in JSON).")]
+(--source forces one). On Windows run as Administrator.
+
+The command line is shown when the source has it ('-' in the table, null in
+JSON otherwise): the eBPF source and Windows have it for every process; with
+the process connector, programs that exit at once often have none.")]
     Watch(WatchArgs),
     /// Wait until the given processes end (any process, not only children).
     #[command(after_help = "\
@@ -166,7 +169,9 @@ pub enum ServiceAction {
 
 #[derive(Debug, PartialEq, clap::Args)]
 pub struct OutputArgs {
-    /// Print JSON Lines (one object per exit, flushed per line) instead of a table.
+    /// Print JSON Lines (one object per exit) instead of a table. Lines are
+    /// written in batches while events keep coming, and at once when the
+    /// stream goes quiet.
     #[arg(long)]
     pub json: bool,
 }
@@ -177,7 +182,7 @@ pub struct FilterArgs {
     #[arg(long, value_name = "GLOB")]
     pub name: Vec<String>,
     /// Only this pid; repeatable.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = parse_pid)]
     pub pid: Vec<u32>,
     /// Only children of this pid; repeatable.
     #[arg(long, value_name = "PID")]
@@ -185,8 +190,9 @@ pub struct FilterArgs {
     /// Only failures: non-zero exit code or killed by a signal.
     #[arg(long)]
     pub failed: bool,
-    /// Only processes that lived at least this long (e.g. 250ms, 2s, 1m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Only processes that lived at least this long, with a unit: 250ms,
+    /// 2s, 1m.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Linux: only processes whose cgroup path matches this glob (`*` also
     /// matches `/`), e.g. '/system.slice/docker-*'; repeatable.
@@ -244,8 +250,8 @@ pub struct WatchArgs {
     /// Linux: the source of exits (auto: eBPF when permitted, else the connector)
     #[arg(long, value_enum, default_value_t = SourceChoice::Auto, value_name = "SOURCE")]
     pub source: SourceChoice,
-    /// Stop after printing N exits.
-    #[arg(long, value_name = "N")]
+    /// Stop after printing N exits (1 or more).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse_count)]
     pub count: Option<u64>,
     /// Exit with status 3 at the end if any exit was lost, dropped or
     /// overrun, so that a script can trust a clean run (status 0).
@@ -279,7 +285,7 @@ pub struct SinkArgs {
     #[arg(long, value_name = "SIZE", requires = "output_file", value_parser = parse_size)]
     pub rotate_size: Option<u64>,
     /// Rotated files to keep (FILE.1 … FILE.N); older ones are deleted.
-    #[arg(long, value_name = "N", requires = "rotate_size", default_value_t = 5)]
+    #[arg(long, value_name = "N", requires = "rotate_size", default_value_t = 5, value_parser = parse_keep)]
     pub rotate_keep: u32,
     /// Send every record to the systemd journal as a structured entry:
     /// MESSAGE, PRIORITY (4 for failures and losses, else 6) and one
@@ -288,7 +294,7 @@ pub struct SinkArgs {
     pub journald: bool,
     /// Send to this journal namespace instead of the default journal
     /// (systemd LogNamespace=, journalctl --namespace); implies --journald.
-    #[arg(long, value_name = "NAMESPACE")]
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub journald_namespace: Option<String>,
     /// Send every record to a syslog server as an RFC 5424 message whose MSG
     /// is the JSON record: unix:PATH (datagram), udp:HOST:PORT or
@@ -310,10 +316,10 @@ impl SinkArgs {
 #[derive(Debug, PartialEq, clap::Args)]
 pub struct WaitArgs {
     /// The processes to wait for.
-    #[arg(required = true, value_name = "PID")]
+    #[arg(required = true, value_name = "PID", value_parser = parse_pid)]
     pub pids: Vec<u32>,
-    /// Give up after this long (e.g. 30s, 5m) and exit with status 124.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Give up after this long (with a unit: 30s, 5m) and exit with status 124.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -371,7 +377,55 @@ pub fn parse_watch(options: &[std::ffi::OsString]) -> Result<WatchArgs, String> 
     }
 }
 
-/// `250ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
+/// `N` of `--count`: 1 or more (0 would print nothing, which no one asks
+/// for; a negative number is not a count).
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("the count must be 1 or more (leave --count out for no limit)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a count: give a whole number of 1 or more".into()),
+    }
+}
+
+/// A pid to match or wait for: pid 0 is no process (the kernel's idle task).
+pub fn parse_pid(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("pid 0 is not a process".into()),
+        Ok(pid) => Ok(pid),
+        Err(error) => Err(format!("not a pid: {error}")),
+    }
+}
+
+/// `--rotate-keep N`: at least one rotated file (without rotation, leave
+/// --rotate-size out).
+pub fn parse_keep(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(0) => Err("keep at least 1 rotated file".into()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(format!("not a number of files: {error}")),
+    }
+}
+
+/// A journal namespace name (systemd's rule: letters, digits, `_`, `-`,
+/// `.`; not empty).
+pub fn parse_namespace(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err(
+            "the namespace name is empty (leave --journald-namespace out for the default journal)"
+                .into(),
+        );
+    }
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err("a namespace name has only letters, digits, '_', '-' and '.'".into());
+    }
+    Ok(text.to_string())
+}
+
+/// `250ms`, `2s`, `1.5s`, `5m`, `1h`: a unit is required (a bare `5` could
+/// mean seconds or milliseconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -382,7 +436,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (try 250ms, 2s, 5m)"))?;
     let seconds = match unit.trim() {
-        "" | "s" => value,
+        "" => {
+            return Err(format!(
+                "{text:?} needs a unit (e.g. {text}s, {text}ms, {text}m)"
+            ))
+        }
+        "s" => value,
         "ms" => value / 1000.0,
         "us" | "µs" => value / 1_000_000.0,
         "m" | "min" => value * 60.0,
@@ -430,7 +489,8 @@ mod tests {
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("2").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("-1").is_err());
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("abc").is_err());
@@ -510,7 +570,7 @@ mod tests {
 
 #[derive(Debug, PartialEq, clap::Args)]
 pub struct ReplayArgs {
-    /// The .etl files.
+    /// The .etl files (`-`: read one from standard input).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<std::path::PathBuf>,
     /// Also list process starts and rundowns (processes alive when the trace
@@ -519,8 +579,8 @@ pub struct ReplayArgs {
     pub all: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Stop after printing N exits.
-    #[arg(long, value_name = "N")]
+    /// Stop after printing N exits (1 or more).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse_count)]
     pub count: Option<u64>,
     #[command(flatten)]
     pub output: OutputArgs,

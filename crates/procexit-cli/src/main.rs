@@ -139,7 +139,7 @@ pub fn watch_with(
         eprintln!("procexit: the eBPF source did not load ({error}); using the process connector");
         backend = Backend::LinuxConnector;
     }
-    if let Some(note) = source_note(backend) {
+    if let Some(note) = source_note(backend, args.source, privileged()) {
         eprintln!("procexit: {note}");
     }
     slot.attach(monitor.stopper());
@@ -203,21 +203,44 @@ pub fn watch_with(
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `watch` says once on stderr about its Linux source: which one, and
-/// which JSON keys it leaves null.
-fn source_note(backend: Backend) -> Option<&'static str> {
+/// What `watch` says once on stderr about its Linux source: which one, why
+/// (when it is the connector), and which JSON keys it leaves null.
+/// `privileged`: running as root, where the connector adds taskstats and
+/// its records say `linux-taskstats`.
+fn source_note(backend: Backend, chosen: args::SourceChoice, privileged: bool) -> Option<String> {
     match backend {
         Backend::LinuxEbpf => Some(
             "source linux-ebpf (eBPF); always null: the resource keys other than cpu_user_ms, \
-             cpu_system_ms and peak_rss_bytes",
+             cpu_system_ms and peak_rss_bytes"
+                .into(),
         ),
-        Backend::LinuxConnector => Some(
-            "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \
-             always null: killer_pid, killer_name, oom_killed; resource \
-             keys only with taskstats (root); command_line often null for processes that exit at once",
-        ),
+        Backend::LinuxConnector => {
+            let why = match (chosen, privileged) {
+                (args::SourceChoice::Connector, _) => "chosen with --source connector",
+                (_, true) => "the eBPF source did not load",
+                (_, false) => "eBPF needs root or CAP_BPF+CAP_PERFMON",
+            };
+            let resources = if privileged {
+                "with taskstats: records say linux-taskstats and carry the resource keys"
+            } else {
+                "resource keys only with taskstats (root)"
+            };
+            Some(format!(
+                "source linux-connector (process connector; {why}); always null: killer_pid, \
+                 killer_name, oom_killed; {resources}; command_line often null for processes \
+                 that exit at once"
+            ))
+        }
         _ => None,
     }
+}
+
+/// Whether `watch` runs as root (Unix).
+fn privileged() -> bool {
+    #[cfg(unix)]
+    return rustix::process::geteuid().is_root();
+    #[cfg(not(unix))]
+    false
 }
 
 /// The sinks `watch` was asked for, opened (so errors show before watching).
@@ -295,4 +318,31 @@ fn exit_status(status: i32) -> ExitCode {
     std::process::exit(status);
     #[cfg(not(windows))]
     ExitCode::from(status as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::SourceChoice;
+
+    /// As root with --source connector the note says why it is the
+    /// connector, and that records say linux-taskstats: not that eBPF needs
+    /// root.
+    #[test]
+    fn the_source_note_matches_the_run() {
+        let root_connector =
+            source_note(Backend::LinuxConnector, SourceChoice::Connector, true).unwrap();
+        assert!(!root_connector.contains("needs root"), "{root_connector}");
+        assert!(
+            root_connector.contains("--source connector"),
+            "{root_connector}"
+        );
+        assert!(
+            root_connector.contains("linux-taskstats"),
+            "{root_connector}"
+        );
+        let user = source_note(Backend::LinuxConnector, SourceChoice::Auto, false).unwrap();
+        assert!(user.contains("eBPF needs root"), "{user}");
+        assert!(user.contains("only with taskstats (root)"), "{user}");
+    }
 }

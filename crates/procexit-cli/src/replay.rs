@@ -5,12 +5,12 @@
 //! time, starts and rundowns (`--all`) by their event time. A trace's
 //! buffers hold events in the order each CPU wrote them, not in time order.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use procexit::etl::{read_process_events, ProcessItem, ProcessSummary};
+use procexit::etl::{EtlError, EtlFile, ProcessEvents, ProcessItem, ProcessSummary};
 use procexit::schema::Message;
 use procexit::{Event, Filter, ProcessExit};
 
@@ -99,14 +99,56 @@ pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcom
 }
 
 /// Returns whether the file had damaged parts (reported on stderr).
-/// Reads one file, keeping what matches in `found`.
+/// Reads one file (`-`: standard input), keeping what matches in `found`.
 fn replay_file(
     path: &Path,
     args: &ReplayArgs,
     filter: &Filter,
     found: &mut Vec<Found>,
 ) -> anyhow::Result<bool> {
-    let mut events = read_process_events(path).context("cannot read the trace")?;
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        if bytes.is_empty() {
+            anyhow::bail!("standard input is empty: not an .etl trace");
+        }
+        let file = EtlFile::new(bytes.as_slice()).map_err(not_a_trace)?;
+        return read_events(ProcessEvents::new(file), path, args, filter, found);
+    }
+    let file = match std::fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => anyhow::bail!("no such file"),
+        Err(error) => return Err(anyhow::Error::new(error).context("cannot read the file")),
+        Ok(meta) if meta.is_dir() => {
+            anyhow::bail!("is a directory (give the .etl files in it, e.g. DIR/*.etl)")
+        }
+        Ok(meta) if meta.len() == 0 => anyhow::bail!("empty file: not an .etl trace"),
+        Ok(_) => EtlFile::open(path).map_err(|error| match error.kind {
+            procexit::etl::EtlErrorKind::Io(kind) => {
+                anyhow::anyhow!("cannot read the file: {}", io::Error::from(kind))
+            }
+            _ => not_a_trace(error),
+        })?,
+    };
+    read_events(ProcessEvents::new(file), path, args, filter, found)
+}
+
+/// A file whose start is not a trace's: `open` reads the logfile header
+/// and the first buffer, so any error there means this is no .etl file.
+fn not_a_trace(_: EtlError) -> anyhow::Error {
+    anyhow::anyhow!("not an .etl trace (it does not start with a trace's header)")
+}
+
+/// Reads the events of an open trace.
+fn read_events<R: BufRead>(
+    mut events: ProcessEvents<R>,
+    path: &Path,
+    args: &ReplayArgs,
+    filter: &Filter,
+    found: &mut Vec<Found>,
+) -> anyhow::Result<bool> {
     let total = events.file().total_bytes();
     let mut progress = Progress::new(path, total);
     let mut errors = 0u64;

@@ -131,8 +131,9 @@ fn damaged_input_is_an_error_with_an_offset_and_keeps_earlier_exits() {
     let out = procexit().arg("replay").arg(&not_etl).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Named for what it is (damage inside a trace keeps its offset, below).
     assert!(
-        stderr.contains("not.etl") && stderr.contains("offset"),
+        stderr.contains("not.etl") && stderr.contains("not an .etl trace"),
         "{stderr}"
     );
 
@@ -375,4 +376,51 @@ fn replay_prints_exits_in_time_order_with_dates() {
         let shown = format!("{} {}", &time[..10], &time[11..23]);
         assert!(row.starts_with(&shown), "{row} / {time}");
     }
+}
+
+/// A file that cannot be replayed is named for what it is, in the user's
+/// words, not the decoder's; `-` reads a trace from standard input.
+#[test]
+fn replay_says_what_is_wrong_with_a_file() {
+    let dir = std::env::temp_dir().join(format!("procexit-replay-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.etl");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.join("notes.etl");
+    std::fs::write(&text, b"these are notes, not a trace\n").unwrap();
+    let cases = [
+        (dir.join("missing.etl"), "no such file"),
+        (dir.clone(), "is a directory"),
+        (empty, "empty file"),
+        (text, "not an .etl trace"),
+    ];
+    for (path, expected) in &cases {
+        let out = procexit().arg("replay").arg(path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{}: {stderr}", path.display());
+        for internal in [
+            "file offset",
+            "buffer 0",
+            "entity not found",
+            "needs 72 bytes",
+        ] {
+            assert!(!stderr.contains(internal), "{stderr}");
+        }
+    }
+    // `-`: the same exits as the file itself.
+    let file = trace("etlparser_ShutdownPerfDiagLogger.etl");
+    let by_path = procexit()
+        .args(["replay", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let by_stdin = procexit()
+        .args(["replay", "--json", "-"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(by_stdin.status.success(), "{by_stdin:?}");
+    assert_eq!(json_lines(&by_stdin).len(), 60);
+    assert_eq!(by_stdin.stdout, by_path.stdout);
 }
