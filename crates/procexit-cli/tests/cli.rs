@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{connector_usable, is_root, procexit, skip, strict};
+use common::{connector_usable, is_root, procexit, skip, stdout_of, strict};
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
 /// the processes of one test even when tests run in parallel.
@@ -739,17 +739,11 @@ fn flag_values_are_checked_and_the_error_says_why() {
     }
 }
 
-fn help_of(args: &[&str]) -> String {
-    let out = procexit().args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The help says what the program does: output is batched, and only the
 /// connector source lacks the command line of quick programs.
 #[test]
 fn help_texts_match_the_behaviour() {
-    let watch = help_of(&["watch", "--help"]);
+    let watch = stdout_of(&["watch", "--help"]);
     let flat = watch.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(!flat.contains("flushed per line"), "{watch}");
     assert!(flat.contains("written in batches"), "{watch}");
@@ -766,7 +760,7 @@ fn help_texts_match_the_behaviour() {
 /// The examples of `procexit --help` have their descriptions in one column.
 #[test]
 fn help_examples_are_aligned() {
-    let help = help_of(&["--help"]);
+    let help = stdout_of(&["--help"]);
     let examples = help.split("Examples:").nth(1).expect("an Examples section");
     let columns: Vec<usize> = examples
         .lines()

@@ -1,17 +1,11 @@
 //! `procexit completions SHELL` and `procexit man`: generated from the
 //! command-line definition, so they know every flag.
 
+#[cfg(target_os = "linux")]
 use std::process::Command;
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let out = procexit().args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{procexit, stdout_of};
 
 #[test]
 fn completions_know_every_command_and_new_flags() {
