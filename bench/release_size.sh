@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The release binaries' sizes as `cargo build --release` leaves them
-# (profile in the workspace Cargo.toml), against the 1 MiB goal: the host's
+# (profile in the workspace Cargo.toml), against the 1.5 MiB ceiling: the host's
 # (Linux x86-64) and, when the cross toolchain that .ci/windows.sh installs
 # is present, x86_64-pc-windows-gnu (Debian's rustc with -Zbuild-std,
 # mingw-w64). Appends the figures to bench/RESULTS.md. Exit status 1 when
-# one is over the goal.
+# one is over the ceiling.
 #
 #   bench/release_size.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-goal=$((1 << 20))
+goal=$((3 << 19))
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
 rows=()
 over=0
@@ -24,8 +24,8 @@ measure() {
     verdict=OVER
     over=1
   fi
-  echo "$1: $3: $bytes bytes ($verdict the 1 MiB goal)"
-  rows+=("| $(date -u +%Y-%m-%d) | $commit | $1 | $2 | $bytes | $verdict 1 MiB ($goal) |")
+  echo "$1: $3: $bytes bytes ($verdict the 1.5 MiB ceiling)"
+  rows+=("| $(date -u +%Y-%m-%d) | $commit | $1 | $2 | $bytes | $verdict 1.5 MiB ($goal) |")
 }
 
 cargo build --release --locked -q -p procexit-cli
@@ -49,7 +49,7 @@ fi
   echo "Command: \`bench/release_size.sh\` (\`cargo build --release\`; for Windows with"
   echo "Debian's rustc, \`-Zbuild-std\` and mingw-w64)."
   echo
-  echo "| date | commit | target | compiler | bytes | goal |"
+  echo "| date | commit | target | compiler | bytes | ceiling |"
   echo "|---|---|---|---|---:|---|"
   printf '%s\n' "${rows[@]}"
 } >>bench/RESULTS.md

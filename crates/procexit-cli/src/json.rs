@@ -1,113 +1,67 @@
-//! JSON Lines output: `exit` objects written directly, every other message
-//! through the library's `Serialize` implementation.
+//! JSON Lines: the one JSON encoder of the CLI (stdout, `--output`,
+//! syslog's MSG), for every message.
 //!
-//! An exit is by far the most frequent line, and through serde every one of
-//! its 31 keys goes through the generic string escaper. Here the keys are
-//! constants and only the values are escaped. The output is byte for byte
-//! what `serde_json` writes for the same `Message` (the tests compare the
-//! two), so the schema stays the library's.
+//! It walks [`Message::fields`] (the library's one list of keys and typed
+//! values) and writes each value itself: keys are constants and only text is
+//! escaped, where a generic serializer escapes every key. The output is byte
+//! for byte what `serde_json` writes through the library's `Serialize` for
+//! the same `Message` (the tests compare the two), so the documented form
+//! stays the library's.
 
-use std::io;
 use std::time::{Duration, SystemTime};
 
-use procexit::schema::Message;
-use procexit::{ProcessExit, Rfc3339, User};
+use procexit::schema::{Message, Value, MAX_EXACT_JSON_INTEGER};
+use procexit::{Rfc3339, User};
 
 /// Appends `message` as one JSON object (no newline).
-pub fn write_message(out: &mut Vec<u8>, message: &Message<'_>) -> io::Result<()> {
-    match message {
-        Message::Exit(exit) => {
-            write_exit(out, exit);
-            Ok(())
-        }
-        other => serde_json::to_writer(out, other).map_err(io::Error::other),
-    }
-}
-
-fn write_exit(out: &mut Vec<u8>, exit: &ProcessExit) {
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    let resources = &exit.resources;
-    // A line is 600-800 bytes: one reservation instead of several growths.
+pub fn write_message(out: &mut Vec<u8>, message: &Message<'_>) {
+    // An exit line is 600-800 bytes: one reservation instead of several growths.
     out.reserve(1024);
-    out.extend_from_slice(br#"{"type":"exit","pid":"#);
-    integer(out, exit.pid);
-    out.extend_from_slice(br#","ppid":"#);
-    optional(out, exit.ppid, integer);
-    out.extend_from_slice(br#","exit_code":"#);
-    optional(out, exit.status.code(), integer);
-    out.extend_from_slice(br#","signal":"#);
-    optional(out, exit.status.signal(), integer);
-    out.extend_from_slice(br#","core_dumped":"#);
-    boolean(out, exit.status.core_dumped());
-    out.extend_from_slice(br#","kind":"#);
-    string(out, exit.kind().as_str());
-    out.extend_from_slice(br#","status_name":"#);
-    optional(out, exit.status_name(), string);
-    out.extend_from_slice(br#","name":"#);
-    optional(out, exit.name.as_deref(), string);
-    out.extend_from_slice(br#","command_line":"#);
-    optional(out, exit.command_line.as_deref(), string);
-    out.extend_from_slice(br#","user":"#);
-    optional(out, exit.user.as_ref(), |o, user| match user {
-        // A uid is written as a string, as `User`'s `Display` writes it.
-        User::Uid(uid) => {
-            o.push(b'"');
-            integer(o, *uid);
-            o.push(b'"');
+    out.push(b'{');
+    for (index, (key, value)) in message.fields().enumerate() {
+        if index > 0 {
+            out.push(b',');
         }
-        User::Sid(sid) => string(o, sid),
-    });
-    out.extend_from_slice(br#","start_time":"#);
-    optional(out, exit.start_time, time);
-    out.extend_from_slice(br#","exit_time":"#);
-    optional(out, exit.exit_time, time);
-    out.extend_from_slice(br#","duration_ms":"#);
-    optional(out, ms(exit.duration()), float);
-    out.extend_from_slice(br#","process_key":"#);
-    optional(out, exit.process_key, integer);
-    out.extend_from_slice(br#","source":"#);
-    string(out, exit.source.as_str());
-    out.extend_from_slice(br#","killer_pid":"#);
-    optional(out, exit.killer.as_ref().map(|k| k.pid), integer);
-    out.extend_from_slice(br#","killer_name":"#);
-    optional(
-        out,
-        exit.killer.as_ref().and_then(|k| k.name.as_deref()),
-        string,
-    );
-    out.extend_from_slice(br#","oom_killed":"#);
-    optional(out, exit.oom_killed, boolean);
-    out.extend_from_slice(br#","cpu_user_ms":"#);
-    optional(out, ms(resources.cpu_user), float);
-    out.extend_from_slice(br#","cpu_system_ms":"#);
-    optional(out, ms(resources.cpu_system), float);
-    out.extend_from_slice(br#","peak_rss_bytes":"#);
-    optional(out, resources.peak_rss_bytes, integer);
-    out.extend_from_slice(br#","hard_faults":"#);
-    optional(out, resources.hard_faults, integer);
-    out.extend_from_slice(br#","io_read_bytes":"#);
-    optional(out, resources.io_read_bytes, integer);
-    out.extend_from_slice(br#","io_write_bytes":"#);
-    optional(out, resources.io_write_bytes, integer);
-    out.extend_from_slice(br#","io_read_ops":"#);
-    optional(out, resources.io_read_ops, integer);
-    out.extend_from_slice(br#","io_write_ops":"#);
-    optional(out, resources.io_write_ops, integer);
-    out.extend_from_slice(br#","cpu_cycles":"#);
-    optional(out, resources.cpu_cycles, integer);
-    out.extend_from_slice(br#","peak_commit_bytes":"#);
-    optional(out, resources.peak_commit_bytes, integer);
-    out.extend_from_slice(br#","cgroup":"#);
-    optional(out, exit.cgroup.as_deref(), string);
-    out.extend_from_slice(br#","container_id":"#);
-    optional(out, exit.container_id.as_deref(), string);
+        string(out, key);
+        out.push(b':');
+        write_value(out, value);
+    }
     out.push(b'}');
 }
 
-fn optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+/// The JSON line of `message`, without its newline.
+pub fn line(message: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_message(&mut out, message);
+    out
+}
+
+/// Appends one value in its JSON form.
+pub fn write_value(out: &mut Vec<u8>, value: Value<'_>) {
     match value {
-        Some(value) => write(out, value),
-        None => out.extend_from_slice(b"null"),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(value) => boolean(out, value),
+        Value::Unsigned(value) => integer(out, value),
+        // Above 2^53 a double cannot hold it: a string of its digits.
+        Value::Key(key) if key > MAX_EXACT_JSON_INTEGER => {
+            out.push(b'"');
+            integer(out, key);
+            out.push(b'"');
+        }
+        Value::Key(key) => integer(out, key),
+        Value::Signed(value) => integer(out, value),
+        Value::Text(text) => string(out, text),
+        // A uid is written as a string, as `User`'s `Display` writes it.
+        Value::User(User::Uid(uid)) => {
+            out.push(b'"');
+            integer(out, *uid);
+            out.push(b'"');
+        }
+        Value::User(User::Sid(sid)) => string(out, sid),
+        Value::Time(value) => time(out, value),
+        Value::Duration(d) => milliseconds(out, d),
+        // Kinds added to the schema later: null until written here.
+        _ => out.extend_from_slice(b"null"),
     }
 }
 
@@ -120,11 +74,24 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-/// Floats through serde_json itself, so their form (shortest round-trip
-/// digits, `null` when not finite) is serde_json's by construction.
-fn float(out: &mut Vec<u8>, value: f64) {
-    // Writing a number into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, &value);
+/// A duration in milliseconds, exactly: the whole milliseconds, a point,
+/// and the nanoseconds' digits without trailing zeros (at least one digit):
+/// `1000.0`, `0.893268`, `12.5`. No float is involved, so no noise.
+fn milliseconds(out: &mut Vec<u8>, d: Duration) {
+    let nanos = d.as_nanos();
+    integer(out, nanos / 1_000_000);
+    out.push(b'.');
+    let mut fraction = nanos % 1_000_000;
+    let mut digits = 6;
+    while digits > 1 && fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = itoa::Buffer::new().format(fraction).to_owned();
+    for _ in text.len()..digits {
+        out.push(b'0');
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// A time as a JSON string (the form needs no escaping).
@@ -184,17 +151,15 @@ fn string(out: &mut Vec<u8>, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use procexit::{ExitStatus, Killer, Source, User};
-    use std::time::UNIX_EPOCH;
+    use procexit::{ExitStatus, Killer, ProcessExit, Source, User};
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn serde_line(message: &Message<'_>) -> String {
         serde_json::to_string(message).unwrap()
     }
 
     fn fast_line(message: &Message<'_>) -> String {
-        let mut out = Vec::new();
-        write_message(&mut out, message).unwrap();
-        String::from_utf8(out).unwrap()
+        String::from_utf8(line(message)).unwrap()
     }
 
     /// Every string a hostile process could choose: quotes, backslashes,
@@ -280,25 +245,73 @@ mod tests {
 
     #[test]
     fn durations_are_written_like_serde_json_writes_them() {
-        // Shortest round-trip forms across the range: sub-microsecond,
-        // whole milliseconds (".0"), and years.
-        let mut nanos = 1u64;
-        while nanos < u64::MAX / 7 {
+        // Across the range where the shortest double form is the exact value
+        // (1 µs to about eleven days): whole milliseconds (".0") included.
+        let mut nanos = 1_000u64;
+        while nanos < 1_000_000_000_000_000 {
             let mut exit = ProcessExit::new(1, ExitStatus::Code(0), Source::LinuxEbpf);
             exit.resources.cpu_user = Some(Duration::from_nanos(nanos));
-            exit.resources.cpu_system = Some(Duration::from_micros(nanos / 3));
+            exit.resources.cpu_system = Some(Duration::from_nanos(nanos / 3 + 1));
             let message = Message::Exit(&exit);
             assert_eq!(fast_line(&message), serde_line(&message), "{nanos} ns");
             nanos = nanos * 7 + 3;
         }
     }
 
+    /// The value of `key` in the JSON line of `exit`, as text.
+    fn json_value(exit: &ProcessExit, key: &str) -> String {
+        let line = fast_line(&Message::Exit(exit));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        value[key].to_string()
+    }
+
     #[test]
-    fn other_messages_go_through_serde() {
-        let message = Message::Lost {
+    fn durations_are_exact() {
+        let mut exit = ProcessExit::new(1, ExitStatus::Code(0), Source::LinuxEbpf);
+        for (nanos, text) in [
+            (893_268, "0.893268"),
+            (1, "0.000001"),
+            (1_000_000_000, "1000.0"),
+            (12_500_000, "12.5"),
+            (86_400_000_000_000 * 400, "34560000000.0"),
+            (123_456_789_012_345_678, "123456789012.345678"),
+        ] {
+            exit.resources.cpu_user = Some(Duration::from_nanos(nanos));
+            let line = fast_line(&Message::Exit(&exit));
+            assert!(
+                line.contains(&format!(r#""cpu_user_ms":{text},"#)),
+                "{line}"
+            );
+        }
+        // The case from the field: start and exit 893 268 ns apart.
+        exit.start_time = Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_000));
+        exit.exit_time = Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_893_268));
+        assert_eq!(json_value(&exit, "duration_ms"), "0.893268");
+    }
+
+    #[test]
+    fn keys_beyond_two_to_the_53_are_strings() {
+        let mut exit = ProcessExit::new(1, ExitStatus::Code(0), Source::EtwKernel);
+        exit.process_key = Some(1 << 53);
+        assert_eq!(json_value(&exit, "process_key"), "9007199254740992");
+        exit.process_key = Some(0xFFFF_A08B_1234_5080);
+        assert_eq!(
+            json_value(&exit, "process_key"),
+            r#""18446639117899157632""#
+        );
+    }
+
+    #[test]
+    fn other_messages_are_what_serde_json_writes() {
+        let lost = Message::Lost {
             count: 3,
             reason: procexit::LossReason::Kernel,
         };
-        assert_eq!(fast_line(&message), serde_line(&message));
+        assert_eq!(fast_line(&lost), serde_line(&lost));
+        let mut stats = procexit::Stats::default();
+        stats.seen = 5;
+        stats.lost = 2;
+        let stats = Message::Stats(&stats);
+        assert_eq!(fast_line(&stats), serde_line(&stats));
     }
 }

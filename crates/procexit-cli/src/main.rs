@@ -1,7 +1,6 @@
 //! `procexit`: how every process on this machine ends.
 
 mod args;
-mod cli;
 mod docs;
 mod escape;
 mod json;
@@ -36,17 +35,10 @@ const EXIT_TIMEOUT: u8 = 124;
 const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(cli::Parsed::Run(cli)) => cli,
-        Ok(cli::Parsed::Help(text)) => return print(&text),
-        Ok(cli::Parsed::Version) => return print(cli::VERSION),
-        Err(error) => {
-            match error.help {
-                Some(help) => eprint!("{help}"),
-                None => eprintln!("procexit: {error}"),
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match <Cli as clap::Parser>::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error, &argv[1.min(argv.len())..]),
     };
     match run(cli) {
         Ok(code) => code,
@@ -60,12 +52,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// Help and version go to stdout; a closed pipe (`procexit --help | head`)
-/// is not an error.
-fn print(text: &str) -> ExitCode {
+/// What clap stopped at: help and version go to stdout (status 0; a closed
+/// pipe, `procexit --help | head`, is not an error); a command that needs a
+/// subcommand prints its help on stderr; any other usage error is one line
+/// on stderr, status 2.
+fn usage(error: &clap::Error, argv: &[std::ffi::OsString]) -> ExitCode {
     use std::io::Write;
-    let _ = io::stdout().lock().write_all(text.as_bytes());
-    ExitCode::SUCCESS
+    let text = error.render().to_string();
+    if !error.use_stderr() {
+        let _ = io::stdout().lock().write_all(text.as_bytes());
+        return ExitCode::SUCCESS;
+    }
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        eprint!("{text}");
+    } else {
+        eprintln!("procexit: {}", args::one_line(error, argv));
+    }
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -143,7 +146,7 @@ pub fn watch_with(
         eprintln!("procexit: the eBPF source did not load ({error}); using the process connector");
         backend = Backend::LinuxConnector;
     }
-    if let Some(note) = source_note(backend) {
+    if let Some(note) = source_note(backend, args.source, privileged()) {
         // One line: what the source never gives, then what this kernel
         // keeps from it.
         let mut line = format!("procexit: {note}");
@@ -182,7 +185,7 @@ pub fn watch_with(
             if to_stdout {
                 printer.event(&event)?;
             }
-            sinks.send(&Message::from(&event))?;
+            sinks.send(&Message::from(&event));
             if matches!(event, Event::Exit(_)) {
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
@@ -194,7 +197,7 @@ pub fn watch_with(
     })();
     let stopped = monitor.stop();
     if let Ok(stats) = &stopped {
-        sinks.send(&Message::Stats(stats))?;
+        sinks.send(&Message::Stats(stats));
     }
     sinks.finish();
     let stats = stopped.context("the monitor stopped with an error")?;
@@ -213,21 +216,44 @@ pub fn watch_with(
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `watch` says once on stderr about its Linux source: which one, and
-/// which JSON keys it leaves null.
-fn source_note(backend: Backend) -> Option<&'static str> {
+/// What `watch` says once on stderr about its Linux source: which one, why
+/// (when it is the connector), and which JSON keys it leaves null.
+/// `privileged`: running as root, where the connector adds taskstats and
+/// its records say `linux-taskstats`.
+fn source_note(backend: Backend, chosen: args::SourceChoice, privileged: bool) -> Option<String> {
     match backend {
         Backend::LinuxEbpf => Some(
             "source linux-ebpf (eBPF); always null: the resource keys other than cpu_user_ms, \
-             cpu_system_ms and peak_rss_bytes",
+             cpu_system_ms and peak_rss_bytes"
+                .into(),
         ),
-        Backend::LinuxConnector => Some(
-            "source linux-connector (process connector; eBPF needs root or CAP_BPF+CAP_PERFMON); \
-             always null: killer_pid, killer_name, oom_killed; resource \
-             keys only with taskstats (root); command_line often null for processes that exit at once",
-        ),
+        Backend::LinuxConnector => {
+            let why = match (chosen, privileged) {
+                (args::SourceChoice::Connector, _) => "chosen with --source connector",
+                (_, true) => "the eBPF source did not load",
+                (_, false) => "eBPF needs root or CAP_BPF+CAP_PERFMON",
+            };
+            let resources = if privileged {
+                "with taskstats: records say linux-taskstats and carry the resource keys"
+            } else {
+                "resource keys only with taskstats (root)"
+            };
+            Some(format!(
+                "source linux-connector (process connector; {why}); always null: killer_pid, \
+                 killer_name, oom_killed; {resources}; command_line often null for processes \
+                 that exit at once"
+            ))
+        }
         _ => None,
     }
+}
+
+/// Whether `watch` runs as root (Unix).
+fn privileged() -> bool {
+    #[cfg(unix)]
+    return rustix::process::geteuid().is_root();
+    #[cfg(not(unix))]
+    false
 }
 
 /// The sinks `watch` was asked for, opened (so errors show before watching).
@@ -263,7 +289,7 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut printer = Printer::new(format(args.output.json));
+    let mut printer = Printer::for_trace(format(args.output.json));
     let outcome = replay::replay(&args, &mut printer)?;
     Ok(if outcome.files_with_errors > 0 {
         ExitCode::from(EXIT_ERROR)
@@ -326,4 +352,31 @@ fn exit_status(status: i32) -> ExitCode {
     std::process::exit(status);
     #[cfg(not(windows))]
     ExitCode::from(status as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::SourceChoice;
+
+    /// As root with --source connector the note says why it is the
+    /// connector, and that records say linux-taskstats: not that eBPF needs
+    /// root.
+    #[test]
+    fn the_source_note_matches_the_run() {
+        let root_connector =
+            source_note(Backend::LinuxConnector, SourceChoice::Connector, true).unwrap();
+        assert!(!root_connector.contains("needs root"), "{root_connector}");
+        assert!(
+            root_connector.contains("--source connector"),
+            "{root_connector}"
+        );
+        assert!(
+            root_connector.contains("linux-taskstats"),
+            "{root_connector}"
+        );
+        let user = source_note(Backend::LinuxConnector, SourceChoice::Auto, false).unwrap();
+        assert!(user.contains("eBPF needs root"), "{user}");
+        assert!(user.contains("only with taskstats (root)"), "{user}");
+    }
 }

@@ -1,13 +1,18 @@
 //! `procexit replay`: the exits recorded in Windows .etl trace files, on any OS.
+//!
+//! Every file is read first (each one's summary goes to stderr as it ends),
+//! then what matched is printed in time order over all files: exits by exit
+//! time, starts and rundowns (`--all`) by their event time. A trace's
+//! buffers hold events in the order each CPU wrote them, not in time order.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use procexit::etl::{read_process_events, ProcessItem, ProcessSummary};
+use procexit::etl::{EtlError, EtlFile, ProcessEvents, ProcessItem, ProcessSummary};
 use procexit::schema::Message;
-use procexit::{Event, Filter};
+use procexit::{Event, Filter, ProcessExit};
 
 use crate::args::ReplayArgs;
 use crate::escape;
@@ -25,11 +30,36 @@ pub struct Outcome {
     pub printed: u64,
 }
 
+/// What a replay prints: an exit, or (`--all`) a start, rundown or zombie
+/// (boxed: larger, and rarer).
+#[allow(clippy::large_enum_variant)] // exits are most of them: kept unboxed
+enum Found {
+    Exit(ProcessExit),
+    Item(Box<ProcessItem>),
+}
+
+impl Found {
+    /// Where it goes in the output: exits by exit time, other records by
+    /// the time their table row shows (a zombie's exit time when known);
+    /// those without a time first, as read.
+    fn time(&self) -> Option<std::time::SystemTime> {
+        match self {
+            Found::Exit(exit) => exit.exit_time,
+            Found::Item(item) => match Message::from_item(item)? {
+                Message::Zombie(record) => record.exit_time.or(record.time),
+                Message::Process(record) => record.time,
+                _ => None,
+            },
+        }
+    }
+}
+
 pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcome> {
     let filter = args.filter.to_filter();
     let mut outcome = Outcome::default();
+    let mut found = Vec::new();
     for path in &args.files {
-        match replay_file(path, args, &filter, printer, &mut outcome) {
+        match replay_file(path, args, &filter, &mut found) {
             Ok(had_errors) => {
                 if had_errors {
                     outcome.files_with_errors += 1;
@@ -46,22 +76,79 @@ pub fn replay(args: &ReplayArgs, printer: &mut Printer) -> anyhow::Result<Outcom
                 outcome.files_with_errors += 1;
             }
         }
-        if args.count.is_some_and(|n| outcome.printed >= n) {
-            break;
+    }
+    // Stable: records of the same time stay in file order.
+    found.sort_by_key(Found::time);
+    for item in found {
+        match item {
+            Found::Exit(exit) => {
+                if args.count.is_some_and(|n| outcome.printed >= n) {
+                    break;
+                }
+                printer.event(&Event::Exit(exit))?;
+                outcome.printed += 1;
+            }
+            Found::Item(item) => {
+                if let Some(message) = Message::from_item(&item) {
+                    printer.message(message)?;
+                }
+            }
         }
     }
     Ok(outcome)
 }
 
 /// Returns whether the file had damaged parts (reported on stderr).
+/// Reads one file (`-`: standard input), keeping what matches in `found`.
 fn replay_file(
     path: &Path,
     args: &ReplayArgs,
     filter: &Filter,
-    printer: &mut Printer,
-    outcome: &mut Outcome,
+    found: &mut Vec<Found>,
 ) -> anyhow::Result<bool> {
-    let mut events = read_process_events(path).context("cannot read the trace")?;
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        if bytes.is_empty() {
+            anyhow::bail!("standard input is empty: not an .etl trace");
+        }
+        let file = EtlFile::new(bytes.as_slice()).map_err(not_a_trace)?;
+        return read_events(ProcessEvents::new(file), path, args, filter, found);
+    }
+    let file = match std::fs::metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => anyhow::bail!("no such file"),
+        Err(error) => return Err(anyhow::Error::new(error).context("cannot read the file")),
+        Ok(meta) if meta.is_dir() => {
+            anyhow::bail!("is a directory (give the .etl files in it, e.g. DIR/*.etl)")
+        }
+        Ok(meta) if meta.len() == 0 => anyhow::bail!("empty file: not an .etl trace"),
+        Ok(_) => EtlFile::open(path).map_err(|error| match error.kind {
+            procexit::etl::EtlErrorKind::Io(kind) => {
+                anyhow::anyhow!("cannot read the file: {}", io::Error::from(kind))
+            }
+            _ => not_a_trace(error),
+        })?,
+    };
+    read_events(ProcessEvents::new(file), path, args, filter, found)
+}
+
+/// A file whose start is not a trace's: `open` reads the logfile header
+/// and the first buffer, so any error there means this is no .etl file.
+fn not_a_trace(_: EtlError) -> anyhow::Error {
+    anyhow::anyhow!("not an .etl trace (it does not start with a trace's header)")
+}
+
+/// Reads the events of an open trace.
+fn read_events<R: BufRead>(
+    mut events: ProcessEvents<R>,
+    path: &Path,
+    args: &ReplayArgs,
+    filter: &Filter,
+    found: &mut Vec<Found>,
+) -> anyhow::Result<bool> {
     let total = events.file().total_bytes();
     let mut progress = Progress::new(path, total);
     let mut errors = 0u64;
@@ -81,16 +168,10 @@ fn replay_file(
         // Kernel-Process stop merged; zombie rundowns are not exits).
         if let Some(exit) = item.exit {
             if filter.matches(&exit) {
-                progress.clear();
-                printer.event(&Event::Exit(exit))?;
-                outcome.printed += 1;
+                found.push(Found::Exit(exit));
             }
-            if args.count.is_some_and(|n| outcome.printed >= n) {
-                break;
-            }
-        } else if args.all {
-            progress.clear();
-            print_lifecycle(&item, filter, printer)?;
+        } else if args.all && lifecycle_matches(&item, filter) {
+            found.push(Found::Item(Box::new(item)));
         }
     }
     progress.clear();
@@ -122,19 +203,15 @@ fn summary_line(s: &ProcessSummary, errors: u64) -> String {
     line
 }
 
-/// A start, rundown or zombie record (`--all`): a table row like an
-/// exit's, or a `process` or `zombie` JSON object.
-fn print_lifecycle(item: &ProcessItem, filter: &Filter, printer: &mut Printer) -> io::Result<()> {
-    let Some(message) = Message::from_item(item) else {
-        return Ok(());
-    };
-    let (Message::Process(record) | Message::Zombie(record)) = message else {
-        return Ok(());
-    };
-    if !filter.matches_process(record.pid, Some(record.ppid), record.name) {
-        return Ok(());
+/// Whether a start, rundown or zombie record (`--all`) is printed: one
+/// that decodes and passes the filter.
+fn lifecycle_matches(item: &ProcessItem, filter: &Filter) -> bool {
+    match Message::from_item(item) {
+        Some(Message::Process(record) | Message::Zombie(record)) => {
+            filter.matches_process(record.pid, Some(record.ppid), record.name)
+        }
+        _ => false,
     }
-    printer.message(message)
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal and

@@ -35,7 +35,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
 pub fn parse_watch_options(
     options: &[std::ffi::OsString],
 ) -> anyhow::Result<crate::args::WatchArgs> {
-    crate::cli::parse_watch(options)
+    crate::args::parse_watch(options)
         .map_err(|error| anyhow::anyhow!("invalid watch options for the service: {error}"))
 }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{
-    binary_for_nobody, connector_bind_as, connector_usable, is_root, procexit, skip, strict,
-    AS_NOBODY,
+    binary_for_nobody, connector_bind_as, connector_usable, is_root, procexit, skip, stdout_of,
+    strict, AS_NOBODY,
 };
 
 /// A copy of /bin/sh under a unique name, so a `--name` filter matches only
@@ -773,4 +773,91 @@ fn watch_cgroup_filters_on_the_cgroup_path(source: &str) {
     assert_eq!(first["container_id"], serde_json::Value::Null);
     assert_eq!(first["source"] == "linux-ebpf", source == "ebpf", "{first}");
     assert!(status.success());
+}
+
+/// Values that used to be taken silently or with the wrong reason are
+/// usage errors (status 2, one line) that say what is wrong with them.
+#[test]
+fn flag_values_are_checked_and_the_error_says_why() {
+    for (args, expected) in [
+        (
+            &["watch", "--count", "-1"][..],
+            "invalid value '-1' for '--count <N>'",
+        ),
+        (
+            &["watch", "--duration", "-1"][..],
+            "invalid value '-1' for '--duration",
+        ),
+        (&["watch", "--count", "0"][..], "1 or more"),
+        (&["replay", "--count", "0", "x.etl"][..], "1 or more"),
+        (
+            &["watch", "--journald-namespace", ""][..],
+            "namespace name is empty",
+        ),
+        (
+            &["watch", "--journald-namespace", "a/b"][..],
+            "namespace name has only",
+        ),
+        (&["watch", "--pid", "0"][..], "pid 0 is not a process"),
+        (&["wait", "0"][..], "pid 0 is not a process"),
+        (
+            &[
+                "watch",
+                "--output",
+                "x",
+                "--rotate-size",
+                "1M",
+                "--rotate-keep",
+                "0",
+            ][..],
+            "keep at least 1",
+        ),
+        (&["watch", "--duration", "5"][..], "needs a unit"),
+        (&["wait", "1", "--timeout", "30"][..], "needs a unit"),
+    ] {
+        let out = procexit().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("needs a value"), "{args:?}: {stderr}");
+    }
+}
+
+/// The help says what the program does: output is batched, and only the
+/// connector source lacks the command line of quick programs.
+#[test]
+fn help_texts_match_the_behaviour() {
+    let watch = stdout_of(&["watch", "--help"]);
+    let flat = watch.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!flat.contains("flushed per line"), "{watch}");
+    assert!(flat.contains("written in batches"), "{watch}");
+    assert!(
+        flat.contains("with the process connector, programs that exit at once often have none"),
+        "{watch}"
+    );
+    assert!(
+        flat.contains("the eBPF source and Windows have it for every process"),
+        "{watch}"
+    );
+}
+
+/// The examples of `procexit --help` have their descriptions in one column.
+#[test]
+fn help_examples_are_aligned() {
+    let help = stdout_of(&["--help"]);
+    let examples = help.split("Examples:").nth(1).expect("an Examples section");
+    let columns: Vec<usize> = examples
+        .lines()
+        .filter_map(|line| {
+            let gap = line.trim_start().find("  ")?;
+            let start = line.len() - line.trim_start().len() + gap;
+            Some(start + line[start..].len() - line[start..].trim_start().len())
+        })
+        .collect();
+    assert!(columns.len() >= 5, "{examples}");
+    assert!(
+        columns.windows(2).all(|w| w[0] == w[1]),
+        "{columns:?}\n{examples}"
+    );
 }

@@ -1,17 +1,11 @@
 //! `procexit completions SHELL` and `procexit man`: generated from the
 //! command-line definition, so they know every flag.
 
+#[cfg(target_os = "linux")]
 use std::process::Command;
 
-fn procexit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_procexit"))
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let out = procexit().args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::{procexit, stdout_of};
 
 #[test]
 fn completions_know_every_command_and_new_flags() {
@@ -71,4 +65,26 @@ fn man_pages_cover_the_commands() {
     }
     let out = procexit().args(["man", "bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The README's jq recipes that pick exits by their keys select on
+/// `.type == "exit"`: the closing `stats` line (and `lost` lines) have no
+/// `exit_code`, and `null != 0` is true in jq.
+#[test]
+fn readme_jq_recipes_keep_to_exits() {
+    let readme = include_str!("../../../README.md");
+    let mut recipes = 0;
+    for line in readme.lines().filter(|l| l.contains("| jq")) {
+        let Some(filter) = line.split('\'').nth(1) else {
+            continue;
+        };
+        if ["exit_code", "signal", "kind", "status_name"]
+            .iter()
+            .any(|key| filter.contains(&format!(".{key}")))
+        {
+            recipes += 1;
+            assert!(filter.contains(r#".type == "exit""#), "{line}");
+        }
+    }
+    assert!(recipes > 0, "no jq recipe on exit keys found in the README");
 }

@@ -4,7 +4,11 @@
 use std::io;
 
 /// Errors from starting, running or stopping a monitor, or waiting on a process.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` writes the same message as `Display` (what to do, with the OS
+/// code), so that `fn main() -> Result<(), procexit::Error>` and `unwrap`
+/// print something a user can act on; match the variants for the fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Linux: the kernel refused this process as a process connector
@@ -269,6 +273,12 @@ pub enum Error {
     ThreadPanicked(String),
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl Error {
     /// The OS error code carried by this error, if any.
     pub fn os_code(&self) -> Option<i64> {
@@ -352,5 +362,14 @@ mod tests {
         assert!(text.contains("Performance Log Users"), "{text}");
         assert!(!text.contains("Wine"), "{text}");
         assert_eq!(Error::NoConsumerRights { code: 5 }.os_code(), Some(5));
+    }
+
+    /// What `fn main() -> Result<(), Error>` prints after "Error: ".
+    #[test]
+    fn debug_is_the_message() {
+        let error = Error::ConnectorPermission { code: 1 };
+        let debug = format!("{error:?}");
+        assert_eq!(debug, error.to_string());
+        assert!(debug.contains("sudo"), "{debug}");
     }
 }

@@ -18,10 +18,10 @@
 //! assert_eq!(message.type_name(), "exit");
 //! ```
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::etl::{LifecycleKind, ProcessItem};
-use crate::event::{system_time_from_filetime, Event, LossReason, ProcessExit};
+use crate::event::{system_time_from_filetime, Event, LossReason, ProcessExit, User};
 use crate::stats::Stats;
 
 /// One line of JSON output. Borrowed: building one copies nothing.
@@ -71,6 +71,263 @@ impl<'a> Message<'a> {
             _ => Message::Process(record),
         })
     }
+}
+
+/// The key names of every message, in one place (the JSON keys; journal
+/// fields are `PROCEXIT_` and the key upper-cased).
+pub mod key {
+    #![allow(missing_docs)] // each constant is its own documentation
+    pub const TYPE: &str = "type";
+    pub const PID: &str = "pid";
+    pub const PPID: &str = "ppid";
+    pub const EXIT_CODE: &str = "exit_code";
+    pub const SIGNAL: &str = "signal";
+    pub const CORE_DUMPED: &str = "core_dumped";
+    pub const KIND: &str = "kind";
+    pub const STATUS_NAME: &str = "status_name";
+    pub const NAME: &str = "name";
+    pub const COMMAND_LINE: &str = "command_line";
+    pub const USER: &str = "user";
+    pub const START_TIME: &str = "start_time";
+    pub const EXIT_TIME: &str = "exit_time";
+    pub const DURATION_MS: &str = "duration_ms";
+    pub const PROCESS_KEY: &str = "process_key";
+    pub const SOURCE: &str = "source";
+    pub const KILLER_PID: &str = "killer_pid";
+    pub const KILLER_NAME: &str = "killer_name";
+    pub const OOM_KILLED: &str = "oom_killed";
+    pub const CPU_USER_MS: &str = "cpu_user_ms";
+    pub const CPU_SYSTEM_MS: &str = "cpu_system_ms";
+    pub const PEAK_RSS_BYTES: &str = "peak_rss_bytes";
+    pub const HARD_FAULTS: &str = "hard_faults";
+    pub const IO_READ_BYTES: &str = "io_read_bytes";
+    pub const IO_WRITE_BYTES: &str = "io_write_bytes";
+    pub const IO_READ_OPS: &str = "io_read_ops";
+    pub const IO_WRITE_OPS: &str = "io_write_ops";
+    pub const CPU_CYCLES: &str = "cpu_cycles";
+    pub const PEAK_COMMIT_BYTES: &str = "peak_commit_bytes";
+    pub const CGROUP: &str = "cgroup";
+    pub const CONTAINER_ID: &str = "container_id";
+    pub const COUNT: &str = "count";
+    pub const REASON: &str = "reason";
+    pub const SEEN: &str = "seen";
+    pub const FILTERED: &str = "filtered";
+    pub const DELIVERED: &str = "delivered";
+    pub const DROPPED: &str = "dropped";
+    pub const LOST: &str = "lost";
+    pub const OVERRUNS: &str = "overruns";
+    pub const ANOMALIES: &str = "anomalies";
+    pub const SESSION_GAPS: &str = "session_gaps";
+    pub const EVICTED: &str = "evicted";
+    pub const TIME: &str = "time";
+}
+
+/// The typed value of one field of a [`Message`]. Each encoder decides how
+/// to write a kind (the JSON form is in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Value<'a> {
+    /// Not known (JSON `null`; left out of journal entries).
+    Null,
+    /// A flag.
+    Bool(bool),
+    /// A count, id, size or code.
+    Unsigned(u64),
+    /// A signed number (a signal).
+    Signed(i64),
+    /// Text, as the OS gave it (encoders escape it).
+    Text(&'a str),
+    /// Who ran a process: a uid (written as text) or a SID.
+    User(&'a User),
+    /// A point in time (RFC 3339 text in JSON).
+    Time(SystemTime),
+    /// A length of time: a lifetime or a CPU time (milliseconds in JSON,
+    /// exact to the nanosecond: `0.893268`, not `0.8932680000000001`).
+    Duration(Duration),
+    /// An opaque identifier that may not fit a double (`process_key`):
+    /// a JSON number up to [`MAX_EXACT_JSON_INTEGER`], a JSON string of its
+    /// decimal digits above (so that readers that parse numbers as doubles,
+    /// jq among them, do not round it).
+    Key(u64),
+}
+
+/// The largest integer every JSON reader holds exactly (2^53: readers such
+/// as jq and JavaScript parse numbers as doubles); a [`Value::Key`] above it
+/// is written as a string.
+pub const MAX_EXACT_JSON_INTEGER: u64 = 1 << 53;
+
+/// One field: its key (a [`key`] constant) and value.
+pub type Field<'a> = (&'static str, Value<'a>);
+
+/// The fields of a [`Message`] in the documented order, the `type` key
+/// first. From [`Message::fields`].
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    message: Message<'a>,
+    index: usize,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        let field = self.message.field(self.index)?;
+        self.index += 1;
+        Some(field)
+    }
+}
+
+fn text<'a>(value: Option<&'a str>) -> Value<'a> {
+    value.map_or(Value::Null, Value::Text)
+}
+
+fn unsigned(value: Option<impl Into<u64>>) -> Value<'static> {
+    value.map_or(Value::Null, |v| Value::Unsigned(v.into()))
+}
+
+fn time(value: Option<SystemTime>) -> Value<'static> {
+    value.map_or(Value::Null, Value::Time)
+}
+
+fn duration(value: Option<Duration>) -> Value<'static> {
+    value.map_or(Value::Null, Value::Duration)
+}
+
+fn process_key(value: Option<u64>) -> Value<'static> {
+    value.map_or(Value::Null, Value::Key)
+}
+
+impl<'a> Message<'a> {
+    /// Every field of the message, in the documented order (`type` first):
+    /// what each encoder writes.
+    ///
+    /// ```
+    /// use procexit::schema::{key, Message, Value};
+    /// use procexit::{ExitStatus, ProcessExit, Source};
+    ///
+    /// let exit = ProcessExit::new(42, ExitStatus::Code(1), Source::LinuxConnector);
+    /// let message = Message::Exit(&exit);
+    /// let mut fields = message.fields();
+    /// assert_eq!(fields.next(), Some((key::TYPE, Value::Text("exit"))));
+    /// assert_eq!(fields.next(), Some((key::PID, Value::Unsigned(42))));
+    /// ```
+    pub fn fields(&self) -> Fields<'a> {
+        Fields {
+            message: *self,
+            index: 0,
+        }
+    }
+
+    /// The field at `index` of [`fields`](Message::fields).
+    fn field(&self, index: usize) -> Option<Field<'a>> {
+        if index == 0 {
+            return Some((key::TYPE, Value::Text(self.type_name())));
+        }
+        match *self {
+            Message::Exit(exit) => exit_field(exit, index),
+            Message::Lost { count, reason } => match index {
+                1 => Some((key::COUNT, Value::Unsigned(count))),
+                2 => Some((key::REASON, Value::Text(reason.as_str()))),
+                _ => None,
+            },
+            Message::Stats(stats) => {
+                let (name, value) = match index {
+                    1 => (key::SEEN, stats.seen),
+                    2 => (key::FILTERED, stats.filtered),
+                    3 => (key::DELIVERED, stats.delivered),
+                    4 => (key::DROPPED, stats.dropped),
+                    5 => (key::LOST, stats.lost),
+                    6 => (key::OVERRUNS, stats.overruns),
+                    7 => (key::ANOMALIES, stats.anomalies),
+                    8 => (key::SESSION_GAPS, stats.session_gaps),
+                    9 => (key::EVICTED, stats.evicted),
+                    _ => return None,
+                };
+                Some((name, Value::Unsigned(value)))
+            }
+            Message::Process(record) => Some(match index {
+                1 => (key::KIND, Value::Text(record.kind.as_str())),
+                2 => (key::PID, Value::Unsigned(record.pid.into())),
+                3 => (key::PPID, Value::Unsigned(record.ppid.into())),
+                4 => (key::NAME, text(record.name)),
+                5 => (key::COMMAND_LINE, text(record.command_line)),
+                6 => (key::USER, text(record.user)),
+                7 => (key::TIME, time(record.time)),
+                8 => (key::PROCESS_KEY, process_key(record.process_key)),
+                _ => return None,
+            }),
+            Message::Zombie(record) => Some(match index {
+                1 => (key::PID, Value::Unsigned(record.pid.into())),
+                2 => (key::PPID, Value::Unsigned(record.ppid.into())),
+                3 => (key::EXIT_CODE, unsigned(record.exit_code)),
+                4 => (key::NAME, text(record.name)),
+                5 => (key::COMMAND_LINE, text(record.command_line)),
+                6 => (key::USER, text(record.user)),
+                7 => (key::EXIT_TIME, time(record.exit_time)),
+                8 => (key::TIME, time(record.time)),
+                9 => (key::PROCESS_KEY, process_key(record.process_key)),
+                _ => return None,
+            }),
+        }
+    }
+}
+
+/// The field at `index` (1 on) of an `exit`.
+fn exit_field(exit: &ProcessExit, index: usize) -> Option<Field<'_>> {
+    let resources = &exit.resources;
+    Some(match index {
+        1 => (key::PID, Value::Unsigned(exit.pid.into())),
+        2 => (key::PPID, unsigned(exit.ppid)),
+        3 => (key::EXIT_CODE, unsigned(exit.status.code())),
+        4 => (
+            key::SIGNAL,
+            exit.status
+                .signal()
+                .map_or(Value::Null, |s| Value::Signed(s.into())),
+        ),
+        5 => (key::CORE_DUMPED, Value::Bool(exit.status.core_dumped())),
+        6 => (key::KIND, Value::Text(exit.kind().as_str())),
+        7 => (key::STATUS_NAME, text(exit.status_name())),
+        8 => (key::NAME, text(exit.name.as_deref())),
+        9 => (key::COMMAND_LINE, text(exit.command_line.as_deref())),
+        10 => (
+            key::USER,
+            exit.user.as_ref().map_or(Value::Null, Value::User),
+        ),
+        11 => (key::START_TIME, time(exit.start_time)),
+        12 => (key::EXIT_TIME, time(exit.exit_time)),
+        13 => (key::DURATION_MS, duration(exit.duration())),
+        14 => (key::PROCESS_KEY, process_key(exit.process_key)),
+        15 => (key::SOURCE, Value::Text(exit.source.as_str())),
+        16 => (
+            key::KILLER_PID,
+            unsigned(exit.killer.as_ref().map(|k| k.pid)),
+        ),
+        17 => (
+            key::KILLER_NAME,
+            text(exit.killer.as_ref().and_then(|k| k.name.as_deref())),
+        ),
+        18 => (
+            key::OOM_KILLED,
+            exit.oom_killed.map_or(Value::Null, Value::Bool),
+        ),
+        19 => (key::CPU_USER_MS, duration(resources.cpu_user)),
+        20 => (key::CPU_SYSTEM_MS, duration(resources.cpu_system)),
+        21 => (key::PEAK_RSS_BYTES, unsigned(resources.peak_rss_bytes)),
+        22 => (key::HARD_FAULTS, unsigned(resources.hard_faults)),
+        23 => (key::IO_READ_BYTES, unsigned(resources.io_read_bytes)),
+        24 => (key::IO_WRITE_BYTES, unsigned(resources.io_write_bytes)),
+        25 => (key::IO_READ_OPS, unsigned(resources.io_read_ops)),
+        26 => (key::IO_WRITE_OPS, unsigned(resources.io_write_ops)),
+        27 => (key::CPU_CYCLES, unsigned(resources.cpu_cycles)),
+        28 => (
+            key::PEAK_COMMIT_BYTES,
+            unsigned(resources.peak_commit_bytes),
+        ),
+        29 => (key::CGROUP, text(exit.cgroup.as_deref())),
+        30 => (key::CONTAINER_ID, text(exit.container_id.as_deref())),
+        _ => return None,
+    })
 }
 
 impl<'a> From<&'a Event> for Message<'a> {
@@ -137,108 +394,47 @@ impl<'a> ProcessRecord<'a> {
 
 #[cfg(feature = "serde")]
 mod serde_impl {
-    use std::time::Duration;
-
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    use super::{Message, ProcessRecord};
-    use crate::event::{format_rfc3339, Event, ProcessExit};
+    use super::{Message, Value, MAX_EXACT_JSON_INTEGER};
+    use crate::event::{Event, ProcessExit, Rfc3339, User};
     use crate::stats::Stats;
 
+    /// Every field of [`Message::fields`], in order.
     impl Serialize for Message<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             let mut map = serializer.serialize_map(None)?;
-            map.serialize_entry("type", self.type_name())?;
-            match self {
-                Message::Exit(exit) => exit_entries(&mut map, exit)?,
-                Message::Lost { count, reason } => {
-                    map.serialize_entry("count", count)?;
-                    map.serialize_entry("reason", reason.as_str())?;
-                }
-                Message::Stats(stats) => stats_entries(&mut map, stats)?,
-                Message::Process(record) => process_entries(&mut map, record)?,
-                Message::Zombie(record) => zombie_entries(&mut map, record)?,
+            for (key, value) in self.fields() {
+                map.serialize_entry(key, &value)?;
             }
             map.end()
         }
     }
 
-    fn exit_entries<M: SerializeMap>(map: &mut M, exit: &ProcessExit) -> Result<(), M::Error> {
-        map.serialize_entry("pid", &exit.pid)?;
-        map.serialize_entry("ppid", &exit.ppid)?;
-        map.serialize_entry("exit_code", &exit.status.code())?;
-        map.serialize_entry("signal", &exit.status.signal())?;
-        map.serialize_entry("core_dumped", &exit.status.core_dumped())?;
-        map.serialize_entry("kind", exit.kind().as_str())?;
-        map.serialize_entry("status_name", &exit.status_name())?;
-        map.serialize_entry("name", &exit.name)?;
-        map.serialize_entry("command_line", &exit.command_line)?;
-        map.serialize_entry("user", &exit.user.as_ref().map(|u| u.to_string()))?;
-        map.serialize_entry("start_time", &exit.start_time.map(format_rfc3339))?;
-        map.serialize_entry("exit_time", &exit.exit_time.map(format_rfc3339))?;
-        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-        map.serialize_entry("duration_ms", &ms(exit.duration()))?;
-        map.serialize_entry("process_key", &exit.process_key)?;
-        map.serialize_entry("source", exit.source.as_str())?;
-        map.serialize_entry("killer_pid", &exit.killer.as_ref().map(|k| k.pid))?;
-        map.serialize_entry(
-            "killer_name",
-            &exit.killer.as_ref().and_then(|k| k.name.as_deref()),
-        )?;
-        map.serialize_entry("oom_killed", &exit.oom_killed)?;
-        map.serialize_entry("cpu_user_ms", &ms(exit.resources.cpu_user))?;
-        map.serialize_entry("cpu_system_ms", &ms(exit.resources.cpu_system))?;
-        map.serialize_entry("peak_rss_bytes", &exit.resources.peak_rss_bytes)?;
-        map.serialize_entry("hard_faults", &exit.resources.hard_faults)?;
-        map.serialize_entry("io_read_bytes", &exit.resources.io_read_bytes)?;
-        map.serialize_entry("io_write_bytes", &exit.resources.io_write_bytes)?;
-        map.serialize_entry("io_read_ops", &exit.resources.io_read_ops)?;
-        map.serialize_entry("io_write_ops", &exit.resources.io_write_ops)?;
-        map.serialize_entry("cpu_cycles", &exit.resources.cpu_cycles)?;
-        map.serialize_entry("peak_commit_bytes", &exit.resources.peak_commit_bytes)?;
-        map.serialize_entry("cgroup", &exit.cgroup)?;
-        map.serialize_entry("container_id", &exit.container_id)
-    }
-
-    fn stats_entries<M: SerializeMap>(map: &mut M, stats: &Stats) -> Result<(), M::Error> {
-        map.serialize_entry("seen", &stats.seen)?;
-        map.serialize_entry("filtered", &stats.filtered)?;
-        map.serialize_entry("delivered", &stats.delivered)?;
-        map.serialize_entry("dropped", &stats.dropped)?;
-        map.serialize_entry("lost", &stats.lost)?;
-        map.serialize_entry("overruns", &stats.overruns)?;
-        map.serialize_entry("anomalies", &stats.anomalies)?;
-        map.serialize_entry("session_gaps", &stats.session_gaps)?;
-        map.serialize_entry("evicted", &stats.evicted)
-    }
-
-    fn process_entries<M: SerializeMap>(
-        map: &mut M,
-        record: &ProcessRecord<'_>,
-    ) -> Result<(), M::Error> {
-        map.serialize_entry("kind", record.kind.as_str())?;
-        map.serialize_entry("pid", &record.pid)?;
-        map.serialize_entry("ppid", &record.ppid)?;
-        map.serialize_entry("name", &record.name)?;
-        map.serialize_entry("command_line", &record.command_line)?;
-        map.serialize_entry("user", &record.user)?;
-        map.serialize_entry("time", &record.time.map(format_rfc3339))?;
-        map.serialize_entry("process_key", &record.process_key)
-    }
-
-    fn zombie_entries<M: SerializeMap>(
-        map: &mut M,
-        record: &ProcessRecord<'_>,
-    ) -> Result<(), M::Error> {
-        map.serialize_entry("pid", &record.pid)?;
-        map.serialize_entry("ppid", &record.ppid)?;
-        map.serialize_entry("exit_code", &record.exit_code)?;
-        map.serialize_entry("name", &record.name)?;
-        map.serialize_entry("command_line", &record.command_line)?;
-        map.serialize_entry("user", &record.user)?;
-        map.serialize_entry("exit_time", &record.exit_time.map(format_rfc3339))?;
-        map.serialize_entry("time", &record.time.map(format_rfc3339))?;
-        map.serialize_entry("process_key", &record.process_key)
+    /// A value in its JSON form (README): times as RFC 3339 text, durations
+    /// in milliseconds (the nearest double to the exact value: the shortest
+    /// form a JSON writer gives it is exact below about eleven days), a uid
+    /// as text, a key above 2^53 as text.
+    impl Serialize for Value<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match *self {
+                Value::Null => serializer.serialize_none(),
+                Value::Bool(value) => serializer.serialize_bool(value),
+                Value::Unsigned(value) => serializer.serialize_u64(value),
+                Value::Key(key) if key > MAX_EXACT_JSON_INTEGER => serializer.collect_str(&key),
+                Value::Key(key) => serializer.serialize_u64(key),
+                Value::Signed(value) => serializer.serialize_i64(value),
+                Value::Text(text) => serializer.serialize_str(text),
+                Value::User(User::Uid(uid)) => serializer.collect_str(uid),
+                Value::User(User::Sid(sid)) => serializer.serialize_str(sid),
+                Value::Time(time) => serializer.serialize_str(Rfc3339::new(time).as_str()),
+                // One rounding (integer nanoseconds to the nearest double, then
+                // a correctly rounded division), not the two of
+                // `as_secs_f64() * 1000.0` that left noise in the last digits.
+                #[allow(clippy::cast_precision_loss)]
+                Value::Duration(d) => serializer.serialize_f64(d.as_nanos() as f64 / 1e6),
+            }
+        }
     }
 
     /// The `"exit"` form of [`Message`].

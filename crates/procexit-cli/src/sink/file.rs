@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Health, Record, Sink};
+use procexit::schema::Message;
+
+use super::{Health, Sink};
 
 /// A batch is written when it reaches this size.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -170,9 +172,10 @@ impl Sink for FileSink {
         &self.describe
     }
 
-    fn send(&mut self, record: &Record) {
+    fn send(&mut self, message: &Message<'_>) {
         self.reopen_if_asked();
-        let line_len = record.json().len() as u64 + 1;
+        let line = crate::json::line(message);
+        let line_len = line.len() as u64 + 1;
         if let Some(rotation) = self.rotation {
             let pending = self.size + self.buffer.len() as u64;
             if pending > 0 && pending + line_len > rotation.max_bytes {
@@ -180,7 +183,7 @@ impl Sink for FileSink {
                 self.rotate(rotation.keep);
             }
         }
-        self.buffer.extend_from_slice(record.json().as_bytes());
+        self.buffer.extend_from_slice(&line);
         self.buffer.push(b'\n');
         self.buffered_records += 1;
         let oldest = *self.oldest.get_or_insert_with(Instant::now);
@@ -278,8 +281,13 @@ mod tests {
         dir
     }
 
-    fn record(n: u32) -> Record {
-        Record::from_json(format!(r#"{{"type":"exit","pid":{n}}}"#))
+    fn send(sink: &mut FileSink, pid: u32) {
+        let exit = procexit::ProcessExit::new(
+            pid,
+            procexit::ExitStatus::Code(0),
+            procexit::Source::LinuxConnector,
+        );
+        sink.send(&Message::Exit(&exit));
     }
 
     fn pids(path: &Path) -> Vec<u32> {
@@ -297,12 +305,12 @@ mod tests {
         let dir = temp_dir("rotate");
         let path = dir.join("exits.jsonl");
         let rotation = Rotation {
-            max_bytes: 1000,
+            max_bytes: 4000,
             keep: 1000,
         };
         let mut sink = FileSink::open(&path, Some(rotation), Arc::default()).unwrap();
-        for n in 0..5000 {
-            sink.send(&record(n));
+        for n in 0..2000 {
+            send(&mut sink, n);
         }
         sink.finish();
         let mut files = vec![];
@@ -314,12 +322,12 @@ mod tests {
         assert!(files.len() > 50, "only {} rotations", files.len());
         let mut all = vec![];
         for file in files.iter().rev() {
-            assert!(std::fs::metadata(file).unwrap().len() <= 1000);
+            assert!(std::fs::metadata(file).unwrap().len() <= 4000);
             all.extend(pids(file));
         }
         all.extend(pids(&path));
-        assert_eq!(all, (0..5000).collect::<Vec<_>>());
-        assert_eq!(sink.health().written, 5000);
+        assert_eq!(all, (0..2000).collect::<Vec<_>>());
+        assert_eq!(sink.health().written, 2000);
         assert_eq!(sink.health().unwritten, 0);
     }
 
@@ -328,12 +336,12 @@ mod tests {
         let dir = temp_dir("keep");
         let path = dir.join("exits.jsonl");
         let rotation = Rotation {
-            max_bytes: 200,
+            max_bytes: 1500,
             keep: 2,
         };
         let mut sink = FileSink::open(&path, Some(rotation), Arc::default()).unwrap();
         for n in 0..100 {
-            sink.send(&record(n));
+            send(&mut sink, n);
         }
         sink.finish();
         assert!(rotated_name(&path, 1).exists());
@@ -353,12 +361,12 @@ mod tests {
         let path = dir.join("exits.jsonl");
         let reopen = Arc::new(AtomicBool::new(false));
         let mut sink = FileSink::open(&path, None, reopen.clone()).unwrap();
-        sink.send(&record(1));
-        sink.send(&record(2));
+        send(&mut sink, 1);
+        send(&mut sink, 2);
         // What logrotate does without copytruncate: rename, then SIGHUP.
         std::fs::rename(&path, dir.join("exits.jsonl.old")).unwrap();
         reopen.store(true, Ordering::Relaxed);
-        sink.send(&record(3));
+        send(&mut sink, 3);
         sink.finish();
         assert_eq!(pids(&dir.join("exits.jsonl.old")), [1, 2]);
         assert_eq!(pids(&path), [3]);
@@ -370,7 +378,7 @@ mod tests {
         let reopen = Arc::default();
         let mut sink = FileSink::open(Path::new("/dev/full"), None, reopen).unwrap();
         for n in 0..10 {
-            sink.send(&record(n));
+            send(&mut sink, n);
         }
         sink.finish();
         assert_eq!(sink.health().written, 0);

@@ -10,20 +10,21 @@
 //! Fields: `MESSAGE` (a line for people), `PRIORITY` (4 warning for failures
 //! and losses, 6 info otherwise), `SYSLOG_IDENTIFIER=procexit`, and one
 //! `PROCEXIT_<KEY>` per key of the JSON record (`type` → `PROCEXIT_TYPE`,
-//! `exit_code` → `PROCEXIT_EXIT_CODE`); null values are left out, nested
-//! objects are flattened (`a.b` → `PROCEXIT_A_B`), arrays kept as JSON.
+//! `exit_code` → `PROCEXIT_EXIT_CODE`), in the record's key order, read
+//! from the typed fields of the message; null values are left out, text is
+//! as it was (times in RFC 3339), numbers as the JSON form writes them.
 
 use std::io::{self, IoSlice, Write};
 use std::mem::MaybeUninit;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
+use procexit::schema::{Message, Value};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-use serde_json::Value;
 
-use super::{Health, Record, Sink};
+use super::{is_warning, Health, Sink};
 
 /// journald's native socket.
 pub const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
@@ -83,8 +84,8 @@ impl Sink for JournaldSink {
         &self.describe
     }
 
-    fn send(&mut self, record: &Record) {
-        let entry = entry(record);
+    fn send(&mut self, message: &Message<'_>) {
+        let entry = entry(message);
         match self.deliver(&entry) {
             Ok(()) => self.health.delivered(&self.describe, 1),
             Err(error) => {
@@ -159,62 +160,56 @@ fn send_memfd(socket: &UnixDatagram, entry: &[u8]) -> io::Result<()> {
 }
 
 /// A one-line summary for people: `sh[1234] exited with code 42`.
-fn message(record: &Record) -> String {
-    let fields = record.fields();
-    let text = |key: &str| fields.get(key).and_then(Value::as_str);
-    let number = |key: &str| fields.get(key).and_then(Value::as_i64);
-    match record.record_type() {
-        "exit" => {
-            let who = format!(
-                "{}[{}]",
-                text("name").unwrap_or("?"),
-                number("pid").map_or("?".to_string(), |p| p.to_string())
-            );
-            let status = if let Some(signal) = number("signal") {
+fn summary(message: &Message<'_>) -> String {
+    match message {
+        Message::Exit(exit) => {
+            let who = format!("{}[{}]", exit.name.as_deref().unwrap_or("?"), exit.pid);
+            let status = if let Some(signal) = exit.status.signal() {
                 format!("killed by signal {signal}")
-            } else if let Some(code) = number("exit_code") {
+            } else if let Some(code) = exit.status.code() {
                 format!("exited with code {code}")
             } else {
                 "exited".to_string()
             };
-            match text("status_name") {
+            match exit.status_name() {
                 Some(name) => format!("{who} {status} ({name})"),
                 None => format!("{who} {status}"),
             }
         }
-        "lost" => format!(
-            "{} exits lost ({})",
-            number("count").unwrap_or(0),
-            text("reason").unwrap_or("unknown")
+        Message::Lost { count, reason } => {
+            format!("{count} exits lost ({})", reason.as_str())
+        }
+        other => format!(
+            "procexit {}: {}",
+            other.type_name(),
+            String::from_utf8_lossy(&crate::json::line(other))
         ),
-        other => format!("procexit {other}: {}", record.json()),
     }
 }
 
 /// The native-protocol entry of one record.
-pub fn entry(record: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(record.json().len() * 2);
-    push_field(&mut out, "MESSAGE", &message(record));
-    let priority = if record.is_warning() { "4" } else { "6" };
+pub fn entry(message: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1536);
+    push_field(&mut out, "MESSAGE", &summary(message));
+    let priority = if is_warning(message) { "4" } else { "6" };
     push_field(&mut out, "PRIORITY", priority);
     push_field(&mut out, "SYSLOG_IDENTIFIER", "procexit");
-    for (key, value) in record.fields() {
-        push_value(&mut out, &format!("PROCEXIT_{}", field_name(key)), value);
-    }
-    out
-}
-
-fn push_value(out: &mut Vec<u8>, name: &str, value: &Value) {
-    match value {
-        Value::Null => {}
-        Value::String(text) => push_field(out, name, text),
-        Value::Object(map) => {
-            for (key, value) in map {
-                push_value(out, &format!("{name}_{}", field_name(key)), value);
+    let mut number = Vec::new();
+    for (key, value) in message.fields() {
+        let name = format!("PROCEXIT_{}", field_name(key));
+        match value {
+            Value::Null => {}
+            Value::Text(text) => push_field(&mut out, &name, text),
+            Value::User(user) => push_field(&mut out, &name, &user.to_string()),
+            Value::Time(time) => push_field(&mut out, &name, procexit::Rfc3339::new(time).as_str()),
+            other => {
+                number.clear();
+                crate::json::write_value(&mut number, other);
+                push_field(&mut out, &name, &String::from_utf8_lossy(&number));
             }
         }
-        other => push_field(out, name, &other.to_string()),
     }
+    out
 }
 
 /// A JSON key as a journal field name: upper-case letters, digits and `_`.
@@ -247,19 +242,22 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use procexit::{ExitStatus, ProcessExit, Source};
 
     #[test]
-    fn every_key_becomes_a_field() {
-        let record = Record::from_json(
-            r#"{"type":"exit","pid":7,"exit_code":3,"signal":null,"name":"sh","status_name":"x","resources":{"cpu_ms":2}}"#
-                .into(),
-        );
-        let text = String::from_utf8(entry(&record)).unwrap();
+    fn every_known_key_becomes_a_field() {
+        let mut exit = ProcessExit::new(7, ExitStatus::Code(3), Source::LinuxConnector);
+        exit.name = Some("sh".into());
+        exit.user = Some(procexit::User::Uid(1000));
+        exit.exit_time = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(2));
+        let text = String::from_utf8(entry(&Message::Exit(&exit))).unwrap();
         assert_eq!(
             text,
-            "MESSAGE=sh[7] exited with code 3 (x)\nPRIORITY=4\nSYSLOG_IDENTIFIER=procexit\n\
-             PROCEXIT_EXIT_CODE=3\nPROCEXIT_NAME=sh\nPROCEXIT_PID=7\n\
-             PROCEXIT_RESOURCES_CPU_MS=2\nPROCEXIT_STATUS_NAME=x\nPROCEXIT_TYPE=exit\n"
+            "MESSAGE=sh[7] exited with code 3\nPRIORITY=4\nSYSLOG_IDENTIFIER=procexit\n\
+             PROCEXIT_TYPE=exit\nPROCEXIT_PID=7\nPROCEXIT_EXIT_CODE=3\n\
+             PROCEXIT_CORE_DUMPED=false\nPROCEXIT_KIND=exited\nPROCEXIT_NAME=sh\n\
+             PROCEXIT_USER=1000\nPROCEXIT_EXIT_TIME=1970-01-01T00:00:02.000000Z\n\
+             PROCEXIT_SOURCE=linux-connector\n"
         );
     }
 
@@ -272,15 +270,25 @@ mod tests {
 
     #[test]
     fn messages_name_process_and_status() {
-        let record = Record::from_json(
-            r#"{"type":"exit","pid":12,"name":"sh","exit_code":null,"signal":9}"#.into(),
+        let mut exit = ProcessExit::new(
+            12,
+            ExitStatus::Signal {
+                signal: 9,
+                core_dumped: false,
+            },
+            Source::LinuxEbpf,
         );
-        assert_eq!(message(&record), "sh[12] killed by signal 9");
-        let record = Record::from_json(
-            r#"{"type":"exit","pid":12,"name":"sh","exit_code":42,"signal":null}"#.into(),
+        exit.name = Some("sh".into());
+        assert_eq!(
+            summary(&Message::Exit(&exit)),
+            "sh[12] killed by signal 9 (SIGKILL)"
         );
-        assert_eq!(message(&record), "sh[12] exited with code 42");
-        let record = Record::from_json(r#"{"type":"lost","count":3,"reason":"overrun"}"#.into());
-        assert_eq!(message(&record), "3 exits lost (overrun)");
+        exit.status = ExitStatus::Code(42);
+        assert_eq!(summary(&Message::Exit(&exit)), "sh[12] exited with code 42");
+        let lost = Message::Lost {
+            count: 3,
+            reason: procexit::LossReason::Overrun,
+        };
+        assert_eq!(summary(&lost), "3 exits lost (overrun)");
     }
 }

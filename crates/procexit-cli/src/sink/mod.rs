@@ -1,83 +1,64 @@
 //! Where `watch` ships records besides stdout: a JSON Lines file, the
-//! systemd journal, a syslog server.
+//! systemd journal, a syslog server (and any output added later).
 //!
-//! Every sink receives the record already serialized as one JSON line (the
-//! same line `--json` prints), so sinks never depend on how the record is
-//! built. A sink never stops the monitor: what it cannot deliver is counted
-//! (and reported on stderr when it starts and stops failing) and the count is
-//! part of the closing summary.
+//! # Writing a sink
+//!
+//! A sink implements [`Sink`]. It receives every record as the library's
+//! typed [`Message`] (an exit, a loss, the closing stats, …) and encodes it
+//! itself, by walking [`Message::fields`]: each `(key, Value)` in the
+//! documented order, key names from `procexit::schema::key`, values typed
+//! (`Value::Unsigned`, `Value::Time`, `Value::Duration`, …), so no sink parses
+//! another's text. A sink that ships the JSON line (file, syslog) takes it
+//! from [`crate::json::line`], the one JSON encoder; [`is_warning`] is the
+//! shared "failure or loss" test for severities.
+//!
+//! The contract:
+//!
+//! - [`Sink::send`] never fails and never blocks for long: what cannot be
+//!   delivered is counted in the sink's [`Health`] (which reports on stderr
+//!   when the sink starts and stops failing) and the count ends up in the
+//!   closing summary (status 2 when any record was unwritten). A sink never
+//!   stops the monitor.
+//! - A batching sink buffers in `send` and writes in [`Sink::idle`] (called
+//!   when no record came for [`Sink::idle_after`], and periodically) and in
+//!   [`Sink::finish`] (called once, after the closing `stats` record).
+//! - A sink is opened before the monitor starts (in `main.rs`, `open_sinks`),
+//!   so a destination that cannot be reached is an error before watching.
+//!
+//! ```ignore
+//! impl Sink for MySink {
+//!     fn describe(&self) -> &str { &self.describe }
+//!     fn send(&mut self, message: &Message<'_>) {
+//!         for (key, value) in message.fields() { /* encode */ }
+//!         self.health.delivered(&self.describe, 1);
+//!     }
+//!     fn health(&self) -> &Health { &self.health }
+//! }
+//! ```
 
-use std::cell::OnceCell;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use procexit::schema::Message;
+use procexit::ExitKind;
 
 pub mod file;
 #[cfg(target_os = "linux")]
 pub mod journald;
 pub mod syslog;
 
-/// One record, as the JSON line and (parsed on demand) its fields.
-pub struct Record {
-    json: String,
-    fields: OnceCell<Map<String, Value>>,
-}
-
-impl Record {
-    /// Serializes `item` once for every sink.
-    pub fn new(item: &impl serde::Serialize) -> serde_json::Result<Record> {
-        Ok(Record::from_json(serde_json::to_string(item)?))
-    }
-
-    /// A record from an already serialized JSON object (one line).
-    pub fn from_json(json: String) -> Record {
-        Record {
-            json,
-            fields: OnceCell::new(),
+/// Whether a record reports a failure or a loss: an exit of any kind but
+/// `exited`, with a non-zero code, by a signal or by the OOM killer; or lost
+/// exits.
+pub fn is_warning(message: &Message<'_>) -> bool {
+    match message {
+        Message::Lost { .. } => true,
+        Message::Exit(exit) => {
+            exit.kind() != ExitKind::Exited
+                || exit.status.code().is_some_and(|code| code != 0)
+                || exit.status.signal().is_some()
+                || exit.oom_killed == Some(true)
         }
-    }
-
-    /// The JSON line, without its newline.
-    pub fn json(&self) -> &str {
-        &self.json
-    }
-
-    /// The record's top-level keys (in key order).
-    pub fn fields(&self) -> &Map<String, Value> {
-        self.fields
-            .get_or_init(|| match serde_json::from_str::<Value>(&self.json) {
-                Ok(Value::Object(map)) => map,
-                _ => Map::new(),
-            })
-    }
-
-    /// The `type` key: `exit`, `lost`, `stats`, …
-    pub fn record_type(&self) -> &str {
-        self.fields()
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("record")
-    }
-
-    /// Whether the record reports a failure or a loss: any `kind` but
-    /// `exited`, a non-zero exit code, a fatal signal, an OOM kill, or lost
-    /// exits.
-    pub fn is_warning(&self) -> bool {
-        let fields = self.fields();
-        let exit_code = fields.get("exit_code").and_then(Value::as_i64);
-        match self.record_type() {
-            "lost" => true,
-            "exit" => {
-                fields
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .is_some_and(|kind| kind != "exited")
-                    || exit_code.is_some_and(|code| code != 0)
-                    || fields.get("signal").is_some_and(|s| !s.is_null())
-                    || fields.get("oom_killed") == Some(&Value::Bool(true))
-            }
-            _ => false,
-        }
+        _ => false,
     }
 }
 
@@ -141,8 +122,9 @@ impl Health {
 pub trait Sink {
     /// What it writes to, for messages: `output file /var/log/exits.jsonl`.
     fn describe(&self) -> &str;
-    /// Delivers (or buffers) one record. Never fails: failures are counted.
-    fn send(&mut self, record: &Record);
+    /// Delivers (or buffers) one record. Never fails: failures are counted
+    /// in [`health`](Sink::health).
+    fn send(&mut self, message: &Message<'_>);
     /// Called when no record came for a while and periodically; a buffering
     /// sink writes what it holds.
     fn idle(&mut self) {}
@@ -168,16 +150,11 @@ impl Sinks {
         self.sinks.push(sink);
     }
 
-    /// Sends one record (serialized once) to every sink.
-    pub fn send(&mut self, item: &impl serde::Serialize) -> serde_json::Result<()> {
-        if self.sinks.is_empty() {
-            return Ok(());
-        }
-        let record = Record::new(item)?;
+    /// Sends one record to every sink.
+    pub fn send(&mut self, message: &Message<'_>) {
         for sink in &mut self.sinks {
-            sink.send(&record);
+            sink.send(message);
         }
-        Ok(())
     }
 
     /// The longest the caller should block waiting for a record.
@@ -233,16 +210,29 @@ impl Sinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use procexit::{ExitStatus, LossReason, ProcessExit, Source, Stats};
 
     #[test]
     fn warnings_are_failures_and_losses() {
-        let exit = |json: &str| Record::from_json(json.to_string());
-        assert!(!exit(r#"{"type":"exit","pid":1,"exit_code":0,"signal":null}"#).is_warning());
-        assert!(exit(r#"{"type":"exit","pid":1,"exit_code":3,"signal":null}"#).is_warning());
-        assert!(exit(r#"{"type":"exit","pid":1,"exit_code":null,"signal":9}"#).is_warning());
-        assert!(exit(r#"{"type":"lost","count":3,"reason":"overrun"}"#).is_warning());
-        assert!(!exit(r#"{"type":"stats","seen":3}"#).is_warning());
-        assert!(exit(r#"{"type":"exit","kind":"exception","exit_code":3221225477}"#).is_warning());
-        assert!(!exit(r#"{"type":"exit","kind":"exited","exit_code":0}"#).is_warning());
+        let exit = |status| ProcessExit::new(1, status, Source::LinuxConnector);
+        assert!(!is_warning(&Message::Exit(&exit(ExitStatus::Code(0)))));
+        assert!(is_warning(&Message::Exit(&exit(ExitStatus::Code(3)))));
+        let killed = exit(ExitStatus::Signal {
+            signal: 9,
+            core_dumped: false,
+        });
+        assert!(is_warning(&Message::Exit(&killed)));
+        let mut oom = exit(ExitStatus::Code(0));
+        oom.oom_killed = Some(true);
+        assert!(is_warning(&Message::Exit(&oom)));
+        // An NTSTATUS exception code.
+        let crash = ProcessExit::new(1, ExitStatus::Code(0xC000_0005), Source::EtwKernel);
+        assert!(is_warning(&Message::Exit(&crash)));
+        let lost = Message::Lost {
+            count: 3,
+            reason: LossReason::Overrun,
+        };
+        assert!(is_warning(&lost));
+        assert!(!is_warning(&Message::Stats(&Stats::default())));
     }
 }

@@ -33,9 +33,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use procexit::schema::Message;
 
-use super::{Health, Record, Sink};
+use super::{is_warning, Health, Sink};
 
 /// Facility `daemon`.
 const FACILITY: u8 = 3;
@@ -166,9 +166,9 @@ impl Sink for SyslogSink {
         &self.describe
     }
 
-    fn send(&mut self, record: &Record) {
+    fn send(&mut self, record: &Message<'_>) {
         let message = message(record, &self.hostname, SystemTime::now());
-        match self.deliver(message.as_bytes()) {
+        match self.deliver(&message) {
             // On loopback the refusal of this datagram is already known.
             Ok(()) => match self.udp_refusal() {
                 Some(error) => self.health.failed(&self.describe, 1, &error),
@@ -256,19 +256,22 @@ fn resolve(address: &str) -> io::Result<SocketAddr> {
 }
 
 /// The RFC 5424 message of one record.
-pub fn message(record: &Record, hostname: &str, now: SystemTime) -> String {
-    let severity = if record.is_warning() { 4 } else { 6 };
-    let timestamp = match record.fields().get("exit_time") {
-        Some(Value::String(time)) if is_timestamp(time) => time.clone(),
-        _ => procexit::format_rfc3339(now),
+pub fn message(record: &Message<'_>, hostname: &str, now: SystemTime) -> Vec<u8> {
+    let severity = if is_warning(record) { 4 } else { 6 };
+    let time = match record {
+        Message::Exit(exit) => exit.exit_time.unwrap_or(now),
+        _ => now,
     };
-    format!(
-        "<{}>1 {timestamp} {hostname} procexit {} {} - {}",
+    let mut out = format!(
+        "<{}>1 {} {hostname} procexit {} {} - ",
         FACILITY * 8 + severity,
+        procexit::Rfc3339::new(time).as_str(),
         std::process::id(),
-        header_field(record.record_type(), 32),
-        record.json()
+        header_field(record.type_name(), 32),
     )
+    .into_bytes();
+    crate::json::write_message(&mut out, record);
+    out
 }
 
 /// RFC 5424 header fields are printable US-ASCII without spaces.
@@ -283,10 +286,6 @@ fn header_field(text: &str, max: usize) -> String {
     } else {
         field
     }
-}
-
-fn is_timestamp(text: &str) -> bool {
-    text.len() <= 32 && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn hostname() -> String {
@@ -324,25 +323,33 @@ mod tests {
 
     #[test]
     fn messages_are_rfc5424_with_the_json_record() {
-        let json = r#"{"type":"exit","pid":7,"exit_code":3,"signal":null,"exit_time":"2026-11-24T20:10:25.158123Z"}"#;
-        let record = Record::from_json(json.into());
-        let text = message(&record, "host1", UNIX_EPOCH);
+        let mut exit = procexit::ProcessExit::new(
+            7,
+            procexit::ExitStatus::Code(3),
+            procexit::Source::LinuxConnector,
+        );
+        exit.exit_time = Some(UNIX_EPOCH + Duration::from_micros(1_795_983_025_158_123));
+        let record = Message::Exit(&exit);
+        let text = String::from_utf8(message(&record, "host1", UNIX_EPOCH)).unwrap();
+        let json = String::from_utf8(crate::json::line(&record)).unwrap();
         assert_eq!(
             text,
             format!(
-                "<28>1 2026-11-24T20:10:25.158123Z host1 procexit {} exit - {json}",
+                "<28>1 2026-11-29T20:10:25.158123Z host1 procexit {} exit - {json}",
                 std::process::id()
             )
         );
-        let stats = Record::from_json(r#"{"type":"stats","seen":1}"#.into());
+        let stats = procexit::Stats::default();
         let text = message(
-            &stats,
+            &Message::Stats(&stats),
             "host1",
             UNIX_EPOCH + Duration::from_micros(1_500_000),
         );
+        let text = String::from_utf8(text).unwrap();
         assert!(
             text.starts_with("<30>1 1970-01-01T00:00:01.500000Z host1 procexit "),
             "{text}"
         );
+        assert!(text.ends_with(r#" stats - {"type":"stats","seen":0,"filtered":0,"delivered":0,"dropped":0,"lost":0,"overruns":0,"anomalies":0,"session_gaps":0,"evicted":0}"#), "{text}");
     }
 }

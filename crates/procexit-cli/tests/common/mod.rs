@@ -8,6 +8,13 @@ pub fn procexit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_procexit"))
 }
 
+/// The stdout of a `procexit` run that must succeed.
+pub fn stdout_of(args: &[&str]) -> String {
+    let out = procexit().args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Whether a skip must fail (`PROCEXIT_STRICT_SKIPS=1`, set by CI).
 pub fn strict() -> bool {
     std::env::var("PROCEXIT_STRICT_SKIPS").is_ok_and(|v| v == "1")
