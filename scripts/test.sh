@@ -26,6 +26,11 @@ command -v llvm-strip >/dev/null || need_apt+=(llvm)
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 # Tests probe what the running kernel allows (the connector as nobody) with Python.
 [ -x /usr/bin/python3 ] || need_apt+=(python3)
+# watch --metrics' test has a real Prometheus scrape it and queries it.
+[ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
+# watch --otlp's tests send to a real collector, rotel, installed from PyPI
+# into a virtual environment of its own (below).
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # The NTSTATUS names are generated from mingw-w64's ntstatus.h.
 [ -r /usr/share/mingw-w64/include/ntstatus.h ] || need_apt+=(mingw-w64-common)
 if ((${#need_apt[@]})); then
@@ -41,6 +46,20 @@ fi
 # journald refuses to start without a machine id (container images have none).
 if [ "$(id -u)" = 0 ] && [ ! -s /etc/machine-id ] && command -v systemd-machine-id-setup >/dev/null; then
   systemd-machine-id-setup >/dev/null
+fi
+
+# rotel (PyPI): its wheel ships the collector binary rotel-agent. The tests
+# find it through PROCEXIT_ROTEL_AGENT.
+ROTEL_VERSION=0.0.1a15
+ROTEL_VENV="${PROCEXIT_TOOLS:-$HOME/.cache/procexit-test}/rotel-venv"
+rotel_agent() { ls "$ROTEL_VENV"/lib/python3*/site-packages/rotel/rotel-agent 2>/dev/null | head -1; }
+if [ -z "$(rotel_agent)" ] || ! "$ROTEL_VENV/bin/pip" show rotel 2>/dev/null | grep -qx "Version: $ROTEL_VERSION"; then
+  echo "== installing rotel $ROTEL_VERSION (PyPI) into $ROTEL_VENV"
+  python3 -m venv "$ROTEL_VENV"
+  "$ROTEL_VENV/bin/pip" install -q --disable-pip-version-check "rotel==$ROTEL_VERSION"
+fi
+if [ -n "$(rotel_agent)" ]; then
+  export PROCEXIT_ROTEL_AGENT="$(rotel_agent)"
 fi
 
 echo "== toolchain: $(cargo --version), $(rustc --version)"

@@ -301,6 +301,28 @@ pub struct SinkArgs {
     /// tcp:HOST:PORT (octet-counted framing). Repeatable.
     #[arg(long, value_name = "TARGET")]
     pub syslog: Vec<crate::sink::syslog::Target>,
+    /// Send every record to an OpenTelemetry collector as an OTLP log
+    /// record (HTTP, protobuf): http://HOST:PORT posts to /v1/logs, a URL
+    /// with a path is used as given. Batched; retried while the collector is
+    /// down; what could not be delivered is counted (summary, exit status).
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+    /// OTLP: records per request at most.
+    #[arg(long, value_name = "N", requires = "otlp", default_value_t = 512)]
+    pub otlp_batch: usize,
+    /// OTLP: records that may wait for the collector at most (memory bound);
+    /// records beyond are counted as not delivered.
+    #[arg(long, value_name = "N", requires = "otlp", default_value_t = 65_536)]
+    pub otlp_queue: usize,
+    /// Serve Prometheus metrics (exit counts by kind, signal and status
+    /// name, OOM kills, losses, the source) at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Also count exits by process name in the metrics, for at most N
+    /// names (the rest as "other").
+    #[arg(long, value_name = "N", requires = "metrics", default_value_t = 0)]
+    pub metrics_names: usize,
 }
 
 impl SinkArgs {
@@ -310,6 +332,8 @@ impl SinkArgs {
             || self.journald
             || self.journald_namespace.is_some()
             || !self.syslog.is_empty()
+            || self.otlp.is_some()
+            || self.metrics.is_some()
     }
 }
 

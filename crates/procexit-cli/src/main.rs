@@ -121,7 +121,7 @@ pub fn watch_with(
     on_running: impl FnOnce(),
 ) -> anyhow::Result<ExitCode> {
     // Sinks first: a path that cannot be written is an error before anything runs.
-    let mut sinks = open_sinks(&args.sinks, &reopen)?;
+    let (mut sinks, source_info) = open_sinks(&args.sinks, &reopen)?;
     let mut linux = LinuxOptions::new();
     if let Some(bytes) = args.socket_buffer {
         linux = linux.socket_buffer(bytes);
@@ -145,6 +145,9 @@ pub fn watch_with(
     if let Some(error) = monitor.fallback() {
         eprintln!("procexit: the eBPF source did not load ({error}); using the process connector");
         backend = Backend::LinuxConnector;
+    }
+    if let (Some(info), Some(source)) = (&source_info, source_name(backend)) {
+        info.set(source);
     }
     if let Some(note) = source_note(backend, args.source, privileged()) {
         // One line: what the source never gives, then what this kernel
@@ -256,9 +259,25 @@ fn privileged() -> bool {
     false
 }
 
-/// The sinks `watch` was asked for, opened (so errors show before watching).
-fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink::Sinks> {
+/// The `source` string of the exits a backend delivers.
+fn source_name(backend: Backend) -> Option<&'static str> {
+    Some(match backend {
+        Backend::LinuxConnector => "linux-connector",
+        Backend::LinuxEbpf => "linux-ebpf",
+        Backend::EtwKernel => "etw-kernel",
+        Backend::EtwKernelProcess => "etw-kernel-process",
+        _ => return None,
+    })
+}
+
+/// The sinks `watch` was asked for, opened (so errors show before watching),
+/// and the metrics' source label to set once the monitor runs.
+fn open_sinks(
+    args: &SinkArgs,
+    reopen: &Arc<AtomicBool>,
+) -> anyhow::Result<(sink::Sinks, Option<sink::metrics::SourceInfo>)> {
     let mut sinks = sink::Sinks::default();
+    let mut source_info = None;
     if let Some(path) = &args.output_file {
         let rotation = args.rotate_size.map(|max_bytes| sink::file::Rotation {
             max_bytes,
@@ -285,7 +304,20 @@ fn open_sinks(args: &SinkArgs, reopen: &Arc<AtomicBool>) -> anyhow::Result<sink:
     for target in &args.syslog {
         sinks.push(Box::new(sink::syslog::SyslogSink::connect(target.clone())?));
     }
-    Ok(sinks)
+    if let Some(url) = &args.otlp {
+        let options = sink::otlp::Options {
+            batch: args.otlp_batch.max(1),
+            queue: args.otlp_queue.max(1),
+            ..sink::otlp::Options::default()
+        };
+        sinks.push(Box::new(sink::otlp::OtlpSink::start(url, options)?));
+    }
+    if let Some(address) = args.metrics {
+        let metrics = sink::metrics::MetricsSink::serve(address, args.metrics_names)?;
+        source_info = Some(metrics.source_info());
+        sinks.push(Box::new(metrics));
+    }
+    Ok((sinks, source_info))
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {

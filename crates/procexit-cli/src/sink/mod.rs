@@ -44,6 +44,8 @@ use procexit::ExitKind;
 pub mod file;
 #[cfg(target_os = "linux")]
 pub mod journald;
+pub mod metrics;
+pub mod otlp;
 pub mod syslog;
 
 /// Whether a record reports a failure or a loss: an exit of any kind but
