@@ -24,7 +24,11 @@ fn rows(stdout: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(stdout);
     let mut lines = text.lines();
     let header = lines.next().expect("a header");
-    assert!(header.starts_with("TIME(UTC)"), "{header}");
+    // `DATE TIME(UTC)` in replay, whose rows carry their date.
+    assert!(
+        header.starts_with("TIME(UTC)") || header.starts_with("DATE TIME(UTC)"),
+        "{header}"
+    );
     lines.map(str::to_string).collect()
 }
 
