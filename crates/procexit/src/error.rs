@@ -77,6 +77,20 @@ pub enum Error {
         code: i32,
     },
 
+    /// Linux: the eBPF source was asked for, and the running kernel lacks
+    /// something it needs (asked of the kernel, not guessed from its
+    /// version).
+    #[error(
+        "the eBPF source cannot run on this kernel: it lacks {missing} (os error {code}); use \
+         the connector source"
+    )]
+    EbpfUnsupportedKernel {
+        /// What is missing, e.g. `"BPF ring buffers (Linux 5.8 or later)"`.
+        missing: &'static str,
+        /// errno of the probe that found it missing, 0 when none failed.
+        code: i32,
+    },
+
     /// Windows: starting or controlling the trace session was denied.
     #[error(
         "starting a trace session was denied (os error {code}): run as Administrator (a kernel \
@@ -287,6 +301,7 @@ impl Error {
             | Error::ConnectorUnavailable { code }
             | Error::EbpfPermission { code, .. }
             | Error::EbpfUnavailable { code, .. }
+            | Error::EbpfUnsupportedKernel { code, .. }
             | Error::TaskstatsUnavailable { code }
             | Error::ProcessAccessDenied { code, .. }
             | Error::Os { code, .. } => Some(i64::from(code)),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::bpf_loader::object::object;
 use super::bpf_loader::ringbuf::RingBuffer;
 use super::bpf_loader::syscall::Map;
-use super::bpf_loader::{self, Collection, Link, LoadError};
+use super::bpf_loader::{Collection, Link, LoadError};
 use super::ffi::{self, Waker};
 use crate::backend::{spawn_backend, Backend, Limitation, Running, StopSignal};
 use crate::decode::ebpf_exit::EbpfExit;
@@ -30,6 +30,7 @@ use crate::sys::Config;
 /// Per-CPU counter slots (`COUNT_*` in the C source).
 const COUNT_RINGBUF_FULL: u32 = 0;
 const COUNT_FILTERED: u32 = 1;
+const COUNT_EXIT_WITH_MM: u32 = 3;
 /// `config.args_at_exec` (`ARGS_AT_EXEC_*` in the C source).
 const ARGS_AT_EXEC_UNTIL_MM: u32 = 1;
 const ARGS_AT_EXEC_ALWAYS: u32 = 2;
@@ -105,14 +106,13 @@ pub(crate) fn permission() -> std::result::Result<(), &'static str> {
 }
 
 /// The backend `Backend::Auto` means here: the eBPF source when this
-/// process may load BPF and the kernel has BTF, else the connector.
+/// process may load BPF, else the connector. A kernel that lacks what the
+/// source needs (`ebpf_probe`) makes the start fall back to the connector.
 pub(crate) fn resolve_backend(options: &Config<'_>) -> Backend {
     match options.backend {
-        Backend::Auto
-            if permission().is_ok() && std::path::Path::new("/sys/kernel/btf/vmlinux").exists() =>
-        {
-            Backend::LinuxEbpf
-        }
+        // What the kernel lacks is found when the source starts (which then
+        // falls back to the connector, saying why).
+        Backend::Auto if permission().is_ok() => Backend::LinuxEbpf,
         Backend::Auto => Backend::LinuxConnector,
         other => other,
     }
@@ -149,6 +149,9 @@ impl StopSignal for Stop {
 /// detaches every hook.
 struct Loaded {
     _links: Vec<Link>,
+    /// The hooks that take the peak RSS as a process starts to exit; dropped
+    /// once an exit hook finds the address space still there.
+    peak_links: Vec<Link>,
     /// Command lines of the processes alive at the start.
     started_before: StartedBefore,
     /// Keys the optional hooks that failed leave null.
@@ -188,8 +191,13 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         });
     }
     lift_memlock_limit();
-    let kernel_btf = bpf_loader::read_kernel_btf()
-        .map_err(|e| load_error("read /sys/kernel/btf/vmlinux", &e))?;
+    let kernel_btf =
+        super::ebpf_probe::check(&super::ebpf_probe::Running, |code| Error::EbpfPermission {
+            missing: permission()
+                .err()
+                .unwrap_or("a BPF permission (a security module or sysctl refused it)"),
+            code,
+        })?;
     // The kernel wants a power-of-two multiple of the page size.
     let ring_bytes = options
         .linux
@@ -243,31 +251,38 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .and_then(|m| m.update(&0u32.to_ne_bytes(), &config.to_bytes()))
         .map_err(|e| load_error("write config", &e))?;
 
-    let mut links = Vec::new();
     let mut limitations = Vec::new();
     // Optional hooks first: a kernel without one loses only those keys,
     // and says so (`Monitor::limitations`).
-    let mut optional =
-        |program: &'static str, keys: &'static [&'static str]| match bpf.attach(program) {
-            Ok(link) => {
-                links.push(link);
-                true
-            }
-            Err(e) => {
+    let mut optional = |program: &'static str, keys: &'static [&'static str]| {
+        bpf.attach(program)
+            .map_err(|e| {
                 limitations.push(Limitation {
                     keys,
                     reason: format!("the BPF program {program} did not load or attach: {e}"),
                 });
-                false
-            }
-        };
-    let sees_killer = optional("handle_signal", &["killer_pid", "killer_name"]);
-    let sees_oom = optional("handle_oom_victim", &["oom_killed"]);
+            })
+            .ok()
+    };
+    let signal = optional("handle_signal", &["killer_pid", "killer_name"]);
+    let sees_killer = signal.is_some();
+    let oom = optional("handle_oom_victim", &["oom_killed"]);
+    let sees_oom = oom.is_some();
     // Needed only where the address space is gone at exit.
-    optional(
+    let exec = optional(
         "handle_exec",
         &["command_line (of processes that exit after the address space is freed)"],
     );
+    let rss_keys: &[&str] =
+        &["peak_rss_bytes (where the address space is freed before the exit hook)"];
+    let peak_links: Vec<Link> = [
+        optional("handle_sys_enter", rss_keys),
+        optional("handle_signal_deliver", rss_keys),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut links: Vec<Link> = [signal, oom, exec].into_iter().flatten().collect();
     links.push(
         bpf.attach("handle_exit")
             .map_err(|e| load_error("load and attach the exit program", &e))?,
@@ -289,6 +304,7 @@ fn load(options: &Config<'_>) -> Result<Loaded> {
         .map_err(|e| load_error("counters map", &e))?;
     Ok(Loaded {
         _links: links,
+        peak_links,
         started_before,
         limitations,
         ring,
@@ -397,6 +413,12 @@ fn run(mut loaded: Loaded, waker: &Waker, sink: &Sink) -> Result<()> {
         if stop {
             return Ok(());
         }
+        // This kernel keeps the address space up to the exit hook, which
+        // then reads the peak RSS itself: the early hooks (one runs on every
+        // system call) are not needed.
+        if !loaded.peak_links.is_empty() && counter(&loaded.counters, COUNT_EXIT_WITH_MM) > 0 {
+            loaded.peak_links.clear();
+        }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             // Follows settimeofday and NTP steps.
@@ -442,6 +464,8 @@ mod tests {
             "handle_signal",
             "handle_oom_victim",
             "handle_exec",
+            "handle_sys_enter",
+            "handle_signal_deliver",
         ] {
             assert!(
                 object.programs.iter().any(|p| p.name == name),

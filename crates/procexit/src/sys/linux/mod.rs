@@ -5,6 +5,7 @@
 
 mod bpf_loader;
 mod ebpf;
+mod ebpf_probe;
 mod ffi;
 mod procfs;
 mod taskstats;

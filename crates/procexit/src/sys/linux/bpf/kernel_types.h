@@ -155,6 +155,27 @@ struct kernel_siginfo {
 	};
 };
 
+/* Before 6.2 each task also held RSS changes not yet added to its mm's
+ * counters (SPLIT_RSS_COUNTING; added at the latest when it exits). */
+struct task_rss_stat___pre62 {
+	int events;
+	int count[4];
+};
+
+struct task_struct___pre62 {
+	struct task_rss_stat___pre62 rss_stat;
+};
+
+struct sigaction {
+	void *sa_handler;
+};
+
+struct k_sigaction {
+	struct sigaction sa;
+};
+
+struct pt_regs;
+
 #pragma clang attribute pop
 
 #endif

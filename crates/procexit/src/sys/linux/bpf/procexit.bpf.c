@@ -12,6 +12,10 @@
  * - sched_process_exit: the record, when the thread group is dead;
  * - signal_generate: who sent a signal to whom (kept until the target ends);
  * - mark_victim: the OOM killer chose this process;
+ * - sys_enter (exit, exit_group) and signal_deliver (a fatal signal): the
+ *   peak RSS while the address space is still there, for kernels that free
+ *   it before the exit hook (user space detaches both once an exit hook
+ *   finds it still there);
  * - sched_process_exec: argv copy, from the start until an exit hook
  *   finds the address space still there (kept on where the kernel frees it
  *   before the exit hook).
@@ -64,6 +68,7 @@
 #define COUNT_RINGBUF_FULL 0
 #define COUNT_FILTERED 1
 #define COUNT_EXIT_WITHOUT_MM 2
+#define COUNT_EXIT_WITH_MM 3
 #define COUNT_SLOTS 4
 
 struct exit_record {
@@ -168,6 +173,15 @@ struct {
 	__type(value, struct exec_args);
 } EXEC_ARGS SEC(".maps");
 
+/* Peak RSS in pages, taken as the process starts to exit (see
+ * handle_sys_enter), where the exit hook cannot read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} PEAK_RSS SEC(".maps");
+
 /* subsys[] slot + 1 of the memory (index SSID_MEMORY) and pids
  * (SSID_PIDS) controllers once found; SSID_ABSENT when the kernel has none. */
 #define SSID_MEMORY 0
@@ -224,7 +238,7 @@ static __always_inline __u32 wait_status(struct task_struct *task)
  * get_mm_hiwater_rss() computes it: the recorded mark or, if higher, the
  * current file + anon + shmem pages (MM_SWAPENTS, index 2, is not RSS).
  * signal->maxrss is not used: after fork+exec it holds the parent's size. */
-static __always_inline __u64 peak_rss_pages(struct mm_struct *mm)
+static __always_inline __u64 peak_rss_pages(struct mm_struct *mm, __s64 unsynced)
 {
 	struct mm_struct___pre62 *old = (void *)mm;
 	__u64 hiwater = BPF_CORE_READ(mm, hiwater_rss);
@@ -237,6 +251,7 @@ static __always_inline __u64 peak_rss_pages(struct mm_struct *mm)
 	else
 		rss = BPF_CORE_READ(mm, rss_stat[0].count) + BPF_CORE_READ(mm, rss_stat[1].count) +
 		      BPF_CORE_READ(mm, rss_stat[3].count);
+	rss += unsynced;
 	if (rss > 0 && (__u64)rss > hiwater)
 		return rss;
 	return hiwater;
@@ -460,7 +475,13 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	}
 
 	mm = BPF_CORE_READ(task, mm);
-	record->maxrss_pages = mm ? peak_rss_pages(mm) : 0;
+	if (mm) {
+		record->maxrss_pages = peak_rss_pages(mm, 0);
+		count(COUNT_EXIT_WITH_MM);
+	} else {
+		__u64 *peak = bpf_map_lookup_elem(&PEAK_RSS, &tgid);
+		record->maxrss_pages = peak ? *peak : 0;
+	}
 	if (mm && cfg->args_at_exec != ARGS_AT_EXEC_ALWAYS) {
 		record->args_len = copy_args(record->args, BPF_CORE_READ(mm, arg_start),
 					     BPF_CORE_READ(mm, arg_end), &truncated);
@@ -516,6 +537,65 @@ forget:
 	bpf_map_delete_elem(&SENDERS, &tgid);
 	bpf_map_delete_elem(&OOM_VICTIMS, &tgid);
 	bpf_map_delete_elem(&EXEC_ARGS, &tgid);
+	bpf_map_delete_elem(&PEAK_RSS, &tgid);
+	return 0;
+}
+
+/* Keeps the calling process's peak RSS while its address space is still
+ * attached (the highest of its threads' readings). */
+static __always_inline void keep_peak_rss(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct___pre62 *old = (void *)task;
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	__s64 unsynced = 0;
+	__u32 tgid;
+	__u64 pages, *kept;
+
+	if (!mm)
+		return;
+	tgid = BPF_CORE_READ(task, tgid);
+	/* Before 6.2 the exiting thread's own changes reach the mm only
+	 * later in do_exit (sync_mm_rss). */
+	if (bpf_core_field_exists(old->rss_stat))
+		unsynced = BPF_CORE_READ(old, rss_stat.count[0]) +
+			   BPF_CORE_READ(old, rss_stat.count[1]) +
+			   BPF_CORE_READ(old, rss_stat.count[3]);
+	pages = peak_rss_pages(mm, unsynced);
+	kept = bpf_map_lookup_elem(&PEAK_RSS, &tgid);
+	if (kept && *kept >= pages)
+		return;
+	bpf_map_update_elem(&PEAK_RSS, &tgid, &pages, BPF_ANY);
+}
+
+/* x86-64 system call numbers. */
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
+
+/* A thread calls exit or exit_group: nothing runs in user space after. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id == NR_EXIT || id == NR_EXIT_GROUP)
+		keep_peak_rss();
+	return 0;
+}
+
+/* Signals whose default action does not end the process. */
+#define NONFATAL_DEFAULT                                                                   \
+	((1u << 17) | (1u << 18) | (1u << 19) | (1u << 20) | (1u << 21) | (1u << 22) |     \
+	 (1u << 23) | (1u << 28))
+
+/* A signal is delivered with its default action that ends the process
+ * (the group exit of a fatal signal or SIGKILL is delivered as SIGKILL). */
+SEC("tp_btf/signal_deliver")
+int BPF_PROG(handle_signal_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+{
+	if (BPF_CORE_READ(ka, sa.sa_handler))
+		return 0;
+	if (sig < 32 && (NONFATAL_DEFAULT & (1u << (sig & 31))))
+		return 0;
+	keep_peak_rss();
 	return 0;
 }
 
