@@ -88,8 +88,10 @@ run_source() {
   sh -c 'i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done' & case_ "$src" cpu $!; wait $!
   sh -c 'x=$(head -c 20000000 /dev/zero | tr "\0" a); exit 0' & case_ "$src" rss $!; wait $!
   if [ -n "$CG" ]; then
-    # Moved, then exec'd (the connector reads the cgroup at exec).
-    sh -c "echo \$\$ > $CG/kmtest/cgroup.procs; exec sh -c 'exit 3'" & case_ "$src" cgroup $!; wait $!
+    # Moved, then exec'd (the connector reads the cgroup at exec; a
+    # program that exits at once may be gone before that read, a race
+    # the connector documents: this one lives long enough to be read).
+    sh -c "echo \$\$ > $CG/kmtest/cgroup.procs; exec sh -c 'sleep 0.3; exit 3'" & case_ "$src" cgroup $!; wait $!
     sh -c "echo \$\$ > $CG/kmoom/cgroup.procs; x=\$(head -c 100000000 /dev/zero | tr '\\0' a); exit 0" &
     case_ "$src" oom $!; wait $!
   fi
