@@ -24,7 +24,7 @@ pub fn run(args: ServiceArgs) -> anyhow::Result<ExitCode> {
         let _ = args.action;
         anyhow::bail!(
             "procexit service manages a Windows service; on Linux install \
-             packaging/procexit.service as a systemd unit (see the README)"
+             packaging/procexit.service as a systemd unit (see docs/outputs.md)"
         )
     }
 }

@@ -88,3 +88,94 @@ fn readme_jq_recipes_keep_to_exits() {
     }
     assert!(recipes > 0, "no jq recipe on exit keys found in the README");
 }
+
+/// Every `procexit …` command of the README's shell examples runs: each is
+/// started with its pids, trace and file names swapped for real ones, and
+/// must either still be running after a moment (it is watching or
+/// waiting) or have ended with status 0. A usage error (status 2) or any
+/// other failure names the example.
+#[cfg(target_os = "linux")]
+#[test]
+fn readme_shell_examples_run() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    if !common::is_root() {
+        common::skip("the README's watch examples need root on kernels that refuse the connector");
+        return;
+    }
+    let readme = include_str!("../../../README.md");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let trace = root.join("testdata/etl/etlparser_ShutdownPerfDiagLogger.etl");
+    let dir = std::env::temp_dir().join(format!("procexit-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut sleepers: Vec<std::process::Child> = (0..2)
+        .map(|_| Command::new("sleep").arg("60").spawn().unwrap())
+        .collect();
+    let pids: Vec<String> = sleepers.iter().map(|c| c.id().to_string()).collect();
+    let mut in_sh = false;
+    let mut ran = 0;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("procexit ").filter(|_| in_sh) else {
+            continue;
+        };
+        // The command alone: up to a pipe, redirection, `;` or comment.
+        let command = rest
+            .split(['|', '>', ';', '#'])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        let mut args = Vec::new();
+        for (i, word) in command.split('\'').enumerate() {
+            if i % 2 == 1 {
+                args.push(word.to_string());
+            } else {
+                args.extend(word.split_whitespace().map(str::to_string));
+            }
+        }
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| match a.as_str() {
+                "1234" => pids[0].clone(),
+                "5678" => pids[1].clone(),
+                "trace.etl" => trace.display().to_string(),
+                "exits.jsonl" => dir.join("exits.jsonl").display().to_string(),
+                _ => a,
+            })
+            .collect();
+        let mut child = procexit()
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        if let Some(status) = status {
+            assert!(
+                status.success(),
+                "README example `procexit {rest}` ended with {status}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ran += 1;
+    }
+    for sleeper in &mut sleepers {
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
+    assert!(ran >= 5, "only {ran} README examples found");
+}

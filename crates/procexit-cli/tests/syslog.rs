@@ -319,8 +319,8 @@ fn a_dead_udp_target_counts_every_record_as_not_written() {
     assert_eq!(stderr.matches("Connection refused").count(), 2, "{stderr}");
 }
 
-/// The README's rsyslog recipes (packaging/recipes/rsyslog-*.conf, shown
-/// verbatim in the README) run in a real rsyslogd: one follows the JSON
+/// The rsyslog recipes of docs/outputs.md (packaging/recipes/rsyslog-*.conf, shown
+/// verbatim there) run in a real rsyslogd: one follows the JSON
 /// Lines file with imfile, the other parses what --syslog sends.
 #[test]
 fn readme_rsyslog_recipes_work() {
@@ -332,13 +332,17 @@ fn readme_rsyslog_recipes_work() {
         return;
     }
     let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/recipes");
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/outputs.md"),
+    )
+    .unwrap();
     let file_recipe = std::fs::read_to_string(recipes.join("rsyslog-file.conf")).unwrap();
     let syslog_recipe = std::fs::read_to_string(recipes.join("rsyslog-syslog.conf")).unwrap();
     for recipe in [&file_recipe, &syslog_recipe] {
-        assert!(readme.contains(recipe.as_str()), "README lacks:\n{recipe}");
+        assert!(
+            readme.contains(recipe.as_str()),
+            "docs/outputs.md lacks:\n{recipe}"
+        );
     }
 
     let dir = std::env::temp_dir().join(format!("procexit-recipes-{}", std::process::id()));

@@ -15,7 +15,7 @@ pub enum Taskstats {
     Required,
 }
 
-/// Linux options (see the README's "Linux" section).
+/// Linux options (see docs/linux.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct LinuxOptions {
@@ -120,7 +120,7 @@ pub const SESSION_NAME_PREFIX: &str = "procexit";
 /// the 25 ms exit-to-line goal at the 95th percentile.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Windows options (see the README's "Windows" section).
+/// Windows options (see docs/windows.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct WindowsOptions {

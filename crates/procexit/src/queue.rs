@@ -319,6 +319,8 @@ impl Sink {
 
     /// A process ended: filter it and queue it (or count it as dropped).
     /// Records keys the backend leaves null on this machine, and why.
+    // Only the Linux sources have optional hooks that can fail to load.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn limitation(&self, limitation: crate::backend::Limitation) {
         let mut list = self
             .shared

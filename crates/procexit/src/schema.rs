@@ -5,7 +5,7 @@
 //! one object per line, tagged by its `"type"` key: `exit`, `lost`, `stats`,
 //! `process` and `zombie`. With the `serde` feature it implements `Serialize`, and so
 //! do [`ProcessExit`] and [`Event`] (through it), so a program that prints
-//! through this type prints exactly the documented form. The README lists
+//! through this type prints exactly the documented form. docs/json.md lists
 //! the keys of every type; a test checks that it and this type agree. The
 //! form is a public interface: keys are only ever added, never renamed.
 //!
@@ -123,7 +123,7 @@ pub mod key {
 }
 
 /// The typed value of one field of a [`Message`]. Each encoder decides how
-/// to write a kind (the JSON form is in the README).
+/// to write a kind (the JSON form is in docs/json.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Value<'a> {
@@ -411,7 +411,7 @@ mod serde_impl {
         }
     }
 
-    /// A value in its JSON form (README): times as RFC 3339 text, durations
+    /// A value in its JSON form (docs/json.md): times as RFC 3339 text, durations
     /// in milliseconds (the nearest double to the exact value: the shortest
     /// form a JSON writer gives it is exact below about eleven days), a uid
     /// as text, a key above 2^53 as text.
@@ -474,9 +474,9 @@ mod tests {
     use super::*;
     use crate::event::{ExitStatus, Killer, Resources, Source, User};
 
-    /// The README's key tables: `type` value → [(key, type cell)], in order.
+    /// The key tables of docs/json.md: `type` value → [(key, type cell)], in order.
     fn readme_tables() -> BTreeMap<String, Vec<(String, String)>> {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../docs/json.md");
         let mut tables = BTreeMap::new();
         let mut lines = readme.lines();
         while let Some(line) = lines.next() {
@@ -497,20 +497,20 @@ mod tests {
             let tag = tag.expect("every key table has a `type` row");
             assert!(
                 tables.insert(tag.clone(), rows).is_none(),
-                "two README tables for {tag}"
+                "two docs/json.md tables for {tag}"
             );
         }
         tables
     }
 
-    /// Whether a JSON value is of a README type cell such as "number or null".
+    /// Whether a JSON value is of a docs/json.md type cell such as "number or null".
     fn fits(value: &Value, cell: &str) -> bool {
         cell.split(" or ").any(|t| match t {
             "string" => value.is_string(),
             "number" => value.is_number(),
             "bool" => value.is_boolean(),
             "null" => value.is_null(),
-            other => panic!("unknown type {other:?} in the README"),
+            other => panic!("unknown type {other:?} in docs/json.md"),
         })
     }
 
@@ -595,7 +595,7 @@ mod tests {
             Message::Zombie(empty_process),
             Message::Zombie(full_zombie),
         ];
-        // A new variant must get samples here (and a README table).
+        // A new variant must get samples here (and a table in docs/json.md).
         for message in &all {
             match message {
                 Message::Exit(_)
@@ -617,24 +617,24 @@ mod tests {
                 let tag = message.type_name();
                 let table = tables
                     .get(tag)
-                    .unwrap_or_else(|| panic!("the README has no key table for {tag:?}"));
+                    .unwrap_or_else(|| panic!("docs/json.md has no key table for {tag:?}"));
                 let Value::Object(object) = serde_json::to_value(message).unwrap() else {
                     panic!("{tag} is not a JSON object");
                 };
                 assert_eq!(object["type"], tag);
                 for (key, cell) in table {
-                    let value = object
-                        .get(key)
-                        .unwrap_or_else(|| panic!("README key {tag}.{key} is not serialized"));
+                    let value = object.get(key).unwrap_or_else(|| {
+                        panic!("docs/json.md key {tag}.{key} is not serialized")
+                    });
                     assert!(
                         fits(value, cell),
-                        "{tag}.{key} = {value}, README says {cell}"
+                        "{tag}.{key} = {value}, docs/json.md says {cell}"
                     );
                 }
                 for key in object.keys() {
                     assert!(
                         table.iter().any(|(k, _)| k == key),
-                        "{tag}.{key} is serialized but not in the README"
+                        "{tag}.{key} is serialized but not in docs/json.md"
                     );
                 }
                 types_seen.push(tag);
@@ -643,7 +643,7 @@ mod tests {
         for tag in tables.keys() {
             assert!(
                 types_seen.contains(&tag.as_str()),
-                "README table {tag:?} names no message type"
+                "docs/json.md table {tag:?} names no message type"
             );
         }
     }
