@@ -198,6 +198,18 @@ pub struct FilterArgs {
     /// matches `/`), e.g. '/system.slice/docker-*'; repeatable.
     #[arg(long, value_name = "GLOB")]
     pub cgroup: Vec<String>,
+    /// Only processes run by this Unix uid (real uid); repeatable.
+    #[arg(long, value_name = "UID")]
+    pub uid: Vec<u32>,
+    /// Leave out processes whose name matches this glob; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub not_name: Vec<String>,
+    /// Leave out this pid; repeatable.
+    #[arg(long, value_name = "PID")]
+    pub not_pid: Vec<u32>,
+    /// Leave out children of this pid; repeatable.
+    #[arg(long, value_name = "PID")]
+    pub not_ppid: Vec<u32>,
 }
 
 impl FilterArgs {
@@ -217,6 +229,18 @@ impl FilterArgs {
         }
         for cgroup in &self.cgroup {
             filter = filter.cgroup(cgroup.clone());
+        }
+        for &uid in &self.uid {
+            filter = filter.uid(uid);
+        }
+        for name in &self.not_name {
+            filter = filter.not_name(name.clone());
+        }
+        for &pid in &self.not_pid {
+            filter = filter.not_pid(pid);
+        }
+        for &ppid in &self.not_ppid {
+            filter = filter.not_ppid(ppid);
         }
         filter
     }

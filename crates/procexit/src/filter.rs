@@ -25,6 +25,10 @@ pub struct Filter {
     failed_only: bool,
     min_duration: Option<Duration>,
     cgroups: Vec<String>,
+    uids: Vec<u32>,
+    not_names: Vec<String>,
+    not_pids: Vec<u32>,
+    not_ppids: Vec<u32>,
 }
 
 impl Filter {
@@ -102,6 +106,37 @@ impl Filter {
         self
     }
 
+    /// Keep exits of processes run by this Unix uid (exits whose user is
+    /// unknown or a Windows SID are dropped when this is set). May be given
+    /// several times.
+    #[must_use]
+    pub fn uid(mut self, uid: u32) -> Filter {
+        self.uids.push(uid);
+        self
+    }
+
+    /// Drop exits whose image name matches this glob (same matching as
+    /// [`Filter::name`]). May be given several times.
+    #[must_use]
+    pub fn not_name(mut self, glob: impl Into<String>) -> Filter {
+        self.not_names.push(glob.into());
+        self
+    }
+
+    /// Drop exits of this pid. May be given several times.
+    #[must_use]
+    pub fn not_pid(mut self, pid: u32) -> Filter {
+        self.not_pids.push(pid);
+        self
+    }
+
+    /// Drop exits whose parent is this pid. May be given several times.
+    #[must_use]
+    pub fn not_ppid(mut self, ppid: u32) -> Filter {
+        self.not_ppids.push(ppid);
+        self
+    }
+
     /// Whether the filter lets everything through.
     pub fn is_empty(&self) -> bool {
         *self == Filter::default()
@@ -112,11 +147,17 @@ impl Filter {
     /// process starts and rundowns, which carry no cgroup: with a cgroup
     /// condition set, none passes.
     pub fn matches_process(&self, pid: u32, ppid: Option<u32>, name: Option<&str>) -> bool {
-        self.cgroups.is_empty() && self.matches_identity(pid, ppid, name)
+        self.cgroups.is_empty() && self.uids.is_empty() && self.matches_identity(pid, ppid, name)
     }
 
     /// Name, pid and ppid conditions.
     fn matches_identity(&self, pid: u32, ppid: Option<u32>, name: Option<&str>) -> bool {
+        if self.not_pids.contains(&pid) || ppid.is_some_and(|p| self.not_ppids.contains(&p)) {
+            return false;
+        }
+        if name.is_some_and(|name| self.not_names.iter().any(|glob| name_matches(glob, name))) {
+            return false;
+        }
         if !self.pids.is_empty() && !self.pids.contains(&pid) {
             return false;
         }
@@ -150,6 +191,11 @@ impl Filter {
             {
                 return false;
             }
+        }
+        if !self.uids.is_empty()
+            && !matches!(exit.user, Some(crate::event::User::Uid(uid)) if self.uids.contains(&uid))
+        {
+            return false;
         }
         if self.failed_only && exit.status.success() {
             return false;
@@ -280,5 +326,26 @@ mod tests {
         e.cgroup = Some("/user.slice/user-1000.slice/session-2.scope".into());
         assert!(!f.matches(&e));
         assert!(!f.matches_process(10, Some(1), Some("nginx")));
+    }
+
+    #[test]
+    fn uid_and_negated_conditions() {
+        let mut e = exit("bash", 0);
+        assert!(
+            !Filter::new().uid(1000).matches(&e),
+            "unknown user is dropped"
+        );
+        e.user = Some(crate::event::User::Uid(1000));
+        assert!(Filter::new().uid(0).uid(1000).matches(&e));
+        assert!(!Filter::new().uid(0).matches(&e));
+        assert!(!Filter::new().not_name("ba*").matches(&e));
+        assert!(Filter::new().not_name("zsh").matches(&e));
+        assert!(!Filter::new().not_pid(10).matches(&e));
+        assert!(Filter::new().not_pid(11).matches(&e));
+        assert!(!Filter::new().not_ppid(1).matches(&e));
+        assert!(Filter::new().not_ppid(2).matches(&e));
+        assert!(!Filter::new()
+            .not_name("bash")
+            .matches_process(10, Some(1), Some("bash")));
     }
 }
