@@ -45,8 +45,8 @@ Examples:
 Exit status: 0; 3 with --strict when any exit was lost, dropped or overrun
 (the summary says how many); 2 on an error.
 
-On Linux any user can watch on kernels 6.6 and later (root before) through the
-process connector; root (or CAP_BPF + CAP_PERFMON) gets the eBPF source, which adds
+On Linux any user can watch through the process connector where the kernel's
+build allows it (others need CAP_NET_ADMIN); root (or CAP_BPF + CAP_PERFMON) gets the eBPF source, which adds
 the command line of every process, CPU time, peak RSS, the killer and OOM kills
 (--source forces one). On Windows run as Administrator.
 
@@ -253,7 +253,7 @@ pub enum SourceChoice {
     Auto,
     /// The eBPF source (fails with the reason when not permitted).
     Ebpf,
-    /// The netlink process connector (any user on kernels 6.6 and later).
+    /// The netlink process connector (any user where the kernel allows it).
     Connector,
 }
 
