@@ -367,8 +367,11 @@ mod tests {
     /// else `ExitStatusUnknown` for that process.
     #[test]
     fn without_the_connector_the_pidfd_alone_reports_the_end() {
+        use std::io::Write;
+        // Held until identified: a child that ended first is no one to wait for.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "exit 6"])
+            .args(["-c", "read -r line; exit 6"])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let id = identify(child.id()).expect("the child is alive");
@@ -377,6 +380,7 @@ mod tests {
             fallback: Some(Error::ConnectorPermission { code: 1 }),
             identities: vec![id],
         };
+        let _ = child.stdin.take().unwrap().write_all(b"\n");
         assert_eq!(child.wait().unwrap().code(), Some(6));
         let started = Instant::now();
         let deadline = started + Duration::from_secs(5);
